@@ -1,0 +1,134 @@
+//! The built-in demo application that `percore` serves by default. Every route is an
+//! ordinary handler on an ordinary [`Router`].
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_core::Stream;
+
+use super::request::Request;
+use super::response::Response;
+use super::router::Router;
+use crate::state::ServerState;
+
+/// Longest `/delay` accepted, so a typo cannot park a connection for days.
+const MAX_DELAY_MS: u64 = 600_000;
+/// Bounds for `/stream`.
+const MAX_STREAM_CHUNKS: usize = 1_000_000;
+const MAX_STREAM_CHUNK_SIZE: usize = 1024 * 1024;
+
+/// The demo routes: `/plaintext`, `/json`, `/echo`, `/health`, `/ready`, `/delay`, `/stream`.
+pub fn demo_app(state: Arc<ServerState>) -> Router {
+    Router::new()
+        .get("/plaintext", plaintext)
+        .get("/json", json)
+        .post("/echo", echo)
+        .put("/echo", echo)
+        .get("/health", health)
+        .get("/ready", move |_req: Request| {
+            let draining = state.is_draining();
+            async move { ready(draining) }
+        })
+        .get("/delay", delay)
+        .get("/stream", stream)
+}
+
+async fn plaintext(_req: Request) -> Response {
+    Response::new(200)
+        .with_header("content-type", Bytes::from_static(b"text/plain"))
+        .with_body(Bytes::from_static(b"Hello, World!"))
+}
+
+async fn json(_req: Request) -> Response {
+    Response::json(Bytes::from_static(br#"{"message":"Hello, World!"}"#))
+}
+
+async fn health(_req: Request) -> Response {
+    Response::json(Bytes::from_static(br#"{"status":"healthy"}"#))
+}
+
+fn ready(draining: bool) -> Response {
+    if draining {
+        let mut r = Response::json(Bytes::from_static(br#"{"status":"draining"}"#));
+        r.set_status(503);
+        r
+    } else {
+        Response::json(Bytes::from_static(br#"{"status":"ready"}"#))
+    }
+}
+
+/// The body back, with the request's content type. The server's `--max-body-size` bounds it.
+async fn echo(mut req: Request) -> Response {
+    let content_type = req
+        .header("content-type")
+        .map(Bytes::copy_from_slice)
+        .unwrap_or_else(|| Bytes::from_static(b"application/octet-stream"));
+    match req.body_mut().collect(usize::MAX).await {
+        Ok(body) => Response::new(200)
+            .with_header("content-type", content_type)
+            .with_body(body),
+        Err(e) => Response::status_text(e.status()),
+    }
+}
+
+/// Waits `ms` milliseconds on the executor's timer (never blocking its thread).
+async fn delay(req: Request) -> Response {
+    let ms = match req.query_param("ms").map(str::parse::<u64>) {
+        None => 0,
+        Some(Ok(ms)) if ms <= MAX_DELAY_MS => ms,
+        _ => return bad_request("ms must be an integer from 0 to 600000"),
+    };
+    crate::time::sleep(Duration::from_millis(ms)).await;
+    Response::text(format!("waited {ms} ms\n"))
+}
+
+/// `chunks` chunks of `size` bytes each, chunked.
+async fn stream(req: Request) -> Response {
+    let chunks = match req.query_param("chunks").map(str::parse::<usize>) {
+        None => 10,
+        Some(Ok(n)) if n <= MAX_STREAM_CHUNKS => n,
+        _ => return bad_request("chunks must be an integer from 0 to 1000000"),
+    };
+    let size = match req.query_param("size").map(str::parse::<usize>) {
+        None => 1024,
+        Some(Ok(n)) if (1..=MAX_STREAM_CHUNK_SIZE).contains(&n) => n,
+        _ => return bad_request("size must be an integer from 1 to 1048576"),
+    };
+    let chunk = Bytes::from(vec![b'x'; size]);
+    Response::stream(Repeat {
+        left: chunks,
+        chunk,
+    })
+    .with_header(
+        "content-type",
+        Bytes::from_static(b"application/octet-stream"),
+    )
+}
+
+fn bad_request(msg: &'static str) -> Response {
+    let mut r = Response::text(format!("{msg}\n"));
+    r.set_status(400);
+    r
+}
+
+/// The same chunk `left` more times.
+struct Repeat {
+    left: usize,
+    chunk: Bytes,
+}
+
+impl Stream for Repeat {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        self.left -= 1;
+        Poll::Ready(Some(Ok(self.chunk.clone())))
+    }
+}

@@ -1,0 +1,41 @@
+//! The handler trait: the user's application.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use super::request::Request;
+use super::response::Response;
+
+/// An application. Each executor builds its own handler (through the factory given to
+/// [`crate::Server::start`]) and runs it on its own thread, so neither the handler nor its
+/// futures need to be `Send`: per-core state without locks is the point of thread-per-core.
+///
+/// A panic in `call` becomes a 500 for that request and closes its connection; the executor
+/// goes on serving.
+pub trait Handler: 'static {
+    fn call(&self, req: Request) -> impl Future<Output = Response>;
+}
+
+impl<F, Fut> Handler for F
+where
+    F: Fn(Request) -> Fut + 'static,
+    Fut: Future<Output = Response>,
+{
+    fn call(&self, req: Request) -> impl Future<Output = Response> {
+        self(req)
+    }
+}
+
+/// The future of a type-erased handler.
+pub type BoxResponseFuture<'a> = Pin<Box<dyn Future<Output = Response> + 'a>>;
+
+/// Object-safe form of [`Handler`], for routers and other containers of mixed handlers.
+pub trait DynHandler: 'static {
+    fn call_boxed(&self, req: Request) -> BoxResponseFuture<'_>;
+}
+
+impl<H: Handler> DynHandler for H {
+    fn call_boxed(&self, req: Request) -> BoxResponseFuture<'_> {
+        Box::pin(self.call(req))
+    }
+}

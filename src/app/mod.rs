@@ -1,0 +1,15 @@
+//! The application side: the [`Handler`] trait, [`Request`]/[`Response`], a small [`Router`]
+//! and the built-in demo routes. Nothing here knows about sockets or runtimes.
+
+pub mod body;
+pub mod demo;
+pub mod handler;
+pub mod request;
+pub mod response;
+pub mod router;
+
+pub use body::{BodyError, RequestBody};
+pub use handler::{DynHandler, Handler};
+pub use request::Request;
+pub use response::{Response, ResponseBody};
+pub use router::Router;

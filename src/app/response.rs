@@ -1,0 +1,169 @@
+//! The response a handler returns: a status, headers and a full or streamed body.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures_core::Stream;
+
+/// A stream of body chunks, sent with chunked transfer coding.
+pub type BodyStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>>>>;
+
+/// A response body.
+pub enum ResponseBody {
+    Empty,
+    Full(Bytes),
+    /// Sent chunk by chunk as the stream yields; an error ends the connection mid-body.
+    Stream(BodyStream),
+}
+
+/// An HTTP response. The server adds `date`, the framing headers and `connection` itself.
+pub struct Response {
+    status: u16,
+    headers: Vec<(Cow<'static, str>, Bytes)>,
+    body: ResponseBody,
+}
+
+impl Response {
+    /// An empty response with `status`.
+    pub fn new(status: u16) -> Response {
+        assert!(
+            (100..1000).contains(&status),
+            "invalid status code {status}"
+        );
+        Response {
+            status,
+            headers: Vec::new(),
+            body: ResponseBody::Empty,
+        }
+    }
+
+    /// 200 with a `text/plain` body.
+    pub fn text(body: impl Into<Bytes>) -> Response {
+        Response::new(200)
+            .with_header(
+                "content-type",
+                Bytes::from_static(b"text/plain; charset=utf-8"),
+            )
+            .with_body(body)
+    }
+
+    /// 200 with an `application/json` body (already serialized).
+    pub fn json(body: impl Into<Bytes>) -> Response {
+        Response::new(200)
+            .with_header("content-type", Bytes::from_static(b"application/json"))
+            .with_body(body)
+    }
+
+    /// A plain-text response whose body is the status and its reason, e.g. `404 Not Found`.
+    pub fn status_text(status: u16) -> Response {
+        let body = format!("{} {}\n", status, crate::http::response::reason(status));
+        Response::new(status)
+            .with_header(
+                "content-type",
+                Bytes::from_static(b"text/plain; charset=utf-8"),
+            )
+            .with_body(body)
+    }
+
+    /// 200 with a chunked body from `stream`.
+    pub fn stream(stream: impl Stream<Item = std::io::Result<Bytes>> + 'static) -> Response {
+        Response::new(200).with_stream(stream)
+    }
+
+    /// Add a header.
+    ///
+    /// # Panics
+    /// If `name` is not a token or `value` holds CR, LF or NUL: such a header would let a
+    /// client-controlled value split the response. In a handler the panic becomes a 500.
+    pub fn with_header(
+        mut self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<Bytes>,
+    ) -> Response {
+        self.insert_header(name, value);
+        self
+    }
+
+    /// Add a header in place; see [`Response::with_header`].
+    pub fn insert_header(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<Bytes>) {
+        let name = name.into();
+        let value = value.into();
+        assert!(
+            !name.is_empty() && name.bytes().all(crate::http::is_tchar),
+            "invalid header name {name:?}"
+        );
+        assert!(
+            !value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0),
+            "invalid header value for {name}"
+        );
+        self.headers.push((name, value));
+    }
+
+    pub fn with_body(mut self, body: impl Into<Bytes>) -> Response {
+        self.body = ResponseBody::Full(body.into());
+        self
+    }
+
+    pub fn with_stream(
+        mut self,
+        stream: impl Stream<Item = std::io::Result<Bytes>> + 'static,
+    ) -> Response {
+        self.body = ResponseBody::Stream(Box::pin(stream));
+        self
+    }
+
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    pub fn set_status(&mut self, status: u16) {
+        self.status = status;
+    }
+
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| &v[..])
+    }
+
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+        self.headers.iter().map(|(n, v)| (n.as_ref(), &v[..]))
+    }
+
+    pub fn body(&self) -> &ResponseBody {
+        &self.body
+    }
+
+    /// Split into status, headers and body, for the connection driver.
+    pub fn into_parts(self) -> (u16, Vec<(Cow<'static, str>, Bytes)>, ResponseBody) {
+        (self.status, self.headers, self.body)
+    }
+
+    /// Whether the handler asked to close the connection (`connection: close`).
+    pub fn wants_close(&self) -> bool {
+        self.headers.iter().any(|(n, v)| {
+            n.eq_ignore_ascii_case("connection")
+                && v.split(|&b| b == b',')
+                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+        })
+    }
+}
+
+impl fmt::Debug for Response {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let body = match &self.body {
+            ResponseBody::Empty => "empty".to_string(),
+            ResponseBody::Full(b) => format!("{} bytes", b.len()),
+            ResponseBody::Stream(_) => "stream".to_string(),
+        };
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("body", &body)
+            .finish()
+    }
+}

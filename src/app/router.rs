@@ -1,0 +1,124 @@
+//! A small exact-path router: method + path to handler, with the 404/405/OPTIONS answers a
+//! client expects.
+
+use bytes::Bytes;
+
+use super::handler::{DynHandler, Handler};
+use super::request::Request;
+use super::response::Response;
+
+struct Route {
+    path: String,
+    methods: Vec<(String, Box<dyn DynHandler>)>,
+}
+
+impl Route {
+    fn allow(&self) -> String {
+        let mut names: Vec<&str> = self.methods.iter().map(|(m, _)| m.as_str()).collect();
+        if names.contains(&"GET") && !names.contains(&"HEAD") {
+            names.push("HEAD");
+        }
+        if !names.contains(&"OPTIONS") {
+            names.push("OPTIONS");
+        }
+        names.join(", ")
+    }
+
+    fn find(&self, method: &str) -> Option<&dyn DynHandler> {
+        let lookup = |m: &str| {
+            self.methods
+                .iter()
+                .find(|(k, _)| k == m)
+                .map(|(_, h)| h.as_ref())
+        };
+        // HEAD is GET without the body (RFC 9110 §9.3.2); the encoder drops the body.
+        lookup(method).or_else(|| {
+            if method == "HEAD" {
+                lookup("GET")
+            } else {
+                None
+            }
+        })
+    }
+}
+
+/// Routes requests by exact path, then by method.
+///
+/// - unknown path: 404
+/// - known path, other method: 405 with `Allow`
+/// - `OPTIONS` on a known path, or `OPTIONS *`: 204 with `Allow`
+/// - `HEAD` on a path with `GET`: the GET handler, body dropped
+#[derive(Default)]
+pub struct Router {
+    routes: Vec<Route>,
+}
+
+impl Router {
+    pub fn new() -> Router {
+        Router::default()
+    }
+
+    /// Route `method` on `path` to `handler`.
+    pub fn route(mut self, method: &str, path: &str, handler: impl Handler) -> Router {
+        let method = method.to_ascii_uppercase();
+        let boxed: Box<dyn DynHandler> = Box::new(handler);
+        match self.routes.iter_mut().find(|r| r.path == path) {
+            Some(route) => {
+                route.methods.retain(|(m, _)| *m != method);
+                route.methods.push((method, boxed));
+            }
+            None => self.routes.push(Route {
+                path: path.to_string(),
+                methods: vec![(method, boxed)],
+            }),
+        }
+        self
+    }
+
+    pub fn get(self, path: &str, handler: impl Handler) -> Router {
+        self.route("GET", path, handler)
+    }
+
+    pub fn post(self, path: &str, handler: impl Handler) -> Router {
+        self.route("POST", path, handler)
+    }
+
+    pub fn put(self, path: &str, handler: impl Handler) -> Router {
+        self.route("PUT", path, handler)
+    }
+
+    pub fn delete(self, path: &str, handler: impl Handler) -> Router {
+        self.route("DELETE", path, handler)
+    }
+
+    fn all_methods(&self) -> String {
+        let mut names: Vec<String> = Vec::new();
+        for route in &self.routes {
+            for m in route.allow().split(", ") {
+                if !names.iter().any(|n| n == m) {
+                    names.push(m.to_string());
+                }
+            }
+        }
+        names.join(", ")
+    }
+}
+
+impl Handler for Router {
+    async fn call(&self, req: Request) -> Response {
+        if req.path() == "*" {
+            // Only OPTIONS reaches here: the codec refuses `*` with any other method.
+            return Response::new(204).with_header("allow", self.all_methods());
+        }
+        let Some(route) = self.routes.iter().find(|r| r.path == req.path()) else {
+            return Response::status_text(404);
+        };
+        if let Some(handler) = route.find(req.method()) {
+            return handler.call_boxed(req).await;
+        }
+        if req.method() == "OPTIONS" {
+            return Response::new(204).with_header("allow", route.allow());
+        }
+        Response::status_text(405).with_header("allow", Bytes::from(route.allow()))
+    }
+}

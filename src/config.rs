@@ -1,0 +1,295 @@
+//! Configuration: the command line (every flag also an environment variable), its
+//! validation, and the library-level [`ServerConfig`] it turns into. Defaults live here.
+
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::conn::DriverConfig;
+use crate::cpus::parse_cpu_list;
+use crate::http::Limits;
+
+/// Everything a [`crate::Server`] needs. `ServerConfig::default()` matches the CLI defaults.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub host: String,
+    /// 0 picks a free port (all executors share it).
+    pub port: u16,
+    /// Executors to start; `None`: one per available core.
+    pub workers: Option<usize>,
+    /// Cores to run on; `None`: the process's CPU set.
+    pub cpus: Option<Vec<usize>>,
+    /// Pin each executor to its core.
+    pub pin: bool,
+    pub driver: DriverConfig,
+    /// Requests in flight for the whole process, split across executors.
+    pub limit_concurrency: Option<usize>,
+    /// Open connections for the whole process, split across executors.
+    pub max_connections: Option<usize>,
+    pub backlog: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            host: "127.0.0.1".to_string(),
+            port: 8000,
+            workers: None,
+            cpus: None,
+            pin: true,
+            driver: DriverConfig::default(),
+            limit_concurrency: None,
+            max_connections: None,
+            backlog: 2048,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+/// percore: a thread-per-core io_uring HTTP/1.1 server.
+///
+/// Durations take a unit (`500ms`, `10s`, `2m`) or are seconds; sizes take `KiB`/`MiB`/`GiB`
+/// (or `k`/`m`/`g`) or are bytes.
+#[derive(Debug, Parser)]
+#[command(name = "percore", version, about, long_about = None)]
+pub struct Cli {
+    /// Address to listen on.
+    #[arg(long, env = "PERCORE_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// Port to listen on (0: pick a free one).
+    #[arg(short, long, env = "PERCORE_PORT", default_value_t = 8000)]
+    pub port: u16,
+
+    /// Executors to run [default: the cores this process may use, within its cgroup quota].
+    #[arg(short, long, env = "PERCORE_WORKERS")]
+    pub workers: Option<usize>,
+
+    /// Cores to run on, e.g. `0-3,6`; must lie inside the process's CPU set.
+    #[arg(long, env = "PERCORE_CPUS", value_parser = parse_cpu_list)]
+    pub cpus: Option<Vec<usize>>,
+
+    /// Do not pin executors to cores.
+    #[arg(long, env = "PERCORE_NO_PIN")]
+    pub no_pin: bool,
+
+    #[arg(long, env = "PERCORE_LOG_LEVEL", value_enum, default_value = "info")]
+    pub log_level: LogLevel,
+
+    #[arg(long, env = "PERCORE_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Largest request body; larger gets 413.
+    #[arg(long, env = "PERCORE_MAX_BODY_SIZE", default_value = "16MiB", value_parser = parse_size)]
+    pub max_body_size: u64,
+
+    /// Longest request line; longer gets 414.
+    #[arg(long, env = "PERCORE_MAX_REQUEST_LINE", default_value = "8KiB", value_parser = parse_size)]
+    pub max_request_line: u64,
+
+    /// Longest single header field; longer gets 431.
+    #[arg(long, env = "PERCORE_MAX_HEADER_SIZE", default_value = "8KiB", value_parser = parse_size)]
+    pub max_header_size: u64,
+
+    /// Largest header block; larger gets 431.
+    #[arg(long, env = "PERCORE_MAX_HEADERS_SIZE", default_value = "64KiB", value_parser = parse_size)]
+    pub max_headers_size: u64,
+
+    /// Most header fields; more gets 431.
+    #[arg(long, env = "PERCORE_MAX_HEADERS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_headers: u32,
+
+    /// Time for a whole request head to arrive (slowloris defence); late gets 408.
+    #[arg(long, env = "PERCORE_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
+    pub header_timeout: Duration,
+
+    /// Idle time allowed between requests on a connection; 0 turns keep-alive off. Keep it
+    /// above the load balancer's idle timeout (ALB: 60 s).
+    #[arg(long, env = "PERCORE_KEEP_ALIVE", default_value = "75s", value_parser = parse_duration)]
+    pub keep_alive: Duration,
+
+    /// Longest gap between reads of a request body; late gets 408.
+    #[arg(long, env = "PERCORE_BODY_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
+    pub body_timeout: Duration,
+
+    /// Longest time a write may wait for a client that stops reading.
+    #[arg(long, env = "PERCORE_WRITE_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
+    pub write_timeout: Duration,
+
+    /// Requests in flight for the whole process (split across executors); more get 503.
+    #[arg(long, env = "PERCORE_LIMIT_CONCURRENCY", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit_concurrency: Option<u64>,
+
+    /// Open connections for the whole process (split across executors); more get 503.
+    #[arg(long, env = "PERCORE_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: Option<u64>,
+
+    /// Listen backlog of each executor's socket.
+    #[arg(long, env = "PERCORE_BACKLOG", default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub backlog: u32,
+}
+
+impl Cli {
+    pub fn server_config(&self) -> ServerConfig {
+        let usize_of = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        ServerConfig {
+            host: self.host.clone(),
+            port: self.port,
+            workers: self.workers,
+            cpus: self.cpus.clone(),
+            pin: !self.no_pin,
+            driver: DriverConfig {
+                limits: Limits {
+                    max_request_line: usize_of(self.max_request_line),
+                    max_header_field: usize_of(self.max_header_size),
+                    max_header_block: usize_of(self.max_headers_size),
+                    max_headers: self.max_headers as usize,
+                    max_body: self.max_body_size,
+                },
+                header_timeout: self.header_timeout,
+                keep_alive: self.keep_alive,
+                body_timeout: self.body_timeout,
+                write_timeout: self.write_timeout,
+                ..DriverConfig::default()
+            },
+            limit_concurrency: self.limit_concurrency.map(usize_of),
+            max_connections: self.max_connections.map(usize_of),
+            backlog: self.backlog,
+        }
+    }
+}
+
+/// `500ms`, `10s`, `2m`, `1h`, or a number of seconds (`1.5`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (e.g. 500ms, 10s, 2m)"))?;
+    let seconds = match unit.trim() {
+        "" | "s" | "sec" => value,
+        "ms" => value / 1000.0,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "invalid duration unit in {s:?} (use ms, s, m or h)"
+            ))
+        }
+    };
+    if !seconds.is_finite() || !(0.0..=31_536_000.0).contains(&seconds) {
+        return Err(format!("duration {s:?} out of range"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err("must be greater than zero".to_string());
+    }
+    Ok(d)
+}
+
+/// `16MiB`, `8KiB`, `1g`, or a number of bytes. All units are powers of 1024.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let value: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?} (e.g. 8KiB, 16MiB)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("invalid size unit in {s:?} (use KiB, MiB or GiB)")),
+    };
+    let bytes = value
+        .checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} too large"))?;
+    if bytes == 0 {
+        return Err("must be greater than zero".to_string());
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("x").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_positive_duration("0").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("16MiB").unwrap(), 16 << 20);
+        assert_eq!(parse_size("8k").unwrap(), 8192);
+        assert_eq!(parse_size("100").unwrap(), 100);
+        assert!(parse_size("-1").is_err());
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("1TiB").is_err());
+    }
+
+    #[test]
+    fn cli_defaults_match_library_defaults() {
+        let cli = Cli::try_parse_from(["percore"]).unwrap();
+        let from_cli = cli.server_config();
+        let lib = ServerConfig::default();
+        assert_eq!(from_cli.port, lib.port);
+        assert_eq!(from_cli.host, lib.host);
+        assert_eq!(from_cli.backlog, lib.backlog);
+        assert_eq!(from_cli.driver.limits.max_body, lib.driver.limits.max_body);
+        assert_eq!(
+            from_cli.driver.limits.max_headers,
+            lib.driver.limits.max_headers
+        );
+        assert_eq!(
+            from_cli.driver.limits.max_request_line,
+            lib.driver.limits.max_request_line
+        );
+        assert_eq!(from_cli.driver.header_timeout, lib.driver.header_timeout);
+        assert_eq!(from_cli.driver.keep_alive, lib.driver.keep_alive);
+        assert_eq!(from_cli.driver.body_timeout, lib.driver.body_timeout);
+        assert_eq!(from_cli.driver.write_timeout, lib.driver.write_timeout);
+    }
+}

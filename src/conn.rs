@@ -1,0 +1,781 @@
+//! The connection driver, written once for every runtime: it reads requests, runs the
+//! handler, writes responses, and owns keep-alive, pipelining, timeouts and closing.
+//!
+//! - **Pipelining**: every complete request already in the read buffer is answered before
+//!   the next read, and their responses collect in one write buffer that goes out in one
+//!   write when the driver next has to wait for the client (or the buffer gets large).
+//! - **Timeouts**: a new connection must deliver a head within `header_timeout`; between
+//!   requests it may idle for `keep_alive`; once a head has started, the rest must arrive
+//!   within `header_timeout`. Body reads and writes each have their own limit.
+//! - **Closing**: every close the server starts is graceful: `connection: close` on the
+//!   last response, FIN, then a short lingering read, so a client never loses a response
+//!   to a reset caused by bytes it sent that the server did not read.
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::future::{poll_fn, Future};
+use std::marker::PhantomData;
+use std::mem;
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::app::body::{BodySource, ChunkFuture};
+use crate::app::{BodyError, Handler, Request, RequestBody, Response, ResponseBody};
+use crate::http::body::decode_buffered;
+use crate::http::response::{
+    encode_chunk, encode_chunk_size, encode_head, status_allows_body, BodyLength, ConnectionHeader,
+    CONTINUE, LAST_CHUNK,
+};
+use crate::http::{
+    parse_head, BodyDecoder, DateCache, Decoded, Framing, Limits, ParseError, ParsedHead, Version,
+};
+use crate::io::{timeout, Timer, Transport};
+use crate::state::{ExecutorStats, ServerState};
+
+/// Bytes allocated for a new connection's reads; grows on demand up to the head limits.
+const INITIAL_READ_BUF: usize = 4 * 1024;
+/// Below this much spare room, the read buffer grows by `READ_GROW` before a read.
+const MIN_READ_SPACE: usize = 1024;
+const READ_GROW: usize = 16 * 1024;
+/// Bodies up to this size are copied into the write buffer (one write with the head);
+/// larger ones are written from their own buffer.
+const INLINE_BODY_MAX: usize = 16 * 1024;
+/// The write buffer is flushed once it holds this much.
+const WRITE_HIGH_WATER: usize = 64 * 1024;
+/// The lingering read after FIN discards at most this much before closing anyway.
+const LINGER_MAX_BYTES: usize = 1024 * 1024;
+
+/// Timeouts and limits for every connection of a server.
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    pub limits: Limits,
+    /// A request head must arrive within this time of its first byte (or of the connection).
+    pub header_timeout: Duration,
+    /// Idle time allowed between requests; zero turns keep-alive off.
+    pub keep_alive: Duration,
+    /// Longest gap between two reads of a request body.
+    pub body_timeout: Duration,
+    /// Longest time one write may take (a client that stops reading).
+    pub write_timeout: Duration,
+    /// How long to keep reading after FIN before closing.
+    pub linger: Duration,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        DriverConfig {
+            limits: Limits::default(),
+            header_timeout: Duration::from_secs(10),
+            keep_alive: Duration::from_secs(75),
+            body_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
+            linger: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What the connections of one executor share. Lives on that executor's thread only.
+pub struct ConnCtx<H> {
+    pub config: DriverConfig,
+    pub handler: H,
+    /// The `date` header value, refreshed by the executor's timer.
+    pub date: RefCell<DateCache>,
+    pub stats: Arc<ExecutorStats>,
+    pub state: Arc<ServerState>,
+    in_flight: Cell<usize>,
+    max_in_flight: usize,
+}
+
+impl<H> ConnCtx<H> {
+    /// `max_in_flight`: this executor's share of `--limit-concurrency` (`usize::MAX` for none).
+    pub fn new(
+        config: DriverConfig,
+        handler: H,
+        stats: Arc<ExecutorStats>,
+        state: Arc<ServerState>,
+        max_in_flight: usize,
+    ) -> ConnCtx<H> {
+        ConnCtx {
+            config,
+            handler,
+            date: RefCell::new(DateCache::new()),
+            stats,
+            state,
+            in_flight: Cell::new(0),
+            max_in_flight,
+        }
+    }
+
+    /// Requests currently inside a handler on this executor.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.get()
+    }
+}
+
+/// Serve one connection until it closes.
+pub async fn serve<T: Transport, K: Timer, H: Handler>(
+    io: T,
+    peer: SocketAddr,
+    ctx: Rc<ConnCtx<H>>,
+) {
+    Conn::<T, K, H>::new(io, peer, ctx).run().await;
+}
+
+/// Answer a connection that is refused before it is read (`--max-connections`) with 503,
+/// then close it gracefully.
+pub async fn refuse<T: Transport, K: Timer, H: Handler>(
+    io: T,
+    peer: SocketAddr,
+    ctx: Rc<ConnCtx<H>>,
+) {
+    let mut conn = Conn::<T, K, H>::new(io, peer, ctx);
+    conn.rbuf = BytesMut::new();
+    let response = Response::status_text(503);
+    if let Outcome::Close = conn
+        .write_response(response, false, Version::Http11, true)
+        .await
+    {
+        conn.close().await;
+    }
+}
+
+/// Why waiting for a request head ended without one.
+enum Wait {
+    /// The peer closed or the socket failed: nothing more to say.
+    Closed,
+    /// No request started within the idle timeout: close quietly.
+    Idle,
+    /// The head is bad (or late): answer with its status, then close.
+    Error(ParseError),
+}
+
+/// What to do after one response.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    KeepAlive,
+    /// Close gracefully (FIN, then lingering read).
+    Close,
+    /// The connection is unusable (write failed, body stream broke): drop it.
+    Abort,
+}
+
+enum ReadOutcome {
+    Data,
+    Eof,
+    Failed,
+    TimedOut,
+}
+
+struct Conn<T, K, H> {
+    /// `None` only while a streamed request body has the socket.
+    io: Option<T>,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    ctx: Rc<ConnCtx<H>>,
+    peer: SocketAddr,
+    _timer: PhantomData<fn() -> K>,
+}
+
+impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
+    fn new(io: T, peer: SocketAddr, ctx: Rc<ConnCtx<H>>) -> Self {
+        Conn {
+            io: Some(io),
+            rbuf: BytesMut::with_capacity(INITIAL_READ_BUF),
+            wbuf: BytesMut::new(),
+            ctx,
+            peer,
+            _timer: PhantomData,
+        }
+    }
+
+    async fn run(&mut self) {
+        let mut first = true;
+        loop {
+            let parsed = match self.read_head(first).await {
+                Ok(parsed) => parsed,
+                Err(Wait::Closed) => return,
+                Err(Wait::Idle) => return self.close().await,
+                Err(Wait::Error(e)) => return self.fail(e).await,
+            };
+            first = false;
+            match self.exchange(parsed).await {
+                Outcome::KeepAlive => {}
+                Outcome::Close => return self.close().await,
+                Outcome::Abort => return,
+            }
+        }
+    }
+
+    /// Wait until the read buffer starts with a complete head.
+    async fn read_head(&mut self, first: bool) -> Result<ParsedHead, Wait> {
+        let ctx = self.ctx.clone();
+        let cfg = &ctx.config;
+        let mut head_deadline: Option<Instant> = None;
+        loop {
+            if !self.rbuf.is_empty() {
+                match parse_head(&self.rbuf, &cfg.limits) {
+                    Ok(Some(parsed)) => return Ok(parsed),
+                    Ok(None) => {}
+                    Err(e) => return Err(Wait::Error(e)),
+                }
+                head_deadline.get_or_insert_with(|| Instant::now() + cfg.header_timeout);
+            }
+            // Responses to earlier pipelined requests go out before waiting on the client.
+            if self.flush().await.is_err() {
+                return Err(Wait::Closed);
+            }
+            let wait = match head_deadline {
+                Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+                None if first => cfg.header_timeout,
+                None => cfg.keep_alive,
+            };
+            match self.read_some(wait).await {
+                ReadOutcome::Data => {}
+                ReadOutcome::Eof | ReadOutcome::Failed => return Err(Wait::Closed),
+                ReadOutcome::TimedOut if head_deadline.is_none() => return Err(Wait::Idle),
+                ReadOutcome::TimedOut => return Err(Wait::Error(ParseError::HeadTimeout)),
+            }
+        }
+    }
+
+    /// One request and its response.
+    async fn exchange(&mut self, parsed: ParsedHead) -> Outcome {
+        let ctx = self.ctx.clone();
+        let head = {
+            let len = parsed.len;
+            parsed.into_head(self.rbuf.split_to(len).freeze())
+        };
+        ExecutorStats::add(&ctx.stats.requests, 1);
+
+        if ctx.in_flight.get() >= ctx.max_in_flight {
+            // --limit-concurrency: refuse rather than queue (the body is left unread, so the
+            // connection closes).
+            return self
+                .write_response(Response::status_text(503), false, head.version(), true)
+                .await;
+        }
+
+        let is_head = head.method() == "HEAD";
+        let version = head.version();
+        let keep_alive = head.keep_alive() && !ctx.config.keep_alive.is_zero();
+        let expect_continue = head.expect_continue();
+        let decoder = BodyDecoder::new(head.framing(), ctx.config.limits.max_body);
+
+        let mut wire = None;
+        let body = match head.framing() {
+            Framing::None => RequestBody::empty(),
+            Framing::Length(n) if self.rbuf.len() as u64 >= n => {
+                RequestBody::full(self.rbuf.split_to(n as usize).freeze())
+            }
+            Framing::Chunked if !self.rbuf.is_empty() => {
+                match decode_buffered(&decoder, &self.rbuf) {
+                    Err(e) => return self.error_outcome(e, version).await,
+                    Ok(Some((data, used))) => {
+                        self.rbuf.advance(used);
+                        RequestBody::full(Bytes::from(data))
+                    }
+                    Ok(None) => self.stream_body(decoder, expect_continue, &mut wire).await,
+                }
+            }
+            _ => self.stream_body(decoder, expect_continue, &mut wire).await,
+        };
+        if self.io.is_none() && wire.is_none() {
+            return Outcome::Abort; // flushing before the body failed
+        }
+
+        let request = Request::new(head, self.peer, body);
+        let mut must_close = false;
+        let response = {
+            let _in_flight = InFlight::enter(&ctx.in_flight);
+            match catch_panic(ctx.handler.call(request)).await {
+                Ok(response) => response,
+                Err(panic) => {
+                    ExecutorStats::add(&ctx.stats.handler_panics, 1);
+                    tracing::error!(peer = %self.peer, panic = panic_message(&panic), "handler panicked; answering 500");
+                    must_close = true;
+                    Response::status_text(500)
+                }
+            }
+        };
+
+        let mut response = response;
+        if let Some(wire) = wire {
+            let mut wire = wire.borrow_mut();
+            wire.detached = true;
+            match wire.io.take() {
+                Some(io) => self.io = Some(io),
+                // The handler dropped a body read half way: the socket went with it.
+                None => return Outcome::Abort,
+            }
+            self.rbuf = mem::take(&mut wire.rbuf);
+            if let Some(e) = wire.error {
+                // A broken body is the server's to answer, whatever the handler returned.
+                ExecutorStats::add(&ctx.stats.parse_errors, 1);
+                tracing::debug!(peer = %self.peer, error = %e, "bad request body");
+                response = error_response(e);
+                must_close = true;
+            } else if !wire.decoder.is_done() {
+                // Unread body: the rest of the stream is not a request. Close, and let the
+                // lingering read swallow what the client still sends.
+                must_close = true;
+            }
+        }
+
+        let close = must_close || !keep_alive || response.wants_close() || ctx.state.is_draining();
+        self.write_response(response, is_head, version, close).await
+    }
+
+    /// Hand the socket to a streamed request body for the handler to read.
+    async fn stream_body(
+        &mut self,
+        decoder: BodyDecoder,
+        expect_continue: bool,
+        wire: &mut Option<Rc<RefCell<BodyWire<T>>>>,
+    ) -> RequestBody {
+        // Earlier pipelined responses (and so the 100 Continue after them) go out first.
+        if self.flush().await.is_err() {
+            self.io = None;
+            return RequestBody::empty();
+        }
+        let shared = Rc::new(RefCell::new(BodyWire {
+            io: self.io.take(),
+            // A client that already sent body bytes is not waiting for 100 Continue.
+            continue_pending: expect_continue && self.rbuf.is_empty(),
+            rbuf: mem::take(&mut self.rbuf),
+            decoder,
+            error: None,
+            detached: false,
+        }));
+        *wire = Some(shared.clone());
+        let cfg = &self.ctx.config;
+        RequestBody::stream(Box::new(StreamBody::<T, K> {
+            wire: shared,
+            body_timeout: cfg.body_timeout,
+            write_timeout: cfg.write_timeout,
+            _timer: PhantomData,
+        }))
+    }
+
+    /// Encode `response` (and write it when it must go now). `close` marks it the last one.
+    async fn write_response(
+        &mut self,
+        response: Response,
+        is_head: bool,
+        version: Version,
+        mut close: bool,
+    ) -> Outcome {
+        let (status, headers, body) = response.into_parts();
+        let allows_body = status_allows_body(status);
+        let headers = headers.iter().map(|(n, v)| (n.as_ref(), &v[..]));
+        let connection = |close: bool| match (close, version) {
+            (true, _) => ConnectionHeader::Close,
+            (false, Version::Http10) => ConnectionHeader::KeepAlive,
+            (false, Version::Http11) => ConnectionHeader::Omit,
+        };
+        match body {
+            ResponseBody::Empty | ResponseBody::Full(_) => {
+                let bytes = match body {
+                    ResponseBody::Full(b) => b,
+                    _ => Bytes::new(),
+                };
+                let length = if allows_body {
+                    BodyLength::Known(bytes.len() as u64)
+                } else {
+                    BodyLength::Forbidden
+                };
+                encode_head(
+                    &mut self.wbuf,
+                    status,
+                    headers,
+                    length,
+                    connection(close),
+                    self.ctx.date.borrow().as_bytes(),
+                );
+                if allows_body && !is_head && !bytes.is_empty() {
+                    if bytes.len() <= INLINE_BODY_MAX {
+                        self.wbuf.extend_from_slice(&bytes);
+                    } else if self.flush().await.is_err() || self.write_bytes(bytes).await.is_err()
+                    {
+                        return Outcome::Abort;
+                    }
+                }
+            }
+            ResponseBody::Stream(stream) => {
+                if !allows_body || is_head {
+                    let length = if allows_body {
+                        BodyLength::Chunked
+                    } else {
+                        BodyLength::Forbidden
+                    };
+                    encode_head(
+                        &mut self.wbuf,
+                        status,
+                        headers,
+                        length,
+                        connection(close),
+                        self.ctx.date.borrow().as_bytes(),
+                    );
+                } else {
+                    // HTTP/1.0 has no chunked coding: the body ends when the connection does.
+                    let chunked = version == Version::Http11;
+                    close |= !chunked;
+                    let length = if chunked {
+                        BodyLength::Chunked
+                    } else {
+                        BodyLength::CloseDelimited
+                    };
+                    encode_head(
+                        &mut self.wbuf,
+                        status,
+                        headers,
+                        length,
+                        connection(close),
+                        self.ctx.date.borrow().as_bytes(),
+                    );
+                    if self.write_stream(stream, chunked).await.is_err() {
+                        return Outcome::Abort;
+                    }
+                }
+            }
+        }
+        if self.wbuf.len() >= WRITE_HIGH_WATER && self.flush().await.is_err() {
+            return Outcome::Abort;
+        }
+        if close {
+            Outcome::Close
+        } else {
+            Outcome::KeepAlive
+        }
+    }
+
+    /// Send a streamed body. Chunks that are ready at once are batched into one write;
+    /// the buffer is flushed whenever the stream has to wait.
+    async fn write_stream(
+        &mut self,
+        mut stream: crate::app::response::BodyStream,
+        chunked: bool,
+    ) -> Result<(), ()> {
+        loop {
+            let polled = poll_fn(|cx| {
+                Poll::Ready(catch_unwind(AssertUnwindSafe(|| {
+                    stream.as_mut().poll_next(cx)
+                })))
+            })
+            .await;
+            let item = match polled {
+                Ok(Poll::Ready(item)) => item,
+                Ok(Poll::Pending) => {
+                    self.flush().await?;
+                    catch_panic(poll_fn(|cx| stream.as_mut().poll_next(cx))).await.map_err(|panic| {
+                        tracing::error!(peer = %self.peer, panic = panic_message(&panic), "response stream panicked");
+                    })?
+                }
+                Err(panic) => {
+                    tracing::error!(peer = %self.peer, panic = panic_message(&panic), "response stream panicked");
+                    return Err(());
+                }
+            };
+            match item {
+                None => {
+                    if chunked {
+                        self.wbuf.extend_from_slice(LAST_CHUNK);
+                    }
+                    return Ok(());
+                }
+                Some(Err(e)) => {
+                    // The client sees a truncated body (no last chunk), never a complete lie.
+                    tracing::warn!(peer = %self.peer, error = %e, "response stream failed; closing connection");
+                    let _ = self.flush().await;
+                    return Err(());
+                }
+                Some(Ok(data)) if data.len() > INLINE_BODY_MAX => {
+                    if chunked {
+                        encode_chunk_size(&mut self.wbuf, data.len());
+                    }
+                    self.flush().await?;
+                    self.write_bytes(data).await?;
+                    if chunked {
+                        self.wbuf.extend_from_slice(b"\r\n");
+                    }
+                }
+                Some(Ok(data)) => {
+                    if chunked {
+                        encode_chunk(&mut self.wbuf, &data);
+                    } else {
+                        self.wbuf.extend_from_slice(&data);
+                    }
+                    if self.wbuf.len() >= WRITE_HIGH_WATER {
+                        self.flush().await?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Answer a refused request and close.
+    async fn fail(&mut self, e: ParseError) {
+        if let Outcome::Close = self.error_outcome(e, Version::Http11).await {
+            self.close().await;
+        }
+    }
+
+    async fn error_outcome(&mut self, e: ParseError, version: Version) -> Outcome {
+        ExecutorStats::add(&self.ctx.stats.parse_errors, 1);
+        tracing::debug!(peer = %self.peer, error = %e, kind = e.kind(), "refusing request");
+        self.write_response(error_response(e), false, version, true)
+            .await
+    }
+
+    /// Graceful close: flush, FIN, then read and discard until the client closes too (or
+    /// the linger time or byte budget runs out). Closing with unread bytes would send RST,
+    /// which can destroy a response the client has not read yet.
+    async fn close(&mut self) {
+        if self.flush().await.is_err() {
+            return;
+        }
+        let Some(io) = self.io.as_mut() else { return };
+        if io.shutdown_write().is_err() {
+            return;
+        }
+        let deadline = Instant::now() + self.ctx.config.linger;
+        let mut discarded = 0;
+        self.rbuf.clear();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            match self.read_some(left).await {
+                ReadOutcome::Data => {
+                    discarded += self.rbuf.len();
+                    self.rbuf.clear();
+                    if discarded > LINGER_MAX_BYTES {
+                        return;
+                    }
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// One read into the read buffer, bounded by `wait`.
+    async fn read_some(&mut self, wait: Duration) -> ReadOutcome {
+        let Some(io) = self.io.as_mut() else {
+            return ReadOutcome::Failed;
+        };
+        if wait.is_zero() {
+            return ReadOutcome::TimedOut;
+        }
+        if self.rbuf.capacity() - self.rbuf.len() < MIN_READ_SPACE {
+            self.rbuf.reserve(READ_GROW);
+        }
+        let buf = mem::take(&mut self.rbuf);
+        match timeout::<K, _>(wait, io.read(buf)).await {
+            // The buffer went with the cancelled read; the connection is closing anyway.
+            None => ReadOutcome::TimedOut,
+            Some((result, buf)) => {
+                self.rbuf = buf;
+                match result {
+                    Ok(0) => ReadOutcome::Eof,
+                    Ok(_) => ReadOutcome::Data,
+                    Err(_) => ReadOutcome::Failed,
+                }
+            }
+        }
+    }
+
+    /// Write out the write buffer, within the write timeout.
+    async fn flush(&mut self) -> Result<(), ()> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        let io = self.io.as_mut().ok_or(())?;
+        let buf = mem::take(&mut self.wbuf);
+        match timeout::<K, _>(self.ctx.config.write_timeout, io.write_all(buf)).await {
+            Some((Ok(()), mut buf)) => {
+                buf.clear();
+                self.wbuf = buf;
+                Ok(())
+            }
+            _ => Err(()),
+        }
+    }
+
+    async fn write_bytes(&mut self, bytes: Bytes) -> Result<(), ()> {
+        let io = self.io.as_mut().ok_or(())?;
+        match timeout::<K, _>(self.ctx.config.write_timeout, io.write_bytes(bytes)).await {
+            Some(Ok(())) => Ok(()),
+            _ => Err(()),
+        }
+    }
+}
+
+/// The response for a refused request: its status, and the reason as text.
+fn error_response(e: ParseError) -> Response {
+    let status = e.status();
+    let body = format!(
+        "{} {}: {}\n",
+        status,
+        crate::http::response::reason(status),
+        e
+    );
+    Response::new(status)
+        .with_header(
+            "content-type",
+            Bytes::from_static(b"text/plain; charset=utf-8"),
+        )
+        .with_body(body)
+}
+
+/// Counts a request in flight for as long as it lives.
+struct InFlight<'a>(&'a Cell<usize>);
+
+impl<'a> InFlight<'a> {
+    fn enter(count: &'a Cell<usize>) -> Self {
+        count.set(count.get() + 1);
+        InFlight(count)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
+
+/// Poll `fut`, turning a panic inside it into an error.
+async fn catch_panic<F: Future>(fut: F) -> Result<F::Output, Box<dyn Any + Send>> {
+    let mut fut = pin!(fut);
+    poll_fn(
+        |cx| match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(panic) => Poll::Ready(Err(panic)),
+        },
+    )
+    .await
+}
+
+fn panic_message(panic: &Box<dyn Any + Send>) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(non-string panic)")
+}
+
+/// The socket and read state while a handler streams a request body.
+struct BodyWire<T> {
+    io: Option<T>,
+    rbuf: BytesMut,
+    decoder: BodyDecoder,
+    /// `100 Continue` is owed before the first read.
+    continue_pending: bool,
+    error: Option<ParseError>,
+    /// Set when the request has been answered: later reads get `BodyError::Gone`.
+    detached: bool,
+}
+
+/// A request body read from the connection on demand.
+struct StreamBody<T, K> {
+    wire: Rc<RefCell<BodyWire<T>>>,
+    body_timeout: Duration,
+    write_timeout: Duration,
+    _timer: PhantomData<fn() -> K>,
+}
+
+impl<T: Transport, K: Timer> BodySource for StreamBody<T, K> {
+    fn next_chunk(&mut self) -> ChunkFuture<'_> {
+        Box::pin(self.next())
+    }
+}
+
+impl<T: Transport, K: Timer> StreamBody<T, K> {
+    async fn next(&mut self) -> Option<Result<Bytes, BodyError>> {
+        loop {
+            // Decode what is buffered; take the socket out only when a read is needed, so no
+            // RefCell borrow is held across an await.
+            let (mut io, mut rbuf, send_continue) = {
+                let mut guard = self.wire.borrow_mut();
+                let w = &mut *guard;
+                if w.detached {
+                    return Some(Err(BodyError::Gone));
+                }
+                if let Some(e) = w.error {
+                    return Some(Err(BodyError::Protocol(e)));
+                }
+                match w.decoder.decode(&w.rbuf) {
+                    Ok(Decoded::Data { consumed, range }) => {
+                        let taken = w.rbuf.split_to(consumed).freeze();
+                        return Some(Ok(taken.slice(range)));
+                    }
+                    Ok(Decoded::Done { consumed }) => {
+                        w.rbuf.advance(consumed);
+                        return None;
+                    }
+                    Ok(Decoded::NeedMore { consumed }) => w.rbuf.advance(consumed),
+                    Err(e) => {
+                        w.error = Some(e);
+                        return Some(Err(BodyError::Protocol(e)));
+                    }
+                }
+                let Some(io) = w.io.take() else {
+                    return Some(Err(BodyError::Gone));
+                };
+                (
+                    io,
+                    mem::take(&mut w.rbuf),
+                    mem::replace(&mut w.continue_pending, false),
+                )
+            };
+
+            let mut failure = None;
+            if send_continue {
+                let sent = timeout::<K, _>(
+                    self.write_timeout,
+                    io.write_bytes(Bytes::from_static(CONTINUE)),
+                )
+                .await;
+                if !matches!(sent, Some(Ok(()))) {
+                    failure = Some(ParseError::IncompleteBody);
+                }
+            }
+            if failure.is_none() {
+                if rbuf.capacity() - rbuf.len() < MIN_READ_SPACE {
+                    rbuf.reserve(READ_GROW);
+                }
+                rbuf = match timeout::<K, _>(self.body_timeout, io.read(rbuf)).await {
+                    None => {
+                        failure = Some(ParseError::BodyTimeout);
+                        BytesMut::new()
+                    }
+                    Some((Ok(n), buf)) => {
+                        if n == 0 {
+                            failure = Some(ParseError::IncompleteBody);
+                        }
+                        buf
+                    }
+                    Some((Err(_), buf)) => {
+                        failure = Some(ParseError::IncompleteBody);
+                        buf
+                    }
+                };
+            }
+
+            let mut w = self.wire.borrow_mut();
+            w.io = Some(io);
+            w.rbuf = rbuf;
+            if let Some(e) = failure {
+                w.error = Some(e);
+                return Some(Err(BodyError::Protocol(e)));
+            }
+        }
+    }
+}

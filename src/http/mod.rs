@@ -1,0 +1,19 @@
+//! The sans-IO HTTP/1.1 codec: request heads, body framing and response encoding over byte
+//! buffers. Nothing here knows about sockets or runtimes, so all of it is unit-tested and
+//! fuzzable on its own.
+
+pub mod body;
+pub mod date;
+pub mod error;
+pub mod request;
+pub mod response;
+
+pub use body::{BodyDecoder, Decoded};
+pub use date::DateCache;
+pub use error::ParseError;
+pub use request::{parse_head, Framing, Limits, ParsedHead, RequestHead, Version};
+
+/// `tchar` from RFC 9110 §5.6.2: the bytes a token (method, field name) may hold.
+pub(crate) fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}

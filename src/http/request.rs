@@ -1,0 +1,536 @@
+//! Request heads: httparse finds the fields in place, then the RFC 9112 framing rules decide
+//! how the body is delimited, or refuse the request. The result keeps only offsets into the
+//! read buffer, so nothing is copied unless a handler asks to own a value.
+
+use std::mem::MaybeUninit;
+use std::ops::Range;
+
+use bytes::Bytes;
+
+use super::error::ParseError;
+use super::is_tchar;
+
+/// Limits applied while a head is parsed. Each one is a command-line flag.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Longest request line (method, target, version) in bytes; longer -> 414.
+    pub max_request_line: usize,
+    /// Longest single header field line in bytes; longer -> 431.
+    pub max_header_field: usize,
+    /// Largest header block (all field lines) in bytes; larger -> 431.
+    pub max_header_block: usize,
+    /// Most header fields; more -> 431.
+    pub max_headers: usize,
+    /// Largest request body in bytes; larger -> 413.
+    pub max_body: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_request_line: 8 * 1024,
+            max_header_field: 8 * 1024,
+            max_header_block: 64 * 1024,
+            max_headers: 100,
+            max_body: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// Header arrays up to this size live on the stack; larger limits use the heap.
+const STACK_HEADERS: usize = 128;
+
+/// The protocol version of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    Http10,
+    Http11,
+}
+
+impl Version {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Version::Http10 => "HTTP/1.0",
+            Version::Http11 => "HTTP/1.1",
+        }
+    }
+}
+
+/// How the request body is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body.
+    None,
+    /// Exactly this many bytes (never 0: that is `None`).
+    Length(u64),
+    /// Chunked transfer coding.
+    Chunked,
+}
+
+type Span = Range<u32>;
+
+/// A complete, validated request head, as offsets into the bytes it was parsed from.
+#[derive(Debug, Clone)]
+pub struct ParsedHead {
+    /// Bytes the head occupies at the start of the buffer (including the empty line).
+    pub len: usize,
+    pub version: Version,
+    pub framing: Framing,
+    /// Whether the connection may carry another request after this one.
+    pub keep_alive: bool,
+    /// `Expect: 100-continue` on an HTTP/1.1 request.
+    pub expect_continue: bool,
+    method: Span,
+    target: Span,
+    path: Span,
+    query: Option<Span>,
+    headers: Vec<(Span, Span)>,
+}
+
+impl ParsedHead {
+    /// Attach the head's own bytes (the first `len` bytes of the parsed buffer).
+    pub fn into_head(self, bytes: Bytes) -> RequestHead {
+        debug_assert_eq!(bytes.len(), self.len);
+        RequestHead {
+            bytes,
+            parsed: self,
+        }
+    }
+}
+
+/// A request head that owns its bytes (a cheap slice of the connection's read buffer).
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    bytes: Bytes,
+    parsed: ParsedHead,
+}
+
+impl RequestHead {
+    fn str_at(&self, span: &Span) -> &str {
+        // SAFETY: every span that reaches here was checked to be ASCII during parsing
+        // (method and header names are tokens, the target is checked explicitly).
+        unsafe {
+            std::str::from_utf8_unchecked(&self.bytes[span.start as usize..span.end as usize])
+        }
+    }
+
+    /// The method, e.g. `GET`.
+    pub fn method(&self) -> &str {
+        self.str_at(&self.parsed.method)
+    }
+
+    /// The request target as sent (origin-, absolute-, authority- or asterisk-form).
+    pub fn target(&self) -> &str {
+        self.str_at(&self.parsed.target)
+    }
+
+    /// The path: `/a/b` for `/a/b?x=1` and for `http://host/a/b?x=1`; `*` for asterisk-form.
+    pub fn path(&self) -> &str {
+        match self.str_at(&self.parsed.path) {
+            "" => "/", // absolute-form with an empty path (`http://host?x`)
+            p => p,
+        }
+    }
+
+    /// The query string without its `?`, if any.
+    pub fn query(&self) -> Option<&str> {
+        self.parsed.query.as_ref().map(|q| self.str_at(q))
+    }
+
+    pub fn version(&self) -> Version {
+        self.parsed.version
+    }
+
+    pub fn framing(&self) -> Framing {
+        self.parsed.framing
+    }
+
+    pub fn keep_alive(&self) -> bool {
+        self.parsed.keep_alive
+    }
+
+    pub fn expect_continue(&self) -> bool {
+        self.parsed.expect_continue
+    }
+
+    /// All header fields in order, names as sent.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+        self.parsed.headers.iter().map(move |(n, v)| {
+            (
+                self.str_at(n),
+                &self.bytes[v.start as usize..v.end as usize],
+            )
+        })
+    }
+
+    /// The first value of a header, matched case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+}
+
+/// Parse a request head from the start of `buf`.
+///
+/// `Ok(None)` means the head is not complete yet (and is still within the limits);
+/// the caller reads more and calls again with the longer buffer.
+pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<ParsedHead>, ParseError> {
+    // RFC 9112 §2.2: ignore empty lines before the request line; httparse does so too, and the
+    // limits below must be measured from the same place.
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    let line_end = memchr_nl(&buf[start..]);
+    let request_line_len = match line_end {
+        Some(i) => i,
+        None if buf.len() - start > limits.max_request_line => {
+            return Err(ParseError::RequestLineTooLong)
+        }
+        None => buf.len() - start,
+    };
+    if request_line_len > limits.max_request_line + 1 {
+        return Err(ParseError::RequestLineTooLong);
+    }
+
+    let max = limits.max_headers.max(1);
+    let mut stack: [MaybeUninit<httparse::Header<'_>>; STACK_HEADERS] =
+        [const { MaybeUninit::uninit() }; STACK_HEADERS];
+    let mut heap: Vec<MaybeUninit<httparse::Header<'_>>> = Vec::new();
+    let slots: &mut [MaybeUninit<httparse::Header<'_>>] = if max <= STACK_HEADERS {
+        &mut stack[..max]
+    } else {
+        heap.resize_with(max, MaybeUninit::uninit);
+        &mut heap[..]
+    };
+    let mut req = httparse::Request::new(&mut []);
+    let status =
+        httparse::ParserConfig::default().parse_request_with_uninit_headers(&mut req, buf, slots);
+    let len = match status {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => {
+            check_partial(buf, start, request_line_len, line_end.is_some(), limits)?;
+            return Ok(None);
+        }
+        Err(e) => return Err(map_httparse_error(e, &buf[start..])),
+    };
+
+    let base = buf.as_ptr() as usize;
+    let span = |s: &[u8]| -> Span {
+        let from = s.as_ptr() as usize - base;
+        from as u32..(from + s.len()) as u32
+    };
+
+    let version = match req.version {
+        Some(0) => Version::Http10,
+        _ => Version::Http11,
+    };
+    let method_str = req.method.unwrap_or("");
+    let target_str = req.path.unwrap_or("");
+    let method = span(method_str.as_bytes());
+    let target = span(target_str.as_bytes());
+
+    // Header block size: everything after the request line.
+    let block_len = len - (start + request_line_len + 1);
+    if block_len > limits.max_header_block {
+        return Err(ParseError::HeadersTooLarge);
+    }
+
+    let (path, query) = split_target(method_str, target_str.as_bytes(), target.start)?;
+
+    let mut headers = Vec::with_capacity(req.headers.len());
+    let mut hosts = 0u32;
+    let mut content_length: Option<u64> = None;
+    let mut te = TransferCodings::default();
+    let mut saw_te = false;
+    let mut conn_close = false;
+    let mut conn_keep_alive = false;
+    let mut expect_continue = false;
+    for h in req.headers.iter() {
+        // name + ": " + value; the exact OWS is gone, this is a close-enough measure.
+        if h.name.len() + 2 + h.value.len() > limits.max_header_field {
+            return Err(ParseError::HeaderFieldTooLarge);
+        }
+        headers.push((span(h.name.as_bytes()), span(h.value)));
+        let name = h.name.as_bytes();
+        match name.len() {
+            4 if name.eq_ignore_ascii_case(b"host") => hosts += 1,
+            6 if name.eq_ignore_ascii_case(b"expect") => {
+                let v = trim_ows(h.value);
+                if v.eq_ignore_ascii_case(b"100-continue") {
+                    expect_continue = true;
+                } else if !v.is_empty() && version == Version::Http11 {
+                    return Err(ParseError::UnsupportedExpectation);
+                }
+            }
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                for token in h.value.split(|&b| b == b',').map(trim_ows) {
+                    if token.eq_ignore_ascii_case(b"close") {
+                        conn_close = true;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                        conn_keep_alive = true;
+                    }
+                }
+            }
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                let n = parse_content_length(h.value)?;
+                match content_length {
+                    Some(prev) if prev != n => return Err(ParseError::InvalidContentLength),
+                    _ => content_length = Some(n),
+                }
+            }
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                saw_te = true;
+                te.add(h.value)?;
+            }
+            _ => {}
+        }
+    }
+
+    if version == Version::Http11 && hosts == 0 {
+        return Err(ParseError::MissingHost);
+    }
+    if hosts > 1 {
+        return Err(ParseError::DuplicateHost);
+    }
+
+    let framing = if saw_te {
+        if version == Version::Http10 {
+            return Err(ParseError::TransferEncodingInHttp10);
+        }
+        if content_length.is_some() {
+            return Err(ParseError::ContentLengthWithTransferEncoding);
+        }
+        te.finish()?;
+        Framing::Chunked
+    } else {
+        match content_length {
+            Some(0) | None => Framing::None,
+            Some(n) if n > limits.max_body => return Err(ParseError::BodyTooLarge),
+            Some(n) => Framing::Length(n),
+        }
+    };
+
+    let keep_alive = match version {
+        Version::Http11 => !conn_close,
+        Version::Http10 => conn_keep_alive && !conn_close,
+    };
+
+    Ok(Some(ParsedHead {
+        len,
+        version,
+        framing,
+        keep_alive,
+        expect_continue: expect_continue && version == Version::Http11,
+        method,
+        target,
+        path,
+        query,
+        headers,
+    }))
+}
+
+/// A head that is still arriving must already respect the limits, or a client could make the
+/// server buffer without bound.
+fn check_partial(
+    buf: &[u8],
+    start: usize,
+    request_line_len: usize,
+    line_complete: bool,
+    limits: &Limits,
+) -> Result<(), ParseError> {
+    if !line_complete {
+        return Ok(()); // measured against max_request_line above
+    }
+    let block = &buf[start + request_line_len + 1..];
+    if block.len() > limits.max_header_block {
+        return Err(ParseError::HeadersTooLarge);
+    }
+    // The field line being received is everything after the last line feed.
+    let current = match block.iter().rposition(|&b| b == b'\n') {
+        Some(i) => block.len() - i - 1,
+        None => block.len(),
+    };
+    if current > limits.max_header_field {
+        return Err(ParseError::HeaderFieldTooLarge);
+    }
+    Ok(())
+}
+
+fn map_httparse_error(e: httparse::Error, line: &[u8]) -> ParseError {
+    match e {
+        httparse::Error::HeaderName => ParseError::InvalidHeaderName,
+        httparse::Error::HeaderValue => ParseError::InvalidHeaderValue,
+        httparse::Error::TooManyHeaders => ParseError::TooManyHeaders,
+        httparse::Error::Version => version_error(line),
+        httparse::Error::Token => token_error(line),
+        _ => ParseError::MalformedHead,
+    }
+}
+
+/// httparse reports `Token` for a bad method and for a bad target; tell them apart.
+fn token_error(line: &[u8]) -> ParseError {
+    let method_end = line.iter().position(|&b| b == b' ').unwrap_or(line.len());
+    let method_ok = method_end > 0 && line[..method_end].iter().all(|&b| is_tchar(b));
+    if method_ok {
+        ParseError::InvalidTarget
+    } else {
+        ParseError::InvalidMethod
+    }
+}
+
+/// A well-formed `HTTP/<digit>...` version this server does not speak gets 505 (this covers
+/// the HTTP/2 preface `PRI * HTTP/2.0`); anything else in that place is a malformed request.
+fn version_error(line: &[u8]) -> ParseError {
+    let end = line
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(line.len());
+    let mut parts = line[..end].split(|&b| b == b' ');
+    let (_, _, version, rest) = (parts.next(), parts.next(), parts.next(), parts.next());
+    match (version, rest) {
+        (Some(v), None) if v.len() >= 6 && v.starts_with(b"HTTP/") && v[5].is_ascii_digit() => {
+            ParseError::UnsupportedVersion
+        }
+        _ => ParseError::MalformedHead,
+    }
+}
+
+fn memchr_nl(buf: &[u8]) -> Option<usize> {
+    buf.iter().position(|&b| b == b'\n')
+}
+
+/// Trim optional whitespace (SP / HTAB) from both ends.
+fn trim_ows(v: &[u8]) -> &[u8] {
+    let start = v
+        .iter()
+        .position(|&b| b != b' ' && b != b'\t')
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\t')
+        .map_or(start, |i| i + 1);
+    &v[start..end]
+}
+
+/// `Content-Length = 1*DIGIT`; a list of identical values (`5, 5`) is accepted as one value
+/// (RFC 9112 §6.3 rule 5), anything else — signs, hex, spaces inside, overflow — is refused.
+fn parse_content_length(value: &[u8]) -> Result<u64, ParseError> {
+    let mut result: Option<u64> = None;
+    for item in value.split(|&b| b == b',') {
+        let item = trim_ows(item);
+        if item.is_empty() || item.len() > 19 || !item.iter().all(u8::is_ascii_digit) {
+            return Err(ParseError::InvalidContentLength);
+        }
+        let n = item
+            .iter()
+            .try_fold(0u64, |acc, &d| {
+                acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+            })
+            .ok_or(ParseError::InvalidContentLength)?;
+        match result {
+            Some(prev) if prev != n => return Err(ParseError::InvalidContentLength),
+            _ => result = Some(n),
+        }
+    }
+    result.ok_or(ParseError::InvalidContentLength)
+}
+
+/// The codings named by all Transfer-Encoding fields, in order.
+#[derive(Default)]
+struct TransferCodings {
+    count: u32,
+    chunked: u32,
+    last_is_chunked: bool,
+    unknown: bool,
+}
+
+impl TransferCodings {
+    fn add(&mut self, value: &[u8]) -> Result<(), ParseError> {
+        for coding in value.split(|&b| b == b',').map(trim_ows) {
+            if coding.is_empty() {
+                return Err(ParseError::InvalidTransferEncoding);
+            }
+            self.count += 1;
+            self.last_is_chunked = coding.eq_ignore_ascii_case(b"chunked");
+            if self.last_is_chunked {
+                self.chunked += 1;
+            } else if !KNOWN_CODINGS.iter().any(|k| coding.eq_ignore_ascii_case(k)) {
+                self.unknown = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Only a single, final `chunked` is a body this server can delimit.
+    fn finish(&self) -> Result<(), ParseError> {
+        if self.count == 0 {
+            return Err(ParseError::InvalidTransferEncoding);
+        }
+        if self.unknown {
+            return Err(ParseError::UnsupportedTransferCoding);
+        }
+        if !self.last_is_chunked || self.chunked > 1 {
+            return Err(ParseError::InvalidTransferEncoding);
+        }
+        if self.count > 1 {
+            // e.g. `gzip, chunked`: valid HTTP, but no transfer decompression here.
+            return Err(ParseError::UnsupportedTransferCoding);
+        }
+        Ok(())
+    }
+}
+
+const KNOWN_CODINGS: [&[u8]; 5] = [b"gzip", b"x-gzip", b"deflate", b"compress", b"x-compress"];
+
+/// Work out path and query from the target and check its form (RFC 9112 §3.2).
+fn split_target(
+    method: &str,
+    target: &[u8],
+    offset: u32,
+) -> Result<(Span, Option<Span>), ParseError> {
+    if target.is_empty() || !target.is_ascii() {
+        return Err(ParseError::InvalidTarget);
+    }
+    let at = |from: usize, to: usize| -> Span { offset + from as u32..offset + to as u32 };
+    let path_start = if target[0] == b'/' {
+        0
+    } else if target == b"*" {
+        if method != "OPTIONS" {
+            return Err(ParseError::InvalidTarget);
+        }
+        return Ok((at(0, 1), None));
+    } else if method == "CONNECT" {
+        // authority-form: host:port, no path.
+        return Ok((at(0, target.len()), None));
+    } else {
+        // absolute-form: scheme "://" authority [path-abempty] ["?" query]
+        let scheme_end = target
+            .windows(3)
+            .position(|w| w == b"://")
+            .ok_or(ParseError::InvalidTarget)?;
+        let scheme = &target[..scheme_end];
+        if !(scheme.eq_ignore_ascii_case(b"http") || scheme.eq_ignore_ascii_case(b"https")) {
+            return Err(ParseError::InvalidTarget);
+        }
+        let authority_start = scheme_end + 3;
+        let rest = &target[authority_start..];
+        let authority_len = rest
+            .iter()
+            .position(|&b| b == b'/' || b == b'?')
+            .unwrap_or(rest.len());
+        if authority_len == 0 {
+            return Err(ParseError::InvalidTarget);
+        }
+        authority_start + authority_len
+    };
+    let rest = &target[path_start..];
+    match rest.iter().position(|&b| b == b'?') {
+        Some(q) => Ok((
+            at(path_start, path_start + q),
+            Some(at(path_start + q + 1, target.len())),
+        )),
+        None => Ok((at(path_start, target.len()), None)),
+    }
+}

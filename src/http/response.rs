@@ -1,0 +1,191 @@
+//! Response encoding into a reused write buffer. The server owns the framing headers
+//! (Content-Length, Transfer-Encoding, Connection, Date) so a handler can never produce a
+//! response whose framing disagrees with its body.
+
+use bytes::{BufMut, BytesMut};
+
+/// How the body of an encoded response is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyLength {
+    /// No body and no framing headers (1xx, 204, 304).
+    Forbidden,
+    /// `Content-Length: n`.
+    Known(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// No framing header: the body ends when the connection closes (HTTP/1.0 streaming).
+    CloseDelimited,
+}
+
+/// What the `Connection` header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionHeader {
+    /// Nothing: HTTP/1.1 keep-alive is the default.
+    Omit,
+    /// `Connection: keep-alive`, for HTTP/1.0 clients that asked for it.
+    KeepAlive,
+    /// `Connection: close`: this is the last response on the connection.
+    Close,
+}
+
+/// Whether a status may carry a body at all (RFC 9110 §15: 1xx, 204, 304 never do).
+pub fn status_allows_body(status: u16) -> bool {
+    !(100..200).contains(&status) && status != 204 && status != 304
+}
+
+/// Header names the server writes itself; the same names from a handler are dropped.
+pub fn is_server_owned(name: &str) -> bool {
+    [
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "date",
+        "keep-alive",
+    ]
+    .iter()
+    .any(|n| n.eq_ignore_ascii_case(name))
+}
+
+/// Append a status line and headers to `out`.
+pub fn encode_head<'a>(
+    out: &mut BytesMut,
+    status: u16,
+    headers: impl Iterator<Item = (&'a str, &'a [u8])>,
+    length: BodyLength,
+    connection: ConnectionHeader,
+    date: &[u8],
+) {
+    out.reserve(128);
+    out.put_slice(b"HTTP/1.1 ");
+    write_decimal(out, u64::from(status));
+    out.put_u8(b' ');
+    out.put_slice(reason(status).as_bytes());
+    out.put_slice(b"\r\ndate: ");
+    out.put_slice(date);
+    out.put_slice(b"\r\n");
+    for (name, value) in headers {
+        if is_server_owned(name) {
+            continue;
+        }
+        out.put_slice(name.as_bytes());
+        out.put_slice(b": ");
+        out.put_slice(value);
+        out.put_slice(b"\r\n");
+    }
+    match length {
+        BodyLength::Known(n) => {
+            out.put_slice(b"content-length: ");
+            write_decimal(out, n);
+            out.put_slice(b"\r\n");
+        }
+        BodyLength::Chunked => out.put_slice(b"transfer-encoding: chunked\r\n"),
+        BodyLength::Forbidden | BodyLength::CloseDelimited => {}
+    }
+    match connection {
+        ConnectionHeader::Omit => {}
+        ConnectionHeader::KeepAlive => out.put_slice(b"connection: keep-alive\r\n"),
+        ConnectionHeader::Close => out.put_slice(b"connection: close\r\n"),
+    }
+    out.put_slice(b"\r\n");
+}
+
+/// Append one chunk (`size CRLF data CRLF`); empty data writes nothing, since an empty chunk
+/// would end the body.
+pub fn encode_chunk(out: &mut BytesMut, data: &[u8]) {
+    if data.is_empty() {
+        return;
+    }
+    out.reserve(data.len() + 20);
+    encode_chunk_size(out, data.len());
+    out.put_slice(data);
+    out.put_slice(b"\r\n");
+}
+
+/// Append a chunk-size line; the caller sends `len` data bytes and a CRLF after it.
+pub fn encode_chunk_size(out: &mut BytesMut, len: usize) {
+    write_hex(out, len as u64);
+    out.put_slice(b"\r\n");
+}
+
+/// The last chunk and the empty trailer section.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// The interim response sent when a handler starts reading a body the client is holding back.
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+fn write_decimal(out: &mut BytesMut, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.put_slice(&buf[i..]);
+}
+
+fn write_hex(out: &mut BytesMut, mut n: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 16];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = HEX[(n & 0xf) as usize];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.put_slice(&buf[i..]);
+}
+
+/// The reason phrase for a status code (informational only; clients ignore it).
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        412 => "Precondition Failed",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Range Not Satisfiable",
+        417 => "Expectation Failed",
+        421 => "Misdirected Request",
+        422 => "Unprocessable Content",
+        426 => "Upgrade Required",
+        428 => "Precondition Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}

@@ -1,0 +1,35 @@
+//! percore: a thread-per-core HTTP/1.1 application server.
+//!
+//! One executor per core, each a single-threaded io_uring runtime pinned to its core with
+//! its own SO_REUSEPORT listener, so executors share nothing on the request path. The
+//! HTTP codec ([`http`]) is sans-IO; the connection driver ([`conn`]) is written once over
+//! an owned-buffer IO trait ([`io`]); runtime shims ([`runtime`]) are the only code that
+//! names a runtime crate.
+//!
+//! ```no_run
+//! use percore::{Request, Response, Router, Server, ServerConfig};
+//!
+//! Server::new(ServerConfig::default())
+//!     .run(|_executor| Router::new().get("/", |_req: Request| async { Response::text("hi") }))
+//!     .unwrap();
+//! ```
+
+pub mod app;
+pub mod config;
+pub mod conn;
+pub mod cpus;
+pub mod executor;
+pub mod http;
+pub mod io;
+pub mod listen;
+pub mod observe;
+pub mod runtime;
+pub mod server;
+pub mod state;
+pub mod time;
+
+pub use app::{BodyError, Handler, Request, RequestBody, Response, ResponseBody, Router};
+pub use config::ServerConfig;
+pub use executor::ExecutorInfo;
+pub use server::{Server, ServerError, ServerHandle};
+pub use state::ServerState;
