@@ -779,3 +779,7 @@ impl<T: Transport, K: Timer> StreamBody<T, K> {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "conn_tests.rs"]
+mod tests;

@@ -17,3 +17,6 @@ pub use request::{parse_head, Framing, Limits, ParsedHead, RequestHead, Version}
 pub(crate) fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,237 @@
+//! Driver tests over an in-memory transport: what is written, in how many writes, and when
+//! the driver stops reading.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+
+use super::{serve, ConnCtx, DriverConfig};
+use crate::app::demo::demo_app;
+use crate::io::{Timer, Transport};
+use crate::state::ServerState;
+
+/// What the mock saw.
+#[derive(Default)]
+struct Log {
+    writes: Vec<Vec<u8>>,
+    reads: usize,
+    shutdown: bool,
+}
+
+/// Reads come from a script, one step per read; an exhausted script reads as EOF.
+struct MockIo {
+    script: Vec<Vec<u8>>,
+    log: Rc<RefCell<Log>>,
+}
+
+impl Transport for MockIo {
+    async fn read(&mut self, mut buf: BytesMut) -> (io::Result<usize>, BytesMut) {
+        self.log.borrow_mut().reads += 1;
+        if self.script.is_empty() {
+            return (Ok(0), buf);
+        }
+        let next = self.script.remove(0);
+        buf.extend_from_slice(&next);
+        (Ok(next.len()), buf)
+    }
+
+    async fn write_all(&mut self, buf: BytesMut) -> (io::Result<()>, BytesMut) {
+        self.log.borrow_mut().writes.push(buf.to_vec());
+        (Ok(()), buf)
+    }
+
+    async fn write_bytes(&mut self, buf: Bytes) -> io::Result<()> {
+        self.log.borrow_mut().writes.push(buf.to_vec());
+        Ok(())
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.log.borrow_mut().shutdown = true;
+        Ok(())
+    }
+}
+
+/// A timer that never fires: every mock operation completes at once.
+struct NeverTimer;
+
+impl Timer for NeverTimer {
+    fn sleep(_: Duration) -> impl Future<Output = ()> {
+        std::future::pending()
+    }
+}
+
+fn block_on<F: Future>(fut: F) -> F::Output {
+    let mut fut = pin!(fut);
+    let mut cx = Context::from_waker(Waker::noop());
+    for _ in 0..10_000 {
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+    panic!("driver did not finish over an always-ready transport");
+}
+
+/// Run one connection over `script`; the log of what the driver did.
+fn run(script: &[&[u8]]) -> Log {
+    let log = Rc::new(RefCell::new(Log::default()));
+    let io = MockIo {
+        script: script.iter().map(|s| s.to_vec()).collect(),
+        log: log.clone(),
+    };
+    let state = Arc::new(ServerState::new(1));
+    let ctx = Rc::new(ConnCtx::new(
+        DriverConfig::default(),
+        demo_app(state.clone()),
+        state.executor(0).clone(),
+        state,
+        usize::MAX,
+    ));
+    let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    block_on(serve::<MockIo, NeverTimer, _>(io, peer, ctx));
+    Rc::try_unwrap(log).ok().unwrap().into_inner()
+}
+
+fn count(haystack: &[u8], needle: &str) -> usize {
+    haystack
+        .windows(needle.len())
+        .filter(|w| *w == needle.as_bytes())
+        .count()
+}
+
+#[test]
+fn a_pipelined_batch_goes_out_in_one_write() {
+    let batch = b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n".repeat(16);
+    let log = run(&[&batch]);
+    assert_eq!(log.writes.len(), 1, "16 responses, one write");
+    assert_eq!(count(&log.writes[0], "HTTP/1.1 200 OK"), 16);
+    assert_eq!(count(&log.writes[0], "Hello, World!"), 16);
+}
+
+#[test]
+fn pipelined_responses_keep_request_order() {
+    let mut batch = Vec::new();
+    for word in ["one", "two", "three"] {
+        batch.extend_from_slice(
+            format!(
+                "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{word}",
+                word.len()
+            )
+            .as_bytes(),
+        );
+    }
+    let log = run(&[&batch]);
+    let out = String::from_utf8(log.writes.concat()).unwrap();
+    let (a, b, c) = (
+        out.find("\r\n\r\none").unwrap(),
+        out.find("\r\n\r\ntwo").unwrap(),
+        out.find("\r\n\r\nthree").unwrap(),
+    );
+    assert!(a < b && b < c, "{out}");
+}
+
+#[test]
+fn nothing_after_an_error_is_answered() {
+    let batch = b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n\
+POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n\
+GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n";
+    let log = run(&[batch]);
+    let out = log.writes.concat();
+    assert_eq!(
+        count(&out, "HTTP/1.1 200 OK"),
+        1,
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    assert_eq!(count(&out, "HTTP/1.1 400 Bad Request"), 1);
+    assert_eq!(count(&out, "connection: close"), 1);
+    assert!(log.shutdown, "graceful close sends FIN");
+}
+
+#[test]
+fn connection_close_ends_the_pipeline() {
+    let batch = b"GET /json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n";
+    let log = run(&[batch]);
+    let out = log.writes.concat();
+    assert_eq!(count(&out, "HTTP/1.1 200 OK"), 1);
+    assert_eq!(count(&out, "connection: close"), 1);
+    assert!(log.shutdown);
+}
+
+#[test]
+fn a_head_split_across_reads_is_assembled() {
+    let log = run(&[b"GET /plain", b"text HTTP/1.1\r\nHo", b"st: x\r\n", b"\r\n"]);
+    assert_eq!(count(&log.writes.concat(), "Hello, World!"), 1);
+}
+
+#[test]
+fn expect_continue_is_sent_only_when_the_body_is_read() {
+    // The echo handler reads the body: 100 Continue first, then the echo.
+    let log = run(&[
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
+        b"hi",
+    ]);
+    let out = String::from_utf8(log.writes.concat()).unwrap();
+    assert!(
+        out.starts_with("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK"),
+        "{out}"
+    );
+    // /plaintext never reads it: no 100, and the connection closes since the body is unread.
+    let log = run(&[
+        b"POST /plaintext HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
+    ]);
+    let out = String::from_utf8(log.writes.concat()).unwrap();
+    assert!(!out.contains("100 Continue"), "{out}");
+    assert!(out.starts_with("HTTP/1.1 405"), "{out}");
+    assert!(out.contains("connection: close"), "{out}");
+}
+
+#[test]
+fn chunked_request_bodies_stream_across_reads() {
+    let log = run(&[
+        b"PUT /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc",
+        b"\r\n4;ext=1\r\ndefg\r\n0\r\n",
+        b"Trailer: 1\r\n\r\n",
+    ]);
+    let out = String::from_utf8(log.writes.concat()).unwrap();
+    assert!(
+        out.contains("content-length: 7\r\n") && out.ends_with("abcdefg"),
+        "{out}"
+    );
+}
+
+#[test]
+fn head_requests_get_no_body() {
+    let log = run(&[b"HEAD /plaintext HTTP/1.1\r\nHost: x\r\n\r\n"]);
+    let out = String::from_utf8(log.writes.concat()).unwrap();
+    assert!(out.contains("content-length: 13\r\n"), "{out}");
+    assert!(out.ends_with("\r\n\r\n"), "{out}");
+}
+
+#[test]
+fn streamed_responses_are_chunked_and_batched() {
+    let log = run(&[b"GET /stream?chunks=4&size=3 HTTP/1.1\r\nHost: x\r\n\r\n"]);
+    assert_eq!(log.writes.len(), 1);
+    let out = String::from_utf8(log.writes.concat()).unwrap();
+    assert!(out.contains("transfer-encoding: chunked\r\n"));
+    assert!(
+        out.ends_with("\r\n\r\n3\r\nxxx\r\n3\r\nxxx\r\n3\r\nxxx\r\n3\r\nxxx\r\n0\r\n\r\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn http10_streams_are_close_delimited() {
+    let log = run(&[b"GET /stream?chunks=2&size=3 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"]);
+    let out = String::from_utf8(log.writes.concat()).unwrap();
+    assert!(!out.contains("transfer-encoding"), "{out}");
+    assert!(out.contains("connection: close\r\n"), "{out}");
+    assert!(out.ends_with("\r\n\r\nxxxxxx"), "{out}");
+}

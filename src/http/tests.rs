@@ -1,0 +1,446 @@
+//! Codec unit tests: every smuggling vector and limit from the contract, body decoding in
+//! arbitrary splits, and response encoding.
+
+use super::body::{decode_buffered, BodyDecoder, Decoded};
+use super::error::ParseError::{self, *};
+use super::request::{parse_head, Framing, Limits, Version};
+use super::response::{encode_chunk, encode_head, BodyLength, ConnectionHeader};
+use bytes::{Bytes, BytesMut};
+
+fn parse(raw: &[u8]) -> Result<Option<super::ParsedHead>, ParseError> {
+    parse_head(raw, &Limits::default())
+}
+
+fn err(raw: &[u8]) -> ParseError {
+    match parse(raw) {
+        Err(e) => e,
+        Ok(other) => panic!(
+            "expected an error for {:?}, got {other:?}",
+            String::from_utf8_lossy(raw)
+        ),
+    }
+}
+
+fn ok(raw: &[u8]) -> super::RequestHead {
+    let parsed = parse(raw).expect("valid").expect("complete");
+    let len = parsed.len;
+    parsed.into_head(Bytes::copy_from_slice(&raw[..len]))
+}
+
+#[test]
+fn simple_get() {
+    let h = ok(b"GET /a/b?x=1&y HTTP/1.1\r\nHost: example\r\nUser-Agent: t\r\n\r\n");
+    assert_eq!(h.method(), "GET");
+    assert_eq!(h.path(), "/a/b");
+    assert_eq!(h.query(), Some("x=1&y"));
+    assert_eq!(h.version(), Version::Http11);
+    assert_eq!(h.framing(), Framing::None);
+    assert!(h.keep_alive());
+    assert_eq!(h.header("user-agent"), Some(&b"t"[..]));
+    assert_eq!(h.headers().count(), 2);
+}
+
+#[test]
+fn partial_heads_need_more() {
+    let full = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    for i in 0..full.len() {
+        assert_eq!(
+            parse(&full[..i]).unwrap().map(|p| p.len),
+            None,
+            "prefix {i}"
+        );
+    }
+    assert_eq!(parse(full).unwrap().unwrap().len, full.len());
+}
+
+#[test]
+fn leading_empty_lines_are_ignored() {
+    let h = ok(b"\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(h.path(), "/");
+}
+
+#[test]
+fn keep_alive_rules() {
+    assert!(!ok(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").keep_alive());
+    assert!(
+        !ok(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Close\r\n\r\n").keep_alive()
+    );
+    assert!(!ok(b"GET / HTTP/1.0\r\n\r\n").keep_alive());
+    assert!(ok(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keep_alive());
+    assert_eq!(ok(b"GET / HTTP/1.0\r\n\r\n").version(), Version::Http10);
+}
+
+#[test]
+fn framing_rules() {
+    assert_eq!(
+        ok(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n").framing(),
+        Framing::Length(5)
+    );
+    assert_eq!(
+        ok(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").framing(),
+        Framing::None
+    );
+    assert_eq!(
+        ok(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n")
+            .framing(),
+        Framing::Length(5)
+    );
+    assert_eq!(
+        ok(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\n").framing(),
+        Framing::Length(5)
+    );
+    assert_eq!(
+        ok(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n").framing(),
+        Framing::Chunked
+    );
+    assert_eq!(
+        ok(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n").framing(),
+        Framing::Chunked
+    );
+}
+
+#[test]
+fn smuggling_vectors_are_refused() {
+    let cases: &[(&[u8], ParseError)] = &[
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", ContentLengthWithTransferEncoding),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", ContentLengthWithTransferEncoding),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\n", InvalidContentLength),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", InvalidContentLength),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0x10\r\n\r\n", InvalidContentLength),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5 5\r\n\r\n", InvalidContentLength),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n", InvalidContentLength),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 18446744073709551616\r\n\r\n", InvalidContentLength),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", InvalidContentLength),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 6\r\n\r\n", InvalidContentLength),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: \r\n\r\n", InvalidContentLength),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1.0\r\n\r\n", InvalidContentLength),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", InvalidTransferEncoding),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", InvalidTransferEncoding),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", InvalidTransferEncoding),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", InvalidTransferEncoding),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: \r\n\r\n", InvalidTransferEncoding),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n", UnsupportedTransferCoding),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: foo, chunked\r\n\r\n", UnsupportedTransferCoding),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", UnsupportedTransferCoding),
+        (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", TransferEncodingInHttp10),
+        // obs-fold
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n", InvalidHeaderName),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n\tb\r\n\r\n", InvalidHeaderName),
+        // whitespace between name and colon
+        (b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", InvalidHeaderName),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding\t: chunked\r\n\r\n", InvalidHeaderName),
+        // control bytes in values
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n", InvalidHeaderValue),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x7fb\r\n\r\n", InvalidHeaderValue),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n", InvalidHeaderValue),
+        (b"GET / HTTP/1.1\r\n\r\n", MissingHost),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", DuplicateHost),
+        (b"GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n", DuplicateHost),
+        (b"G(T / HTTP/1.1\r\nHost: x\r\n\r\n", InvalidMethod),
+        (b"G\x01T / HTTP/1.1\r\nHost: x\r\n\r\n", InvalidMethod),
+        (b"GET / HTTP/1.2\r\nHost: x\r\n\r\n", UnsupportedVersion),
+        (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", UnsupportedVersion),
+        (b"GET / HTTP/3\r\nHost: x\r\n\r\n", UnsupportedVersion),
+        (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", UnsupportedVersion),
+        (b"GET / http/1.1\r\nHost: x\r\n\r\n", MalformedHead),
+        (b"GET / HTTP/1.1 x\r\nHost: x\r\n\r\n", MalformedHead),
+        (b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n", MalformedHead),
+        (b"GET  / HTTP/1.1\r\nHost: x\r\n\r\n", InvalidTarget),
+        (b"GET * HTTP/1.1\r\nHost: x\r\n\r\n", InvalidTarget),
+        (b"GET foo HTTP/1.1\r\nHost: x\r\n\r\n", InvalidTarget),
+        (b"GET ftp://x/ HTTP/1.1\r\nHost: x\r\n\r\n", InvalidTarget),
+        (b"GET /\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n", InvalidTarget),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nExpect: something\r\n\r\n", UnsupportedExpectation),
+    ];
+    for (raw, want) in cases {
+        assert_eq!(err(raw), *want, "for {:?}", String::from_utf8_lossy(raw));
+    }
+}
+
+#[test]
+fn error_statuses() {
+    assert_eq!(UnsupportedVersion.status(), 505);
+    assert_eq!(UnsupportedTransferCoding.status(), 501);
+    assert_eq!(RequestLineTooLong.status(), 414);
+    assert_eq!(HeaderFieldTooLarge.status(), 431);
+    assert_eq!(TooManyHeaders.status(), 431);
+    assert_eq!(HeadersTooLarge.status(), 431);
+    assert_eq!(BodyTooLarge.status(), 413);
+    assert_eq!(HeadTimeout.status(), 408);
+    assert_eq!(ContentLengthWithTransferEncoding.status(), 400);
+    assert_eq!(UnsupportedExpectation.status(), 417);
+}
+
+#[test]
+fn target_forms() {
+    let h = ok(b"GET http://example.com/p/q?z=1 HTTP/1.1\r\nHost: example.com\r\n\r\n");
+    assert_eq!((h.path(), h.query()), ("/p/q", Some("z=1")));
+    let h = ok(b"GET HTTP://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n");
+    assert_eq!(h.path(), "/");
+    let h = ok(b"GET https://example.com?x HTTP/1.1\r\nHost: example.com\r\n\r\n");
+    assert_eq!((h.path(), h.query()), ("/", Some("x")));
+    let h = ok(b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(h.path(), "*");
+    let h = ok(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
+    assert_eq!(h.path(), "example.com:443");
+    assert_eq!(
+        err(b"GET http:// HTTP/1.1\r\nHost: x\r\n\r\n"),
+        InvalidTarget
+    );
+}
+
+#[test]
+fn expect_continue() {
+    assert!(
+        ok(b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue\r\nContent-Length: 3\r\n\r\n")
+            .expect_continue()
+    );
+    // HTTP/1.0 clients cannot mean it (RFC 9110 §10.1.1): ignored.
+    assert!(
+        !ok(b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
+            .expect_continue()
+    );
+}
+
+#[test]
+fn limits() {
+    let limits = Limits::default();
+    let long_target = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(9000));
+    assert_eq!(err(long_target.as_bytes()), RequestLineTooLong);
+    // Detected before the line ends, so a client cannot make us buffer without bound.
+    let endless = format!("GET /{}", "a".repeat(9000));
+    assert_eq!(err(endless.as_bytes()), RequestLineTooLong);
+    let just_fits = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(8000));
+    assert!(parse(just_fits.as_bytes()).unwrap().is_some());
+
+    let big_field = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(8300)
+    );
+    assert_eq!(err(big_field.as_bytes()), HeaderFieldTooLarge);
+    let big_partial = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}", "b".repeat(8300));
+    assert_eq!(err(big_partial.as_bytes()), HeaderFieldTooLarge);
+
+    let mut many = String::from("GET / HTTP/1.1\r\nHost: x\r\n");
+    for i in 0..100 {
+        many.push_str(&format!("X-{i}: v\r\n"));
+    }
+    many.push_str("\r\n");
+    assert_eq!(err(many.as_bytes()), TooManyHeaders);
+
+    let mut block = String::from("GET / HTTP/1.1\r\nHost: x\r\n");
+    for i in 0..60 {
+        block.push_str(&format!("X-{i}: {}\r\n", "v".repeat(1200)));
+    }
+    block.push_str("\r\n");
+    assert_eq!(err(block.as_bytes()), HeadersTooLarge);
+
+    let too_big = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        limits.max_body + 1
+    );
+    assert_eq!(err(too_big.as_bytes()), BodyTooLarge);
+    let fits = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        limits.max_body
+    );
+    assert!(parse(fits.as_bytes()).unwrap().is_some());
+
+    let small = Limits {
+        max_headers: 2,
+        ..Limits::default()
+    };
+    assert!(
+        parse_head(b"GET / HTTP/1.1\r\nHost: x\r\nA: b\r\n\r\n", &small)
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        parse_head(b"GET / HTTP/1.1\r\nHost: x\r\nA: b\r\nC: d\r\n\r\n", &small).unwrap_err(),
+        TooManyHeaders
+    );
+    let many_allowed = Limits {
+        max_headers: 300,
+        ..Limits::default()
+    };
+    assert!(parse_head(many.as_bytes(), &many_allowed)
+        .unwrap()
+        .is_some());
+}
+
+/// Decode `input` fed in pieces of `step` bytes, as a connection would see it.
+fn decode_split(
+    framing: Framing,
+    input: &[u8],
+    step: usize,
+    max_body: u64,
+) -> Result<(Vec<u8>, usize), ParseError> {
+    let mut dec = BodyDecoder::new(framing, max_body);
+    let mut buf = BytesMut::new();
+    let mut fed = 0;
+    let mut used_total = 0;
+    let mut out = Vec::new();
+    loop {
+        match dec.decode(&buf)? {
+            Decoded::Data { consumed, range } => {
+                out.extend_from_slice(&buf[range]);
+                let _ = buf.split_to(consumed);
+                used_total += consumed;
+            }
+            Decoded::NeedMore { consumed } => {
+                let _ = buf.split_to(consumed);
+                used_total += consumed;
+                if fed == input.len() {
+                    return Err(IncompleteBody);
+                }
+                let n = step.min(input.len() - fed);
+                buf.extend_from_slice(&input[fed..fed + n]);
+                fed += n;
+            }
+            Decoded::Done { consumed } => return Ok((out, used_total + consumed)),
+        }
+    }
+}
+
+#[test]
+fn chunked_bodies_in_every_split() {
+    let body =
+        b"5;ext=1;other=\"q\"\r\nhello\r\n6\r\n world\r\n0\r\nTrailer-A: x\r\nB: y\r\n\r\nNEXT";
+    let end = body.len() - 4;
+    for step in 1..body.len() {
+        let (data, used) = decode_split(Framing::Chunked, body, step, 1 << 20).unwrap();
+        assert_eq!(data, b"hello world", "step {step}");
+        assert_eq!(
+            used, end,
+            "step {step}: the next request must stay in the buffer"
+        );
+    }
+    let (data, used) = decode_buffered(&BodyDecoder::new(Framing::Chunked, 1 << 20), body)
+        .unwrap()
+        .unwrap();
+    assert_eq!((data.as_slice(), used), (&b"hello world"[..], end));
+    assert_eq!(
+        decode_buffered(&BodyDecoder::new(Framing::Chunked, 1 << 20), &body[..10]).unwrap(),
+        None
+    );
+}
+
+#[test]
+fn content_length_bodies() {
+    let (data, used) = decode_split(Framing::Length(5), b"helloGET", 2, 100).unwrap();
+    assert_eq!((data.as_slice(), used), (&b"hello"[..], 5));
+}
+
+#[test]
+fn malformed_chunks_are_refused() {
+    let cases: &[&[u8]] = &[
+        b"zz\r\nhello\r\n0\r\n\r\n",
+        b"\r\n",
+        b"-5\r\nhello\r\n0\r\n\r\n",
+        b"0x5\r\nhello\r\n0\r\n\r\n",
+        b"ffffffffffffffffff\r\n",
+        b"5\r\nhelloXX0\r\n\r\n",
+        b"5\r\nhello\n0\r\n\r\n",
+        b"5\nhello\r\n0\r\n\r\n",
+        b"5\r\rhello\r\n0\r\n\r\n",
+        b"5 x\r\nhello\r\n0\r\n\r\n",
+        b"5;a\x00b\r\nhello\r\n0\r\n\r\n",
+        b"0\r\nBad Trailer\n\r\n",
+        b"0\r\n trailer: obs-fold\r\n\r\n",
+        b"0\r\n\n",
+    ];
+    for raw in cases {
+        let r = decode_split(Framing::Chunked, raw, raw.len(), 1 << 20);
+        assert_eq!(
+            r,
+            Err(InvalidChunk),
+            "for {:?}",
+            String::from_utf8_lossy(raw)
+        );
+    }
+    // BWS before an extension is allowed.
+    assert_eq!(
+        decode_split(Framing::Chunked, b"5 ;x\r\nhello\r\n0\r\n\r\n", 3, 100)
+            .unwrap()
+            .0,
+        b"hello"
+    );
+    // 16 hex digits is the most a u64 holds; the size still has to fit the body limit.
+    assert_eq!(
+        decode_split(
+            Framing::Chunked,
+            b"000000000000005\r\nhello\r\n0\r\n\r\n",
+            4,
+            100
+        )
+        .unwrap()
+        .0,
+        b"hello"
+    );
+}
+
+#[test]
+fn chunked_body_limit() {
+    assert_eq!(
+        decode_split(
+            Framing::Chunked,
+            b"5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n",
+            64,
+            9
+        ),
+        Err(BodyTooLarge)
+    );
+    assert_eq!(
+        decode_split(Framing::Chunked, b"fffffffffffffff\r\n", 64, 1 << 20),
+        Err(BodyTooLarge)
+    );
+    assert!(decode_split(
+        Framing::Chunked,
+        b"5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n",
+        64,
+        10
+    )
+    .is_ok());
+}
+
+#[test]
+fn encodes_responses() {
+    let mut out = BytesMut::new();
+    let date = b"Mon, 23 Nov 2026 07:00:00 GMT";
+    let headers = [
+        ("content-type", &b"text/plain"[..]),
+        ("Content-Length", &b"999"[..]),
+    ];
+    encode_head(
+        &mut out,
+        200,
+        headers.into_iter(),
+        BodyLength::Known(5),
+        ConnectionHeader::Close,
+        date,
+    );
+    let text = String::from_utf8(out.to_vec()).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"));
+    assert!(text.contains("content-type: text/plain\r\n"));
+    assert!(!text.contains("999"), "handler framing headers are dropped");
+    assert!(text.contains("content-length: 5\r\n"));
+    assert!(text.contains("connection: close\r\n"));
+    assert!(text.ends_with("\r\n\r\n"));
+
+    let mut out = BytesMut::new();
+    encode_head(
+        &mut out,
+        204,
+        std::iter::empty(),
+        BodyLength::Forbidden,
+        ConnectionHeader::Omit,
+        date,
+    );
+    let text = String::from_utf8(out.to_vec()).unwrap();
+    assert!(!text.contains("content-length") && !text.contains("transfer-encoding"));
+
+    let mut out = BytesMut::new();
+    encode_chunk(&mut out, b"hello world, this is 31 bytes!!");
+    encode_chunk(&mut out, b"");
+    assert_eq!(&out[..], b"1f\r\nhello world, this is 31 bytes!!\r\n");
+}
