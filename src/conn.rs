@@ -214,32 +214,37 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
     }
 
     /// Wait until the read buffer starts with a complete head.
+    ///
+    /// On a new connection the head must be complete `header_timeout` after the connection
+    /// started; between requests the connection may idle for `keep_alive`, and once a head
+    /// has started the rest must arrive within `header_timeout`.
     async fn read_head(&mut self, first: bool) -> Result<ParsedHead, Wait> {
         let ctx = self.ctx.clone();
         let cfg = &ctx.config;
-        let mut head_deadline: Option<Instant> = None;
+        let mut deadline: Option<Instant> = first.then(|| Instant::now() + cfg.header_timeout);
         loop {
-            if !self.rbuf.is_empty() {
+            let started = !self.rbuf.is_empty();
+            if started {
                 match parse_head(&self.rbuf, &cfg.limits) {
                     Ok(Some(parsed)) => return Ok(parsed),
                     Ok(None) => {}
                     Err(e) => return Err(Wait::Error(e)),
                 }
-                head_deadline.get_or_insert_with(|| Instant::now() + cfg.header_timeout);
+                deadline.get_or_insert_with(|| Instant::now() + cfg.header_timeout);
             }
             // Responses to earlier pipelined requests go out before waiting on the client.
             if self.flush().await.is_err() {
                 return Err(Wait::Closed);
             }
-            let wait = match head_deadline {
+            let wait = match deadline {
                 Some(deadline) => deadline.saturating_duration_since(Instant::now()),
-                None if first => cfg.header_timeout,
                 None => cfg.keep_alive,
             };
             match self.read_some(wait).await {
                 ReadOutcome::Data => {}
                 ReadOutcome::Eof | ReadOutcome::Failed => return Err(Wait::Closed),
-                ReadOutcome::TimedOut if head_deadline.is_none() => return Err(Wait::Idle),
+                // Nothing of a request arrived: a quiet close, no response owed.
+                ReadOutcome::TimedOut if !started => return Err(Wait::Idle),
                 ReadOutcome::TimedOut => return Err(Wait::Error(ParseError::HeadTimeout)),
             }
         }
@@ -600,8 +605,12 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         let buf = mem::take(&mut self.wbuf);
         match timeout::<K, _>(self.ctx.config.write_timeout, io.write_all(buf)).await {
             Some((Ok(()), mut buf)) => {
-                buf.clear();
-                self.wbuf = buf;
+                // Keep the buffer for the next batch, unless one big response grew it: an
+                // idle connection should not hold on to that.
+                if buf.capacity() <= 4 * WRITE_HIGH_WATER {
+                    buf.clear();
+                    self.wbuf = buf;
+                }
                 Ok(())
             }
             _ => Err(()),
