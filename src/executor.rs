@@ -56,10 +56,18 @@ pub fn run<R: Runtime, H: Handler>(
     make_handler: &(dyn Fn(&ExecutorInfo) -> H + Send + Sync),
     started: impl FnOnce(Result<&'static str, String>),
 ) {
+    // Reported exactly once: from inside the runtime, or below if no runtime could be built.
+    let started = Cell::new(Some(started));
+    let report = |r: Result<&'static str, String>| {
+        if let Some(f) = started.take() {
+            f(r)
+        }
+    };
+    let index = cfg.index;
     let result = R::block_on(|driver| async move {
         let listener = match R::listener(cfg.listener) {
             Ok(l) => l,
-            Err(e) => return started(Err(format!("cannot adopt listener: {e}"))),
+            Err(e) => return report(Err(format!("cannot adopt listener: {e}"))),
         };
         let stats = cfg.state.executor(cfg.index).clone();
         let ctx = Rc::new(ConnCtx::new(
@@ -81,7 +89,7 @@ pub fn run<R: Runtime, H: Handler>(
             driver,
             "executor started"
         );
-        started(Ok(driver));
+        report(Ok(driver));
         race(
             accept_loop::<R, H>(listener, ctx.clone(), cfg.max_connections),
             ticker::<R, H>(ctx),
@@ -89,7 +97,8 @@ pub fn run<R: Runtime, H: Handler>(
         .await;
     });
     if let Err(e) = result {
-        tracing::error!(executor = cfg.index, error = %e, "cannot start runtime");
+        tracing::error!(executor = index, error = %e, "cannot start runtime");
+        report(Err(format!("cannot start runtime: {e}")));
     }
 }
 
