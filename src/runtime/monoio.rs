@@ -1,9 +1,10 @@
 //! monoio: io_uring on Linux, with monoio's epoll driver when a ring cannot be built.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -28,6 +29,12 @@ fn boxed_sleep(duration: Duration) -> Pin<Box<dyn Future<Output = ()>>> {
     Box::pin(monoio::time::sleep(duration))
 }
 
+thread_local! {
+    /// Whether accepted sockets must be non-blocking: yes for the epoll driver; no for
+    /// io_uring, which answers EAGAIN for O_NONBLOCK sockets instead of waiting.
+    static NONBLOCKING_STREAMS: Cell<bool> = const { Cell::new(false) };
+}
+
 impl Runtime for Monoio {
     const NAME: &'static str = "monoio";
     type Io = MonoioStream;
@@ -39,27 +46,29 @@ impl Runtime for Monoio {
         Fut: Future,
     {
         crate::time::install(boxed_sleep);
-        match RuntimeBuilder::<IoUringDriver>::new()
-            .enable_timer()
-            .build()
-        {
-            Ok(mut rt) => Ok(rt.block_on(main("io_uring"))),
+        match RuntimeBuilder::<IoUringDriver>::new().enable_timer().build() {
+            Ok(mut rt) => {
+                NONBLOCKING_STREAMS.with(|n| n.set(false));
+                Ok(rt.block_on(main("io_uring")))
+            }
             Err(e) => {
                 tracing::warn!(
                     error = %e,
                     "cannot create an io_uring ring (blocked by seccomp, disabled by \
                      kernel.io_uring_disabled, or RLIMIT_MEMLOCK too low); using epoll instead"
                 );
-                let mut rt = RuntimeBuilder::<LegacyDriver>::new()
-                    .enable_timer()
-                    .build()?;
+                let mut rt = RuntimeBuilder::<LegacyDriver>::new().enable_timer().build()?;
+                NONBLOCKING_STREAMS.with(|n| n.set(true));
                 Ok(rt.block_on(main("epoll")))
             }
         }
     }
 
     fn listener(listener: std::net::TcpListener) -> io::Result<MonoioListener> {
-        monoio::net::TcpListener::from_std(listener).map(MonoioListener)
+        listener.set_nonblocking(true)?;
+        let fd = listener.as_raw_fd();
+        let inner = monoio::net::TcpListener::from_std(listener)?;
+        Ok(MonoioListener { inner, fd })
     }
 
     fn spawn<F: Future<Output = ()> + 'static>(task: F) {
@@ -67,16 +76,45 @@ impl Runtime for Monoio {
     }
 }
 
-pub struct MonoioListener(monoio::net::TcpListener);
+/// A listener that waits for readiness and then accepts in user space.
+///
+/// An io_uring accept op takes a connection off the queue inside the kernel even while this
+/// executor's thread is blocked, stranding it there. Waiting for readiness and calling
+/// accept4(2) ourselves means a blocked executor takes nothing, so connections queued on
+/// its socket can still be served by another executor.
+pub struct MonoioListener {
+    inner: monoio::net::TcpListener,
+    fd: RawFd,
+}
 
 impl Listener for MonoioListener {
     type Io = MonoioStream;
 
     async fn accept(&self) -> io::Result<(MonoioStream, SocketAddr)> {
-        let (stream, peer) = self.0.accept().await?;
-        // Responses are written whole; Nagle would only delay them.
-        stream.set_nodelay(true)?;
-        Ok((MonoioStream(stream), peer))
+        loop {
+            match accept_now(self.fd)? {
+                Some((stream, peer)) => {
+                    stream.set_nonblocking(NONBLOCKING_STREAMS.with(Cell::get))?;
+                    // Responses are written whole; Nagle would only delay them.
+                    stream.set_nodelay(true)?;
+                    let stream = monoio::net::TcpStream::from_std(stream)?;
+                    return Ok((MonoioStream(stream), peer));
+                }
+                None => self.inner.readable(false).await?,
+            }
+        }
+    }
+}
+
+/// One non-blocking accept4(2) on a listening descriptor: `None` when its queue is empty.
+pub(crate) fn accept_now(fd: RawFd) -> io::Result<Option<(std::net::TcpStream, SocketAddr)>> {
+    // SAFETY: `fd` is an open listening descriptor owned elsewhere; ManuallyDrop keeps this
+    // borrowed view from closing it.
+    let listener = std::mem::ManuallyDrop::new(unsafe { std::net::TcpListener::from_raw_fd(fd) });
+    match listener.accept() {
+        Ok(pair) => Ok(Some(pair)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
