@@ -8,6 +8,7 @@ use clap::{Parser, ValueEnum};
 use crate::conn::DriverConfig;
 use crate::cpus::parse_cpu_list;
 use crate::http::Limits;
+use crate::supervisor::SupervisorConfig;
 
 /// Everything a [`crate::Server`] needs. `ServerConfig::default()` matches the CLI defaults.
 #[derive(Debug, Clone)]
@@ -27,6 +28,9 @@ pub struct ServerConfig {
     /// Open connections for the whole process, split across executors.
     pub max_connections: Option<usize>,
     pub backlog: u32,
+    pub supervisor: SupervisorConfig,
+    /// Speak systemd's notify protocol when `NOTIFY_SOCKET` is set.
+    pub notify: bool,
 }
 
 impl Default for ServerConfig {
@@ -41,6 +45,8 @@ impl Default for ServerConfig {
             limit_concurrency: None,
             max_connections: None,
             backlog: 2048,
+            supervisor: SupervisorConfig::default(),
+            notify: true,
         }
     }
 }
@@ -92,8 +98,8 @@ pub struct Cli {
     pub workers: Option<usize>,
 
     /// Cores to run on, e.g. `0-3,6`; must lie inside the process's CPU set.
-    #[arg(long, env = "PERCORE_CPUS", value_parser = parse_cpu_list)]
-    pub cpus: Option<Vec<usize>>,
+    #[arg(long, env = "PERCORE_CPUS", value_parser = parse_cpus)]
+    pub cpus: Option<CpuList>,
 
     /// Do not pin executors to cores.
     #[arg(long, env = "PERCORE_NO_PIN")]
@@ -150,6 +156,24 @@ pub struct Cli {
     #[arg(long, env = "PERCORE_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: Option<u64>,
 
+    /// After a drain starts (SIGTERM) and the listeners close, how long in-flight requests
+    /// get before the rest are cut.
+    #[arg(long, env = "PERCORE_GRACEFUL_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub graceful_timeout: Duration,
+
+    /// After SIGTERM, keep accepting this long (while /ready says 503) so a load balancer
+    /// can deregister this target first.
+    #[arg(long, env = "PERCORE_DRAIN_DELAY", default_value = "0s", value_parser = parse_duration)]
+    pub drain_delay: Duration,
+
+    /// Recycle an executor after this many requests (0: never).
+    #[arg(long, env = "PERCORE_MAX_REQUESTS", default_value_t = 0)]
+    pub max_requests: u64,
+
+    /// Add up to this many requests, at random per executor, to --max-requests.
+    #[arg(long, env = "PERCORE_MAX_REQUESTS_JITTER", default_value_t = 0)]
+    pub max_requests_jitter: u64,
+
     /// Listen backlog of each executor's socket.
     #[arg(long, env = "PERCORE_BACKLOG", default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub backlog: u32,
@@ -162,7 +186,7 @@ impl Cli {
             host: self.host.clone(),
             port: self.port,
             workers: self.workers,
-            cpus: self.cpus.clone(),
+            cpus: self.cpus.clone().map(|c| c.0),
             pin: !self.no_pin,
             driver: DriverConfig {
                 limits: Limits {
@@ -181,8 +205,24 @@ impl Cli {
             limit_concurrency: self.limit_concurrency.map(usize_of),
             max_connections: self.max_connections.map(usize_of),
             backlog: self.backlog,
+            supervisor: SupervisorConfig {
+                graceful_timeout: self.graceful_timeout,
+                drain_delay: self.drain_delay,
+                max_requests: (self.max_requests > 0).then_some(self.max_requests),
+                max_requests_jitter: self.max_requests_jitter,
+            },
+            notify: true,
         }
     }
+}
+
+/// A parsed `--cpus` list. (A newtype: clap would read `Option<Vec<usize>>` as a flag taking
+/// several values.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuList(pub Vec<usize>);
+
+fn parse_cpus(s: &str) -> Result<CpuList, String> {
+    parse_cpu_list(s).map(CpuList)
 }
 
 /// `500ms`, `10s`, `2m`, `1h`, or a number of seconds (`1.5`).

@@ -36,7 +36,8 @@ use crate::http::response::{
 use crate::http::{
     parse_head, BodyDecoder, DateCache, Decoded, Framing, Limits, ParseError, ParsedHead, Version,
 };
-use crate::io::{timeout, Timer, Transport};
+use crate::io::{first_of, timeout, Either, Timer, Transport};
+use crate::latch::Latch;
 use crate::state::{ExecutorStats, ServerState};
 
 /// Bytes allocated for a new connection's reads; grows on demand up to the head limits.
@@ -51,6 +52,10 @@ const INLINE_BODY_MAX: usize = 16 * 1024;
 const WRITE_HIGH_WATER: usize = 64 * 1024;
 /// The lingering read after FIN discards at most this much before closing anyway.
 const LINGER_MAX_BYTES: usize = 1024 * 1024;
+/// When the executor drains, an idle keep-alive connection still waits this long for a
+/// request (answered with `connection: close`) before it is closed. Closing at once would
+/// race a client that is sending its next request at that very moment.
+const DRAIN_IDLE_GRACE: Duration = Duration::from_millis(100);
 
 /// Timeouts and limits for every connection of a server.
 #[derive(Debug, Clone)]
@@ -89,6 +94,10 @@ pub struct ConnCtx<H> {
     pub date: RefCell<DateCache>,
     pub stats: Arc<ExecutorStats>,
     pub state: Arc<ServerState>,
+    /// Fired when this executor drains: keep-alive ends, idle connections close.
+    pub drain: Latch,
+    /// Fired when this executor must stop at once.
+    pub stop: Latch,
     in_flight: Cell<usize>,
     max_in_flight: usize,
 }
@@ -108,6 +117,8 @@ impl<H> ConnCtx<H> {
             date: RefCell::new(DateCache::new()),
             stats,
             state,
+            drain: Latch::new(),
+            stop: Latch::new(),
             in_flight: Cell::new(0),
             max_in_flight,
         }
@@ -171,6 +182,8 @@ enum ReadOutcome {
     Eof,
     Failed,
     TimedOut,
+    /// The latch given to `read_some` fired first (the read buffer was empty and is reset).
+    Interrupted,
 }
 
 struct Conn<T, K, H> {
@@ -236,12 +249,19 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             if self.flush().await.is_err() {
                 return Err(Wait::Closed);
             }
-            let wait = match deadline {
+            let mut wait = match deadline {
                 Some(deadline) => deadline.saturating_duration_since(Instant::now()),
                 None => cfg.keep_alive,
             };
-            match self.read_some(wait).await {
+            // Between requests, a drain cuts the idle wait short.
+            let interruptible = !started && !first;
+            if interruptible && ctx.drain.is_fired() {
+                wait = wait.min(DRAIN_IDLE_GRACE);
+            }
+            let drain = (interruptible && !ctx.drain.is_fired()).then_some(&ctx.drain);
+            match self.read_some(wait, drain).await {
                 ReadOutcome::Data => {}
+                ReadOutcome::Interrupted => {}
                 ReadOutcome::Eof | ReadOutcome::Failed => return Err(Wait::Closed),
                 // Nothing of a request arrived: a quiet close, no response owed.
                 ReadOutcome::TimedOut if !started => return Err(Wait::Idle),
@@ -333,7 +353,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             }
         }
 
-        let close = must_close || !keep_alive || response.wants_close() || ctx.state.is_draining();
+        let close = must_close || !keep_alive || response.wants_close() || ctx.drain.is_fired();
         self.write_response(response, is_head, version, close).await
     }
 
@@ -557,7 +577,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             if left.is_zero() {
                 return;
             }
-            match self.read_some(left).await {
+            match self.read_some(left, None).await {
                 ReadOutcome::Data => {
                     discarded += self.rbuf.len();
                     self.rbuf.clear();
@@ -570,8 +590,8 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         }
     }
 
-    /// One read into the read buffer, bounded by `wait`.
-    async fn read_some(&mut self, wait: Duration) -> ReadOutcome {
+    /// One read into the read buffer, bounded by `wait` and, if given, by `interrupt`.
+    async fn read_some(&mut self, wait: Duration, interrupt: Option<&Latch>) -> ReadOutcome {
         let Some(io) = self.io.as_mut() else {
             return ReadOutcome::Failed;
         };
@@ -582,7 +602,19 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             self.rbuf.reserve(READ_GROW);
         }
         let buf = mem::take(&mut self.rbuf);
-        match timeout::<K, _>(wait, io.read(buf)).await {
+        let read = timeout::<K, _>(wait, io.read(buf));
+        let read = match interrupt {
+            None => read.await,
+            Some(latch) => match first_of(read, latch.wait()).await {
+                Either::Left(read) => read,
+                Either::Right(()) => {
+                    // Only used while no request has started: nothing buffered is lost.
+                    self.rbuf = BytesMut::with_capacity(INITIAL_READ_BUF);
+                    return ReadOutcome::Interrupted;
+                }
+            },
+        };
+        match read {
             // The buffer went with the cancelled read; the connection is closing anyway.
             None => ReadOutcome::TimedOut,
             Some((result, buf)) => {

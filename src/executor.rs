@@ -1,32 +1,36 @@
 //! One executor: a runtime on its own (pinned) thread with its own listener, accepting and
-//! serving its own connections. Nothing here is shared with other executors but the
-//! read-mostly [`ServerState`] flags and this executor's own counters.
+//! serving its own connections. It shares nothing with other executors but the read-mostly
+//! [`ServerState`] and its own [`ExecutorStats`], whose flags the supervisor sets.
+//!
+//! Life cycle: serve until the supervisor asks to **drain** (stop accepting, take what is
+//! already queued, let keep-alive connections finish their current request, then exit once
+//! no connection is open) or to **stop** (close every connection now and exit).
 
 use std::cell::Cell;
-use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
-use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::app::Handler;
 use crate::conn::{self, ConnCtx, DriverConfig};
+use crate::io::first_of;
 use crate::runtime::{Listener, Runtime};
 use crate::state::{ExecutorStats, ServerState};
 
-/// How often the executor's timer task runs: heartbeat, date refresh, stop check.
+/// How often the executor's timer task runs: heartbeat, date refresh, flag checks.
 pub const TICK: Duration = Duration::from_millis(100);
 /// Pause before accepting again when the process is out of file descriptors.
 const FD_EXHAUSTED_BACKOFF: Duration = Duration::from_millis(100);
 /// Connections being refused with 503 at once; beyond it, refusals are plain closes.
 const MAX_REFUSING: usize = 1024;
+/// On stop, how long connection tasks get to close their sockets before the thread exits.
+const STOP_GRACE: Duration = Duration::from_millis(200);
 
 /// What a handler factory learns about the executor it builds a handler for.
 #[derive(Debug, Clone)]
 pub struct ExecutorInfo {
-    /// 0-based executor number.
+    /// 0-based executor slot.
     pub index: usize,
     /// The core it is pinned to (`None`: unpinned).
     pub core: Option<usize>,
@@ -39,6 +43,7 @@ pub struct ExecutorConfig {
     pub index: usize,
     /// The core it is pinned to, if pinned (for the log; pinning happens before `run`).
     pub core: Option<usize>,
+    /// This executor's handle on its slot's listening socket.
     pub listener: std::net::TcpListener,
     pub address: SocketAddr,
     pub driver: DriverConfig,
@@ -47,10 +52,12 @@ pub struct ExecutorConfig {
     /// This executor's share of `--max-connections`.
     pub max_connections: usize,
     pub state: Arc<ServerState>,
+    /// This instance's counters and flags.
+    pub stats: Arc<ExecutorStats>,
 }
 
-/// Run an executor on the current thread until the server stops. `started` is called once
-/// the listener is adopted (with the IO driver's name) or setting up failed.
+/// Run an executor on the current thread until it has drained or is stopped. `started` is
+/// called once: with the IO driver's name once serving, or with why it could not start.
 pub fn run<R: Runtime, H: Handler>(
     cfg: ExecutorConfig,
     make_handler: &(dyn Fn(&ExecutorInfo) -> H + Send + Sync),
@@ -69,15 +76,15 @@ pub fn run<R: Runtime, H: Handler>(
             Ok(l) => l,
             Err(e) => return report(Err(format!("cannot adopt listener: {e}"))),
         };
-        let stats = cfg.state.executor(cfg.index).clone();
+        let info = ExecutorInfo {
+            index: cfg.index,
+            core: cfg.core,
+            state: cfg.state.clone(),
+        };
         let ctx = Rc::new(ConnCtx::new(
             cfg.driver,
-            make_handler(&ExecutorInfo {
-                index: cfg.index,
-                core: cfg.core,
-                state: cfg.state.clone(),
-            }),
-            stats,
+            make_handler(&info),
+            cfg.stats.clone(),
             cfg.state.clone(),
             cfg.max_in_flight,
         ));
@@ -89,12 +96,42 @@ pub fn run<R: Runtime, H: Handler>(
             driver,
             "executor started"
         );
+        cfg.stats
+            .serving
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         report(Ok(driver));
-        race(
-            accept_loop::<R, H>(listener, ctx.clone(), cfg.max_connections),
-            ticker::<R, H>(ctx),
-        )
-        .await;
+
+        R::spawn(ticker::<R, H>(ctx.clone()));
+        let open = Rc::new(Cell::new(0usize));
+        let admission = Admission {
+            ctx: ctx.clone(),
+            open: open.clone(),
+            refusing: Rc::default(),
+            max_connections: cfg.max_connections,
+        };
+        let serve = async {
+            first_of(accept_loop::<R, H>(&listener, &admission), ctx.drain.wait()).await;
+            // Draining: serve what is already queued on the socket, then let go of it.
+            while let Ok(Some((io, peer))) = listener.try_accept() {
+                admission.admit::<R>(io, peer);
+            }
+            drop(listener);
+            while open.get() > 0 {
+                R::sleep(TICK).await;
+            }
+        };
+        first_of(serve, ctx.stop.wait()).await;
+        if ctx.stop.is_fired() {
+            // Connection tasks end when the stop latch fires; give them a moment to close
+            // their sockets before the runtime goes away.
+            let deadline = std::time::Instant::now() + STOP_GRACE;
+            while open.get() > 0 && std::time::Instant::now() < deadline {
+                R::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        // One more turn of the driver so the last closes are submitted.
+        R::sleep(Duration::from_millis(1)).await;
+        tracing::debug!(executor = cfg.index, "executor finished");
     });
     if let Err(e) = result {
         tracing::error!(executor = index, error = %e, "cannot start runtime");
@@ -102,44 +139,54 @@ pub fn run<R: Runtime, H: Handler>(
     }
 }
 
-/// Accept connections and spawn a driver task for each.
-async fn accept_loop<R: Runtime, H: Handler>(
-    listener: R::Listener,
+/// Admits accepted connections: spawns a driver task for each, or refuses it when the
+/// executor is at `--max-connections`.
+struct Admission<H> {
     ctx: Rc<ConnCtx<H>>,
+    open: Rc<Cell<usize>>,
+    refusing: Rc<Cell<usize>>,
     max_connections: usize,
-) {
-    let open = Rc::new(Cell::new(0usize));
-    let refusing = Rc::new(Cell::new(0usize));
+}
+
+impl<H: Handler> Admission<H> {
+    fn admit<R: Runtime>(&self, io: R::Io, peer: SocketAddr) {
+        let ctx = self.ctx.clone();
+        ExecutorStats::add(&ctx.stats.connections_accepted, 1);
+        if self.open.get() >= self.max_connections {
+            ExecutorStats::add(&ctx.stats.connections_rejected, 1);
+            if self.refusing.get() < MAX_REFUSING {
+                let slot = Counted::new(self.refusing.clone(), None);
+                R::spawn(async move {
+                    let stop = ctx.clone();
+                    first_of(conn::refuse::<R::Io, R, H>(io, peer, ctx), stop.stop.wait()).await;
+                    drop(slot);
+                });
+            }
+            return;
+        }
+        let slot = Counted::new(self.open.clone(), Some(ctx.stats.clone()));
+        R::spawn(async move {
+            let stop = ctx.clone();
+            first_of(conn::serve::<R::Io, R, H>(io, peer, ctx), stop.stop.wait()).await;
+            drop(slot);
+        });
+    }
+}
+
+/// Accept connections until the future is dropped (drain or stop).
+async fn accept_loop<R: Runtime, H: Handler>(listener: &R::Listener, admission: &Admission<H>) {
     let mut fd_exhausted = false;
     loop {
         match listener.accept().await {
             Ok((io, peer)) => {
                 fd_exhausted = false;
-                ExecutorStats::add(&ctx.stats.connections_accepted, 1);
-                if open.get() >= max_connections {
-                    ExecutorStats::add(&ctx.stats.connections_rejected, 1);
-                    if refusing.get() < MAX_REFUSING {
-                        let slot = Counted::new(refusing.clone(), None);
-                        let ctx = ctx.clone();
-                        R::spawn(async move {
-                            conn::refuse::<R::Io, R, H>(io, peer, ctx).await;
-                            drop(slot);
-                        });
-                    }
-                    continue;
-                }
-                let slot = Counted::new(open.clone(), Some(ctx.stats.clone()));
-                let ctx = ctx.clone();
-                R::spawn(async move {
-                    conn::serve::<R::Io, R, H>(io, peer, ctx).await;
-                    drop(slot);
-                });
+                admission.admit::<R>(io, peer);
             }
             Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) => {
                 if !fd_exhausted {
                     tracing::warn!(
                         error = %e,
-                        open = open.get(),
+                        open = admission.open.get(),
                         "out of file descriptors; pausing accept (raise LimitNOFILE / ulimit -n)"
                     );
                     fd_exhausted = true;
@@ -161,7 +208,8 @@ async fn accept_loop<R: Runtime, H: Handler>(
 }
 
 /// The executor's own timer: advances the heartbeat (so a blocked thread visibly stops),
-/// refreshes the cached `date` each second, and ends the executor when asked to stop.
+/// refreshes the cached `date` each second, and turns the supervisor's flags into the local
+/// drain and stop latches.
 async fn ticker<R: Runtime, H>(ctx: Rc<ConnCtx<H>>) {
     let mut second = 0u64;
     loop {
@@ -172,8 +220,12 @@ async fn ticker<R: Runtime, H>(ctx: Rc<ConnCtx<H>>) {
             second = secs;
             ctx.date.borrow_mut().refresh(now);
         }
-        if ctx.state.is_stopping() {
-            return;
+        if ctx.stats.drain_requested() {
+            ctx.drain.fire();
+        }
+        if ctx.stats.stop_requested() {
+            ctx.drain.fire();
+            ctx.stop.fire();
         }
         R::sleep(TICK).await;
     }
@@ -202,18 +254,4 @@ impl Drop for Counted {
             ExecutorStats::sub(&s.connections_open, 1);
         }
     }
-}
-
-/// Run both futures until the first finishes.
-async fn race<A: Future<Output = ()>, B: Future<Output = ()>>(a: A, b: B) {
-    let mut a = pin!(a);
-    let mut b = pin!(b);
-    poll_fn(|cx| {
-        if a.as_mut().poll(cx).is_ready() || b.as_mut().poll(cx).is_ready() {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
-    })
-    .await
 }

@@ -4,7 +4,7 @@
 //! completes, so the same interface fits completion-based runtimes (monoio, glommio) and
 //! readiness-based ones (tokio) alike. Runtime shims implement it; nothing else does IO.
 
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::pin;
 use std::task::Poll;
@@ -37,12 +37,34 @@ pub trait Timer: 'static {
 pub async fn timeout<K: Timer, F: Future>(duration: Duration, fut: F) -> Option<F::Output> {
     let mut fut = pin!(fut);
     let mut sleep = pin!(K::sleep(duration));
-    std::future::poll_fn(|cx| {
+    poll_fn(|cx| {
         if let Poll::Ready(v) = fut.as_mut().poll(cx) {
             return Poll::Ready(Some(v));
         }
         if sleep.as_mut().poll(cx).is_ready() {
             return Poll::Ready(None);
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Which of two futures finished first.
+pub enum Either<A, B> {
+    Left(A),
+    Right(B),
+}
+
+/// Whichever of two futures finishes first (the other is dropped).
+pub async fn first_of<A: Future, B: Future>(a: A, b: B) -> Either<A::Output, B::Output> {
+    let mut a = pin!(a);
+    let mut b = pin!(b);
+    poll_fn(|cx| {
+        if let Poll::Ready(v) = a.as_mut().poll(cx) {
+            return Poll::Ready(Either::Left(v));
+        }
+        if let Poll::Ready(v) = b.as_mut().poll(cx) {
+            return Poll::Ready(Either::Right(v));
         }
         Poll::Pending
     })

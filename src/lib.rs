@@ -21,11 +21,13 @@ pub mod cpus;
 pub mod executor;
 pub mod http;
 pub mod io;
+pub mod latch;
 pub mod listen;
 pub mod observe;
 pub mod runtime;
 pub mod server;
 pub mod state;
+pub mod supervisor;
 pub mod time;
 
 pub use app::{BodyError, Handler, Request, RequestBody, Response, ResponseBody, Router};
@@ -33,3 +35,4 @@ pub use config::ServerConfig;
 pub use executor::ExecutorInfo;
 pub use server::{Server, ServerError, ServerHandle};
 pub use state::ServerState;
+pub use supervisor::{Command, Shutdown};

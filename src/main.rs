@@ -1,21 +1,60 @@
-//! The `percore` binary: parse the command line, set up logging, serve the demo app.
+//! The `percore` binary: parse the command line, set up logging, serve the demo app, and
+//! turn signals into supervisor commands.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use percore::app::demo::demo_app;
 use percore::config::Cli;
 use percore::observe::init_logging;
-use percore::{ExecutorInfo, Server};
+use percore::supervisor::signals::{self, Signal};
+use percore::{Command, ExecutorInfo, Server, Shutdown};
 
 fn main() -> ExitCode {
+    // Before any thread exists, so every thread inherits the mask and signals are taken
+    // only by the loop below.
+    signals::block();
     let cli = Cli::parse();
     init_logging(cli.log_level, cli.log_format);
     raise_fd_limit();
 
-    let server = Server::new(cli.server_config());
-    match server.run(|executor: &ExecutorInfo| demo_app(executor.state.clone())) {
-        Ok(()) => ExitCode::SUCCESS,
+    let handle = match Server::new(cli.server_config())
+        .start(|executor: &ExecutorInfo| demo_app(executor.state.clone()))
+    {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    let mut stopping = false;
+    while !handle.is_finished() {
+        let Some(signal) = signals::wait(Duration::from_millis(100)) else {
+            continue;
+        };
+        match signal {
+            Signal::Term | Signal::Int if !stopping => {
+                tracing::info!(
+                    ?signal,
+                    "graceful shutdown requested (send it again, or SIGQUIT, to stop at once)"
+                );
+                stopping = true;
+                handle.send(Command::Drain);
+            }
+            Signal::Term | Signal::Int | Signal::Quit => {
+                tracing::warn!(?signal, "stopping now");
+                handle.send(Command::StopNow);
+            }
+            Signal::Hup => handle.send(Command::Reload),
+            Signal::Usr1 | Signal::Usr2 => tracing::info!(?signal, "signal ignored"),
+        }
+    }
+    match handle.join() {
+        Ok(Shutdown::Drained) => ExitCode::SUCCESS,
+        Ok(Shutdown::Stopped) => ExitCode::SUCCESS,
+        Ok(Shutdown::DrainTimedOut { .. }) => ExitCode::from(1),
         Err(e) => {
             tracing::error!("{e}");
             ExitCode::FAILURE

@@ -1,13 +1,12 @@
-//! Starting and stopping a server: plan the cores, bind one listener per executor, start
-//! each executor on its own (pinned) thread, and wait until all of them serve.
+//! Starting a server: plan the cores, bind one listener per executor slot, start the
+//! executors under a supervisor thread, and hand back a handle to drain, reload or stop it.
 
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::mpsc;
+use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
 
 use crate::app::Handler;
 use crate::config::ServerConfig;
@@ -16,11 +15,10 @@ use crate::executor::{self, ExecutorConfig, ExecutorInfo};
 use crate::listen;
 use crate::runtime::monoio::Monoio;
 use crate::state::ServerState;
+use crate::supervisor::notify::Notifier;
+use crate::supervisor::{Command, Shutdown, SlotTemplate, SpawnFn, StartReport, Supervisor};
 
-/// How long executors get to report that they serve.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Why a server could not start or stopped abnormally.
+/// Why a server could not start or ended abnormally.
 #[derive(Debug)]
 pub enum ServerError {
     /// The host name did not resolve.
@@ -29,29 +27,29 @@ pub enum ServerError {
     Bind { addr: SocketAddr, source: io::Error },
     /// The CPU settings cannot be met.
     Cpus(String),
-    /// An executor thread could not be started or failed to start serving.
+    /// An executor could not be started.
     Executor { index: usize, reason: String },
-    /// An executor stopped while the server was running.
-    ExecutorExited { index: usize, reason: String },
+    /// Executors kept dying: `restarts` restarts within a minute.
+    CrashLoop { restarts: usize },
+    /// The supervisor thread itself failed.
+    Supervisor(String),
 }
 
 impl fmt::Display for ServerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ServerError::Resolve { host, source } => {
-                write!(f, "cannot resolve host {host:?}: {source}")
-            }
-            ServerError::Bind { addr, source } if source.kind() == io::ErrorKind::AddrInUse => {
-                write!(f, "cannot listen on {addr}: address already in use (is another server running on this port?)")
-            }
+            ServerError::Resolve { host, source } => write!(f, "cannot resolve host {host:?}: {source}"),
+            ServerError::Bind { addr, source } if source.kind() == io::ErrorKind::AddrInUse => write!(
+                f,
+                "cannot listen on {addr}: address already in use (is another server running on this port?)"
+            ),
             ServerError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             ServerError::Cpus(msg) => f.write_str(msg),
-            ServerError::Executor { index, reason } => {
-                write!(f, "executor {index} failed to start: {reason}")
+            ServerError::Executor { index, reason } => write!(f, "executor {index} failed to start: {reason}"),
+            ServerError::CrashLoop { restarts } => {
+                write!(f, "executors crashed {restarts} times within a minute; giving up")
             }
-            ServerError::ExecutorExited { index, reason } => {
-                write!(f, "executor {index} stopped: {reason}")
-            }
+            ServerError::Supervisor(msg) => write!(f, "supervisor failed: {msg}"),
         }
     }
 }
@@ -61,12 +59,12 @@ impl std::error::Error for ServerError {}
 /// A percore server: configuration in, executors out.
 ///
 /// ```no_run
-/// use percore::{Request, Response, Server, ServerConfig};
+/// use percore::{ExecutorInfo, Request, Response, Server, ServerConfig};
 ///
 /// let mut config = ServerConfig::default();
 /// config.port = 8080;
 /// Server::new(config)
-///     .run(|_executor| |_req: Request| async { Response::text("hello") })
+///     .run(|_executor: &ExecutorInfo| |_req: Request| async { Response::text("hello") })
 ///     .unwrap();
 /// ```
 pub struct Server {
@@ -78,17 +76,19 @@ impl Server {
         Server { config }
     }
 
-    /// Start serving and block until the server stops (or an executor fails).
-    pub fn run<H, F>(self, make_handler: F) -> Result<(), ServerError>
+    /// Start serving and block until the server ends (it ends only through a
+    /// [`ServerHandle`] command or an error, so this suits servers stopped by their process).
+    pub fn run<H, F>(self, make_handler: F) -> Result<Shutdown, ServerError>
     where
         H: Handler,
         F: Fn(&ExecutorInfo) -> H + Send + Sync + 'static,
     {
-        self.start(make_handler)?.wait()
+        self.start(make_handler)?.join()
     }
 
     /// Start serving in the background. `make_handler` is called once on each executor's
-    /// thread, so each executor has a handler of its own (and per-core state without locks).
+    /// thread (and again for each replacement executor), so each executor has a handler of
+    /// its own (and per-core state without locks).
     pub fn start<H, F>(self, make_handler: F) -> Result<ServerHandle, ServerError>
     where
         H: Handler,
@@ -110,80 +110,69 @@ impl Server {
         let addr = listen::resolve(&cfg.host, cfg.port)?;
         let (listeners, addr) = listen::bind_group(addr, workers, cfg.backlog)?;
         let state = Arc::new(ServerState::new(workers));
-        let make_handler: Arc<dyn Fn(&ExecutorInfo) -> H + Send + Sync> = Arc::new(make_handler);
-        let (ready_tx, ready_rx) = mpsc::channel::<(usize, Result<&'static str, String>)>();
 
-        let mut threads = Vec::with_capacity(workers);
-        for (index, (listener, core)) in listeners
-            .into_iter()
-            .zip(plan.cores.iter().copied())
+        let templates = plan
+            .cores
+            .iter()
             .enumerate()
-        {
-            let exec_cfg = ExecutorConfig {
+            .map(|(index, &core)| SlotTemplate {
                 index,
                 core,
-                listener,
                 address: addr,
                 driver: cfg.driver.clone(),
                 max_in_flight: share(cfg.limit_concurrency, workers, index),
                 max_connections: share(cfg.max_connections, workers, index),
-                state: state.clone(),
-            };
-            let make_handler = make_handler.clone();
-            let ready_tx = ready_tx.clone();
-            let spawned = thread::Builder::new()
-                .name(format!("percore-{index}"))
-                .spawn(move || {
-                    if let Some(core) = core {
-                        if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
-                            tracing::warn!(
-                                executor = index,
-                                core,
-                                "cannot pin executor to its core"
-                            );
+            })
+            .collect();
+        let make_handler: Arc<dyn Fn(&ExecutorInfo) -> H + Send + Sync> = Arc::new(make_handler);
+        let spawn: Arc<SpawnFn> =
+            Arc::new(move |exec: ExecutorConfig, report: Sender<StartReport>| {
+                let make_handler = make_handler.clone();
+                let (index, core) = (exec.index, exec.core);
+                thread::Builder::new()
+                    .name(format!("percore-{index}"))
+                    .spawn(move || {
+                        if let Some(core) = core {
+                            if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                                tracing::warn!(
+                                    executor = index,
+                                    core,
+                                    "cannot pin executor to its core"
+                                );
+                            }
                         }
-                    }
-                    executor::run::<Monoio, H>(exec_cfg, &*make_handler, |r| {
-                        let _ = ready_tx.send((index, r));
-                    });
-                });
-            match spawned {
-                Ok(handle) => threads.push(handle),
-                Err(e) => {
-                    state.set_stopping();
-                    return Err(ServerError::Executor {
-                        index,
-                        reason: e.to_string(),
-                    });
-                }
-            }
-        }
-        drop(ready_tx);
+                        executor::run::<Monoio, H>(exec, &*make_handler, |r| {
+                            let _ = report.send(r);
+                        });
+                    })
+            });
 
-        let mut handle = ServerHandle {
+        let notifier = if cfg.notify {
+            Notifier::from_env()
+        } else {
+            Notifier::disabled()
+        };
+        let (supervisor, driver) = Supervisor::start(
+            templates,
+            listeners,
+            spawn,
+            state.clone(),
+            cfg.supervisor.clone(),
+            notifier,
+        )?;
+        tracing::info!(address = %addr, workers, runtime = "monoio", driver, "percore ready");
+        let (commands, rx) = mpsc::channel();
+        let thread = thread::Builder::new()
+            .name("percore-supervisor".into())
+            .spawn(move || supervisor.run(rx))
+            .map_err(|e| ServerError::Supervisor(e.to_string()))?;
+        Ok(ServerHandle {
             addr,
             state,
-            threads,
-            driver: "",
-        };
-        for _ in 0..workers {
-            match ready_rx.recv_timeout(START_TIMEOUT) {
-                Ok((_, Ok(driver))) => handle.driver = driver,
-                Ok((index, Err(reason))) => {
-                    handle.stop();
-                    return Err(ServerError::Executor { index, reason });
-                }
-                Err(_) => {
-                    handle.stop();
-                    return Err(ServerError::Executor {
-                        index: 0,
-                        reason: "did not start in time".into(),
-                    });
-                }
-            }
-        }
-        tracing::info!(address = %addr, workers, runtime = "monoio", driver = handle.driver, "percore ready");
-        Ok(handle)
+            commands,
+            thread: Some(thread),
+            driver,
+        })
     }
 }
 
@@ -196,11 +185,12 @@ fn share(limit: Option<usize>, workers: usize, index: usize) -> usize {
     }
 }
 
-/// A running server.
+/// A running server. Dropping it stops the server at once.
 pub struct ServerHandle {
     addr: SocketAddr,
     state: Arc<ServerState>,
-    threads: Vec<JoinHandle<()>>,
+    commands: Sender<Command>,
+    thread: Option<JoinHandle<Result<Shutdown, ServerError>>>,
     driver: &'static str,
 }
 
@@ -219,48 +209,49 @@ impl ServerHandle {
         self.driver
     }
 
-    /// Stop all executors (open connections are dropped) and wait for their threads.
-    pub fn stop(mut self) {
-        self.stop_inner();
+    /// Ask the supervisor to do something; see [`Command`].
+    pub fn send(&self, command: Command) {
+        let _ = self.commands.send(command);
     }
 
-    fn stop_inner(&mut self) {
-        self.state.set_stopping();
-        for t in self.threads.drain(..) {
-            let _ = t.join();
+    /// Whether the server has ended (then [`ServerHandle::join`] returns at once).
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    /// Wait for the server to end.
+    pub fn join(mut self) -> Result<Shutdown, ServerError> {
+        self.join_inner()
+    }
+
+    fn join_inner(&mut self) -> Result<Shutdown, ServerError> {
+        match self.thread.take() {
+            None => Ok(Shutdown::Stopped),
+            Some(t) => t
+                .join()
+                .map_err(|_| ServerError::Supervisor("panicked".into()))?,
         }
     }
 
-    /// Block until the server stops. An executor that ends on its own is an error: the
-    /// others are stopped and the error says which one and why.
-    pub fn wait(mut self) -> Result<(), ServerError> {
-        loop {
-            if let Some(i) = self.threads.iter().position(JoinHandle::is_finished) {
-                let stopping = self.state.is_stopping();
-                let result = self.threads.remove(i).join();
-                if stopping {
-                    self.stop_inner();
-                    return Ok(());
-                }
-                let reason = match result {
-                    Ok(()) => "exited".to_string(),
-                    Err(panic) => panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .map_or_else(|| "panicked".to_string(), |m| format!("panicked: {m}")),
-                };
-                self.stop_inner();
-                return Err(ServerError::ExecutorExited { index: i, reason });
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
+    /// Drain gracefully (as on SIGTERM) and wait for the end.
+    pub fn drain(self) -> Result<Shutdown, ServerError> {
+        self.send(Command::Drain);
+        self.join()
+    }
+
+    /// Stop now: close every connection and wait for the executors.
+    pub fn stop(self) {
+        self.send(Command::StopNow);
+        let _ = self.join();
     }
 }
 
 impl Drop for ServerHandle {
     fn drop(&mut self) {
-        self.stop_inner();
+        if self.thread.is_some() {
+            let _ = self.commands.send(Command::StopNow);
+            let _ = self.join_inner();
+        }
     }
 }
 

@@ -1,12 +1,12 @@
-//! The small state shared between executors and whoever watches them (the supervisor,
-//! `/ready`, later `/metrics`). Counters are written only by the executor that owns them,
-//! with relaxed loads and stores on a cache line of their own, so the request path never
-//! contends with another core.
+//! The small state shared between executors and the supervisor (and `/ready`, later
+//! `/metrics`). Counters are written only by the executor that owns them, with relaxed loads
+//! and stores on a cache line of their own, so the request path never contends with another
+//! core; flags are written only by the supervisor.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-/// One executor's counters and heartbeat.
+/// One executor instance's counters, heartbeat and control flags.
 #[derive(Debug, Default)]
 #[repr(align(128))]
 pub struct ExecutorStats {
@@ -21,6 +21,12 @@ pub struct ExecutorStats {
     pub parse_errors: AtomicU64,
     /// Handler panics turned into 500s.
     pub handler_panics: AtomicU64,
+    /// Set by the supervisor: stop accepting, finish open connections, then exit.
+    pub drain: AtomicBool,
+    /// Set by the supervisor: exit now, dropping open connections.
+    pub stop: AtomicBool,
+    /// Set by the executor once it serves (listener adopted, handler built).
+    pub serving: AtomicBool,
 }
 
 impl ExecutorStats {
@@ -35,24 +41,48 @@ impl ExecutorStats {
     pub fn sub(counter: &AtomicU64, n: u64) {
         counter.store(counter.load(Relaxed).wrapping_sub(n), Relaxed);
     }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Relaxed)
+    }
+
+    pub fn request_drain(&self) {
+        self.drain.store(true, Relaxed);
+    }
+
+    pub fn request_stop(&self) {
+        self.stop.store(true, Relaxed);
+    }
+
+    pub fn drain_requested(&self) -> bool {
+        self.drain.load(Relaxed)
+    }
+
+    pub fn stop_requested(&self) -> bool {
+        self.stop.load(Relaxed)
+    }
 }
 
-/// Flags and per-executor stats for one server.
+/// Flags and the current executor instance of each slot, for one server.
 #[derive(Debug)]
 pub struct ServerState {
     draining: AtomicBool,
-    stopping: AtomicBool,
-    executors: Vec<Arc<ExecutorStats>>,
+    /// Only the supervisor replaces entries (on restart, recycle, reload); readers take a
+    /// snapshot. Executors hold their own `Arc` and never touch this lock.
+    executors: Mutex<Vec<Arc<ExecutorStats>>>,
+    restarts: AtomicU64,
 }
 
 impl ServerState {
     pub fn new(executors: usize) -> ServerState {
         ServerState {
             draining: AtomicBool::new(false),
-            stopping: AtomicBool::new(false),
-            executors: (0..executors)
-                .map(|_| Arc::new(ExecutorStats::default()))
-                .collect(),
+            executors: Mutex::new(
+                (0..executors)
+                    .map(|_| Arc::new(ExecutorStats::default()))
+                    .collect(),
+            ),
+            restarts: AtomicU64::new(0),
         }
     }
 
@@ -65,25 +95,37 @@ impl ServerState {
         self.draining.store(true, Relaxed);
     }
 
-    /// Whether executors should stop now.
-    pub fn is_stopping(&self) -> bool {
-        self.stopping.load(Relaxed)
+    /// The current instance of executor slot `index`.
+    pub fn executor(&self, index: usize) -> Arc<ExecutorStats> {
+        self.executors.lock().unwrap()[index].clone()
     }
 
-    pub fn set_stopping(&self) {
-        self.stopping.store(true, Relaxed);
+    /// Put a new instance in slot `index` (the supervisor replacing an executor).
+    pub fn replace_executor(&self, index: usize, stats: Arc<ExecutorStats>) {
+        self.executors.lock().unwrap()[index] = stats;
     }
 
-    pub fn executor(&self, index: usize) -> &Arc<ExecutorStats> {
-        &self.executors[index]
+    /// A snapshot of the current instances.
+    pub fn executors(&self) -> Vec<Arc<ExecutorStats>> {
+        self.executors.lock().unwrap().clone()
     }
 
-    pub fn executors(&self) -> &[Arc<ExecutorStats>] {
-        &self.executors
-    }
-
-    /// A counter summed over all executors.
+    /// A counter summed over the current instances.
     pub fn total(&self, pick: impl Fn(&ExecutorStats) -> &AtomicU64) -> u64 {
-        self.executors.iter().map(|e| pick(e).load(Relaxed)).sum()
+        self.executors
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| pick(e).load(Relaxed))
+            .sum()
+    }
+
+    /// Executors started to replace others (crashes, stalls, recycling, reloads).
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(Relaxed)
+    }
+
+    pub fn count_restart(&self) {
+        self.restarts.fetch_add(1, Relaxed);
     }
 }

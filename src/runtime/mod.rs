@@ -35,4 +35,8 @@ pub trait Listener: 'static {
     type Io;
     /// The next connection (with TCP_NODELAY set) and its peer address.
     fn accept(&self) -> impl Future<Output = io::Result<(Self::Io, SocketAddr)>>;
+
+    /// A connection already waiting in the queue, without waiting (`None`: queue empty).
+    /// Used when draining, to serve what was queued before letting go of the socket.
+    fn try_accept(&self) -> io::Result<Option<(Self::Io, SocketAddr)>>;
 }

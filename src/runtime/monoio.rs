@@ -46,7 +46,10 @@ impl Runtime for Monoio {
         Fut: Future,
     {
         crate::time::install(boxed_sleep);
-        match RuntimeBuilder::<IoUringDriver>::new().enable_timer().build() {
+        match RuntimeBuilder::<IoUringDriver>::new()
+            .enable_timer()
+            .build()
+        {
             Ok(mut rt) => {
                 NONBLOCKING_STREAMS.with(|n| n.set(false));
                 Ok(rt.block_on(main("io_uring")))
@@ -57,7 +60,9 @@ impl Runtime for Monoio {
                     "cannot create an io_uring ring (blocked by seccomp, disabled by \
                      kernel.io_uring_disabled, or RLIMIT_MEMLOCK too low); using epoll instead"
                 );
-                let mut rt = RuntimeBuilder::<LegacyDriver>::new().enable_timer().build()?;
+                let mut rt = RuntimeBuilder::<LegacyDriver>::new()
+                    .enable_timer()
+                    .build()?;
                 NONBLOCKING_STREAMS.with(|n| n.set(true));
                 Ok(rt.block_on(main("epoll")))
             }
@@ -92,17 +97,22 @@ impl Listener for MonoioListener {
 
     async fn accept(&self) -> io::Result<(MonoioStream, SocketAddr)> {
         loop {
-            match accept_now(self.fd)? {
-                Some((stream, peer)) => {
-                    stream.set_nonblocking(NONBLOCKING_STREAMS.with(Cell::get))?;
-                    // Responses are written whole; Nagle would only delay them.
-                    stream.set_nodelay(true)?;
-                    let stream = monoio::net::TcpStream::from_std(stream)?;
-                    return Ok((MonoioStream(stream), peer));
-                }
+            match self.try_accept()? {
+                Some(accepted) => return Ok(accepted),
                 None => self.inner.readable(false).await?,
             }
         }
+    }
+
+    fn try_accept(&self) -> io::Result<Option<(MonoioStream, SocketAddr)>> {
+        let Some((stream, peer)) = accept_now(self.fd)? else {
+            return Ok(None);
+        };
+        stream.set_nonblocking(NONBLOCKING_STREAMS.with(Cell::get))?;
+        // Responses are written whole; Nagle would only delay them.
+        stream.set_nodelay(true)?;
+        let stream = monoio::net::TcpStream::from_std(stream)?;
+        Ok(Some((MonoioStream(stream), peer)))
     }
 }
 

@@ -1,0 +1,123 @@
+//! A one-shot broadcast for one executor thread: fired once, it wakes every waiter, and
+//! waiters that arrive later see it fired. Used to tell idle connections and the accept
+//! loop that the executor is draining or stopping, without polling.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+/// A single-threaded one-shot latch.
+#[derive(Default)]
+pub struct Latch {
+    fired: Cell<bool>,
+    /// Registered wakers; a slot is freed when its waiter is dropped, so the list stays as
+    /// long as the number of current waiters, not of all waits ever made.
+    waiters: RefCell<Vec<Option<Waker>>>,
+    free: RefCell<Vec<usize>>,
+}
+
+impl Latch {
+    pub fn new() -> Latch {
+        Latch::default()
+    }
+
+    pub fn is_fired(&self) -> bool {
+        self.fired.get()
+    }
+
+    /// Fire the latch and wake every waiter (once; later calls do nothing).
+    pub fn fire(&self) {
+        if self.fired.replace(true) {
+            return;
+        }
+        let wakers: Vec<Waker> = self.waiters.borrow_mut().drain(..).flatten().collect();
+        self.free.borrow_mut().clear();
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    /// A future that completes once the latch has fired.
+    pub fn wait(&self) -> Wait<'_> {
+        Wait {
+            latch: self,
+            slot: None,
+        }
+    }
+}
+
+/// Future returned by [`Latch::wait`].
+pub struct Wait<'a> {
+    latch: &'a Latch,
+    slot: Option<usize>,
+}
+
+impl Future for Wait<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.latch.is_fired() {
+            self.slot = None;
+            return Poll::Ready(());
+        }
+        let mut waiters = self.latch.waiters.borrow_mut();
+        match self.slot {
+            Some(i) => waiters[i] = Some(cx.waker().clone()),
+            None => {
+                let i = match self.latch.free.borrow_mut().pop() {
+                    Some(i) => {
+                        waiters[i] = Some(cx.waker().clone());
+                        i
+                    }
+                    None => {
+                        waiters.push(Some(cx.waker().clone()));
+                        waiters.len() - 1
+                    }
+                };
+                drop(waiters);
+                self.slot = Some(i);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Wait<'_> {
+    fn drop(&mut self) {
+        if let Some(i) = self.slot {
+            if !self.latch.is_fired() {
+                if let Some(w) = self.latch.waiters.borrow_mut().get_mut(i) {
+                    *w = None;
+                }
+                self.latch.free.borrow_mut().push(i);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::pin::pin;
+
+    #[test]
+    fn wakes_waiters_and_reuses_slots() {
+        let latch = Latch::new();
+        let mut cx = Context::from_waker(Waker::noop());
+        for _ in 0..100 {
+            let mut w = pin!(latch.wait());
+            assert!(w.as_mut().poll(&mut cx).is_pending());
+        }
+        assert_eq!(
+            latch.waiters.borrow().len(),
+            1,
+            "dropped waiters free their slot"
+        );
+        let mut w = pin!(latch.wait());
+        assert!(w.as_mut().poll(&mut cx).is_pending());
+        latch.fire();
+        assert!(w.as_mut().poll(&mut cx).is_ready());
+        assert!(pin!(latch.wait()).poll(&mut cx).is_ready());
+    }
+}

@@ -1,0 +1,608 @@
+//! The supervisor: one lightweight thread that owns the listening sockets and watches the
+//! executors through their [`ExecutorStats`] (heartbeats, counters), never through the
+//! request path. It replaces executors that die, recycles them after `--max-requests`,
+//! rolls them over on reload, and runs the graceful drain.
+//!
+//! Replacement is always "new first": the new executor shares the slot's listening socket
+//! (a duplicate descriptor of the same socket, so the same accept queue) and reports that
+//! it serves before the old one is told to drain. No connection is refused or reset.
+
+pub mod notify;
+pub mod signals;
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::TcpListener;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::conn::DriverConfig;
+use crate::executor::{ExecutorConfig, TICK};
+use crate::server::ServerError;
+use crate::state::{ExecutorStats, ServerState};
+use notify::Notifier;
+
+/// How long a new executor gets to report that it serves.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Restarts of dead executors allowed within `CRASH_WINDOW` before the process gives up
+/// (and exits non-zero for the service manager to restart it).
+const CRASH_LIMIT: usize = 5;
+const CRASH_WINDOW: Duration = Duration::from_secs(60);
+/// After asking executors to stop, how long to wait for their threads before leaving them.
+const STOP_JOIN_WAIT: Duration = Duration::from_secs(1);
+/// How often `STATUS=` is refreshed.
+const STATUS_EVERY: Duration = Duration::from_secs(2);
+
+/// Process-level settings (the gunicorn-master side).
+#[derive(Debug, Clone)]
+pub struct SupervisorConfig {
+    /// After the listeners close, how long in-flight requests get to finish.
+    pub graceful_timeout: Duration,
+    /// How long to keep accepting after a drain starts (`/ready` already says 503), so a
+    /// load balancer can deregister the target first.
+    pub drain_delay: Duration,
+    /// Recycle an executor after this many requests (plus jitter).
+    pub max_requests: Option<u64>,
+    /// Up to this many extra requests, chosen at random per executor, so executors do not
+    /// all recycle at once.
+    pub max_requests_jitter: u64,
+}
+
+impl Default for SupervisorConfig {
+    fn default() -> Self {
+        SupervisorConfig {
+            graceful_timeout: Duration::from_secs(30),
+            drain_delay: Duration::ZERO,
+            max_requests: None,
+            max_requests_jitter: 0,
+        }
+    }
+}
+
+/// What the supervisor is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Graceful drain, then exit (SIGTERM, SIGINT).
+    Drain,
+    /// Close everything and exit now (SIGQUIT, a second SIGTERM).
+    StopNow,
+    /// Replace every executor, one at a time, new first (SIGHUP).
+    Reload,
+}
+
+/// How the server ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    /// Every connection finished within the graceful timeout.
+    Drained,
+    /// The graceful timeout ran out; `cut` connections were closed with work left.
+    DrainTimedOut { cut: u64 },
+    /// Stopped at once.
+    Stopped,
+}
+
+/// The report an executor thread sends once: its IO driver, or why it could not start.
+pub type StartReport = Result<&'static str, String>;
+
+/// Starts an executor thread (type-erased over the handler type).
+pub type SpawnFn =
+    dyn Fn(ExecutorConfig, Sender<StartReport>) -> io::Result<JoinHandle<()>> + Send + Sync;
+
+/// What every executor of a slot is started with, but its listener handle and stats.
+pub struct SlotTemplate {
+    pub index: usize,
+    pub core: Option<usize>,
+    pub address: std::net::SocketAddr,
+    pub driver: DriverConfig,
+    pub max_in_flight: usize,
+    pub max_connections: usize,
+}
+
+/// One running executor thread.
+struct Instance {
+    stats: Arc<ExecutorStats>,
+    thread: JoinHandle<()>,
+    /// Recycle once this many requests are served.
+    recycle_at: Option<u64>,
+}
+
+/// One executor slot: its socket (owned here for the life of the server) and current
+/// executor.
+struct Slot {
+    template: SlotTemplate,
+    listener: Option<TcpListener>,
+    current: Option<Instance>,
+}
+
+/// An executor on its way out (recycled, reloaded): draining until `deadline`.
+struct Retiring {
+    instance: Instance,
+    deadline: Instant,
+    stop_sent: bool,
+}
+
+pub struct Supervisor {
+    slots: Vec<Slot>,
+    retiring: Vec<Retiring>,
+    spawn: Arc<SpawnFn>,
+    state: Arc<ServerState>,
+    config: SupervisorConfig,
+    notifier: Notifier,
+    crashes: VecDeque<Instant>,
+    rng: u64,
+    last_status: Instant,
+    last_watchdog: Instant,
+    /// Per slot: the heartbeat last seen and when it last moved.
+    heartbeats: Vec<(u64, Instant)>,
+}
+
+impl Supervisor {
+    /// Start one executor per slot (each reporting that it serves) and return the supervisor
+    /// that owns them.
+    pub fn start(
+        templates: Vec<SlotTemplate>,
+        listeners: Vec<TcpListener>,
+        spawn: Arc<SpawnFn>,
+        state: Arc<ServerState>,
+        config: SupervisorConfig,
+        notifier: Notifier,
+    ) -> Result<(Supervisor, &'static str), ServerError> {
+        let now = Instant::now();
+        let count = templates.len();
+        let mut sup = Supervisor {
+            slots: templates
+                .into_iter()
+                .zip(listeners)
+                .map(|(template, listener)| Slot {
+                    template,
+                    listener: Some(listener),
+                    current: None,
+                })
+                .collect(),
+            retiring: Vec::new(),
+            spawn,
+            state,
+            config,
+            notifier,
+            crashes: VecDeque::new(),
+            rng: seed(),
+            last_status: now,
+            last_watchdog: now,
+            heartbeats: vec![(0, now); count],
+        };
+        let mut driver = "";
+        for i in 0..count {
+            match sup.spawn_instance(i) {
+                Ok((instance, d)) => {
+                    driver = d;
+                    sup.install(i, instance);
+                }
+                Err(reason) => {
+                    sup.stop_all();
+                    return Err(ServerError::Executor { index: i, reason });
+                }
+            }
+        }
+        Ok((sup, driver))
+    }
+
+    /// Supervise until the server ends; commands arrive on `commands`.
+    pub fn run(mut self, commands: Receiver<Command>) -> Result<Shutdown, ServerError> {
+        self.notifier.send(&format!(
+            "READY=1\nSTATUS={}\nMAINPID={}",
+            self.status(),
+            std::process::id()
+        ));
+        loop {
+            match commands.recv_timeout(TICK) {
+                Ok(Command::Drain) => return Ok(self.drain(&commands)),
+                Ok(Command::StopNow) | Err(RecvTimeoutError::Disconnected) => {
+                    self.notifier.send("STOPPING=1");
+                    self.stop_all();
+                    return Ok(Shutdown::Stopped);
+                }
+                Ok(Command::Reload) => self.reload(),
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            self.reap()?;
+            self.recycle();
+            self.retire();
+            self.tick_heartbeats();
+            self.ping();
+        }
+    }
+
+    /// Start an executor for slot `i` and wait until it serves.
+    fn spawn_instance(&mut self, i: usize) -> Result<(Instance, &'static str), String> {
+        let slot = &self.slots[i];
+        let listener = slot
+            .listener
+            .as_ref()
+            .ok_or("the slot's listener is closed")?
+            .try_clone()
+            .map_err(|e| format!("cannot duplicate listener: {e}"))?;
+        let stats = Arc::new(ExecutorStats::default());
+        let t = &slot.template;
+        let cfg = ExecutorConfig {
+            index: t.index,
+            core: t.core,
+            listener,
+            address: t.address,
+            driver: t.driver.clone(),
+            max_in_flight: t.max_in_flight,
+            max_connections: t.max_connections,
+            state: self.state.clone(),
+            stats: stats.clone(),
+        };
+        let (tx, rx) = mpsc::channel();
+        let thread = (self.spawn)(cfg, tx).map_err(|e| format!("cannot start thread: {e}"))?;
+        let recycle_at = self.recycle_threshold();
+        match rx.recv_timeout(START_TIMEOUT) {
+            Ok(Ok(driver)) => Ok((
+                Instance {
+                    stats,
+                    thread,
+                    recycle_at,
+                },
+                driver,
+            )),
+            Ok(Err(reason)) => Err(reason),
+            Err(_) => {
+                stats.request_stop();
+                Err("did not start in time".to_string())
+            }
+        }
+    }
+
+    fn install(&mut self, i: usize, instance: Instance) {
+        self.state.replace_executor(i, instance.stats.clone());
+        self.heartbeats[i] = (0, Instant::now());
+        self.slots[i].current = Some(instance);
+    }
+
+    /// Replace slot `i`'s executor, new first: the old one drains only once the new one
+    /// serves. On failure the old one stays.
+    fn replace(&mut self, i: usize, why: &str) -> bool {
+        match self.spawn_instance(i) {
+            Ok((instance, _)) => {
+                self.state.count_restart();
+                if let Some(old) = self.slots[i].current.take() {
+                    old.stats.request_drain();
+                    self.retiring.push(Retiring {
+                        instance: old,
+                        deadline: Instant::now() + self.config.graceful_timeout,
+                        stop_sent: false,
+                    });
+                }
+                self.install(i, instance);
+                tracing::info!(executor = i, reason = why, "executor replaced");
+                true
+            }
+            Err(reason) => {
+                tracing::error!(
+                    executor = i,
+                    reason,
+                    "cannot start a replacement executor; keeping the old one"
+                );
+                false
+            }
+        }
+    }
+
+    /// SIGHUP: every executor replaced, one at a time.
+    fn reload(&mut self) {
+        tracing::info!("reload: replacing executors one at a time");
+        self.notifier.send(&format!(
+            "RELOADING=1\nMONOTONIC_USEC={}",
+            notify::monotonic_usec()
+        ));
+        let mut replaced = 0;
+        for i in 0..self.slots.len() {
+            if self.replace(i, "reload") {
+                replaced += 1;
+            }
+        }
+        tracing::info!(replaced, total = self.slots.len(), "reload done");
+        self.notifier
+            .send(&format!("READY=1\nSTATUS={}", self.status()));
+    }
+
+    /// Executors that ended on their own are restarted; too many in a short time ends the
+    /// server with an error instead.
+    fn reap(&mut self) -> Result<(), ServerError> {
+        for i in 0..self.slots.len() {
+            let finished = self.slots[i]
+                .current
+                .as_ref()
+                .is_some_and(|c| c.thread.is_finished());
+            if !finished {
+                continue;
+            }
+            let dead = self.slots[i].current.take().expect("checked above");
+            let reason = join_reason(dead.thread);
+            tracing::error!(executor = i, reason, "executor died; starting a new one");
+            let now = Instant::now();
+            self.crashes.push_back(now);
+            while self
+                .crashes
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > CRASH_WINDOW)
+            {
+                self.crashes.pop_front();
+            }
+            if self.crashes.len() >= CRASH_LIMIT {
+                tracing::error!(
+                    restarts = self.crashes.len(),
+                    window_s = CRASH_WINDOW.as_secs(),
+                    "executors keep dying; giving up so the service manager can restart the process"
+                );
+                self.stop_all();
+                return Err(ServerError::CrashLoop {
+                    restarts: self.crashes.len(),
+                });
+            }
+            match self.spawn_instance(i) {
+                Ok((instance, _)) => {
+                    self.state.count_restart();
+                    self.install(i, instance);
+                    tracing::info!(executor = i, "executor restarted");
+                }
+                Err(reason) => {
+                    self.stop_all();
+                    return Err(ServerError::Executor { index: i, reason });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `--max-requests`: replace (at most) one executor per tick that served its share.
+    fn recycle(&mut self) {
+        let due = self.slots.iter().position(|s| {
+            s.current.as_ref().is_some_and(|c| {
+                c.recycle_at
+                    .is_some_and(|n| ExecutorStats::get(&c.stats.requests) >= n)
+            })
+        });
+        if let Some(i) = due {
+            let served = self.slots[i]
+                .current
+                .as_ref()
+                .map_or(0, |c| ExecutorStats::get(&c.stats.requests));
+            self.replace(i, &format!("recycled after {served} requests"));
+        }
+    }
+
+    /// Forget retired executors that finished; stop those past their graceful timeout.
+    fn retire(&mut self) {
+        let now = Instant::now();
+        self.retiring.retain_mut(|r| {
+            if r.instance.thread.is_finished() {
+                return false;
+            }
+            if now >= r.deadline && !r.stop_sent {
+                tracing::warn!(
+                    open = ExecutorStats::get(&r.instance.stats.connections_open),
+                    "retired executor did not drain in time; closing its connections"
+                );
+                r.instance.stats.request_stop();
+                r.stop_sent = true;
+            }
+            true
+        });
+    }
+
+    fn tick_heartbeats(&mut self) {
+        let now = Instant::now();
+        for (i, slot) in self.slots.iter().enumerate() {
+            if let Some(c) = &slot.current {
+                let beat = ExecutorStats::get(&c.stats.heartbeat);
+                if beat != self.heartbeats[i].0 {
+                    self.heartbeats[i] = (beat, now);
+                }
+            }
+        }
+    }
+
+    /// Whether every executor's heartbeat moved within `within`.
+    fn all_fresh(&self, within: Duration) -> bool {
+        let now = Instant::now();
+        self.heartbeats
+            .iter()
+            .all(|(_, at)| now.duration_since(*at) <= within)
+    }
+
+    /// `WATCHDOG=1` at half the watchdog interval, only while every executor is alive, and
+    /// `STATUS=` now and then.
+    fn ping(&mut self) {
+        let now = Instant::now();
+        if let Some(interval) = self.notifier.watchdog() {
+            if now.duration_since(self.last_watchdog) >= interval / 2
+                && self.all_fresh(interval / 2)
+            {
+                self.notifier.send("WATCHDOG=1");
+                self.last_watchdog = now;
+            }
+        }
+        if self.notifier.is_enabled() && now.duration_since(self.last_status) >= STATUS_EVERY {
+            self.notifier.send(&format!("STATUS={}", self.status()));
+            self.last_status = now;
+        }
+    }
+
+    fn status(&self) -> String {
+        let open = self.state.total(|s| &s.connections_open);
+        let requests = self.state.total(|s| &s.requests);
+        let draining = if self.state.is_draining() {
+            "draining; "
+        } else {
+            ""
+        };
+        format!(
+            "{draining}{} executors, {open} connections open, {requests} requests served by current executors",
+            self.slots.iter().filter(|s| s.current.is_some()).count()
+        )
+    }
+
+    /// Graceful drain: `/ready` turns 503 now; after the drain delay the executors stop
+    /// accepting (taking what is already queued) and the sockets close; keep-alive
+    /// connections end after their current request; at the graceful timeout whatever is
+    /// left is closed.
+    fn drain(&mut self, commands: &Receiver<Command>) -> Shutdown {
+        let started = Instant::now();
+        self.state.set_draining();
+        self.notifier
+            .send(&format!("STOPPING=1\nSTATUS={}", self.status()));
+        tracing::info!(
+            drain_delay_ms = self.config.drain_delay.as_millis() as u64,
+            graceful_timeout_s = self.config.graceful_timeout.as_secs_f64(),
+            "draining: /ready now answers 503"
+        );
+        // A second request to stop ends the drain at once.
+        let stop_now = |cmd: Result<Command, RecvTimeoutError>| {
+            matches!(
+                cmd,
+                Ok(Command::StopNow | Command::Drain) | Err(RecvTimeoutError::Disconnected)
+            )
+        };
+        while started.elapsed() < self.config.drain_delay {
+            let left = self
+                .config
+                .drain_delay
+                .saturating_sub(started.elapsed())
+                .min(TICK);
+            if stop_now(commands.recv_timeout(left)) {
+                self.stop_all();
+                return Shutdown::Stopped;
+            }
+            self.ping();
+        }
+
+        // Close the listeners: each executor serves what is already queued on its socket
+        // and lets go of it; dropping ours here means the socket closes with the last one.
+        for slot in &mut self.slots {
+            if let Some(c) = &slot.current {
+                c.stats.request_drain();
+            }
+            slot.listener = None;
+        }
+        for r in &self.retiring {
+            r.instance.stats.request_drain();
+        }
+        tracing::info!("listeners closed; waiting for open connections to finish");
+
+        let deadline = Instant::now() + self.config.graceful_timeout;
+        loop {
+            let alive = self.live_instances();
+            if alive.is_empty() {
+                self.join_all();
+                tracing::info!(
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "drain complete: all connections finished"
+                );
+                return Shutdown::Drained;
+            }
+            if Instant::now() >= deadline {
+                let cut: u64 = alive
+                    .iter()
+                    .map(|s| ExecutorStats::get(&s.connections_open))
+                    .sum();
+                tracing::warn!(cut, "drain timed out: closing the connections still open");
+                self.stop_all();
+                return Shutdown::DrainTimedOut { cut };
+            }
+            if stop_now(commands.recv_timeout(TICK)) {
+                tracing::warn!("second stop request: stopping now");
+                self.stop_all();
+                return Shutdown::Stopped;
+            }
+            self.tick_heartbeats();
+            self.ping();
+        }
+    }
+
+    /// Stats of every executor thread still running.
+    fn live_instances(&self) -> Vec<Arc<ExecutorStats>> {
+        self.slots
+            .iter()
+            .filter_map(|s| s.current.as_ref())
+            .chain(self.retiring.iter().map(|r| &r.instance))
+            .filter(|i| !i.thread.is_finished())
+            .map(|i| i.stats.clone())
+            .collect()
+    }
+
+    /// Ask every executor to stop now, and wait (briefly) for their threads.
+    fn stop_all(&mut self) {
+        for s in self.live_instances() {
+            s.request_stop();
+        }
+        for slot in &mut self.slots {
+            slot.listener = None;
+        }
+        let deadline = Instant::now() + STOP_JOIN_WAIT;
+        while !self.live_instances().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.join_all();
+    }
+
+    /// Join the threads that finished; leave any that are stuck (a thread cannot be killed).
+    fn join_all(&mut self) {
+        let mut instances: Vec<Instance> = self
+            .slots
+            .iter_mut()
+            .filter_map(|s| s.current.take())
+            .collect();
+        instances.extend(self.retiring.drain(..).map(|r| r.instance));
+        for i in instances {
+            if i.thread.is_finished() {
+                let _ = i.thread.join();
+            } else {
+                tracing::warn!("an executor thread did not stop (blocked?); leaving it behind");
+            }
+        }
+    }
+
+    fn recycle_threshold(&mut self) -> Option<u64> {
+        let base = self.config.max_requests?;
+        let jitter = match self.config.max_requests_jitter {
+            0 => 0,
+            j => self.next_random() % (j + 1),
+        };
+        Some(base + jitter)
+    }
+
+    /// xorshift64*: plenty for spreading recycle points.
+    fn next_random(&mut self) -> u64 {
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+fn seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    (nanos ^ (u64::from(std::process::id()) << 32)) | 1
+}
+
+/// Why a finished executor thread ended.
+fn join_reason(thread: JoinHandle<()>) -> String {
+    match thread.join() {
+        Ok(()) => "exited".to_string(),
+        Err(panic) => panic
+            .downcast_ref::<&str>()
+            .map(|s| format!("panicked: {s}"))
+            .or_else(|| {
+                panic
+                    .downcast_ref::<String>()
+                    .map(|s| format!("panicked: {s}"))
+            })
+            .unwrap_or_else(|| "panicked".to_string()),
+    }
+}

@@ -1,0 +1,368 @@
+//! The library API: `Server::start` with a custom `Router` in this process. Covers what the
+//! demo binary cannot: a panicking handler, a handler streaming its request body, the
+//! router's 404/405/HEAD/OPTIONS answers, and `ServerHandle::stop`.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use percore::{ExecutorInfo, Request, Response, Router, Server, ServerConfig, ServerHandle};
+
+fn start() -> ServerHandle {
+    let mut cfg = ServerConfig {
+        port: 0,
+        workers: Some(1),
+        ..ServerConfig::default()
+    };
+    cfg.driver.header_timeout = Duration::from_secs(5);
+    Server::new(cfg)
+        .start(|_exec: &ExecutorInfo| app())
+        .expect("server start")
+}
+
+async fn panics(_req: Request) -> Response {
+    panic!("boom (this panic is expected by the test)")
+}
+
+async fn ok(_req: Request) -> Response {
+    Response::text("ok")
+}
+
+/// Reads the body chunk by chunk; answers with the chunk count and the body.
+async fn chunks(mut req: Request) -> Response {
+    let mut n = 0;
+    let mut body = Vec::new();
+    while let Some(chunk) = req.body_mut().chunk().await {
+        match chunk {
+            Ok(c) => {
+                n += 1;
+                body.extend_from_slice(&c);
+            }
+            Err(e) => return Response::status_text(e.status()),
+        }
+    }
+    let mut out = format!("{n}:").into_bytes();
+    out.extend_from_slice(&body);
+    Response::text(out)
+}
+
+fn app() -> Router {
+    Router::new()
+        .get("/panic", panics)
+        .post("/panic", panics)
+        .get("/ok", ok)
+        .post("/chunks", chunks)
+        .put("/thing", ok)
+        .delete("/thing", ok)
+}
+
+// --- a minimal client --------------------------------------------------------------------
+
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    fn closes(&self) -> bool {
+        self.header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+    }
+}
+
+struct Conn {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    fn open(addr: SocketAddr) -> Conn {
+        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_nodelay(true).unwrap();
+        Conn { s, buf: Vec::new() }
+    }
+
+    fn send(&mut self, raw: &[u8]) {
+        self.s.write_all(raw).unwrap();
+    }
+
+    fn fill(&mut self) -> bool {
+        let mut b = [0u8; 8192];
+        match self.s.read(&mut b) {
+            Ok(0) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&b[..n]);
+                true
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => false,
+            Err(e) => panic!("read: {e} (timeout means the server hung)"),
+        }
+    }
+
+    /// One response (Content-Length bodies only; `head`: no body).
+    fn response(&mut self, head: bool) -> Resp {
+        let end = loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i;
+            }
+            assert!(self.fill(), "connection closed before a response");
+        };
+        let text = String::from_utf8(self.buf[..end].to_vec()).unwrap();
+        self.buf.drain(..end + 4);
+        let mut lines = text.split("\r\n");
+        let status = lines
+            .next()
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let headers: Vec<(String, String)> = lines
+            .map(|l| {
+                let (n, v) = l.split_once(':').unwrap();
+                (n.trim().to_string(), v.trim().to_string())
+            })
+            .collect();
+        let mut r = Resp {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        assert!(
+            r.header("transfer-encoding").is_none(),
+            "test client reads Content-Length bodies only"
+        );
+        let len: usize = if head || status < 200 || status == 204 || status == 304 {
+            0
+        } else {
+            r.header("content-length").map_or(0, |v| v.parse().unwrap())
+        };
+        while self.buf.len() < len {
+            assert!(self.fill(), "connection closed inside a body");
+        }
+        r.body = self.buf.drain(..len).collect();
+        r
+    }
+
+    fn expect_closed(&mut self) -> bool {
+        assert!(
+            self.buf.is_empty(),
+            "unexpected bytes: {:?}",
+            String::from_utf8_lossy(&self.buf)
+        );
+        self.s
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut b = [0u8; 64];
+        match self.s.read(&mut b) {
+            Ok(0) => true,
+            Ok(n) => panic!("unexpected bytes: {:?}", String::from_utf8_lossy(&b[..n])),
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
+    }
+}
+
+fn get(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes()
+}
+
+// --- tests -------------------------------------------------------------------------------
+
+#[test]
+fn panicking_handler_gets_500_and_close_and_server_goes_on() {
+    let server = start();
+    let mut c = Conn::open(server.local_addr());
+    c.send(&get("/panic"));
+    let r = c.response(false);
+    assert_eq!(r.status, 500, "a panicking handler must produce 500");
+    assert!(
+        r.closes(),
+        "500 after a panic must say connection: close; headers {:?}",
+        r.headers
+    );
+    assert!(
+        c.expect_closed(),
+        "connection must close after a handler panic"
+    );
+
+    // The executor survived: the same (single) worker still serves, repeatedly.
+    for i in 0..3 {
+        let mut c = Conn::open(server.local_addr());
+        c.send(&get("/ok"));
+        let r = c.response(false);
+        assert_eq!(
+            (r.status, r.body.as_slice()),
+            (200, &b"ok"[..]),
+            "request {i} after the panic"
+        );
+        c.send(&get("/panic"));
+        assert_eq!(c.response(false).status, 500, "second panic {i}");
+    }
+    server.stop();
+}
+
+#[test]
+fn panic_with_unread_body_and_pipelined_request() {
+    let server = start();
+    let mut c = Conn::open(server.local_addr());
+    c.send(b"POST /panic HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhelloGET /ok HTTP/1.1\r\nHost: x\r\n\r\n");
+    let r = c.response(false);
+    assert_eq!(r.status, 500);
+    assert!(r.closes());
+    assert!(
+        c.expect_closed(),
+        "the request pipelined after a panic is not answered"
+    );
+    server.stop();
+}
+
+#[test]
+fn router_404_405_head_options() {
+    let server = start();
+    let mut c = Conn::open(server.local_addr());
+
+    c.send(&get("/missing"));
+    assert_eq!(c.response(false).status, 404, "unknown path");
+
+    c.send(b"POST /ok HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+    let r = c.response(false);
+    assert_eq!(r.status, 405, "POST on a GET route");
+    let allow = r.header("allow").expect("405 needs Allow").to_string();
+    assert!(
+        allow.contains("GET") && allow.contains("HEAD"),
+        "Allow {allow:?}"
+    );
+
+    c.send(&get("/thing"));
+    let r = c.response(false);
+    assert_eq!(r.status, 405, "GET on a PUT/DELETE route");
+    let allow = r.header("allow").expect("405 needs Allow").to_string();
+    assert!(
+        allow.contains("PUT") && allow.contains("DELETE"),
+        "Allow {allow:?}"
+    );
+    assert!(
+        !allow
+            .split(',')
+            .any(|m| m.trim() == "GET" || m.trim() == "HEAD"),
+        "Allow {allow:?} must not offer GET/HEAD"
+    );
+
+    c.send(b"HEAD /ok HTTP/1.1\r\nHost: x\r\n\r\n");
+    let r = c.response(true);
+    assert_eq!(r.status, 200, "HEAD on a GET route");
+    assert_eq!(
+        r.header("content-length"),
+        Some("2"),
+        "HEAD has the GET's content-length"
+    );
+
+    c.send(b"OPTIONS /thing HTTP/1.1\r\nHost: x\r\n\r\n");
+    let r = c.response(false);
+    assert!(
+        (200..300).contains(&r.status),
+        "OPTIONS on a route: {}",
+        r.status
+    );
+    let allow = r
+        .header("allow")
+        .expect("OPTIONS answer should carry Allow")
+        .to_string();
+    assert!(
+        allow.contains("PUT") && allow.contains("DELETE"),
+        "Allow {allow:?}"
+    );
+
+    c.send(b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n");
+    let r = c.response(false);
+    assert!((200..300).contains(&r.status), "OPTIONS *: {}", r.status);
+
+    // After all that, the connection (and the body-less HEAD) left it in sync.
+    c.send(&get("/ok"));
+    assert_eq!(c.response(false).body, b"ok");
+    server.stop();
+}
+
+#[test]
+fn handler_streams_request_body_chunk_by_chunk() {
+    let server = start();
+    let mut c = Conn::open(server.local_addr());
+    c.send(b"POST /chunks HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for piece in ["first-", "second-", "third"] {
+        std::thread::sleep(Duration::from_millis(100));
+        c.send(format!("{:x}\r\n{piece}\r\n", piece.len()).as_bytes());
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    c.send(b"0\r\n\r\n");
+    let r = c.response(false);
+    assert_eq!(r.status, 200);
+    let text = String::from_utf8(r.body).unwrap();
+    let (n, body) = text.split_once(':').unwrap();
+    assert_eq!(body, "first-second-third", "streamed body content");
+    let n: usize = n.parse().unwrap();
+    assert!(n >= 3, "body written in 3 separate pieces 100 ms apart should arrive as at least 3 chunks, got {n}");
+
+    // Content-Length body arriving in pieces.
+    c.send(b"POST /chunks HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n01234");
+    std::thread::sleep(Duration::from_millis(100));
+    c.send(b"56789");
+    let r = c.response(false);
+    let text = String::from_utf8(r.body).unwrap();
+    assert!(
+        text.ends_with(":0123456789"),
+        "Content-Length body streamed: {text:?}"
+    );
+    server.stop();
+}
+
+fn refuses_connections(addr: SocketAddr) -> bool {
+    (0..40).any(|_| {
+        if TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        false
+    })
+}
+
+#[test]
+fn stop_releases_the_port() {
+    let server = start();
+    let addr = server.local_addr();
+    let mut c = Conn::open(addr);
+    c.send(b"GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!(c.response(false).status, 200);
+    assert!(c.expect_closed());
+    drop(c);
+    std::thread::sleep(Duration::from_millis(200)); // the server's lingering read sees EOF
+    server.stop();
+    assert!(
+        refuses_connections(addr),
+        "connections still accepted on {addr} after stop() (no connection open)"
+    );
+}
+
+#[test]
+fn stop_with_an_open_connection_releases_the_port_and_drops_it() {
+    let server = start();
+    let addr = server.local_addr();
+    let mut c = Conn::open(addr);
+    c.send(&get("/ok"));
+    assert_eq!(c.response(false).status, 200);
+    // `c` is an idle keep-alive connection while the server stops.
+    server.stop();
+    assert!(refuses_connections(addr), "connections still accepted on {addr} after stop() (a keep-alive connection was open when stop() was called)");
+    assert!(
+        c.expect_closed(),
+        "the open connection was not dropped by stop()"
+    );
+}

@@ -1,0 +1,18 @@
+//! Integration tests: the real `percore` binary on 127.0.0.1, driven over raw TCP (and curl
+//! where installed). Every read has a timeout, so a hang fails instead of blocking CI.
+
+#[allow(dead_code)]
+mod support;
+
+mod basics;
+mod chunked;
+mod cli;
+mod concurrency;
+mod curl;
+mod expect;
+mod framing;
+mod keepalive;
+mod limits;
+mod pipelining;
+mod routes;
+mod timeouts;
