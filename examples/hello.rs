@@ -37,18 +37,10 @@ impl Handler for App {
 }
 
 fn main() {
-    percore::observe::init_logging(
-        percore::config::LogLevel::Info,
-        percore::config::LogFormat::Text,
-    );
-    let config = ServerConfig {
-        port: 8080,
-        ..ServerConfig::default()
-    };
-    let result = Server::new(config).run(|exec: &ExecutorInfo| App {
-        executor: exec.index,
-        hits: Cell::new(0),
-    });
+    percore::observe::init_logging(percore::config::LogLevel::Info, percore::config::LogFormat::Text);
+    let config = ServerConfig { port: 8080, ..ServerConfig::default() };
+    let result =
+        Server::new(config).run(|exec: &ExecutorInfo| App { executor: exec.index, hits: Cell::new(0) });
     if let Err(e) = result {
         eprintln!("percore: {e}");
         std::process::exit(1);

@@ -166,6 +166,24 @@ pub struct Cli {
     #[arg(long, env = "PERCORE_DRAIN_DELAY", default_value = "0s", value_parser = parse_duration)]
     pub drain_delay: Duration,
 
+    /// Replace an executor whose thread has been blocked this long (gunicorn's --timeout).
+    /// Requests that merely wait (an await on an upstream) never count.
+    #[arg(long, env = "PERCORE_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
+    pub timeout: Duration,
+
+    /// Steer new connections away from an executor whose heartbeat is this late.
+    #[arg(long, env = "PERCORE_STALL_DETECT", default_value = "1s", value_parser = parse_positive_duration)]
+    pub stall_detect: Duration,
+
+    /// Exit (non-zero) when more than this many executors are stuck past --timeout at once.
+    #[arg(long, env = "PERCORE_MAX_STUCK", default_value_t = 1)]
+    pub max_stuck: usize,
+
+    /// Serve the debug routes /stall?ms=N (blocks the executor thread) and /crash (panics the
+    /// executor outside any handler). Never in production.
+    #[arg(long, env = "PERCORE_DEBUG_ROUTES")]
+    pub debug_routes: bool,
+
     /// Recycle an executor after this many requests (0: never).
     #[arg(long, env = "PERCORE_MAX_REQUESTS", default_value_t = 0)]
     pub max_requests: u64,
@@ -208,6 +226,9 @@ impl Cli {
             supervisor: SupervisorConfig {
                 graceful_timeout: self.graceful_timeout,
                 drain_delay: self.drain_delay,
+                timeout: self.timeout,
+                stall_detect: self.stall_detect,
+                max_stuck: self.max_stuck,
                 max_requests: (self.max_requests > 0).then_some(self.max_requests),
                 max_requests_jitter: self.max_requests_jitter,
             },
@@ -228,23 +249,15 @@ fn parse_cpus(s: &str) -> Result<CpuList, String> {
 /// `500ms`, `10s`, `2m`, `1h`, or a number of seconds (`1.5`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?} (e.g. 500ms, 10s, 2m)"))?;
+    let value: f64 = num.parse().map_err(|_| format!("invalid duration {s:?} (e.g. 500ms, 10s, 2m)"))?;
     let seconds = match unit.trim() {
         "" | "s" | "sec" => value,
         "ms" => value / 1000.0,
         "m" | "min" => value * 60.0,
         "h" => value * 3600.0,
-        _ => {
-            return Err(format!(
-                "invalid duration unit in {s:?} (use ms, s, m or h)"
-            ))
-        }
+        _ => return Err(format!("invalid duration unit in {s:?} (use ms, s, m or h)")),
     };
     if !seconds.is_finite() || !(0.0..=31_536_000.0).contains(&seconds) {
         return Err(format!("duration {s:?} out of range"));
@@ -265,9 +278,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let value: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid size {s:?} (e.g. 8KiB, 16MiB)"))?;
+    let value: u64 = num.parse().map_err(|_| format!("invalid size {s:?} (e.g. 8KiB, 16MiB)"))?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
@@ -275,9 +286,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "g" | "gb" | "gib" => 1 << 30,
         _ => return Err(format!("invalid size unit in {s:?} (use KiB, MiB or GiB)")),
     };
-    let bytes = value
-        .checked_mul(mult)
-        .ok_or_else(|| format!("size {s:?} too large"))?;
+    let bytes = value.checked_mul(mult).ok_or_else(|| format!("size {s:?} too large"))?;
     if bytes == 0 {
         return Err("must be greater than zero".to_string());
     }
@@ -319,14 +328,8 @@ mod tests {
         assert_eq!(from_cli.host, lib.host);
         assert_eq!(from_cli.backlog, lib.backlog);
         assert_eq!(from_cli.driver.limits.max_body, lib.driver.limits.max_body);
-        assert_eq!(
-            from_cli.driver.limits.max_headers,
-            lib.driver.limits.max_headers
-        );
-        assert_eq!(
-            from_cli.driver.limits.max_request_line,
-            lib.driver.limits.max_request_line
-        );
+        assert_eq!(from_cli.driver.limits.max_headers, lib.driver.limits.max_headers);
+        assert_eq!(from_cli.driver.limits.max_request_line, lib.driver.limits.max_request_line);
         assert_eq!(from_cli.driver.header_timeout, lib.driver.header_timeout);
         assert_eq!(from_cli.driver.keep_alive, lib.driver.keep_alive);
         assert_eq!(from_cli.driver.body_timeout, lib.driver.body_timeout);

@@ -30,8 +30,8 @@ use crate::app::body::{BodySource, ChunkFuture};
 use crate::app::{BodyError, Handler, Request, RequestBody, Response, ResponseBody};
 use crate::http::body::decode_buffered;
 use crate::http::response::{
-    encode_chunk, encode_chunk_size, encode_head, status_allows_body, BodyLength, ConnectionHeader,
-    CONTINUE, LAST_CHUNK,
+    encode_chunk, encode_chunk_size, encode_head, status_allows_body, BodyLength, ConnectionHeader, CONTINUE,
+    LAST_CHUNK,
 };
 use crate::http::{
     parse_head, BodyDecoder, DateCache, Decoded, Framing, Limits, ParseError, ParsedHead, Version,
@@ -131,28 +131,17 @@ impl<H> ConnCtx<H> {
 }
 
 /// Serve one connection until it closes.
-pub async fn serve<T: Transport, K: Timer, H: Handler>(
-    io: T,
-    peer: SocketAddr,
-    ctx: Rc<ConnCtx<H>>,
-) {
+pub async fn serve<T: Transport, K: Timer, H: Handler>(io: T, peer: SocketAddr, ctx: Rc<ConnCtx<H>>) {
     Conn::<T, K, H>::new(io, peer, ctx).run().await;
 }
 
 /// Answer a connection that is refused before it is read (`--max-connections`) with 503,
 /// then close it gracefully.
-pub async fn refuse<T: Transport, K: Timer, H: Handler>(
-    io: T,
-    peer: SocketAddr,
-    ctx: Rc<ConnCtx<H>>,
-) {
+pub async fn refuse<T: Transport, K: Timer, H: Handler>(io: T, peer: SocketAddr, ctx: Rc<ConnCtx<H>>) {
     let mut conn = Conn::<T, K, H>::new(io, peer, ctx);
     conn.rbuf = BytesMut::new();
     let response = Response::status_text(503);
-    if let Outcome::Close = conn
-        .write_response(response, false, Version::Http11, true)
-        .await
-    {
+    if let Outcome::Close = conn.write_response(response, false, Version::Http11, true).await {
         conn.close().await;
     }
 }
@@ -282,9 +271,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         if ctx.in_flight.get() >= ctx.max_in_flight {
             // --limit-concurrency: refuse rather than queue (the body is left unread, so the
             // connection closes).
-            return self
-                .write_response(Response::status_text(503), false, head.version(), true)
-                .await;
+            return self.write_response(Response::status_text(503), false, head.version(), true).await;
         }
 
         let is_head = head.method() == "HEAD";
@@ -299,16 +286,14 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             Framing::Length(n) if self.rbuf.len() as u64 >= n => {
                 RequestBody::full(self.rbuf.split_to(n as usize).freeze())
             }
-            Framing::Chunked if !self.rbuf.is_empty() => {
-                match decode_buffered(&decoder, &self.rbuf) {
-                    Err(e) => return self.error_outcome(e, version).await,
-                    Ok(Some((data, used))) => {
-                        self.rbuf.advance(used);
-                        RequestBody::full(Bytes::from(data))
-                    }
-                    Ok(None) => self.stream_body(decoder, expect_continue, &mut wire).await,
+            Framing::Chunked if !self.rbuf.is_empty() => match decode_buffered(&decoder, &self.rbuf) {
+                Err(e) => return self.error_outcome(e, version).await,
+                Ok(Some((data, used))) => {
+                    self.rbuf.advance(used);
+                    RequestBody::full(Bytes::from(data))
                 }
-            }
+                Ok(None) => self.stream_body(decoder, expect_continue, &mut wire).await,
+            },
             _ => self.stream_body(decoder, expect_continue, &mut wire).await,
         };
         if self.io.is_none() && wire.is_none() {
@@ -410,11 +395,8 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
                     ResponseBody::Full(b) => b,
                     _ => Bytes::new(),
                 };
-                let length = if allows_body {
-                    BodyLength::Known(bytes.len() as u64)
-                } else {
-                    BodyLength::Forbidden
-                };
+                let length =
+                    if allows_body { BodyLength::Known(bytes.len() as u64) } else { BodyLength::Forbidden };
                 encode_head(
                     &mut self.wbuf,
                     status,
@@ -426,19 +408,14 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
                 if allows_body && !is_head && !bytes.is_empty() {
                     if bytes.len() <= INLINE_BODY_MAX {
                         self.wbuf.extend_from_slice(&bytes);
-                    } else if self.flush().await.is_err() || self.write_bytes(bytes).await.is_err()
-                    {
+                    } else if self.flush().await.is_err() || self.write_bytes(bytes).await.is_err() {
                         return Outcome::Abort;
                     }
                 }
             }
             ResponseBody::Stream(stream) => {
                 if !allows_body || is_head {
-                    let length = if allows_body {
-                        BodyLength::Chunked
-                    } else {
-                        BodyLength::Forbidden
-                    };
+                    let length = if allows_body { BodyLength::Chunked } else { BodyLength::Forbidden };
                     encode_head(
                         &mut self.wbuf,
                         status,
@@ -451,11 +428,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
                     // HTTP/1.0 has no chunked coding: the body ends when the connection does.
                     let chunked = version == Version::Http11;
                     close |= !chunked;
-                    let length = if chunked {
-                        BodyLength::Chunked
-                    } else {
-                        BodyLength::CloseDelimited
-                    };
+                    let length = if chunked { BodyLength::Chunked } else { BodyLength::CloseDelimited };
                     encode_head(
                         &mut self.wbuf,
                         status,
@@ -488,12 +461,9 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         chunked: bool,
     ) -> Result<(), ()> {
         loop {
-            let polled = poll_fn(|cx| {
-                Poll::Ready(catch_unwind(AssertUnwindSafe(|| {
-                    stream.as_mut().poll_next(cx)
-                })))
-            })
-            .await;
+            let polled =
+                poll_fn(|cx| Poll::Ready(catch_unwind(AssertUnwindSafe(|| stream.as_mut().poll_next(cx)))))
+                    .await;
             let item = match polled {
                 Ok(Poll::Ready(item)) => item,
                 Ok(Poll::Pending) => {
@@ -554,8 +524,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
     async fn error_outcome(&mut self, e: ParseError, version: Version) -> Outcome {
         ExecutorStats::add(&self.ctx.stats.parse_errors, 1);
         tracing::debug!(peer = %self.peer, error = %e, kind = e.kind(), "refusing request");
-        self.write_response(error_response(e), false, version, true)
-            .await
+        self.write_response(error_response(e), false, version, true).await
     }
 
     /// Graceful close: flush, FIN, then read and discard until the client closes too (or
@@ -661,17 +630,9 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
 /// The response for a refused request: its status, and the reason as text.
 fn error_response(e: ParseError) -> Response {
     let status = e.status();
-    let body = format!(
-        "{} {}: {}\n",
-        status,
-        crate::http::response::reason(status),
-        e
-    );
+    let body = format!("{} {}: {}\n", status, crate::http::response::reason(status), e);
     Response::new(status)
-        .with_header(
-            "content-type",
-            Bytes::from_static(b"text/plain; charset=utf-8"),
-        )
+        .with_header("content-type", Bytes::from_static(b"text/plain; charset=utf-8"))
         .with_body(body)
 }
 
@@ -694,13 +655,11 @@ impl Drop for InFlight<'_> {
 /// Poll `fut`, turning a panic inside it into an error.
 async fn catch_panic<F: Future>(fut: F) -> Result<F::Output, Box<dyn Any + Send>> {
     let mut fut = pin!(fut);
-    poll_fn(
-        |cx| match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
-            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
-            Ok(Poll::Pending) => Poll::Pending,
-            Err(panic) => Poll::Ready(Err(panic)),
-        },
-    )
+    poll_fn(|cx| match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+        Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+        Ok(Poll::Pending) => Poll::Pending,
+        Err(panic) => Poll::Ready(Err(panic)),
+    })
     .await
 }
 
@@ -770,20 +729,13 @@ impl<T: Transport, K: Timer> StreamBody<T, K> {
                 let Some(io) = w.io.take() else {
                     return Some(Err(BodyError::Gone));
                 };
-                (
-                    io,
-                    mem::take(&mut w.rbuf),
-                    mem::replace(&mut w.continue_pending, false),
-                )
+                (io, mem::take(&mut w.rbuf), mem::replace(&mut w.continue_pending, false))
             };
 
             let mut failure = None;
             if send_continue {
-                let sent = timeout::<K, _>(
-                    self.write_timeout,
-                    io.write_bytes(Bytes::from_static(CONTINUE)),
-                )
-                .await;
+                let sent =
+                    timeout::<K, _>(self.write_timeout, io.write_bytes(Bytes::from_static(CONTINUE))).await;
                 if !matches!(sent, Some(Ok(()))) {
                     failure = Some(ParseError::IncompleteBody);
                 }

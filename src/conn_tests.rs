@@ -82,10 +82,7 @@ fn block_on<F: Future>(fut: F) -> F::Output {
 /// Run one connection over `script`; the log of what the driver did.
 fn run(script: &[&[u8]]) -> Log {
     let log = Rc::new(RefCell::new(Log::default()));
-    let io = MockIo {
-        script: script.iter().map(|s| s.to_vec()).collect(),
-        log: log.clone(),
-    };
+    let io = MockIo { script: script.iter().map(|s| s.to_vec()).collect(), log: log.clone() };
     let state = Arc::new(ServerState::new(1));
     let ctx = Rc::new(ConnCtx::new(
         DriverConfig::default(),
@@ -100,10 +97,7 @@ fn run(script: &[&[u8]]) -> Log {
 }
 
 fn count(haystack: &[u8], needle: &str) -> usize {
-    haystack
-        .windows(needle.len())
-        .filter(|w| *w == needle.as_bytes())
-        .count()
+    haystack.windows(needle.len()).filter(|w| *w == needle.as_bytes()).count()
 }
 
 #[test]
@@ -120,11 +114,8 @@ fn pipelined_responses_keep_request_order() {
     let mut batch = Vec::new();
     for word in ["one", "two", "three"] {
         batch.extend_from_slice(
-            format!(
-                "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{word}",
-                word.len()
-            )
-            .as_bytes(),
+            format!("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{word}", word.len())
+                .as_bytes(),
         );
     }
     let log = run(&[&batch]);
@@ -144,12 +135,7 @@ POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunke
 GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n";
     let log = run(&[batch]);
     let out = log.writes.concat();
-    assert_eq!(
-        count(&out, "HTTP/1.1 200 OK"),
-        1,
-        "{}",
-        String::from_utf8_lossy(&out)
-    );
+    assert_eq!(count(&out, "HTTP/1.1 200 OK"), 1, "{}", String::from_utf8_lossy(&out));
     assert_eq!(count(&out, "HTTP/1.1 400 Bad Request"), 1);
     assert_eq!(count(&out, "connection: close"), 1);
     assert!(log.shutdown, "graceful close sends FIN");
@@ -174,19 +160,13 @@ fn a_head_split_across_reads_is_assembled() {
 #[test]
 fn expect_continue_is_sent_only_when_the_body_is_read() {
     // The echo handler reads the body: 100 Continue first, then the echo.
-    let log = run(&[
-        b"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
-        b"hi",
-    ]);
+    let log =
+        run(&[b"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n", b"hi"]);
     let out = String::from_utf8(log.writes.concat()).unwrap();
-    assert!(
-        out.starts_with("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK"),
-        "{out}"
-    );
+    assert!(out.starts_with("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK"), "{out}");
     // /plaintext never reads it: no 100, and the connection closes since the body is unread.
-    let log = run(&[
-        b"POST /plaintext HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
-    ]);
+    let log =
+        run(&[b"POST /plaintext HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n"]);
     let out = String::from_utf8(log.writes.concat()).unwrap();
     assert!(!out.contains("100 Continue"), "{out}");
     assert!(out.starts_with("HTTP/1.1 405"), "{out}");
@@ -201,10 +181,7 @@ fn chunked_request_bodies_stream_across_reads() {
         b"Trailer: 1\r\n\r\n",
     ]);
     let out = String::from_utf8(log.writes.concat()).unwrap();
-    assert!(
-        out.contains("content-length: 7\r\n") && out.ends_with("abcdefg"),
-        "{out}"
-    );
+    assert!(out.contains("content-length: 7\r\n") && out.ends_with("abcdefg"), "{out}");
 }
 
 #[test]
@@ -221,10 +198,7 @@ fn streamed_responses_are_chunked_and_batched() {
     assert_eq!(log.writes.len(), 1);
     let out = String::from_utf8(log.writes.concat()).unwrap();
     assert!(out.contains("transfer-encoding: chunked\r\n"));
-    assert!(
-        out.ends_with("\r\n\r\n3\r\nxxx\r\n3\r\nxxx\r\n3\r\nxxx\r\n3\r\nxxx\r\n0\r\n\r\n"),
-        "{out}"
-    );
+    assert!(out.ends_with("\r\n\r\n3\r\nxxx\r\n3\r\nxxx\r\n3\r\nxxx\r\n3\r\nxxx\r\n0\r\n\r\n"), "{out}");
 }
 
 #[test]

@@ -5,11 +5,8 @@ use std::fs;
 
 /// Cores this process may run on (its affinity mask), ascending.
 pub fn allowed_cpus() -> Vec<usize> {
-    let mut ids: Vec<usize> = core_affinity::get_core_ids()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|c| c.id)
-        .collect();
+    let mut ids: Vec<usize> =
+        core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect();
     ids.sort_unstable();
     ids.dedup();
     ids
@@ -19,11 +16,7 @@ pub fn allowed_cpus() -> Vec<usize> {
 /// this process's cgroup or an ancestor.
 pub fn cgroup_cpu_limit() -> Option<usize> {
     let cgroup = fs::read_to_string("/proc/self/cgroup").ok()?;
-    let path = cgroup
-        .lines()
-        .find_map(|l| l.strip_prefix("0::"))?
-        .trim()
-        .to_string();
+    let path = cgroup.lines().find_map(|l| l.strip_prefix("0::"))?.trim().to_string();
     let mut dir = std::path::PathBuf::from("/sys/fs/cgroup").join(path.trim_start_matches('/'));
     let mut limit: Option<usize> = None;
     loop {
@@ -94,11 +87,8 @@ pub fn plan(
     let mut warnings = Vec::new();
     let cores: Vec<usize> = match cpus {
         Some(list) => {
-            let outside: Vec<String> = list
-                .iter()
-                .filter(|c| !allowed.contains(c))
-                .map(|c| c.to_string())
-                .collect();
+            let outside: Vec<String> =
+                list.iter().filter(|c| !allowed.contains(c)).map(|c| c.to_string()).collect();
             if !outside.is_empty() && !allowed.is_empty() {
                 return Err(format!(
                     "--cpus names CPU {} outside this process's CPU set ({})",
@@ -125,9 +115,7 @@ pub fn plan(
         }
         None => default_workers,
     };
-    let cores = (0..workers)
-        .map(|i| pin.then(|| cores[i % cores.len()]))
-        .collect();
+    let cores = (0..workers).map(|i| pin.then(|| cores[i % cores.len()])).collect();
     Ok(CpuPlan { cores, warnings })
 }
 
@@ -142,11 +130,7 @@ pub fn format_cpu_list(cpus: &[usize]) -> String {
             i += 1;
             end = cpus[i];
         }
-        out.push(if start == end {
-            start.to_string()
-        } else {
-            format!("{start}-{end}")
-        });
+        out.push(if start == end { start.to_string() } else { format!("{start}-{end}") });
         i += 1;
     }
     out.join(",")

@@ -24,8 +24,22 @@ pub const TICK: Duration = Duration::from_millis(100);
 const FD_EXHAUSTED_BACKOFF: Duration = Duration::from_millis(100);
 /// Connections being refused with 503 at once; beyond it, refusals are plain closes.
 const MAX_REFUSING: usize = 1024;
+/// At shutdown, how long an executor keeps accepting after its socket started ignoring new
+/// SYNs, so handshakes already under way (a round trip or a SYN-ACK retransmit) complete.
+const LISTEN_SETTLE: Duration = Duration::from_millis(300);
 /// On stop, how long connection tasks get to close their sockets before the thread exits.
 const STOP_GRACE: Duration = Duration::from_millis(200);
+
+thread_local! {
+    static CRASH_REQUESTED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Make the calling executor's thread panic outside any handler on its next tick, as a real
+/// bug in the executor would. For the `--debug-routes` crash route, to exercise the
+/// supervisor's restart.
+pub fn crash_current_executor() {
+    CRASH_REQUESTED.with(|c| c.set(true));
+}
 
 /// What a handler factory learns about the executor it builds a handler for.
 #[derive(Debug, Clone)]
@@ -76,11 +90,7 @@ pub fn run<R: Runtime, H: Handler>(
             Ok(l) => l,
             Err(e) => return report(Err(format!("cannot adopt listener: {e}"))),
         };
-        let info = ExecutorInfo {
-            index: cfg.index,
-            core: cfg.core,
-            state: cfg.state.clone(),
-        };
+        let info = ExecutorInfo { index: cfg.index, core: cfg.core, state: cfg.state.clone() };
         let ctx = Rc::new(ConnCtx::new(
             cfg.driver,
             make_handler(&info),
@@ -96,24 +106,35 @@ pub fn run<R: Runtime, H: Handler>(
             driver,
             "executor started"
         );
-        cfg.stats
-            .serving
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: gettid(2) has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        cfg.stats.tid.store(tid as u64, std::sync::atomic::Ordering::Relaxed);
+        cfg.stats.serving.store(true, std::sync::atomic::Ordering::Relaxed);
         report(Ok(driver));
 
-        R::spawn(ticker::<R, H>(ctx.clone()));
         let open = Rc::new(Cell::new(0usize));
-        let admission = Admission {
+        let admission = Rc::new(Admission {
             ctx: ctx.clone(),
             open: open.clone(),
             refusing: Rc::default(),
             max_connections: cfg.max_connections,
-        };
+        });
+        R::spawn(ticker::<R, H>(admission.clone()));
         let serve = async {
             first_of(accept_loop::<R, H>(&listener, &admission), ctx.drain.wait()).await;
+            if ctx.state.is_draining() {
+                // Server shutdown: the socket now ignores new SYNs; keep accepting while the
+                // handshakes already under way complete.
+                first_of(accept_loop::<R, H>(&listener, &admission), R::sleep(LISTEN_SETTLE)).await;
+            }
             // Draining: serve what is already queued on the socket, then let go of it.
             while let Ok(Some((io, peer))) = listener.try_accept() {
                 admission.admit::<R>(io, peer);
+            }
+            if ctx.state.is_draining() {
+                // The whole server is going away: stop listening right after the queue ran
+                // dry. (A recycled executor only lets go: its replacement keeps the socket.)
+                listener.stop_listening();
             }
             drop(listener);
             while open.get() > 0 {
@@ -210,9 +231,19 @@ async fn accept_loop<R: Runtime, H: Handler>(listener: &R::Listener, admission: 
 /// The executor's own timer: advances the heartbeat (so a blocked thread visibly stops),
 /// refreshes the cached `date` each second, and turns the supervisor's flags into the local
 /// drain and stop latches.
-async fn ticker<R: Runtime, H>(ctx: Rc<ConnCtx<H>>) {
+async fn ticker<R: Runtime, H: Handler>(admission: Rc<Admission<H>>) {
+    let ctx = &admission.ctx;
     let mut second = 0u64;
     loop {
+        if CRASH_REQUESTED.with(Cell::get) {
+            panic!("executor crash requested (debug route)");
+        }
+        for stream in ctx.stats.take_handoffs() {
+            match stream.peer_addr().and_then(|peer| Ok((R::adopt_stream(stream)?, peer))) {
+                Ok((io, peer)) => admission.admit::<R>(io, peer),
+                Err(e) => tracing::debug!(error = %e, "cannot adopt a handed-off connection"),
+            }
+        }
         ExecutorStats::add(&ctx.stats.heartbeat, 1);
         let now = SystemTime::now();
         let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());

@@ -40,10 +40,7 @@ impl Latch {
 
     /// A future that completes once the latch has fired.
     pub fn wait(&self) -> Wait<'_> {
-        Wait {
-            latch: self,
-            slot: None,
-        }
+        Wait { latch: self, slot: None }
     }
 }
 
@@ -109,11 +106,7 @@ mod tests {
             let mut w = pin!(latch.wait());
             assert!(w.as_mut().poll(&mut cx).is_pending());
         }
-        assert_eq!(
-            latch.waiters.borrow().len(),
-            1,
-            "dropped waiters free their slot"
-        );
+        assert_eq!(latch.waiters.borrow().len(), 1, "dropped waiters free their slot");
         let mut w = pin!(latch.wait());
         assert!(w.as_mut().poll(&mut cx).is_pending());
         latch.fire();

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use percore::app::demo::demo_app;
+use percore::app::demo::{demo_app, with_debug_routes};
 use percore::config::Cli;
 use percore::observe::init_logging;
 use percore::supervisor::signals::{self, Signal};
@@ -19,9 +19,18 @@ fn main() -> ExitCode {
     init_logging(cli.log_level, cli.log_format);
     raise_fd_limit();
 
-    let handle = match Server::new(cli.server_config())
-        .start(|executor: &ExecutorInfo| demo_app(executor.state.clone()))
-    {
+    let debug_routes = cli.debug_routes;
+    if debug_routes {
+        tracing::warn!("--debug-routes: /stall and /crash are enabled; never use this in production");
+    }
+    let handle = match Server::new(cli.server_config()).start(move |executor: &ExecutorInfo| {
+        let app = demo_app(executor.state.clone());
+        if debug_routes {
+            with_debug_routes(app)
+        } else {
+            app
+        }
+    }) {
         Ok(h) => h,
         Err(e) => {
             tracing::error!("{e}");
@@ -65,23 +74,13 @@ fn main() -> ExitCode {
 /// Raise the soft open-files limit to the hard one: each connection is a descriptor, and
 /// the usual soft default (1024) is far below what one executor serves.
 fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            let wanted = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
+            let wanted = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
-                tracing::debug!(
-                    from = lim.rlim_cur,
-                    to = lim.rlim_max,
-                    "raised open-files limit"
-                );
+                tracing::debug!(from = lim.rlim_cur, to = lim.rlim_max, "raised open-files limit");
             }
         }
     }

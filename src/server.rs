@@ -31,6 +31,8 @@ pub enum ServerError {
     Executor { index: usize, reason: String },
     /// Executors kept dying: `restarts` restarts within a minute.
     CrashLoop { restarts: usize },
+    /// Too many executors are stuck (blocked past `--timeout`).
+    Stuck { executors: usize },
     /// The supervisor thread itself failed.
     Supervisor(String),
 }
@@ -45,11 +47,16 @@ impl fmt::Display for ServerError {
             ),
             ServerError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             ServerError::Cpus(msg) => f.write_str(msg),
-            ServerError::Executor { index, reason } => write!(f, "executor {index} failed to start: {reason}"),
+            ServerError::Executor { index, reason } => {
+                write!(f, "executor {index} failed to start: {reason}")
+            }
             ServerError::CrashLoop { restarts } => {
                 write!(f, "executors crashed {restarts} times within a minute; giving up")
             }
             ServerError::Supervisor(msg) => write!(f, "supervisor failed: {msg}"),
+            ServerError::Stuck { executors } => {
+                write!(f, "{executors} executors are stuck past --timeout; giving up")
+            }
         }
     }
 }
@@ -125,54 +132,31 @@ impl Server {
             })
             .collect();
         let make_handler: Arc<dyn Fn(&ExecutorInfo) -> H + Send + Sync> = Arc::new(make_handler);
-        let spawn: Arc<SpawnFn> =
-            Arc::new(move |exec: ExecutorConfig, report: Sender<StartReport>| {
-                let make_handler = make_handler.clone();
-                let (index, core) = (exec.index, exec.core);
-                thread::Builder::new()
-                    .name(format!("percore-{index}"))
-                    .spawn(move || {
-                        if let Some(core) = core {
-                            if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
-                                tracing::warn!(
-                                    executor = index,
-                                    core,
-                                    "cannot pin executor to its core"
-                                );
-                            }
-                        }
-                        executor::run::<Monoio, H>(exec, &*make_handler, |r| {
-                            let _ = report.send(r);
-                        });
-                    })
-            });
+        let spawn: Arc<SpawnFn> = Arc::new(move |exec: ExecutorConfig, report: Sender<StartReport>| {
+            let make_handler = make_handler.clone();
+            let (index, core) = (exec.index, exec.core);
+            thread::Builder::new().name(format!("percore-{index}")).spawn(move || {
+                if let Some(core) = core {
+                    if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                        tracing::warn!(executor = index, core, "cannot pin executor to its core");
+                    }
+                }
+                executor::run::<Monoio, H>(exec, &*make_handler, |r| {
+                    let _ = report.send(r);
+                });
+            })
+        });
 
-        let notifier = if cfg.notify {
-            Notifier::from_env()
-        } else {
-            Notifier::disabled()
-        };
-        let (supervisor, driver) = Supervisor::start(
-            templates,
-            listeners,
-            spawn,
-            state.clone(),
-            cfg.supervisor.clone(),
-            notifier,
-        )?;
+        let notifier = if cfg.notify { Notifier::from_env() } else { Notifier::disabled() };
+        let (supervisor, driver) =
+            Supervisor::start(templates, listeners, spawn, state.clone(), cfg.supervisor.clone(), notifier)?;
         tracing::info!(address = %addr, workers, runtime = "monoio", driver, "percore ready");
         let (commands, rx) = mpsc::channel();
         let thread = thread::Builder::new()
             .name("percore-supervisor".into())
             .spawn(move || supervisor.run(rx))
             .map_err(|e| ServerError::Supervisor(e.to_string()))?;
-        Ok(ServerHandle {
-            addr,
-            state,
-            commands,
-            thread: Some(thread),
-            driver,
-        })
+        Ok(ServerHandle { addr, state, commands, thread: Some(thread), driver })
     }
 }
 
@@ -227,9 +211,7 @@ impl ServerHandle {
     fn join_inner(&mut self) -> Result<Shutdown, ServerError> {
         match self.thread.take() {
             None => Ok(Shutdown::Stopped),
-            Some(t) => t
-                .join()
-                .map_err(|_| ServerError::Supervisor("panicked".into()))?,
+            Some(t) => t.join().map_err(|_| ServerError::Supervisor("panicked".into()))?,
         }
     }
 
@@ -262,11 +244,7 @@ mod tests {
     #[test]
     fn shares_add_up() {
         assert_eq!((0..3).map(|i| share(Some(10), 3, i)).sum::<usize>(), 10);
-        assert_eq!(
-            share(Some(1), 4, 3),
-            1,
-            "every executor may serve at least one"
-        );
+        assert_eq!(share(Some(1), 4, 3), 1, "every executor may serve at least one");
         assert_eq!(share(None, 2, 0), usize::MAX);
     }
 }

@@ -3,6 +3,7 @@
 //! and stores on a cache line of their own, so the request path never contends with another
 //! core; flags are written only by the supervisor.
 
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
@@ -27,6 +28,12 @@ pub struct ExecutorStats {
     pub stop: AtomicBool,
     /// Set by the executor once it serves (listener adopted, handler built).
     pub serving: AtomicBool,
+    /// The executor thread's kernel thread id, for operators inspecting a stall.
+    pub tid: AtomicU64,
+    /// Connections the supervisor accepted on a stalled executor's socket and hands to
+    /// this one; `handoff_pending` says there is something to take (checked each tick).
+    handoff: Mutex<Vec<TcpStream>>,
+    handoff_pending: AtomicBool,
 }
 
 impl ExecutorStats {
@@ -54,6 +61,20 @@ impl ExecutorStats {
         self.stop.store(true, Relaxed);
     }
 
+    /// Give this executor a connection to serve (from the supervisor).
+    pub fn hand_off(&self, stream: TcpStream) {
+        self.handoff.lock().unwrap().push(stream);
+        self.handoff_pending.store(true, Relaxed);
+    }
+
+    /// Connections handed to this executor since the last call (by the executor).
+    pub fn take_handoffs(&self) -> Vec<TcpStream> {
+        if !self.handoff_pending.swap(false, Relaxed) {
+            return Vec::new();
+        }
+        std::mem::take(&mut *self.handoff.lock().unwrap())
+    }
+
     pub fn drain_requested(&self) -> bool {
         self.drain.load(Relaxed)
     }
@@ -77,11 +98,7 @@ impl ServerState {
     pub fn new(executors: usize) -> ServerState {
         ServerState {
             draining: AtomicBool::new(false),
-            executors: Mutex::new(
-                (0..executors)
-                    .map(|_| Arc::new(ExecutorStats::default()))
-                    .collect(),
-            ),
+            executors: Mutex::new((0..executors).map(|_| Arc::new(ExecutorStats::default())).collect()),
             restarts: AtomicU64::new(0),
         }
     }
@@ -112,12 +129,7 @@ impl ServerState {
 
     /// A counter summed over the current instances.
     pub fn total(&self, pick: impl Fn(&ExecutorStats) -> &AtomicU64) -> u64 {
-        self.executors
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|e| pick(e).load(Relaxed))
-            .sum()
+        self.executors.lock().unwrap().iter().map(|e| pick(e).load(Relaxed)).sum()
     }
 
     /// Executors started to replace others (crashes, stalls, recycling, reloads).

@@ -25,8 +25,6 @@ pub fn install(sleep: SleepFn) {
 /// # Panics
 /// Outside a percore executor thread.
 pub fn sleep(duration: Duration) -> Pin<Box<dyn Future<Output = ()>>> {
-    let f = SLEEP
-        .with(Cell::get)
-        .expect("percore::time::sleep called outside a percore executor thread");
+    let f = SLEEP.with(Cell::get).expect("percore::time::sleep called outside a percore executor thread");
     f(duration)
 }

@@ -9,15 +9,9 @@ use std::time::Duration;
 use percore::{ExecutorInfo, Request, Response, Router, Server, ServerConfig, ServerHandle};
 
 fn start() -> ServerHandle {
-    let mut cfg = ServerConfig {
-        port: 0,
-        workers: Some(1),
-        ..ServerConfig::default()
-    };
+    let mut cfg = ServerConfig { port: 0, workers: Some(1), ..ServerConfig::default() };
     cfg.driver.header_timeout = Duration::from_secs(5);
-    Server::new(cfg)
-        .start(|_exec: &ExecutorInfo| app())
-        .expect("server start")
+    Server::new(cfg).start(|_exec: &ExecutorInfo| app()).expect("server start")
 }
 
 async fn panics(_req: Request) -> Response {
@@ -66,14 +60,10 @@ struct Resp {
 
 impl Resp {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
     fn closes(&self) -> bool {
-        self.header("connection")
-            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+        self.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"))
     }
 }
 
@@ -118,29 +108,15 @@ impl Conn {
         let text = String::from_utf8(self.buf[..end].to_vec()).unwrap();
         self.buf.drain(..end + 4);
         let mut lines = text.split("\r\n");
-        let status = lines
-            .next()
-            .unwrap()
-            .split(' ')
-            .nth(1)
-            .unwrap()
-            .parse()
-            .unwrap();
+        let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
         let headers: Vec<(String, String)> = lines
             .map(|l| {
                 let (n, v) = l.split_once(':').unwrap();
                 (n.trim().to_string(), v.trim().to_string())
             })
             .collect();
-        let mut r = Resp {
-            status,
-            headers,
-            body: Vec::new(),
-        };
-        assert!(
-            r.header("transfer-encoding").is_none(),
-            "test client reads Content-Length bodies only"
-        );
+        let mut r = Resp { status, headers, body: Vec::new() };
+        assert!(r.header("transfer-encoding").is_none(), "test client reads Content-Length bodies only");
         let len: usize = if head || status < 200 || status == 204 || status == 304 {
             0
         } else {
@@ -154,14 +130,8 @@ impl Conn {
     }
 
     fn expect_closed(&mut self) -> bool {
-        assert!(
-            self.buf.is_empty(),
-            "unexpected bytes: {:?}",
-            String::from_utf8_lossy(&self.buf)
-        );
-        self.s
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
+        assert!(self.buf.is_empty(), "unexpected bytes: {:?}", String::from_utf8_lossy(&self.buf));
+        self.s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut b = [0u8; 64];
         match self.s.read(&mut b) {
             Ok(0) => true,
@@ -184,26 +154,15 @@ fn panicking_handler_gets_500_and_close_and_server_goes_on() {
     c.send(&get("/panic"));
     let r = c.response(false);
     assert_eq!(r.status, 500, "a panicking handler must produce 500");
-    assert!(
-        r.closes(),
-        "500 after a panic must say connection: close; headers {:?}",
-        r.headers
-    );
-    assert!(
-        c.expect_closed(),
-        "connection must close after a handler panic"
-    );
+    assert!(r.closes(), "500 after a panic must say connection: close; headers {:?}", r.headers);
+    assert!(c.expect_closed(), "connection must close after a handler panic");
 
     // The executor survived: the same (single) worker still serves, repeatedly.
     for i in 0..3 {
         let mut c = Conn::open(server.local_addr());
         c.send(&get("/ok"));
         let r = c.response(false);
-        assert_eq!(
-            (r.status, r.body.as_slice()),
-            (200, &b"ok"[..]),
-            "request {i} after the panic"
-        );
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"ok"[..]), "request {i} after the panic");
         c.send(&get("/panic"));
         assert_eq!(c.response(false).status, 500, "second panic {i}");
     }
@@ -218,10 +177,7 @@ fn panic_with_unread_body_and_pipelined_request() {
     let r = c.response(false);
     assert_eq!(r.status, 500);
     assert!(r.closes());
-    assert!(
-        c.expect_closed(),
-        "the request pipelined after a panic is not answered"
-    );
+    assert!(c.expect_closed(), "the request pipelined after a panic is not answered");
     server.stop();
 }
 
@@ -237,50 +193,28 @@ fn router_404_405_head_options() {
     let r = c.response(false);
     assert_eq!(r.status, 405, "POST on a GET route");
     let allow = r.header("allow").expect("405 needs Allow").to_string();
-    assert!(
-        allow.contains("GET") && allow.contains("HEAD"),
-        "Allow {allow:?}"
-    );
+    assert!(allow.contains("GET") && allow.contains("HEAD"), "Allow {allow:?}");
 
     c.send(&get("/thing"));
     let r = c.response(false);
     assert_eq!(r.status, 405, "GET on a PUT/DELETE route");
     let allow = r.header("allow").expect("405 needs Allow").to_string();
+    assert!(allow.contains("PUT") && allow.contains("DELETE"), "Allow {allow:?}");
     assert!(
-        allow.contains("PUT") && allow.contains("DELETE"),
-        "Allow {allow:?}"
-    );
-    assert!(
-        !allow
-            .split(',')
-            .any(|m| m.trim() == "GET" || m.trim() == "HEAD"),
+        !allow.split(',').any(|m| m.trim() == "GET" || m.trim() == "HEAD"),
         "Allow {allow:?} must not offer GET/HEAD"
     );
 
     c.send(b"HEAD /ok HTTP/1.1\r\nHost: x\r\n\r\n");
     let r = c.response(true);
     assert_eq!(r.status, 200, "HEAD on a GET route");
-    assert_eq!(
-        r.header("content-length"),
-        Some("2"),
-        "HEAD has the GET's content-length"
-    );
+    assert_eq!(r.header("content-length"), Some("2"), "HEAD has the GET's content-length");
 
     c.send(b"OPTIONS /thing HTTP/1.1\r\nHost: x\r\n\r\n");
     let r = c.response(false);
-    assert!(
-        (200..300).contains(&r.status),
-        "OPTIONS on a route: {}",
-        r.status
-    );
-    let allow = r
-        .header("allow")
-        .expect("OPTIONS answer should carry Allow")
-        .to_string();
-    assert!(
-        allow.contains("PUT") && allow.contains("DELETE"),
-        "Allow {allow:?}"
-    );
+    assert!((200..300).contains(&r.status), "OPTIONS on a route: {}", r.status);
+    let allow = r.header("allow").expect("OPTIONS answer should carry Allow").to_string();
+    assert!(allow.contains("PUT") && allow.contains("DELETE"), "Allow {allow:?}");
 
     c.send(b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n");
     let r = c.response(false);
@@ -309,7 +243,10 @@ fn handler_streams_request_body_chunk_by_chunk() {
     let (n, body) = text.split_once(':').unwrap();
     assert_eq!(body, "first-second-third", "streamed body content");
     let n: usize = n.parse().unwrap();
-    assert!(n >= 3, "body written in 3 separate pieces 100 ms apart should arrive as at least 3 chunks, got {n}");
+    assert!(
+        n >= 3,
+        "body written in 3 separate pieces 100 ms apart should arrive as at least 3 chunks, got {n}"
+    );
 
     // Content-Length body arriving in pieces.
     c.send(b"POST /chunks HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n01234");
@@ -317,10 +254,7 @@ fn handler_streams_request_body_chunk_by_chunk() {
     c.send(b"56789");
     let r = c.response(false);
     let text = String::from_utf8(r.body).unwrap();
-    assert!(
-        text.ends_with(":0123456789"),
-        "Content-Length body streamed: {text:?}"
-    );
+    assert!(text.ends_with(":0123456789"), "Content-Length body streamed: {text:?}");
     server.stop();
 }
 
@@ -361,8 +295,5 @@ fn stop_with_an_open_connection_releases_the_port_and_drops_it() {
     // `c` is an idle keep-alive connection while the server stops.
     server.stop();
     assert!(refuses_connections(addr), "connections still accepted on {addr} after stop() (a keep-alive connection was open when stop() was called)");
-    assert!(
-        c.expect_closed(),
-        "the open connection was not dropped by stop()"
-    );
+    assert!(c.expect_closed(), "the open connection was not dropped by stop()");
 }

@@ -67,24 +67,18 @@ pub struct RequestBody {
 
 impl RequestBody {
     pub fn empty() -> RequestBody {
-        RequestBody {
-            inner: Inner::Empty,
-        }
+        RequestBody { inner: Inner::Empty }
     }
 
     pub fn full(bytes: Bytes) -> RequestBody {
         if bytes.is_empty() {
             return RequestBody::empty();
         }
-        RequestBody {
-            inner: Inner::Full(bytes),
-        }
+        RequestBody { inner: Inner::Full(bytes) }
     }
 
     pub fn stream(source: Box<dyn BodySource>) -> RequestBody {
-        RequestBody {
-            inner: Inner::Stream(source),
-        }
+        RequestBody { inner: Inner::Stream(source) }
     }
 
     /// Whether the body is known to be empty without reading.

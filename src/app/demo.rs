@@ -68,9 +68,7 @@ async fn echo(mut req: Request) -> Response {
         .map(Bytes::copy_from_slice)
         .unwrap_or_else(|| Bytes::from_static(b"application/octet-stream"));
     match req.body_mut().collect(usize::MAX).await {
-        Ok(body) => Response::new(200)
-            .with_header("content-type", content_type)
-            .with_body(body),
+        Ok(body) => Response::new(200).with_header("content-type", content_type).with_body(body),
         Err(e) => Response::status_text(e.status()),
     }
 }
@@ -99,14 +97,30 @@ async fn stream(req: Request) -> Response {
         _ => return bad_request("size must be an integer from 1 to 1048576"),
     };
     let chunk = Bytes::from(vec![b'x'; size]);
-    Response::stream(Repeat {
-        left: chunks,
-        chunk,
-    })
-    .with_header(
-        "content-type",
-        Bytes::from_static(b"application/octet-stream"),
-    )
+    Response::stream(Repeat { left: chunks, chunk })
+        .with_header("content-type", Bytes::from_static(b"application/octet-stream"))
+}
+
+/// Add the `--debug-routes`: `GET /stall?ms=N` blocks the executor's thread for N ms (as a
+/// handler doing blocking work would), `GET /crash` makes the executor panic outside any
+/// handler. They exist to exercise the supervisor and must never face real clients.
+pub fn with_debug_routes(router: Router) -> Router {
+    router.get("/stall", stall).get("/crash", crash)
+}
+
+async fn stall(req: Request) -> Response {
+    let ms = match req.query_param("ms").map(str::parse::<u64>) {
+        None => 1000,
+        Some(Ok(ms)) if ms <= MAX_DELAY_MS => ms,
+        _ => return bad_request("ms must be an integer from 0 to 600000"),
+    };
+    std::thread::sleep(Duration::from_millis(ms));
+    Response::text(format!("blocked the executor for {ms} ms\n"))
+}
+
+async fn crash(_req: Request) -> Response {
+    crate::executor::crash_current_executor();
+    Response::text("this executor will crash on its next tick\n")
 }
 
 fn bad_request(msg: &'static str) -> Response {

@@ -28,24 +28,14 @@ pub struct Response {
 impl Response {
     /// An empty response with `status`.
     pub fn new(status: u16) -> Response {
-        assert!(
-            (100..1000).contains(&status),
-            "invalid status code {status}"
-        );
-        Response {
-            status,
-            headers: Vec::new(),
-            body: ResponseBody::Empty,
-        }
+        assert!((100..1000).contains(&status), "invalid status code {status}");
+        Response { status, headers: Vec::new(), body: ResponseBody::Empty }
     }
 
     /// 200 with a `text/plain` body.
     pub fn text(body: impl Into<Bytes>) -> Response {
         Response::new(200)
-            .with_header(
-                "content-type",
-                Bytes::from_static(b"text/plain; charset=utf-8"),
-            )
+            .with_header("content-type", Bytes::from_static(b"text/plain; charset=utf-8"))
             .with_body(body)
     }
 
@@ -60,10 +50,7 @@ impl Response {
     pub fn status_text(status: u16) -> Response {
         let body = format!("{} {}\n", status, crate::http::response::reason(status));
         Response::new(status)
-            .with_header(
-                "content-type",
-                Bytes::from_static(b"text/plain; charset=utf-8"),
-            )
+            .with_header("content-type", Bytes::from_static(b"text/plain; charset=utf-8"))
             .with_body(body)
     }
 
@@ -77,11 +64,7 @@ impl Response {
     /// # Panics
     /// If `name` is not a token or `value` holds CR, LF or NUL: such a header would let a
     /// client-controlled value split the response. In a handler the panic becomes a 500.
-    pub fn with_header(
-        mut self,
-        name: impl Into<Cow<'static, str>>,
-        value: impl Into<Bytes>,
-    ) -> Response {
+    pub fn with_header(mut self, name: impl Into<Cow<'static, str>>, value: impl Into<Bytes>) -> Response {
         self.insert_header(name, value);
         self
     }
@@ -90,10 +73,7 @@ impl Response {
     pub fn insert_header(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<Bytes>) {
         let name = name.into();
         let value = value.into();
-        assert!(
-            !name.is_empty() && name.bytes().all(crate::http::is_tchar),
-            "invalid header name {name:?}"
-        );
+        assert!(!name.is_empty() && name.bytes().all(crate::http::is_tchar), "invalid header name {name:?}");
         assert!(
             !value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0),
             "invalid header value for {name}"
@@ -106,10 +86,7 @@ impl Response {
         self
     }
 
-    pub fn with_stream(
-        mut self,
-        stream: impl Stream<Item = std::io::Result<Bytes>> + 'static,
-    ) -> Response {
+    pub fn with_stream(mut self, stream: impl Stream<Item = std::io::Result<Bytes>> + 'static) -> Response {
         self.body = ResponseBody::Stream(Box::pin(stream));
         self
     }
@@ -124,10 +101,7 @@ impl Response {
 
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| &v[..])
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| &v[..])
     }
 
     pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
@@ -147,8 +121,7 @@ impl Response {
     pub fn wants_close(&self) -> bool {
         self.headers.iter().any(|(n, v)| {
             n.eq_ignore_ascii_case("connection")
-                && v.split(|&b| b == b',')
-                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+                && v.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
         })
     }
 }

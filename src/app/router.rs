@@ -25,20 +25,9 @@ impl Route {
     }
 
     fn find(&self, method: &str) -> Option<&dyn DynHandler> {
-        let lookup = |m: &str| {
-            self.methods
-                .iter()
-                .find(|(k, _)| k == m)
-                .map(|(_, h)| h.as_ref())
-        };
+        let lookup = |m: &str| self.methods.iter().find(|(k, _)| k == m).map(|(_, h)| h.as_ref());
         // HEAD is GET without the body (RFC 9110 §9.3.2); the encoder drops the body.
-        lookup(method).or_else(|| {
-            if method == "HEAD" {
-                lookup("GET")
-            } else {
-                None
-            }
-        })
+        lookup(method).or_else(|| if method == "HEAD" { lookup("GET") } else { None })
     }
 }
 
@@ -67,10 +56,7 @@ impl Router {
                 route.methods.retain(|(m, _)| *m != method);
                 route.methods.push((method, boxed));
             }
-            None => self.routes.push(Route {
-                path: path.to_string(),
-                methods: vec![(method, boxed)],
-            }),
+            None => self.routes.push(Route { path: path.to_string(), methods: vec![(method, boxed)] }),
         }
         self
     }

@@ -18,10 +18,7 @@ const MAX_TRAILERS: usize = 16 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decoded {
     /// `input[range]` is body data; `consumed` bytes (up to `range.end`) are used up.
-    Data {
-        consumed: usize,
-        range: Range<usize>,
-    },
+    Data { consumed: usize, range: Range<usize> },
     /// `consumed` framing bytes were used up and more input is needed.
     NeedMore { consumed: usize },
     /// The body is complete after `consumed` bytes.
@@ -57,10 +54,7 @@ impl BodyDecoder {
                 }
                 let n = (*remaining).min(input.len() as u64) as usize;
                 *remaining -= n as u64;
-                Ok(Decoded::Data {
-                    consumed: n,
-                    range: 0..n,
-                })
+                Ok(Decoded::Data { consumed: n, range: 0..n })
             }
             BodyDecoder::Chunked(c) => c.decode(input),
         }
@@ -195,24 +189,15 @@ impl ChunkedDecoder {
                             .checked_add(self.size)
                             .filter(|t| *t <= self.max_body)
                             .ok_or(ParseError::BodyTooLarge)?;
-                        self.state = State::Data {
-                            remaining: self.size,
-                        };
+                        self.state = State::Data { remaining: self.size };
                     }
                     self.size = 0;
                 }
                 State::Data { remaining } => {
                     let n = remaining.min((input.len() - i) as u64) as usize;
                     let left = remaining - n as u64;
-                    self.state = if left == 0 {
-                        State::DataCr
-                    } else {
-                        State::Data { remaining: left }
-                    };
-                    return Ok(Decoded::Data {
-                        consumed: i + n,
-                        range: i..i + n,
-                    });
+                    self.state = if left == 0 { State::DataCr } else { State::Data { remaining: left } };
+                    return Ok(Decoded::Data { consumed: i + n, range: i..i + n });
                 }
                 State::DataCr => {
                     if b != b'\r' {
@@ -293,10 +278,7 @@ fn hex_value(b: u8) -> Option<u8> {
 /// Decode a whole body held in `input`; `Ok(None)` if `input` ends before the body does.
 /// Returns the body bytes and how many input bytes it took. Used to skip the streaming path
 /// when a client sent its (small) body together with its head.
-pub fn decode_buffered(
-    decoder: &BodyDecoder,
-    input: &[u8],
-) -> Result<Option<(Vec<u8>, usize)>, ParseError> {
+pub fn decode_buffered(decoder: &BodyDecoder, input: &[u8]) -> Result<Option<(Vec<u8>, usize)>, ParseError> {
     let mut decoder = decoder.clone();
     let mut out = Vec::new();
     let mut pos = 0;

@@ -91,10 +91,7 @@ impl ParsedHead {
     /// Attach the head's own bytes (the first `len` bytes of the parsed buffer).
     pub fn into_head(self, bytes: Bytes) -> RequestHead {
         debug_assert_eq!(bytes.len(), self.len);
-        RequestHead {
-            bytes,
-            parsed: self,
-        }
+        RequestHead { bytes, parsed: self }
     }
 }
 
@@ -109,9 +106,7 @@ impl RequestHead {
     fn str_at(&self, span: &Span) -> &str {
         // SAFETY: every span that reaches here was checked to be ASCII during parsing
         // (method and header names are tokens, the target is checked explicitly).
-        unsafe {
-            std::str::from_utf8_unchecked(&self.bytes[span.start as usize..span.end as usize])
-        }
+        unsafe { std::str::from_utf8_unchecked(&self.bytes[span.start as usize..span.end as usize]) }
     }
 
     /// The method, e.g. `GET`.
@@ -155,19 +150,15 @@ impl RequestHead {
 
     /// All header fields in order, names as sent.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
-        self.parsed.headers.iter().map(move |(n, v)| {
-            (
-                self.str_at(n),
-                &self.bytes[v.start as usize..v.end as usize],
-            )
-        })
+        self.parsed
+            .headers
+            .iter()
+            .map(move |(n, v)| (self.str_at(n), &self.bytes[v.start as usize..v.end as usize]))
     }
 
     /// The first value of a header, matched case-insensitively.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        self.headers().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
     }
 }
 
@@ -178,16 +169,11 @@ impl RequestHead {
 pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<ParsedHead>, ParseError> {
     // RFC 9112 §2.2: ignore empty lines before the request line; httparse does so too, and the
     // limits below must be measured from the same place.
-    let start = buf
-        .iter()
-        .position(|&b| b != b'\r' && b != b'\n')
-        .unwrap_or(buf.len());
+    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(buf.len());
     let line_end = memchr_nl(&buf[start..]);
     let request_line_len = match line_end {
         Some(i) => i,
-        None if buf.len() - start > limits.max_request_line => {
-            return Err(ParseError::RequestLineTooLong)
-        }
+        None if buf.len() - start > limits.max_request_line => return Err(ParseError::RequestLineTooLong),
         None => buf.len() - start,
     };
     if request_line_len > limits.max_request_line + 1 {
@@ -205,8 +191,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<ParsedHead>, Par
         &mut heap[..]
     };
     let mut req = httparse::Request::new(&mut []);
-    let status =
-        httparse::ParserConfig::default().parse_request_with_uninit_headers(&mut req, buf, slots);
+    let status = httparse::ParserConfig::default().parse_request_with_uninit_headers(&mut req, buf, slots);
     let len = match status {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => {
@@ -383,10 +368,7 @@ fn token_error(line: &[u8]) -> ParseError {
 /// A well-formed `HTTP/<digit>...` version this server does not speak gets 505 (this covers
 /// the HTTP/2 preface `PRI * HTTP/2.0`); anything else in that place is a malformed request.
 fn version_error(line: &[u8]) -> ParseError {
-    let end = line
-        .iter()
-        .position(|&b| b == b'\r' || b == b'\n')
-        .unwrap_or(line.len());
+    let end = line.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(line.len());
     let mut parts = line[..end].split(|&b| b == b' ');
     let (_, _, version, rest) = (parts.next(), parts.next(), parts.next(), parts.next());
     match (version, rest) {
@@ -403,14 +385,8 @@ fn memchr_nl(buf: &[u8]) -> Option<usize> {
 
 /// Trim optional whitespace (SP / HTAB) from both ends.
 fn trim_ows(v: &[u8]) -> &[u8] {
-    let start = v
-        .iter()
-        .position(|&b| b != b' ' && b != b'\t')
-        .unwrap_or(v.len());
-    let end = v
-        .iter()
-        .rposition(|&b| b != b' ' && b != b'\t')
-        .map_or(start, |i| i + 1);
+    let start = v.iter().position(|&b| b != b' ' && b != b'\t').unwrap_or(v.len());
+    let end = v.iter().rposition(|&b| b != b' ' && b != b'\t').map_or(start, |i| i + 1);
     &v[start..end]
 }
 
@@ -425,9 +401,7 @@ fn parse_content_length(value: &[u8]) -> Result<u64, ParseError> {
         }
         let n = item
             .iter()
-            .try_fold(0u64, |acc, &d| {
-                acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-            })
+            .try_fold(0u64, |acc, &d| acc.checked_mul(10)?.checked_add(u64::from(d - b'0')))
             .ok_or(ParseError::InvalidContentLength)?;
         match result {
             Some(prev) if prev != n => return Err(ParseError::InvalidContentLength),
@@ -485,11 +459,7 @@ impl TransferCodings {
 const KNOWN_CODINGS: [&[u8]; 5] = [b"gzip", b"x-gzip", b"deflate", b"compress", b"x-compress"];
 
 /// Work out path and query from the target and check its form (RFC 9112 §3.2).
-fn split_target(
-    method: &str,
-    target: &[u8],
-    offset: u32,
-) -> Result<(Span, Option<Span>), ParseError> {
+fn split_target(method: &str, target: &[u8], offset: u32) -> Result<(Span, Option<Span>), ParseError> {
     if target.is_empty() || !target.is_ascii() {
         return Err(ParseError::InvalidTarget);
     }
@@ -506,20 +476,14 @@ fn split_target(
         return Ok((at(0, target.len()), None));
     } else {
         // absolute-form: scheme "://" authority [path-abempty] ["?" query]
-        let scheme_end = target
-            .windows(3)
-            .position(|w| w == b"://")
-            .ok_or(ParseError::InvalidTarget)?;
+        let scheme_end = target.windows(3).position(|w| w == b"://").ok_or(ParseError::InvalidTarget)?;
         let scheme = &target[..scheme_end];
         if !(scheme.eq_ignore_ascii_case(b"http") || scheme.eq_ignore_ascii_case(b"https")) {
             return Err(ParseError::InvalidTarget);
         }
         let authority_start = scheme_end + 3;
         let rest = &target[authority_start..];
-        let authority_len = rest
-            .iter()
-            .position(|&b| b == b'/' || b == b'?')
-            .unwrap_or(rest.len());
+        let authority_len = rest.iter().position(|&b| b == b'/' || b == b'?').unwrap_or(rest.len());
         if authority_len == 0 {
             return Err(ParseError::InvalidTarget);
         }
@@ -527,10 +491,7 @@ fn split_target(
     };
     let rest = &target[path_start..];
     match rest.iter().position(|&b| b == b'?') {
-        Some(q) => Ok((
-            at(path_start, path_start + q),
-            Some(at(path_start + q + 1, target.len())),
-        )),
+        Some(q) => Ok((at(path_start, path_start + q), Some(at(path_start + q + 1, target.len())))),
         None => Ok((at(path_start, target.len()), None)),
     }
 }

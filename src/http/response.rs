@@ -35,15 +35,9 @@ pub fn status_allows_body(status: u16) -> bool {
 
 /// Header names the server writes itself; the same names from a handler are dropped.
 pub fn is_server_owned(name: &str) -> bool {
-    [
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "date",
-        "keep-alive",
-    ]
-    .iter()
-    .any(|n| n.eq_ignore_ascii_case(name))
+    ["content-length", "transfer-encoding", "connection", "date", "keep-alive"]
+        .iter()
+        .any(|n| n.eq_ignore_ascii_case(name))
 }
 
 /// Append a status line and headers to `out`.

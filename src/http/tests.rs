@@ -14,10 +14,7 @@ fn parse(raw: &[u8]) -> Result<Option<super::ParsedHead>, ParseError> {
 fn err(raw: &[u8]) -> ParseError {
     match parse(raw) {
         Err(e) => e,
-        Ok(other) => panic!(
-            "expected an error for {:?}, got {other:?}",
-            String::from_utf8_lossy(raw)
-        ),
+        Ok(other) => panic!("expected an error for {:?}, got {other:?}", String::from_utf8_lossy(raw)),
     }
 }
 
@@ -44,11 +41,7 @@ fn simple_get() {
 fn partial_heads_need_more() {
     let full = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
     for i in 0..full.len() {
-        assert_eq!(
-            parse(&full[..i]).unwrap().map(|p| p.len),
-            None,
-            "prefix {i}"
-        );
+        assert_eq!(parse(&full[..i]).unwrap().map(|p| p.len), None, "prefix {i}");
     }
     assert_eq!(parse(full).unwrap().unwrap().len, full.len());
 }
@@ -62,9 +55,7 @@ fn leading_empty_lines_are_ignored() {
 #[test]
 fn keep_alive_rules() {
     assert!(!ok(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").keep_alive());
-    assert!(
-        !ok(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Close\r\n\r\n").keep_alive()
-    );
+    assert!(!ok(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Close\r\n\r\n").keep_alive());
     assert!(!ok(b"GET / HTTP/1.0\r\n\r\n").keep_alive());
     assert!(ok(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keep_alive());
     assert_eq!(ok(b"GET / HTTP/1.0\r\n\r\n").version(), Version::Http10);
@@ -72,17 +63,10 @@ fn keep_alive_rules() {
 
 #[test]
 fn framing_rules() {
+    assert_eq!(ok(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n").framing(), Framing::Length(5));
+    assert_eq!(ok(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").framing(), Framing::None);
     assert_eq!(
-        ok(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n").framing(),
-        Framing::Length(5)
-    );
-    assert_eq!(
-        ok(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").framing(),
-        Framing::None
-    );
-    assert_eq!(
-        ok(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n")
-            .framing(),
+        ok(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n").framing(),
         Framing::Length(5)
     );
     assert_eq!(
@@ -102,26 +86,47 @@ fn framing_rules() {
 #[test]
 fn smuggling_vectors_are_refused() {
     let cases: &[(&[u8], ParseError)] = &[
-        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", ContentLengthWithTransferEncoding),
-        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", ContentLengthWithTransferEncoding),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            ContentLengthWithTransferEncoding,
+        ),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+            ContentLengthWithTransferEncoding,
+        ),
         (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\n", InvalidContentLength),
         (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", InvalidContentLength),
         (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0x10\r\n\r\n", InvalidContentLength),
         (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5 5\r\n\r\n", InvalidContentLength),
-        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n", InvalidContentLength),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+            InvalidContentLength,
+        ),
         (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 18446744073709551616\r\n\r\n", InvalidContentLength),
-        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", InvalidContentLength),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            InvalidContentLength,
+        ),
         (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 6\r\n\r\n", InvalidContentLength),
         (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: \r\n\r\n", InvalidContentLength),
         (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1.0\r\n\r\n", InvalidContentLength),
         (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", InvalidTransferEncoding),
         (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", InvalidTransferEncoding),
-        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", InvalidTransferEncoding),
-        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", InvalidTransferEncoding),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+            InvalidTransferEncoding,
+        ),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            InvalidTransferEncoding,
+        ),
         (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: \r\n\r\n", InvalidTransferEncoding),
         (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n", UnsupportedTransferCoding),
         (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: foo, chunked\r\n\r\n", UnsupportedTransferCoding),
-        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", UnsupportedTransferCoding),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            UnsupportedTransferCoding,
+        ),
         (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", TransferEncodingInHttp10),
         // obs-fold
         (b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n", InvalidHeaderName),
@@ -183,23 +188,15 @@ fn target_forms() {
     assert_eq!(h.path(), "*");
     let h = ok(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
     assert_eq!(h.path(), "example.com:443");
-    assert_eq!(
-        err(b"GET http:// HTTP/1.1\r\nHost: x\r\n\r\n"),
-        InvalidTarget
-    );
+    assert_eq!(err(b"GET http:// HTTP/1.1\r\nHost: x\r\n\r\n"), InvalidTarget);
 }
 
 #[test]
 fn expect_continue() {
-    assert!(
-        ok(b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue\r\nContent-Length: 3\r\n\r\n")
-            .expect_continue()
-    );
+    assert!(ok(b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue\r\nContent-Length: 3\r\n\r\n")
+        .expect_continue());
     // HTTP/1.0 clients cannot mean it (RFC 9110 §10.1.1): ignored.
-    assert!(
-        !ok(b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
-            .expect_continue()
-    );
+    assert!(!ok(b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n").expect_continue());
 }
 
 #[test]
@@ -213,10 +210,7 @@ fn limits() {
     let just_fits = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(8000));
     assert!(parse(just_fits.as_bytes()).unwrap().is_some());
 
-    let big_field = format!(
-        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
-        "b".repeat(8300)
-    );
+    let big_field = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "b".repeat(8300));
     assert_eq!(err(big_field.as_bytes()), HeaderFieldTooLarge);
     let big_partial = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}", "b".repeat(8300));
     assert_eq!(err(big_partial.as_bytes()), HeaderFieldTooLarge);
@@ -235,37 +229,19 @@ fn limits() {
     block.push_str("\r\n");
     assert_eq!(err(block.as_bytes()), HeadersTooLarge);
 
-    let too_big = format!(
-        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
-        limits.max_body + 1
-    );
+    let too_big = format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", limits.max_body + 1);
     assert_eq!(err(too_big.as_bytes()), BodyTooLarge);
-    let fits = format!(
-        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
-        limits.max_body
-    );
+    let fits = format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", limits.max_body);
     assert!(parse(fits.as_bytes()).unwrap().is_some());
 
-    let small = Limits {
-        max_headers: 2,
-        ..Limits::default()
-    };
-    assert!(
-        parse_head(b"GET / HTTP/1.1\r\nHost: x\r\nA: b\r\n\r\n", &small)
-            .unwrap()
-            .is_some()
-    );
+    let small = Limits { max_headers: 2, ..Limits::default() };
+    assert!(parse_head(b"GET / HTTP/1.1\r\nHost: x\r\nA: b\r\n\r\n", &small).unwrap().is_some());
     assert_eq!(
         parse_head(b"GET / HTTP/1.1\r\nHost: x\r\nA: b\r\nC: d\r\n\r\n", &small).unwrap_err(),
         TooManyHeaders
     );
-    let many_allowed = Limits {
-        max_headers: 300,
-        ..Limits::default()
-    };
-    assert!(parse_head(many.as_bytes(), &many_allowed)
-        .unwrap()
-        .is_some());
+    let many_allowed = Limits { max_headers: 300, ..Limits::default() };
+    assert!(parse_head(many.as_bytes(), &many_allowed).unwrap().is_some());
 }
 
 /// Decode `input` fed in pieces of `step` bytes, as a connection would see it.
@@ -304,25 +280,16 @@ fn decode_split(
 
 #[test]
 fn chunked_bodies_in_every_split() {
-    let body =
-        b"5;ext=1;other=\"q\"\r\nhello\r\n6\r\n world\r\n0\r\nTrailer-A: x\r\nB: y\r\n\r\nNEXT";
+    let body = b"5;ext=1;other=\"q\"\r\nhello\r\n6\r\n world\r\n0\r\nTrailer-A: x\r\nB: y\r\n\r\nNEXT";
     let end = body.len() - 4;
     for step in 1..body.len() {
         let (data, used) = decode_split(Framing::Chunked, body, step, 1 << 20).unwrap();
         assert_eq!(data, b"hello world", "step {step}");
-        assert_eq!(
-            used, end,
-            "step {step}: the next request must stay in the buffer"
-        );
+        assert_eq!(used, end, "step {step}: the next request must stay in the buffer");
     }
-    let (data, used) = decode_buffered(&BodyDecoder::new(Framing::Chunked, 1 << 20), body)
-        .unwrap()
-        .unwrap();
+    let (data, used) = decode_buffered(&BodyDecoder::new(Framing::Chunked, 1 << 20), body).unwrap().unwrap();
     assert_eq!((data.as_slice(), used), (&b"hello world"[..], end));
-    assert_eq!(
-        decode_buffered(&BodyDecoder::new(Framing::Chunked, 1 << 20), &body[..10]).unwrap(),
-        None
-    );
+    assert_eq!(decode_buffered(&BodyDecoder::new(Framing::Chunked, 1 << 20), &body[..10]).unwrap(), None);
 }
 
 #[test]
@@ -351,30 +318,13 @@ fn malformed_chunks_are_refused() {
     ];
     for raw in cases {
         let r = decode_split(Framing::Chunked, raw, raw.len(), 1 << 20);
-        assert_eq!(
-            r,
-            Err(InvalidChunk),
-            "for {:?}",
-            String::from_utf8_lossy(raw)
-        );
+        assert_eq!(r, Err(InvalidChunk), "for {:?}", String::from_utf8_lossy(raw));
     }
     // BWS before an extension is allowed.
-    assert_eq!(
-        decode_split(Framing::Chunked, b"5 ;x\r\nhello\r\n0\r\n\r\n", 3, 100)
-            .unwrap()
-            .0,
-        b"hello"
-    );
+    assert_eq!(decode_split(Framing::Chunked, b"5 ;x\r\nhello\r\n0\r\n\r\n", 3, 100).unwrap().0, b"hello");
     // 16 hex digits is the most a u64 holds; the size still has to fit the body limit.
     assert_eq!(
-        decode_split(
-            Framing::Chunked,
-            b"000000000000005\r\nhello\r\n0\r\n\r\n",
-            4,
-            100
-        )
-        .unwrap()
-        .0,
+        decode_split(Framing::Chunked, b"000000000000005\r\nhello\r\n0\r\n\r\n", 4, 100).unwrap().0,
         b"hello"
     );
 }
@@ -382,43 +332,19 @@ fn malformed_chunks_are_refused() {
 #[test]
 fn chunked_body_limit() {
     assert_eq!(
-        decode_split(
-            Framing::Chunked,
-            b"5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n",
-            64,
-            9
-        ),
+        decode_split(Framing::Chunked, b"5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n", 64, 9),
         Err(BodyTooLarge)
     );
-    assert_eq!(
-        decode_split(Framing::Chunked, b"fffffffffffffff\r\n", 64, 1 << 20),
-        Err(BodyTooLarge)
-    );
-    assert!(decode_split(
-        Framing::Chunked,
-        b"5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n",
-        64,
-        10
-    )
-    .is_ok());
+    assert_eq!(decode_split(Framing::Chunked, b"fffffffffffffff\r\n", 64, 1 << 20), Err(BodyTooLarge));
+    assert!(decode_split(Framing::Chunked, b"5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n", 64, 10).is_ok());
 }
 
 #[test]
 fn encodes_responses() {
     let mut out = BytesMut::new();
     let date = b"Mon, 23 Nov 2026 07:00:00 GMT";
-    let headers = [
-        ("content-type", &b"text/plain"[..]),
-        ("Content-Length", &b"999"[..]),
-    ];
-    encode_head(
-        &mut out,
-        200,
-        headers.into_iter(),
-        BodyLength::Known(5),
-        ConnectionHeader::Close,
-        date,
-    );
+    let headers = [("content-type", &b"text/plain"[..]), ("Content-Length", &b"999"[..])];
+    encode_head(&mut out, 200, headers.into_iter(), BodyLength::Known(5), ConnectionHeader::Close, date);
     let text = String::from_utf8(out.to_vec()).unwrap();
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n"));
     assert!(text.contains("content-type: text/plain\r\n"));
@@ -428,14 +354,7 @@ fn encodes_responses() {
     assert!(text.ends_with("\r\n\r\n"));
 
     let mut out = BytesMut::new();
-    encode_head(
-        &mut out,
-        204,
-        std::iter::empty(),
-        BodyLength::Forbidden,
-        ConnectionHeader::Omit,
-        date,
-    );
+    encode_head(&mut out, 204, std::iter::empty(), BodyLength::Forbidden, ConnectionHeader::Omit, date);
     let text = String::from_utf8(out.to_vec()).unwrap();
     assert!(!text.contains("content-length") && !text.contains("transfer-encoding"));
 

@@ -8,8 +8,7 @@ use crate::config::{LogFormat, LogLevel};
 
 /// Install the global tracing subscriber. `RUST_LOG`, when set, refines `level`.
 pub fn init_logging(level: LogLevel, format: LogFormat) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level.as_str()));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level.as_str()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -26,6 +26,9 @@ pub trait Runtime: Timer + Sized {
     /// Adopt a bound, listening, non-blocking socket. Called inside `block_on`.
     fn listener(listener: std::net::TcpListener) -> io::Result<Self::Listener>;
 
+    /// Adopt a connection accepted elsewhere (handed over by the supervisor).
+    fn adopt_stream(stream: std::net::TcpStream) -> io::Result<Self::Io>;
+
     /// Run `task` on the current executor, detached.
     fn spawn<F: Future<Output = ()> + 'static>(task: F);
 }
@@ -39,4 +42,10 @@ pub trait Listener: 'static {
     /// A connection already waiting in the queue, without waiting (`None`: queue empty).
     /// Used when draining, to serve what was queued before letting go of the socket.
     fn try_accept(&self) -> io::Result<Option<(Self::Io, SocketAddr)>>;
+
+    /// Stop listening now, for every handle on the socket (shutdown(2) on a listener
+    /// unhashes it at once). Closing is not enough: other descriptors of the same socket
+    /// would keep it listening, and an asynchronous close leaves a window in which the
+    /// kernel completes handshakes nobody will accept.
+    fn stop_listening(&self);
 }

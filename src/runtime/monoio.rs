@@ -46,10 +46,7 @@ impl Runtime for Monoio {
         Fut: Future,
     {
         crate::time::install(boxed_sleep);
-        match RuntimeBuilder::<IoUringDriver>::new()
-            .enable_timer()
-            .build()
-        {
+        match RuntimeBuilder::<IoUringDriver>::new().enable_timer().build() {
             Ok(mut rt) => {
                 NONBLOCKING_STREAMS.with(|n| n.set(false));
                 Ok(rt.block_on(main("io_uring")))
@@ -60,9 +57,7 @@ impl Runtime for Monoio {
                     "cannot create an io_uring ring (blocked by seccomp, disabled by \
                      kernel.io_uring_disabled, or RLIMIT_MEMLOCK too low); using epoll instead"
                 );
-                let mut rt = RuntimeBuilder::<LegacyDriver>::new()
-                    .enable_timer()
-                    .build()?;
+                let mut rt = RuntimeBuilder::<LegacyDriver>::new().enable_timer().build()?;
                 NONBLOCKING_STREAMS.with(|n| n.set(true));
                 Ok(rt.block_on(main("epoll")))
             }
@@ -74,6 +69,13 @@ impl Runtime for Monoio {
         let fd = listener.as_raw_fd();
         let inner = monoio::net::TcpListener::from_std(listener)?;
         Ok(MonoioListener { inner, fd })
+    }
+
+    fn adopt_stream(stream: std::net::TcpStream) -> io::Result<MonoioStream> {
+        stream.set_nonblocking(NONBLOCKING_STREAMS.with(Cell::get))?;
+        // Responses are written whole; Nagle would only delay them.
+        stream.set_nodelay(true)?;
+        Ok(MonoioStream(monoio::net::TcpStream::from_std(stream)?))
     }
 
     fn spawn<F: Future<Output = ()> + 'static>(task: F) {
@@ -104,15 +106,16 @@ impl Listener for MonoioListener {
         }
     }
 
+    fn stop_listening(&self) {
+        // SAFETY: shutdown(2) on the listening descriptor this listener owns.
+        unsafe { libc::shutdown(self.fd, libc::SHUT_RDWR) };
+    }
+
     fn try_accept(&self) -> io::Result<Option<(MonoioStream, SocketAddr)>> {
         let Some((stream, peer)) = accept_now(self.fd)? else {
             return Ok(None);
         };
-        stream.set_nonblocking(NONBLOCKING_STREAMS.with(Cell::get))?;
-        // Responses are written whole; Nagle would only delay them.
-        stream.set_nodelay(true)?;
-        let stream = monoio::net::TcpStream::from_std(stream)?;
-        Ok(Some((MonoioStream(stream), peer)))
+        Ok(Some((Monoio::adopt_stream(stream)?, peer)))
     }
 }
 

@@ -9,6 +9,8 @@
 
 pub mod notify;
 pub mod signals;
+mod stall;
+pub mod steer;
 
 use std::collections::VecDeque;
 use std::io;
@@ -43,6 +45,14 @@ pub struct SupervisorConfig {
     /// How long to keep accepting after a drain starts (`/ready` already says 503), so a
     /// load balancer can deregister the target first.
     pub drain_delay: Duration,
+    /// An executor whose heartbeat has not moved for this long is replaced (its thread is
+    /// abandoned; gunicorn's `--timeout`).
+    pub timeout: Duration,
+    /// An executor whose heartbeat is this late gets no new connections until it recovers.
+    pub stall_detect: Duration,
+    /// More abandoned (stuck) executor threads than this at once ends the process with an
+    /// error, for the service manager to restart it.
+    pub max_stuck: usize,
     /// Recycle an executor after this many requests (plus jitter).
     pub max_requests: Option<u64>,
     /// Up to this many extra requests, chosen at random per executor, so executors do not
@@ -55,6 +65,9 @@ impl Default for SupervisorConfig {
         SupervisorConfig {
             graceful_timeout: Duration::from_secs(30),
             drain_delay: Duration::ZERO,
+            timeout: Duration::from_secs(30),
+            stall_detect: Duration::from_secs(1),
+            max_stuck: 1,
             max_requests: None,
             max_requests_jitter: 0,
         }
@@ -87,8 +100,7 @@ pub enum Shutdown {
 pub type StartReport = Result<&'static str, String>;
 
 /// Starts an executor thread (type-erased over the handler type).
-pub type SpawnFn =
-    dyn Fn(ExecutorConfig, Sender<StartReport>) -> io::Result<JoinHandle<()>> + Send + Sync;
+pub type SpawnFn = dyn Fn(ExecutorConfig, Sender<StartReport>) -> io::Result<JoinHandle<()>> + Send + Sync;
 
 /// What every executor of a slot is started with, but its listener handle and stats.
 pub struct SlotTemplate {
@@ -114,6 +126,11 @@ struct Slot {
     template: SlotTemplate,
     listener: Option<TcpListener>,
     current: Option<Instance>,
+    /// The current executor's heartbeat as last seen, and when it last moved.
+    beat: u64,
+    beat_at: Instant,
+    /// New connections are steered away from this slot (its heartbeat is late).
+    stalled: bool,
 }
 
 /// An executor on its way out (recycled, reloaded): draining until `deadline`.
@@ -134,8 +151,10 @@ pub struct Supervisor {
     rng: u64,
     last_status: Instant,
     last_watchdog: Instant,
-    /// Per slot: the heartbeat last seen and when it last moved.
-    heartbeats: Vec<(u64, Instant)>,
+    /// Executors given up on while stuck: their threads still exist until they wake.
+    abandoned: Vec<Instance>,
+    /// Round-robin position for handing off connections rescued from a stalled slot.
+    handoff_next: usize,
 }
 
 impl Supervisor {
@@ -159,6 +178,9 @@ impl Supervisor {
                     template,
                     listener: Some(listener),
                     current: None,
+                    beat: 0,
+                    beat_at: now,
+                    stalled: false,
                 })
                 .collect(),
             retiring: Vec::new(),
@@ -170,7 +192,8 @@ impl Supervisor {
             rng: seed(),
             last_status: now,
             last_watchdog: now,
-            heartbeats: vec![(0, now); count],
+            abandoned: Vec::new(),
+            handoff_next: 0,
         };
         let mut driver = "";
         for i in 0..count {
@@ -190,11 +213,7 @@ impl Supervisor {
 
     /// Supervise until the server ends; commands arrive on `commands`.
     pub fn run(mut self, commands: Receiver<Command>) -> Result<Shutdown, ServerError> {
-        self.notifier.send(&format!(
-            "READY=1\nSTATUS={}\nMAINPID={}",
-            self.status(),
-            std::process::id()
-        ));
+        self.notifier.send(&format!("READY=1\nSTATUS={}\nMAINPID={}", self.status(), std::process::id()));
         loop {
             match commands.recv_timeout(TICK) {
                 Ok(Command::Drain) => return Ok(self.drain(&commands)),
@@ -209,7 +228,7 @@ impl Supervisor {
             self.reap()?;
             self.recycle();
             self.retire();
-            self.tick_heartbeats();
+            self.watch_stalls()?;
             self.ping();
         }
     }
@@ -240,14 +259,7 @@ impl Supervisor {
         let thread = (self.spawn)(cfg, tx).map_err(|e| format!("cannot start thread: {e}"))?;
         let recycle_at = self.recycle_threshold();
         match rx.recv_timeout(START_TIMEOUT) {
-            Ok(Ok(driver)) => Ok((
-                Instance {
-                    stats,
-                    thread,
-                    recycle_at,
-                },
-                driver,
-            )),
+            Ok(Ok(driver)) => Ok((Instance { stats, thread, recycle_at }, driver)),
             Ok(Err(reason)) => Err(reason),
             Err(_) => {
                 stats.request_stop();
@@ -258,8 +270,10 @@ impl Supervisor {
 
     fn install(&mut self, i: usize, instance: Instance) {
         self.state.replace_executor(i, instance.stats.clone());
-        self.heartbeats[i] = (0, Instant::now());
-        self.slots[i].current = Some(instance);
+        let slot = &mut self.slots[i];
+        slot.beat = ExecutorStats::get(&instance.stats.heartbeat);
+        slot.beat_at = Instant::now();
+        slot.current = Some(instance);
     }
 
     /// Replace slot `i`'s executor, new first: the old one drains only once the new one
@@ -294,10 +308,7 @@ impl Supervisor {
     /// SIGHUP: every executor replaced, one at a time.
     fn reload(&mut self) {
         tracing::info!("reload: replacing executors one at a time");
-        self.notifier.send(&format!(
-            "RELOADING=1\nMONOTONIC_USEC={}",
-            notify::monotonic_usec()
-        ));
+        self.notifier.send(&format!("RELOADING=1\nMONOTONIC_USEC={}", notify::monotonic_usec()));
         let mut replaced = 0;
         for i in 0..self.slots.len() {
             if self.replace(i, "reload") {
@@ -305,18 +316,14 @@ impl Supervisor {
             }
         }
         tracing::info!(replaced, total = self.slots.len(), "reload done");
-        self.notifier
-            .send(&format!("READY=1\nSTATUS={}", self.status()));
+        self.notifier.send(&format!("READY=1\nSTATUS={}", self.status()));
     }
 
     /// Executors that ended on their own are restarted; too many in a short time ends the
     /// server with an error instead.
     fn reap(&mut self) -> Result<(), ServerError> {
         for i in 0..self.slots.len() {
-            let finished = self.slots[i]
-                .current
-                .as_ref()
-                .is_some_and(|c| c.thread.is_finished());
+            let finished = self.slots[i].current.as_ref().is_some_and(|c| c.thread.is_finished());
             if !finished {
                 continue;
             }
@@ -325,11 +332,7 @@ impl Supervisor {
             tracing::error!(executor = i, reason, "executor died; starting a new one");
             let now = Instant::now();
             self.crashes.push_back(now);
-            while self
-                .crashes
-                .front()
-                .is_some_and(|t| now.duration_since(*t) > CRASH_WINDOW)
-            {
+            while self.crashes.front().is_some_and(|t| now.duration_since(*t) > CRASH_WINDOW) {
                 self.crashes.pop_front();
             }
             if self.crashes.len() >= CRASH_LIMIT {
@@ -339,9 +342,7 @@ impl Supervisor {
                     "executors keep dying; giving up so the service manager can restart the process"
                 );
                 self.stop_all();
-                return Err(ServerError::CrashLoop {
-                    restarts: self.crashes.len(),
-                });
+                return Err(ServerError::CrashLoop { restarts: self.crashes.len() });
             }
             match self.spawn_instance(i) {
                 Ok((instance, _)) => {
@@ -361,16 +362,12 @@ impl Supervisor {
     /// `--max-requests`: replace (at most) one executor per tick that served its share.
     fn recycle(&mut self) {
         let due = self.slots.iter().position(|s| {
-            s.current.as_ref().is_some_and(|c| {
-                c.recycle_at
-                    .is_some_and(|n| ExecutorStats::get(&c.stats.requests) >= n)
-            })
+            s.current
+                .as_ref()
+                .is_some_and(|c| c.recycle_at.is_some_and(|n| ExecutorStats::get(&c.stats.requests) >= n))
         });
         if let Some(i) = due {
-            let served = self.slots[i]
-                .current
-                .as_ref()
-                .map_or(0, |c| ExecutorStats::get(&c.stats.requests));
+            let served = self.slots[i].current.as_ref().map_or(0, |c| ExecutorStats::get(&c.stats.requests));
             self.replace(i, &format!("recycled after {served} requests"));
         }
     }
@@ -394,13 +391,15 @@ impl Supervisor {
         });
     }
 
+    /// Note which heartbeats moved since the last look.
     fn tick_heartbeats(&mut self) {
         let now = Instant::now();
-        for (i, slot) in self.slots.iter().enumerate() {
+        for slot in &mut self.slots {
             if let Some(c) = &slot.current {
                 let beat = ExecutorStats::get(&c.stats.heartbeat);
-                if beat != self.heartbeats[i].0 {
-                    self.heartbeats[i] = (beat, now);
+                if beat != slot.beat {
+                    slot.beat = beat;
+                    slot.beat_at = now;
                 }
             }
         }
@@ -409,9 +408,7 @@ impl Supervisor {
     /// Whether every executor's heartbeat moved within `within`.
     fn all_fresh(&self, within: Duration) -> bool {
         let now = Instant::now();
-        self.heartbeats
-            .iter()
-            .all(|(_, at)| now.duration_since(*at) <= within)
+        self.slots.iter().all(|s| now.duration_since(s.beat_at) <= within)
     }
 
     /// `WATCHDOG=1` at half the watchdog interval, only while every executor is alive, and
@@ -419,9 +416,9 @@ impl Supervisor {
     fn ping(&mut self) {
         let now = Instant::now();
         if let Some(interval) = self.notifier.watchdog() {
-            if now.duration_since(self.last_watchdog) >= interval / 2
-                && self.all_fresh(interval / 2)
-            {
+            // "Fresh" means within --timeout: a stalled executor is replaced by then, so the
+            // pings stop only if the supervisor cannot keep executors alive.
+            if now.duration_since(self.last_watchdog) >= interval / 2 && self.all_fresh(self.config.timeout) {
                 self.notifier.send("WATCHDOG=1");
                 self.last_watchdog = now;
             }
@@ -435,11 +432,7 @@ impl Supervisor {
     fn status(&self) -> String {
         let open = self.state.total(|s| &s.connections_open);
         let requests = self.state.total(|s| &s.requests);
-        let draining = if self.state.is_draining() {
-            "draining; "
-        } else {
-            ""
-        };
+        let draining = if self.state.is_draining() { "draining; " } else { "" };
         format!(
             "{draining}{} executors, {open} connections open, {requests} requests served by current executors",
             self.slots.iter().filter(|s| s.current.is_some()).count()
@@ -453,8 +446,7 @@ impl Supervisor {
     fn drain(&mut self, commands: &Receiver<Command>) -> Shutdown {
         let started = Instant::now();
         self.state.set_draining();
-        self.notifier
-            .send(&format!("STOPPING=1\nSTATUS={}", self.status()));
+        self.notifier.send(&format!("STOPPING=1\nSTATUS={}", self.status()));
         tracing::info!(
             drain_delay_ms = self.config.drain_delay.as_millis() as u64,
             graceful_timeout_s = self.config.graceful_timeout.as_secs_f64(),
@@ -462,17 +454,10 @@ impl Supervisor {
         );
         // A second request to stop ends the drain at once.
         let stop_now = |cmd: Result<Command, RecvTimeoutError>| {
-            matches!(
-                cmd,
-                Ok(Command::StopNow | Command::Drain) | Err(RecvTimeoutError::Disconnected)
-            )
+            matches!(cmd, Ok(Command::StopNow | Command::Drain) | Err(RecvTimeoutError::Disconnected))
         };
         while started.elapsed() < self.config.drain_delay {
-            let left = self
-                .config
-                .drain_delay
-                .saturating_sub(started.elapsed())
-                .min(TICK);
+            let left = self.config.drain_delay.saturating_sub(started.elapsed()).min(TICK);
             if stop_now(commands.recv_timeout(left)) {
                 self.stop_all();
                 return Shutdown::Stopped;
@@ -480,8 +465,17 @@ impl Supervisor {
             self.ping();
         }
 
-        // Close the listeners: each executor serves what is already queued on its socket
-        // and lets go of it; dropping ours here means the socket closes with the last one.
+        // Close the listeners without resetting anyone: first the sockets ignore new SYNs
+        // (handshakes under way still complete), then each executor, after a settle time,
+        // accepts what is queued and stops listening. Dropping our handles here means the
+        // sockets close with the executors'.
+        for slot in &self.slots {
+            if let Some(l) = &slot.listener {
+                if let Err(e) = crate::listen::ignore_new_connections(l) {
+                    tracing::warn!(error = %e, "cannot filter new connections; some may be reset at close");
+                }
+            }
+        }
         for slot in &mut self.slots {
             if let Some(c) = &slot.current {
                 c.stats.request_drain();
@@ -505,10 +499,7 @@ impl Supervisor {
                 return Shutdown::Drained;
             }
             if Instant::now() >= deadline {
-                let cut: u64 = alive
-                    .iter()
-                    .map(|s| ExecutorStats::get(&s.connections_open))
-                    .sum();
+                let cut: u64 = alive.iter().map(|s| ExecutorStats::get(&s.connections_open)).sum();
                 tracing::warn!(cut, "drain timed out: closing the connections still open");
                 self.stop_all();
                 return Shutdown::DrainTimedOut { cut };
@@ -551,11 +542,7 @@ impl Supervisor {
 
     /// Join the threads that finished; leave any that are stuck (a thread cannot be killed).
     fn join_all(&mut self) {
-        let mut instances: Vec<Instance> = self
-            .slots
-            .iter_mut()
-            .filter_map(|s| s.current.take())
-            .collect();
+        let mut instances: Vec<Instance> = self.slots.iter_mut().filter_map(|s| s.current.take()).collect();
         instances.extend(self.retiring.drain(..).map(|r| r.instance));
         for i in instances {
             if i.thread.is_finished() {
@@ -585,9 +572,8 @@ impl Supervisor {
 }
 
 fn seed() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
     (nanos ^ (u64::from(std::process::id()) << 32)) | 1
 }
 
@@ -598,11 +584,7 @@ fn join_reason(thread: JoinHandle<()>) -> String {
         Err(panic) => panic
             .downcast_ref::<&str>()
             .map(|s| format!("panicked: {s}"))
-            .or_else(|| {
-                panic
-                    .downcast_ref::<String>()
-                    .map(|s| format!("panicked: {s}"))
-            })
+            .or_else(|| panic.downcast_ref::<String>().map(|s| format!("panicked: {s}")))
             .unwrap_or_else(|| "panicked".to_string()),
     }
 }

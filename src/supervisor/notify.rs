@@ -21,9 +21,8 @@ impl Notifier {
                 None
             }
         });
-        let pid_ok = std::env::var("WATCHDOG_PID")
-            .map(|p| p.trim() == std::process::id().to_string())
-            .unwrap_or(true);
+        let pid_ok =
+            std::env::var("WATCHDOG_PID").map(|p| p.trim() == std::process::id().to_string()).unwrap_or(true);
         let watchdog = std::env::var("WATCHDOG_USEC")
             .ok()
             .and_then(|v| v.trim().parse::<u64>().ok())
@@ -34,10 +33,7 @@ impl Notifier {
 
     /// A notifier that sends nothing.
     pub fn disabled() -> Notifier {
-        Notifier {
-            socket: None,
-            watchdog: None,
-        }
+        Notifier { socket: None, watchdog: None }
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -68,10 +64,7 @@ fn open(path: &std::ffi::OsStr) -> io::Result<(UnixDatagram, std::os::unix::net:
         Some(b'@') => std::os::unix::net::SocketAddr::from_abstract_name(&bytes[1..])?,
         Some(b'/') => std::os::unix::net::SocketAddr::from_pathname(path)?,
         _ => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "NOTIFY_SOCKET must be a path or @name",
-            ))
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "NOTIFY_SOCKET must be a path or @name"))
         }
     };
     Ok((UnixDatagram::unbound()?, addr))
@@ -79,10 +72,7 @@ fn open(path: &std::ffi::OsStr) -> io::Result<(UnixDatagram, std::os::unix::net:
 
 /// `CLOCK_MONOTONIC` in microseconds, for `RELOADING=1` + `MONOTONIC_USEC=`.
 pub fn monotonic_usec() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes into the local struct.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000

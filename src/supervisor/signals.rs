@@ -57,8 +57,5 @@ pub fn wait(timeout: Duration) -> Option<Signal> {
     };
     // SAFETY: sigtimedwait with a valid set and timeout; the siginfo is not needed.
     let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
-    HANDLED
-        .iter()
-        .find(|(s, _)| *s == sig)
-        .map(|(_, name)| *name)
+    HANDLED.iter().find(|(s, _)| *s == sig).map(|(_, name)| *name)
 }

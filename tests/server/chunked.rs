@@ -20,11 +20,7 @@ fn chunked_body_with_extensions_and_trailers() {
     assert_eq!(r.header("content-type"), Some("text/plain"));
     // The trailers were consumed: the connection is at the next request.
     c.send(&get("/plaintext"));
-    assert_eq!(
-        c.response().text(),
-        "Hello, World!",
-        "request after a chunked body with trailers"
-    );
+    assert_eq!(c.response().text(), "Hello, World!", "request after a chunked body with trailers");
 }
 
 #[test]
@@ -32,16 +28,9 @@ fn chunked_body_uppercase_hex_and_empty() {
     let s = ServerProc::start(&[]);
     let r = s.request(&cat(&[chunked_echo_head(), b"0\r\n\r\n"]));
     assert_eq!(r.status, 200);
-    assert!(
-        r.body.is_empty(),
-        "empty chunked body echoed as {:?}",
-        r.text()
-    );
+    assert!(r.body.is_empty(), "empty chunked body echoed as {:?}", r.text());
     let data = "z".repeat(0x1F);
-    let r = s.request(&cat(&[
-        chunked_echo_head(),
-        format!("1F\r\n{data}\r\n0\r\n\r\n").as_bytes(),
-    ]));
+    let r = s.request(&cat(&[chunked_echo_head(), format!("1F\r\n{data}\r\n0\r\n\r\n").as_bytes()]));
     assert_eq!(r.status, 200, "uppercase hex chunk size");
     assert_eq!(r.text(), data);
 }
@@ -91,11 +80,7 @@ fn large_chunked_body_round_trips() {
     let r = c.response();
     writer.join().unwrap();
     assert_eq!(r.status, 200);
-    assert!(
-        r.body == data,
-        "2 MB chunked echo differs (got {} bytes)",
-        r.body.len()
-    );
+    assert!(r.body == data, "2 MB chunked echo differs (got {} bytes)", r.body.len());
 }
 
 #[test]
@@ -105,11 +90,7 @@ fn stream_response_decodes_to_n_times_b() {
         let r = s.request(&get(&format!("/stream?chunks={n}&size={b}")));
         assert_eq!(r.status, 200, "/stream?chunks={n}&size={b}");
         assert_eq!(r.header("transfer-encoding"), Some("chunked"));
-        assert_eq!(
-            r.body.len(),
-            n * b,
-            "/stream?chunks={n}&size={b} decoded length"
-        );
+        assert_eq!(r.body.len(), n * b, "/stream?chunks={n}&size={b} decoded length");
         assert!(r.body.iter().all(|&x| x == b'x'), "/stream body content");
     }
 }
@@ -123,11 +104,7 @@ fn stream_with_zero_chunks_is_empty() {
     assert_eq!(r.status, 200);
     assert!(r.body.is_empty());
     c.send(&get("/plaintext"));
-    assert_eq!(
-        c.response().text(),
-        "Hello, World!",
-        "connection usable after an empty stream"
-    );
+    assert_eq!(c.response().text(), "Hello, World!", "connection usable after an empty stream");
 }
 
 #[test]

@@ -22,11 +22,7 @@ fn thousand_connections(server: &ServerProc) {
         c.send(&get("/json"));
         assert_eq!(c.response().status, 200);
     }
-    assert!(
-        start.elapsed() < Duration::from_secs(20),
-        "1000 connections took {:?}",
-        start.elapsed()
-    );
+    assert!(start.elapsed() < Duration::from_secs(20), "1000 connections took {:?}", start.elapsed());
 }
 
 #[test]
@@ -52,19 +48,9 @@ fn limit_concurrency_refuses_with_503() {
     let mut c = s.client();
     c.send(&get("/plaintext"));
     let r = c.response();
-    assert_eq!(
-        r.status, 503,
-        "second request while one is in flight with --limit-concurrency 1"
-    );
-    assert!(
-        r.closes(),
-        "503 must say connection: close; headers {:?}",
-        r.headers
-    );
-    assert!(
-        c.expect_closed(Duration::from_secs(5)),
-        "connection closed after 503"
-    );
+    assert_eq!(r.status, 503, "second request while one is in flight with --limit-concurrency 1");
+    assert!(r.closes(), "503 must say connection: close; headers {:?}", r.headers);
+    assert!(c.expect_closed(Duration::from_secs(5)), "connection closed after 503");
     let r = slow.response();
     assert_eq!(r.status, 200, "the in-flight /delay completes");
     // Once it is done, requests are served again.
@@ -84,10 +70,7 @@ fn limit_concurrency_ignores_idle_connections() {
     let _fresh: Vec<Client> = (0..5).map(|_| s.client()).collect();
     thread::sleep(Duration::from_millis(100));
     let r = s.request(&get("/plaintext"));
-    assert_eq!(
-        r.status, 200,
-        "idle connections must not count against --limit-concurrency"
-    );
+    assert_eq!(r.status, 200, "idle connections must not count against --limit-concurrency");
     for (i, c) in idle.iter_mut().enumerate() {
         c.send(&get("/json"));
         assert_eq!(c.response().status, 200, "idle connection {i} reused");
@@ -107,10 +90,7 @@ fn max_connections_refuses_with_503() {
     let r = third.response(); // answered without sending anything
     assert_eq!(r.status, 503, "third connection over --max-connections 2");
     assert!(r.closes(), "headers {:?}", r.headers);
-    assert!(
-        third.expect_closed(Duration::from_secs(5)),
-        "third connection closed"
-    );
+    assert!(third.expect_closed(Duration::from_secs(5)), "third connection closed");
     // The first two still work; once one closes, a new connection is accepted.
     a.send(&get("/plaintext"));
     assert_eq!(a.response().status, 200);

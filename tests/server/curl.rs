@@ -17,11 +17,7 @@ fn curl(args: &[&str], stdin: Option<&[u8]>) -> Vec<u8> {
     let mut child = Command::new("curl")
         .args(["-s", "-S", "--max-time", "10"])
         .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -36,11 +32,7 @@ fn curl(args: &[&str], stdin: Option<&[u8]>) -> Vec<u8> {
     if let Some(f) = feeder {
         f.join().unwrap().expect("write curl's stdin");
     }
-    assert!(
-        out.status.success(),
-        "curl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "curl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     out.stdout
 }
 
@@ -61,22 +53,8 @@ fn curl_echo_round_trip() {
     }
     let s = ServerProc::start(&[]);
     let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 256) as u8).collect();
-    let out = curl(
-        &[
-            "-X",
-            "POST",
-            "--data-binary",
-            "@-",
-            &format!("http://{}/echo", s.addr),
-        ],
-        Some(&data),
-    );
-    assert!(
-        out == data,
-        "curl echo differs: {} bytes back of {}",
-        out.len(),
-        data.len()
-    );
+    let out = curl(&["-X", "POST", "--data-binary", "@-", &format!("http://{}/echo", s.addr)], Some(&data));
+    assert!(out == data, "curl echo differs: {} bytes back of {}", out.len(), data.len());
 }
 
 #[test]
@@ -85,9 +63,6 @@ fn curl_stream() {
         return;
     }
     let s = ServerProc::start(&[]);
-    let out = curl(
-        &[&format!("http://{}/stream?chunks=3&size=10", s.addr)],
-        None,
-    );
+    let out = curl(&[&format!("http://{}/stream?chunks=3&size=10", s.addr)], None);
     assert_eq!(out.len(), 30, "curl /stream?chunks=3&size=10");
 }

@@ -10,10 +10,7 @@ fn continue_then_echo() {
     let mut c = s.client();
     c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
     let interim = c.response();
-    assert_eq!(
-        interim.status, 100,
-        "expected 100 Continue before sending the body"
-    );
+    assert_eq!(interim.status, 100, "expected 100 Continue before sending the body");
     c.send(b"hello");
     let r = c.response();
     assert_eq!(r.status, 200, "final response after 100 Continue");
@@ -39,14 +36,9 @@ fn continue_with_chunked_body() {
 fn no_continue_when_handler_ignores_body() {
     let s = ServerProc::start(&[]);
     let mut c = s.client();
-    c.send(
-        b"GET /plaintext HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
-    );
+    c.send(b"GET /plaintext HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
     let r = c.response();
-    assert_ne!(
-        r.status, 100,
-        "no 100 Continue when the handler never reads the body"
-    );
+    assert_ne!(r.status, 100, "no 100 Continue when the handler never reads the body");
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "Hello, World!");
 }
@@ -55,17 +47,9 @@ fn no_continue_when_handler_ignores_body() {
 fn too_large_with_expect_is_413_without_continue() {
     let s = ServerProc::start(&["--max-body-size", "1KiB"]);
     let mut c = s.client();
-    c.send(
-        b"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n",
-    );
+    c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n");
     let r = c.response();
-    assert_eq!(
-        r.status, 413,
-        "over --max-body-size with Expect: no 100, straight 413"
-    );
+    assert_eq!(r.status, 413, "over --max-body-size with Expect: no 100, straight 413");
     assert!(r.closes(), "413 must close; headers {:?}", r.headers);
-    assert!(
-        c.expect_closed(Duration::from_secs(5)),
-        "connection closed after 413"
-    );
+    assert!(c.expect_closed(Duration::from_secs(5)), "connection closed after 413");
 }

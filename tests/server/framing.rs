@@ -18,24 +18,12 @@ fn refused(bad: &[u8], status: u16) {
 
 #[test]
 fn content_length_with_transfer_encoding() {
-    refused(
-        &post(
-            "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
-            "0\r\n\r\n",
-        ),
-        400,
-    );
+    refused(&post("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", "0\r\n\r\n"), 400);
 }
 
 #[test]
 fn transfer_encoding_with_content_length_after() {
-    refused(
-        &post(
-            "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
-            "0\r\n\r\n",
-        ),
-        400,
-    );
+    refused(&post("Transfer-Encoding: chunked\r\nContent-Length: 5\r\n", "0\r\n\r\n"), 400);
 }
 
 #[test]
@@ -60,10 +48,7 @@ fn content_length_with_inner_space() {
 
 #[test]
 fn content_length_overflow() {
-    refused(
-        &post("Content-Length: 99999999999999999999999\r\n", "hello"),
-        400,
-    );
+    refused(&post("Content-Length: 99999999999999999999999\r\n", "hello"), 400);
 }
 
 #[test]
@@ -73,10 +58,7 @@ fn content_length_empty() {
 
 #[test]
 fn two_differing_content_lengths() {
-    refused(
-        &post("Content-Length: 5\r\nContent-Length: 6\r\n", "hello!"),
-        400,
-    );
+    refused(&post("Content-Length: 5\r\nContent-Length: 6\r\n", "hello!"), 400);
 }
 
 #[test]
@@ -100,18 +82,12 @@ fn transfer_encoding_gzip_only() {
 
 #[test]
 fn transfer_encoding_chunked_then_gzip() {
-    refused(
-        &post("Transfer-Encoding: chunked, gzip\r\n", "0\r\n\r\n"),
-        400,
-    );
+    refused(&post("Transfer-Encoding: chunked, gzip\r\n", "0\r\n\r\n"), 400);
 }
 
 #[test]
 fn transfer_encoding_unknown_then_chunked_is_501() {
-    refused(
-        &post("Transfer-Encoding: foo, chunked\r\n", "0\r\n\r\n"),
-        501,
-    );
+    refused(&post("Transfer-Encoding: foo, chunked\r\n", "0\r\n\r\n"), 501);
 }
 
 #[test]
@@ -121,47 +97,29 @@ fn transfer_encoding_unknown_is_501() {
 
 #[test]
 fn transfer_encoding_chunked_twice() {
-    refused(
-        &post("Transfer-Encoding: chunked, chunked\r\n", "0\r\n\r\n"),
-        400,
-    );
+    refused(&post("Transfer-Encoding: chunked, chunked\r\n", "0\r\n\r\n"), 400);
 }
 
 #[test]
 fn transfer_encoding_chunked_twice_in_two_fields() {
-    refused(
-        &post(
-            "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
-            "0\r\n\r\n",
-        ),
-        400,
-    );
+    refused(&post("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", "0\r\n\r\n"), 400);
 }
 
 #[test]
 fn transfer_encoding_in_http10() {
-    refused(
-        b"POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-        400,
-    );
+    refused(b"POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400);
 }
 
 // --- Header syntax ------------------------------------------------------------------------
 
 #[test]
 fn obs_fold_is_refused() {
-    refused(
-        b"GET /plaintext HTTP/1.1\r\nHost: x\r\nX-Long: part one\r\n part two\r\n\r\n",
-        400,
-    );
+    refused(b"GET /plaintext HTTP/1.1\r\nHost: x\r\nX-Long: part one\r\n part two\r\n\r\n", 400);
 }
 
 #[test]
 fn obs_fold_with_tab_is_refused() {
-    refused(
-        b"GET /plaintext HTTP/1.1\r\nHost: x\r\nX-Long: part one\r\n\tpart two\r\n\r\n",
-        400,
-    );
+    refused(b"GET /plaintext HTTP/1.1\r\nHost: x\r\nX-Long: part one\r\n\tpart two\r\n\r\n", 400);
 }
 
 #[test]
@@ -176,79 +134,49 @@ fn whitespace_before_colon_on_content_length() {
 
 #[test]
 fn nul_in_header_value() {
-    refused(
-        b"GET /plaintext HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n",
-        400,
-    );
+    refused(b"GET /plaintext HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n", 400);
 }
 
 #[test]
 fn bare_cr_in_header_value() {
-    refused(
-        b"GET /plaintext HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n",
-        400,
-    );
+    refused(b"GET /plaintext HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n", 400);
 }
 
 #[test]
 fn del_in_header_value() {
-    refused(
-        b"GET /plaintext HTTP/1.1\r\nHost: x\r\nX-A: a\x7fb\r\n\r\n",
-        400,
-    );
+    refused(b"GET /plaintext HTTP/1.1\r\nHost: x\r\nX-A: a\x7fb\r\n\r\n", 400);
 }
 
 #[test]
 fn header_without_colon() {
-    refused(
-        b"GET /plaintext HTTP/1.1\r\nHost: x\r\nNoColonHere\r\n\r\n",
-        400,
-    );
+    refused(b"GET /plaintext HTTP/1.1\r\nHost: x\r\nNoColonHere\r\n\r\n", 400);
 }
 
 // --- Chunked body syntax ----------------------------------------------------------------
 
 #[test]
 fn chunk_size_not_hex() {
-    refused(
-        &post("Transfer-Encoding: chunked\r\n", "zz\r\nhello\r\n0\r\n\r\n"),
-        400,
-    );
+    refused(&post("Transfer-Encoding: chunked\r\n", "zz\r\nhello\r\n0\r\n\r\n"), 400);
 }
 
 #[test]
 fn chunk_size_overflow() {
-    refused(
-        &post(
-            "Transfer-Encoding: chunked\r\n",
-            "ffffffffffffffffff\r\nhello\r\n0\r\n\r\n",
-        ),
-        400,
-    );
+    refused(&post("Transfer-Encoding: chunked\r\n", "ffffffffffffffffff\r\nhello\r\n0\r\n\r\n"), 400);
 }
 
 #[test]
 fn chunk_size_with_sign() {
-    refused(
-        &post("Transfer-Encoding: chunked\r\n", "+5\r\nhello\r\n0\r\n\r\n"),
-        400,
-    );
+    refused(&post("Transfer-Encoding: chunked\r\n", "+5\r\nhello\r\n0\r\n\r\n"), 400);
 }
 
 #[test]
 fn chunk_data_not_followed_by_crlf() {
-    refused(
-        &post("Transfer-Encoding: chunked\r\n", "5\r\nhelloXX0\r\n\r\n"),
-        400,
-    );
+    refused(&post("Transfer-Encoding: chunked\r\n", "5\r\nhelloXX0\r\n\r\n"), 400);
 }
 
 #[test]
 fn chunk_size_line_with_bare_lf() {
-    refused(
-        &post("Transfer-Encoding: chunked\r\n", "5\nhello\r\n0\r\n\r\n"),
-        400,
-    );
+    refused(&post("Transfer-Encoding: chunked\r\n", "5\nhello\r\n0\r\n\r\n"), 400);
 }
 
 #[test]
@@ -260,12 +188,7 @@ fn chunked_body_error_arriving_later() {
     std::thread::sleep(std::time::Duration::from_millis(100));
     c.send(&cat(&[b"3\r\nabc\r\nzz\r\n", &get("/plaintext")]));
     let r = c.response();
-    assert_eq!(
-        r.status,
-        400,
-        "bad chunk size in a streamed body: {:?}",
-        r.text()
-    );
+    assert_eq!(r.status, 400, "bad chunk size in a streamed body: {:?}", r.text());
     assert!(r.closes(), "headers {:?}", r.headers);
     assert!(c.expect_closed(std::time::Duration::from_secs(5)));
 }
@@ -279,10 +202,7 @@ fn http11_without_host() {
 
 #[test]
 fn two_host_headers() {
-    refused(
-        b"GET /plaintext HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
-        400,
-    );
+    refused(b"GET /plaintext HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400);
 }
 
 #[test]
@@ -322,8 +242,5 @@ fn asterisk_with_get_is_refused() {
 
 #[test]
 fn unsupported_expectation_is_417() {
-    refused(
-        &post("Expect: something-else\r\nContent-Length: 5\r\n", "hello"),
-        417,
-    );
+    refused(&post("Expect: something-else\r\nContent-Length: 5\r\n", "hello"), 417);
 }

@@ -13,10 +13,7 @@ fn http11_keeps_alive_by_default() {
         c.send(&get("/plaintext"));
         let r = c.response();
         assert_eq!(r.status, 200, "request {i} on one connection");
-        assert!(
-            !r.closes(),
-            "HTTP/1.1 response {i} must not say connection: close"
-        );
+        assert!(!r.closes(), "HTTP/1.1 response {i} must not say connection: close");
     }
 }
 
@@ -27,15 +24,8 @@ fn connection_close_is_honoured() {
     c.send(b"GET /plaintext HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     let r = c.response();
     assert_eq!(r.text(), "Hello, World!");
-    assert!(
-        r.closes(),
-        "response to Connection: close must say connection: close; headers {:?}",
-        r.headers
-    );
-    assert!(
-        c.expect_closed(Duration::from_secs(3)),
-        "server must close after Connection: close"
-    );
+    assert!(r.closes(), "response to Connection: close must say connection: close; headers {:?}", r.headers);
+    assert!(c.expect_closed(Duration::from_secs(3)), "server must close after Connection: close");
 }
 
 #[test]
@@ -44,11 +34,7 @@ fn connection_close_token_in_a_list() {
     let mut c = s.client();
     c.send(b"GET /plaintext HTTP/1.1\r\nHost: x\r\nConnection: foo, Close\r\n\r\n");
     let r = c.response();
-    assert!(
-        r.closes(),
-        "`Connection: foo, Close` must close; headers {:?}",
-        r.headers
-    );
+    assert!(r.closes(), "`Connection: foo, Close` must close; headers {:?}", r.headers);
     assert!(c.expect_closed(Duration::from_secs(3)));
 }
 
@@ -61,14 +47,10 @@ fn http10_closes_by_default() {
     assert_eq!(r.status, 200, "HTTP/1.0 without Host is fine");
     assert_eq!(r.text(), "Hello, World!");
     assert!(
-        !r.header("connection")
-            .is_some_and(|v| v.eq_ignore_ascii_case("keep-alive")),
+        !r.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("keep-alive")),
         "HTTP/1.0 default must not claim keep-alive"
     );
-    assert!(
-        c.expect_closed(Duration::from_secs(3)),
-        "HTTP/1.0 without keep-alive must be closed"
-    );
+    assert!(c.expect_closed(Duration::from_secs(3)), "HTTP/1.0 without keep-alive must be closed");
 }
 
 #[test]
@@ -80,9 +62,7 @@ fn http10_keep_alive_on_request() {
         let r = c.response();
         assert_eq!(r.text(), "Hello, World!", "HTTP/1.0 keep-alive request {i}");
         assert_eq!(
-            r.header("connection")
-                .map(str::to_ascii_lowercase)
-                .as_deref(),
+            r.header("connection").map(str::to_ascii_lowercase).as_deref(),
             Some("keep-alive"),
             "HTTP/1.0 keep-alive response {i} must say connection: keep-alive"
         );
@@ -90,10 +70,7 @@ fn http10_keep_alive_on_request() {
     c.send(b"GET /plaintext HTTP/1.0\r\n\r\n");
     let r = c.response();
     assert_eq!(r.status, 200);
-    assert!(
-        c.expect_closed(Duration::from_secs(3)),
-        "last HTTP/1.0 request without keep-alive closes"
-    );
+    assert!(c.expect_closed(Duration::from_secs(3)), "last HTTP/1.0 request without keep-alive closes");
 }
 
 #[test]
@@ -103,10 +80,7 @@ fn http10_streamed_response_is_close_delimited() {
     c.send(b"GET /stream?chunks=4&size=25 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
     let r = c.response();
     assert_eq!(r.status, 200);
-    assert!(
-        r.header("transfer-encoding").is_none(),
-        "no chunked coding for an HTTP/1.0 client"
-    );
+    assert!(r.header("transfer-encoding").is_none(), "no chunked coding for an HTTP/1.0 client");
     assert_eq!(r.body.len(), 100, "close-delimited body of 4 x 25 bytes");
 }
 
@@ -117,13 +91,6 @@ fn keep_alive_zero_disables_keep_alive() {
     c.send(&get("/plaintext"));
     let r = c.response();
     assert_eq!(r.text(), "Hello, World!");
-    assert!(
-        r.closes(),
-        "--keep-alive 0: response must say connection: close; headers {:?}",
-        r.headers
-    );
-    assert!(
-        c.expect_closed(Duration::from_secs(3)),
-        "--keep-alive 0: connection must close"
-    );
+    assert!(r.closes(), "--keep-alive 0: response must say connection: close; headers {:?}", r.headers);
+    assert!(c.expect_closed(Duration::from_secs(3)), "--keep-alive 0: connection must close");
 }

@@ -8,11 +8,7 @@ use crate::support::*;
 /// `GET /plaintext?pad=...` whose request line (without CRLF) is `len` bytes long.
 fn get_with_line_len(len: usize) -> Vec<u8> {
     let fixed = "GET /plaintext?pad= HTTP/1.1".len();
-    format!(
-        "GET /plaintext?pad={} HTTP/1.1\r\nHost: x\r\n\r\n",
-        "a".repeat(len - fixed)
-    )
-    .into_bytes()
+    format!("GET /plaintext?pad={} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(len - fixed)).into_bytes()
 }
 
 /// `GET /plaintext` with `count` extra fields `X-Fn: <value_len bytes>`.
@@ -111,10 +107,7 @@ fn body_over_max_body_size_is_413_without_reading_it() {
     // Only the head: the answer must not wait for the body.
     c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n");
     let r = c.response();
-    assert_eq!(
-        r.status, 413,
-        "Content-Length 2000 over --max-body-size 1KiB"
-    );
+    assert_eq!(r.status, 413, "Content-Length 2000 over --max-body-size 1KiB");
     assert!(r.closes(), "headers {:?}", r.headers);
     assert!(c.expect_closed(Duration::from_secs(5)));
 }
@@ -156,65 +149,40 @@ fn chunked_body_over_max_body_size_streamed_is_413() {
         }
     }
     let r = c.response();
-    assert_eq!(
-        r.status,
-        413,
-        "streamed chunked body over 1KiB: {:?}",
-        r.text()
-    );
+    assert_eq!(r.status, 413, "streamed chunked body over 1KiB: {:?}", r.text());
     assert!(r.closes(), "headers {:?}", r.headers);
 }
 
 #[test]
 fn lowered_max_request_line() {
     let s = ServerProc::start(&["--max-request-line", "1KiB"]);
-    assert_eq!(
-        s.request(&get_with_line_len(900)).status,
-        200,
-        "900-byte line under 1KiB"
-    );
+    assert_eq!(s.request(&get_with_line_len(900)).status, 200, "900-byte line under 1KiB");
     assert_refused(&s, &get_with_line_len(1500), 414);
 }
 
 #[test]
 fn lowered_max_header_size() {
     let s = ServerProc::start(&["--max-header-size", "1KiB"]);
-    assert_eq!(
-        s.request(&get_with_fields(1, 900)).status,
-        200,
-        "900-byte field under 1KiB"
-    );
+    assert_eq!(s.request(&get_with_fields(1, 900)).status, 200, "900-byte field under 1KiB");
     assert_refused(&s, &get_with_fields(1, 1500), 431);
 }
 
 #[test]
 fn lowered_max_headers_size() {
     let s = ServerProc::start(&["--max-headers-size", "4KiB"]);
-    assert_eq!(
-        s.request(&get_with_fields(3, 1000)).status,
-        200,
-        "3 KB block under 4KiB"
-    );
+    assert_eq!(s.request(&get_with_fields(3, 1000)).status, 200, "3 KB block under 4KiB");
     assert_refused(&s, &get_with_fields(5, 1000), 431);
 }
 
 #[test]
 fn lowered_max_headers() {
     let s = ServerProc::start(&["--max-headers", "10"]);
-    assert_eq!(
-        s.request(&get_with_fields(9, 5)).status,
-        200,
-        "10 fields with --max-headers 10"
-    );
+    assert_eq!(s.request(&get_with_fields(9, 5)).status, 200, "10 fields with --max-headers 10");
     assert_refused(&s, &get_with_fields(10, 5), 431);
 }
 
 #[test]
 fn raised_max_headers() {
     let s = ServerProc::start(&["--max-headers", "300"]);
-    assert_eq!(
-        s.request(&get_with_fields(250, 5)).status,
-        200,
-        "251 fields with --max-headers 300"
-    );
+    assert_eq!(s.request(&get_with_fields(250, 5)).status, 200, "251 fields with --max-headers 300");
 }

@@ -7,13 +7,8 @@ use crate::support::*;
 #[test]
 fn sixteen_echoes_in_one_write_answer_in_order() {
     let s = ServerProc::start(&[]);
-    let bodies: Vec<String> = (0..16)
-        .map(|i| format!("body-{i:02}-{}", "x".repeat(i)))
-        .collect();
-    let raw: Vec<u8> = bodies
-        .iter()
-        .flat_map(|b| post_echo(b.as_bytes()))
-        .collect();
+    let bodies: Vec<String> = (0..16).map(|i| format!("body-{i:02}-{}", "x".repeat(i))).collect();
+    let raw: Vec<u8> = bodies.iter().flat_map(|b| post_echo(b.as_bytes())).collect();
     let mut c = s.client();
     c.send(&raw);
     for (i, b) in bodies.iter().enumerate() {
@@ -76,18 +71,10 @@ fn pipeline_with_head_and_streams() {
     ]));
     assert_eq!(c.response().body.len(), 10, "first /stream");
     let h = c.head_response();
-    assert_eq!(
-        (h.status, h.header("content-length")),
-        (200, Some("13")),
-        "HEAD in a pipeline"
-    );
+    assert_eq!((h.status, h.header("content-length")), (200, Some("13")), "HEAD in a pipeline");
     assert_eq!(c.response().body.len(), 21, "second /stream");
     assert_eq!(c.response().status, 404, "unknown path in a pipeline");
-    assert_eq!(
-        c.response().text(),
-        "last",
-        "echo at the end of the pipeline"
-    );
+    assert_eq!(c.response().text(), "last", "echo at the end of the pipeline");
 }
 
 #[test]
@@ -105,20 +92,13 @@ fn pipeline_ending_in_connection_close() {
     let r = c.response();
     assert_eq!(r.text(), "Hello, World!");
     assert!(r.closes(), "third response must say connection: close");
-    assert!(
-        c.expect_closed(Duration::from_secs(3)),
-        "nothing after Connection: close is answered"
-    );
+    assert!(c.expect_closed(Duration::from_secs(3)), "nothing after Connection: close is answered");
 }
 
 #[test]
 fn pipeline_split_across_writes() {
     let s = ServerProc::start(&[]);
-    let raw = cat(&[
-        &post_echo(b"alpha"),
-        &get("/plaintext"),
-        &post_echo(b"omega"),
-    ]);
+    let raw = cat(&[&post_echo(b"alpha"), &get("/plaintext"), &post_echo(b"omega")]);
     let mut c = s.client();
     // Split at awkward places: inside a head, inside a body.
     for piece in raw.chunks(7) {

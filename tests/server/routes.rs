@@ -26,9 +26,8 @@ fn echo_post_and_put_keep_content_type() {
         Some("application/x-test"),
         "echo must return the request's content type"
     );
-    let r = s.request(
-        b"PUT /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: 3\r\n\r\na,b",
-    );
+    let r =
+        s.request(b"PUT /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: 3\r\n\r\na,b");
     assert_eq!(r.status, 200, "PUT /echo");
     assert_eq!(r.text(), "a,b");
     assert_eq!(r.header("content-type"), Some("text/csv"));
@@ -43,11 +42,7 @@ fn echo_empty_and_binary_bodies() {
     let body: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
     let r = s.request(&post_echo(&body));
     assert_eq!(r.status, 200);
-    assert!(
-        r.body == body,
-        "100 kB binary echo differs (got {} bytes)",
-        r.body.len()
-    );
+    assert!(r.body == body, "100 kB binary echo differs (got {} bytes)", r.body.len());
 }
 
 #[test]
@@ -64,34 +59,16 @@ fn wrong_method_is_405_with_allow() {
     let s = ServerProc::start(&[]);
     let r = s.request(b"DELETE /plaintext HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(r.status, 405, "DELETE /plaintext");
-    let allow = r
-        .header("allow")
-        .expect("405 must carry Allow")
-        .to_ascii_uppercase();
+    let allow = r.header("allow").expect("405 must carry Allow").to_ascii_uppercase();
     assert!(allow.contains("GET"), "Allow {allow:?} must list GET");
-    assert!(
-        allow.contains("HEAD"),
-        "Allow {allow:?} must list HEAD for a GET route"
-    );
-    assert!(
-        !allow.contains("DELETE"),
-        "Allow {allow:?} must not list DELETE"
-    );
+    assert!(allow.contains("HEAD"), "Allow {allow:?} must list HEAD for a GET route");
+    assert!(!allow.contains("DELETE"), "Allow {allow:?} must not list DELETE");
 
     let r = s.request(&get("/echo"));
     assert_eq!(r.status, 405, "GET /echo");
-    let allow = r
-        .header("allow")
-        .expect("405 must carry Allow")
-        .to_ascii_uppercase();
-    assert!(
-        allow.contains("POST") && allow.contains("PUT"),
-        "Allow {allow:?} must list POST and PUT"
-    );
-    assert!(
-        !allow.split(',').any(|m| m.trim() == "GET"),
-        "Allow {allow:?} must not list GET"
-    );
+    let allow = r.header("allow").expect("405 must carry Allow").to_ascii_uppercase();
+    assert!(allow.contains("POST") && allow.contains("PUT"), "Allow {allow:?} must list POST and PUT");
+    assert!(!allow.split(',').any(|m| m.trim() == "GET"), "Allow {allow:?} must not list GET");
 }
 
 #[test]
@@ -102,25 +79,13 @@ fn head_has_get_headers_and_no_body() {
     c.send(b"HEAD /plaintext HTTP/1.1\r\nHost: x\r\n\r\n");
     let h = c.head_response();
     assert_eq!(h.status, 200, "HEAD /plaintext");
-    assert_eq!(
-        h.header("content-type"),
-        g.header("content-type"),
-        "HEAD content-type like GET"
-    );
-    assert_eq!(
-        h.header("content-length"),
-        Some("13"),
-        "HEAD content-length like GET"
-    );
+    assert_eq!(h.header("content-type"), g.header("content-type"), "HEAD content-type like GET");
+    assert_eq!(h.header("content-length"), Some("13"), "HEAD content-length like GET");
     // If a body had been sent, it would be parsed as the next status line here.
     c.send(&get("/json"));
     let r = c.response();
     assert_eq!(r.status, 200, "request after HEAD on the same connection");
-    assert_eq!(
-        r.text(),
-        r#"{"message":"Hello, World!"}"#,
-        "HEAD must not send a body"
-    );
+    assert_eq!(r.text(), r#"{"message":"Hello, World!"}"#, "HEAD must not send a body");
 }
 
 #[test]
@@ -132,11 +97,7 @@ fn head_on_streamed_route_has_no_body() {
     assert_eq!(h.status, 200);
     c.send(&get("/plaintext"));
     let r = c.response();
-    assert_eq!(
-        r.text(),
-        "Hello, World!",
-        "HEAD /stream must not send chunks"
-    );
+    assert_eq!(r.text(), "Hello, World!", "HEAD /stream must not send chunks");
 }
 
 #[test]
@@ -147,11 +108,7 @@ fn options_asterisk_is_2xx() {
     let r = c.response();
     assert!((200..300).contains(&r.status), "OPTIONS * got {}", r.status);
     c.send(&get("/plaintext"));
-    assert_eq!(
-        c.response().text(),
-        "Hello, World!",
-        "connection still usable after OPTIONS *"
-    );
+    assert_eq!(c.response().text(), "Hello, World!", "connection still usable after OPTIONS *");
 }
 
 #[test]
@@ -188,14 +145,8 @@ fn delay_waits_without_blocking_the_worker() {
     let r = slow.response();
     let waited = start.elapsed();
     assert_eq!(r.status, 200, "/delay status");
-    assert!(
-        waited >= Duration::from_millis(1450),
-        "/delay?ms=1500 answered after only {waited:?}"
-    );
-    assert!(
-        waited < Duration::from_millis(4000),
-        "/delay?ms=1500 took {waited:?}"
-    );
+    assert!(waited >= Duration::from_millis(1450), "/delay?ms=1500 answered after only {waited:?}");
+    assert!(waited < Duration::from_millis(4000), "/delay?ms=1500 took {waited:?}");
 }
 
 #[test]
@@ -203,14 +154,7 @@ fn stream_sends_n_chunks_of_b_bytes() {
     let s = ServerProc::start(&[]);
     let r = s.request(&get("/stream?chunks=7&size=100"));
     assert_eq!(r.status, 200);
-    assert_eq!(
-        r.header("transfer-encoding"),
-        Some("chunked"),
-        "/stream must be chunked"
-    );
-    assert!(
-        r.header("content-length").is_none(),
-        "chunked response must not carry content-length"
-    );
+    assert_eq!(r.header("transfer-encoding"), Some("chunked"), "/stream must be chunked");
+    assert!(r.header("content-length").is_none(), "chunked response must not carry content-length");
     assert_eq!(r.body.len(), 700, "decoded /stream body length");
 }

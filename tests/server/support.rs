@@ -24,11 +24,7 @@ impl ServerProc {
     /// out when `args` gives the same flag (clap refuses a flag given twice).
     pub fn start(args: &[&str]) -> ServerProc {
         let mut all: Vec<&str> = Vec::new();
-        for pair in [
-            ["--port", "0"],
-            ["--workers", "1"],
-            ["--log-format", "json"],
-        ] {
+        for pair in [["--port", "0"], ["--workers", "1"], ["--log-format", "json"]] {
             if !args.contains(&pair[0]) {
                 all.extend_from_slice(&pair);
             }
@@ -69,11 +65,7 @@ impl ServerProc {
         match rx.recv_timeout(Duration::from_secs(20)) {
             Ok(line) => {
                 let addr = json_field(&line, "address").expect("address in ready line");
-                Ok(ServerProc {
-                    child,
-                    addr: addr.parse().unwrap(),
-                    logs,
-                })
+                Ok(ServerProc { child, addr: addr.parse().unwrap(), logs })
             }
             Err(_) => {
                 let _ = child.kill();
@@ -141,10 +133,7 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -152,8 +141,7 @@ impl Response {
     }
 
     pub fn closes(&self) -> bool {
-        self.header("connection")
-            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+        self.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"))
     }
 }
 
@@ -166,10 +154,7 @@ pub struct Client {
 
 impl Client {
     pub fn new(stream: TcpStream) -> Client {
-        Client {
-            stream,
-            buf: Vec::new(),
-        }
+        Client { stream, buf: Vec::new() }
     }
 
     pub fn send(&mut self, raw: &[u8]) {
@@ -210,29 +195,20 @@ impl Client {
 
     /// The next response (final or interim); panics if the connection closes first.
     pub fn response(&mut self) -> Response {
-        self.try_response(false)
-            .expect("connection closed before a response")
+        self.try_response(false).expect("connection closed before a response")
     }
 
     /// The next response to a HEAD request (no body whatever the headers say).
     pub fn head_response(&mut self) -> Response {
-        self.try_response(true)
-            .expect("connection closed before a response")
+        self.try_response(true).expect("connection closed before a response")
     }
 
     /// The next response, or `None` if the connection ends cleanly before one starts.
     pub fn try_response(&mut self, head: bool) -> Option<Response> {
         let status_line = self.line()?;
         let mut parts = status_line.splitn(3, ' ');
-        assert_eq!(
-            parts.next(),
-            Some("HTTP/1.1"),
-            "status line {status_line:?}"
-        );
-        let status: u16 = parts
-            .next()
-            .and_then(|s| s.parse().ok())
-            .expect("status code");
+        assert_eq!(parts.next(), Some("HTTP/1.1"), "status line {status_line:?}");
+        let status: u16 = parts.next().and_then(|s| s.parse().ok()).expect("status code");
         let mut headers = Vec::new();
         loop {
             let line = self.line().expect("connection closed inside a head");
@@ -242,19 +218,15 @@ impl Client {
             let (n, v) = line.split_once(':').expect("header line");
             headers.push((n.trim().to_string(), v.trim().to_string()));
         }
-        let mut resp = Response {
-            status,
-            headers,
-            body: Vec::new(),
-        };
+        let mut resp = Response { status, headers, body: Vec::new() };
         if head || status < 200 || status == 204 || status == 304 {
             return Some(resp);
         }
         if resp.header("transfer-encoding").is_some() {
             loop {
                 let size_line = self.line().expect("chunk size line");
-                let size = usize::from_str_radix(size_line.split(';').next().unwrap().trim(), 16)
-                    .expect("hex size");
+                let size =
+                    usize::from_str_radix(size_line.split(';').next().unwrap().trim(), 16).expect("hex size");
                 if size == 0 {
                     while !self.line().expect("trailer").is_empty() {}
                     break;
@@ -286,10 +258,7 @@ impl Client {
         let mut b = [0u8; 1024];
         let r = match self.stream.read(&mut b) {
             Ok(0) => true,
-            Ok(n) => panic!(
-                "unexpected bytes after response: {:?}",
-                String::from_utf8_lossy(&b[..n])
-            ),
+            Ok(n) => panic!("unexpected bytes after response: {:?}", String::from_utf8_lossy(&b[..n])),
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => true,
             Err(_) => false,
         };
@@ -326,11 +295,8 @@ pub fn get(path: &str) -> Vec<u8> {
 
 /// `POST /echo` with a Content-Length body.
 pub fn post_echo(body: &[u8]) -> Vec<u8> {
-    let mut raw = format!(
-        "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
+    let mut raw =
+        format!("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
     raw.extend_from_slice(body);
     raw
 }
@@ -348,13 +314,7 @@ pub fn assert_refused(server: &ServerProc, bad: &[u8], status: u16) -> Response 
     let mut c = server.client();
     c.send(&cat(&[bad, &get("/plaintext")]));
     let r = c.response();
-    assert_eq!(
-        r.status,
-        status,
-        "status for {:?} (body {:?})",
-        String::from_utf8_lossy(bad),
-        r.text()
-    );
+    assert_eq!(r.status, status, "status for {:?} (body {:?})", String::from_utf8_lossy(bad), r.text());
     assert!(
         r.closes(),
         "response to {:?} must carry connection: close; headers {:?}",
@@ -371,10 +331,7 @@ pub fn assert_refused(server: &ServerProc, bad: &[u8], status: u16) -> Response 
 
 /// Run a command that is expected to exit by itself within `limit` (it is killed if not).
 /// Returns its exit status (`None` if it had to be killed) and its stderr.
-pub fn run_to_exit(
-    mut cmd: Command,
-    limit: Duration,
-) -> (Option<std::process::ExitStatus>, String) {
+pub fn run_to_exit(mut cmd: Command, limit: Duration) -> (Option<std::process::ExitStatus>, String) {
     let mut child = cmd
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
@@ -406,10 +363,7 @@ pub fn run_to_exit(
 /// The CPUs this (test) process may run on, from `/proc/self/status`.
 pub fn allowed_cpus() -> Vec<usize> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let Some(list) = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-    else {
+    let Some(list) = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")) else {
         return Vec::new();
     };
     let mut cpus = Vec::new();
@@ -441,9 +395,7 @@ impl Client {
         let start = Instant::now();
         let mut total = std::mem::take(&mut self.buf).len();
         let mut chunk = vec![0u8; 256 * 1024];
-        self.stream
-            .set_read_timeout(Some(Duration::from_millis(500)))
-            .unwrap();
+        self.stream.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
         let ended = loop {
             if total > max_bytes || start.elapsed() > limit {
                 break false;
@@ -453,10 +405,7 @@ impl Client {
                 Ok(n) => total += n,
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
                 Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
+                    if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
                 Err(e) => panic!("read failed: {e}"),
             }
         };

@@ -15,20 +15,10 @@ fn partial_head_gets_408_then_close() {
     let r = c.response();
     let took = start.elapsed();
     assert_eq!(r.status, 408, "partial head after --header-timeout 1s");
-    assert!(
-        r.closes(),
-        "408 must say connection: close; headers {:?}",
-        r.headers
-    );
-    assert!(
-        took >= Duration::from_millis(900),
-        "408 came after only {took:?}"
-    );
+    assert!(r.closes(), "408 must say connection: close; headers {:?}", r.headers);
+    assert!(took >= Duration::from_millis(900), "408 came after only {took:?}");
     assert!(took < Duration::from_secs(4), "408 came after {took:?}");
-    assert!(
-        c.expect_closed(Duration::from_secs(5)),
-        "connection closes after 408"
-    );
+    assert!(c.expect_closed(Duration::from_secs(5)), "connection closes after 408");
 }
 
 #[test]
@@ -37,26 +27,15 @@ fn silent_connection_is_closed_at_header_timeout() {
     let mut c = s.client();
     let start = Instant::now();
     // Either a 408 or a plain close is fine; staying open is not.
-    c.stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    c.stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let r = c.try_response(false);
     let took = start.elapsed();
     if let Some(r) = r {
-        assert_eq!(
-            r.status, 408,
-            "only a 408 may be sent to a silent connection"
-        );
+        assert_eq!(r.status, 408, "only a 408 may be sent to a silent connection");
         assert!(c.expect_closed(Duration::from_secs(3)));
     }
-    assert!(
-        took >= Duration::from_millis(900),
-        "closed after only {took:?}"
-    );
-    assert!(
-        took < Duration::from_secs(4),
-        "silent connection closed after {took:?}"
-    );
+    assert!(took >= Duration::from_millis(900), "closed after only {took:?}");
+    assert!(took < Duration::from_secs(4), "silent connection closed after {took:?}");
 }
 
 #[test]
@@ -67,8 +46,7 @@ fn slowloris_is_cut_off_at_header_timeout() {
     let start = Instant::now();
     let trickle = thread::spawn(move || {
         // One byte every 200 ms, for at most 3 s; the head never completes in time.
-        let head =
-            b"GET /plaintext HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        let head = b"GET /plaintext HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
         for b in head.iter().take(15) {
             if w.write_all(&[*b]).is_err() {
                 return;
@@ -76,9 +54,7 @@ fn slowloris_is_cut_off_at_header_timeout() {
             thread::sleep(Duration::from_millis(200));
         }
     });
-    c.stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    c.stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let r = c.try_response(false);
     let took = start.elapsed();
     trickle.join().unwrap();
@@ -89,10 +65,7 @@ fn slowloris_is_cut_off_at_header_timeout() {
         took < Duration::from_millis(2500),
         "slowloris trickling 1 byte / 200 ms was cut off only after {took:?} (--header-timeout 1s)"
     );
-    assert!(
-        took >= Duration::from_millis(900),
-        "cut off after only {took:?}"
-    );
+    assert!(took >= Duration::from_millis(900), "cut off after only {took:?}");
 }
 
 #[test]
@@ -108,10 +81,7 @@ fn idle_keep_alive_connection_is_closed() {
         "idle connection not closed within 4 s (--keep-alive 1s)"
     );
     let took = start.elapsed();
-    assert!(
-        took >= Duration::from_millis(800),
-        "idle connection closed after only {took:?}"
-    );
+    assert!(took >= Duration::from_millis(800), "idle connection closed after only {took:?}");
 }
 
 #[test]
@@ -133,12 +103,7 @@ fn slow_body_gets_408() {
     c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789");
     let r = c.response();
     let took = start.elapsed();
-    assert_eq!(
-        r.status,
-        408,
-        "body stalled after 10 of 100 bytes: {:?}",
-        r.text()
-    );
+    assert_eq!(r.status, 408, "body stalled after 10 of 100 bytes: {:?}", r.text());
     assert!(r.closes(), "408 must close; headers {:?}", r.headers);
     assert!(took < Duration::from_secs(4), "408 after {took:?}");
     assert!(c.expect_closed(Duration::from_secs(5)));
@@ -150,12 +115,7 @@ fn slow_chunked_body_gets_408() {
     let mut c = s.client();
     c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel");
     let r = c.response();
-    assert_eq!(
-        r.status,
-        408,
-        "chunked body stalled mid-chunk: {:?}",
-        r.text()
-    );
+    assert_eq!(r.status, 408, "chunked body stalled mid-chunk: {:?}", r.text());
     assert!(r.closes());
 }
 

@@ -1,0 +1,130 @@
+//! Stalled executors: the two speeds.
+//!
+//! An executor's heartbeat moves every tick (100 ms) from its own timer task, so it stops
+//! only when something blocks the executor's thread (a request that merely awaits, however
+//! long, is not a stall). When the heartbeat is late by `--stall-detect`:
+//!
+//! 1. routing reacts at once: the reuseport group is steered away from the slot's socket,
+//!    and connections already queued on it are accepted here and handed to healthy
+//!    executors (a blocked executor accepts nothing: it waits for readiness in user space);
+//! 2. replacement waits for `--timeout`: a fresh executor takes over the slot's socket, and
+//!    the stuck thread is abandoned (a thread cannot be killed safely). Its connections are
+//!    closed when it wakes, if it ever does. More than `--max-stuck` abandoned threads at
+//!    once ends the process with an error, so the service manager restarts it.
+//!
+//! If the heartbeat moves again before `--timeout`, the slot simply takes connections again.
+
+use std::time::Instant;
+
+use super::{steer, Supervisor};
+use crate::server::ServerError;
+use crate::state::ExecutorStats;
+
+impl Supervisor {
+    pub(super) fn watch_stalls(&mut self) -> Result<(), ServerError> {
+        self.tick_heartbeats();
+        let now = Instant::now();
+        let mut changed = false;
+        for i in 0..self.slots.len() {
+            let slot = &mut self.slots[i];
+            let Some(current) = &slot.current else { continue };
+            let late = now.duration_since(slot.beat_at);
+            if late < self.config.stall_detect {
+                if slot.stalled {
+                    slot.stalled = false;
+                    changed = true;
+                    tracing::info!(executor = i, "executor recovered; it takes new connections again");
+                }
+                continue;
+            }
+            if !slot.stalled {
+                slot.stalled = true;
+                changed = true;
+                tracing::warn!(
+                    executor = i,
+                    thread = %format!("percore-{i}"),
+                    tid = ExecutorStats::get(&current.stats.tid),
+                    late_ms = late.as_millis() as u64,
+                    open = ExecutorStats::get(&current.stats.connections_open),
+                    "executor stalled: its thread is blocked (a handler doing blocking work?); \
+                     steering new connections away. Inspect it with `eu-stack -p <pid>` or `gdb -p <pid>`"
+                );
+            }
+            if late >= self.config.timeout {
+                changed |= self.replace_stuck(i);
+            }
+        }
+        if changed {
+            self.steer();
+        }
+        self.rescue_queued();
+        self.abandoned.retain(|a| !a.thread.is_finished());
+        if self.abandoned.len() > self.config.max_stuck {
+            tracing::error!(
+                stuck = self.abandoned.len(),
+                max_stuck = self.config.max_stuck,
+                "too many executors are stuck; exiting so the service manager restarts the process"
+            );
+            return Err(ServerError::Stuck { executors: self.abandoned.len() });
+        }
+        Ok(())
+    }
+
+    /// `--timeout` passed: a fresh executor takes over slot `i`; the stuck one is abandoned.
+    fn replace_stuck(&mut self, i: usize) -> bool {
+        let Ok((instance, _)) = self.spawn_instance(i).inspect_err(|reason| {
+            tracing::error!(executor = i, reason, "cannot start an executor to replace a stuck one");
+        }) else {
+            return false;
+        };
+        self.state.count_restart();
+        if let Some(stuck) = self.slots[i].current.take() {
+            let open = ExecutorStats::get(&stuck.stats.connections_open);
+            // When (if) it wakes, it closes its connections and exits.
+            stuck.stats.request_stop();
+            tracing::error!(
+                executor = i,
+                timeout_s = self.config.timeout.as_secs_f64(),
+                open,
+                "executor stuck past --timeout: replaced; its thread is abandoned and its connections \
+                 close when it wakes"
+            );
+            self.abandoned.push(stuck);
+        }
+        self.install(i, instance);
+        self.slots[i].stalled = false;
+        true
+    }
+
+    /// Point the reuseport group at the healthy slots.
+    fn steer(&self) {
+        let healthy: Vec<usize> = (0..self.slots.len()).filter(|&i| !self.slots[i].stalled).collect();
+        let Some(any) = self.slots.iter().find_map(|s| s.listener.as_ref()) else { return };
+        if let Err(e) = steer::steer(any, &healthy, self.slots.len()) {
+            tracing::warn!(error = %e, "cannot steer connections away from stalled executors");
+        }
+    }
+
+    /// Accept what is queued on stalled slots' sockets and hand it to healthy executors.
+    fn rescue_queued(&mut self) {
+        let healthy: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| !self.slots[i].stalled && self.slots[i].current.is_some())
+            .collect();
+        if healthy.is_empty() {
+            return;
+        }
+        for i in 0..self.slots.len() {
+            if !self.slots[i].stalled {
+                continue;
+            }
+            let Some(listener) = &self.slots[i].listener else { continue };
+            while let Ok((stream, _)) = listener.accept() {
+                let target = healthy[self.handoff_next % healthy.len()];
+                self.handoff_next = self.handoff_next.wrapping_add(1);
+                if let Some(c) = &self.slots[target].current {
+                    c.stats.hand_off(stream);
+                }
+            }
+        }
+    }
+}
