@@ -31,6 +31,9 @@ pub struct ServerConfig {
     pub supervisor: SupervisorConfig,
     /// Speak systemd's notify protocol when `NOTIFY_SOCKET` is set.
     pub notify: bool,
+    /// Serve on sockets passed by systemd (`LISTEN_FDS`) or by an upgrading percore
+    /// instead of binding `host:port`, when there are any.
+    pub inherit_sockets: bool,
 }
 
 impl Default for ServerConfig {
@@ -47,6 +50,7 @@ impl Default for ServerConfig {
             backlog: 2048,
             supervisor: SupervisorConfig::default(),
             notify: true,
+            inherit_sockets: true,
         }
     }
 }
@@ -233,6 +237,7 @@ impl Cli {
                 max_requests_jitter: self.max_requests_jitter,
             },
             notify: true,
+            inherit_sockets: true,
         }
     }
 }

@@ -122,7 +122,7 @@ pub fn run<R: Runtime, H: Handler>(
         R::spawn(ticker::<R, H>(admission.clone()));
         let serve = async {
             first_of(accept_loop::<R, H>(&listener, &admission), ctx.drain.wait()).await;
-            if ctx.state.is_draining() {
+            if ctx.state.sockets_closing() {
                 // Server shutdown: the socket now ignores new SYNs; keep accepting while the
                 // handshakes already under way complete.
                 first_of(accept_loop::<R, H>(&listener, &admission), R::sleep(LISTEN_SETTLE)).await;
@@ -131,7 +131,7 @@ pub fn run<R: Runtime, H: Handler>(
             while let Ok(Some((io, peer))) = listener.try_accept() {
                 admission.admit::<R>(io, peer);
             }
-            if ctx.state.is_draining() {
+            if ctx.state.sockets_closing() {
                 // The whole server is going away: stop listening right after the queue ran
                 // dry. (A recycled executor only lets go: its replacement keeps the socket.)
                 listener.stop_listening();

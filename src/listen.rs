@@ -102,3 +102,95 @@ pub fn ignore_new_connections(listener: &TcpListener) -> io::Result<()> {
         Err(io::Error::last_os_error())
     }
 }
+
+/// The environment variable through which a percore hands its listening sockets to the new
+/// executable on `SIGUSR2` (they are descriptors 3, 4, ...).
+pub const UPGRADE_FDS_ENV: &str = "PERCORE_UPGRADE_FDS";
+
+/// Listening sockets this process was given instead of binding its own: by systemd socket
+/// activation (`LISTEN_PID`, `LISTEN_FDS`, `LISTEN_FDNAMES`; descriptors from 3 on), or by
+/// the previous percore during a binary upgrade. `None` when there are none.
+pub fn inherited() -> io::Result<Option<(Vec<TcpListener>, Vec<String>)>> {
+    use std::os::fd::FromRawFd;
+    let count = if let Ok(n) = std::env::var(UPGRADE_FDS_ENV) {
+        std::env::remove_var(UPGRADE_FDS_ENV);
+        n
+    } else {
+        let for_us = std::env::var("LISTEN_PID").is_ok_and(|p| p.trim() == std::process::id().to_string());
+        if !for_us {
+            return Ok(None);
+        }
+        let n = std::env::var("LISTEN_FDS").unwrap_or_default();
+        // As sd_listen_fds(3) does: the variables are for this process only.
+        std::env::remove_var("LISTEN_PID");
+        std::env::remove_var("LISTEN_FDS");
+        n
+    };
+    let count: i32 =
+        count.trim().parse().ok().filter(|n| (1..=1024).contains(n)).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, format!("bad socket count {count:?}"))
+        })?;
+    let names: Vec<String> = std::env::var("LISTEN_FDNAMES")
+        .map(|n| n.split(':').map(str::to_string).collect())
+        .unwrap_or_default();
+    std::env::remove_var("LISTEN_FDNAMES");
+    let mut listeners = Vec::new();
+    for fd in 3..3 + count {
+        check_listening_tcp(fd)?;
+        // SAFETY: the descriptor was handed to this process and is checked to be a
+        // listening TCP socket; from here on the TcpListener owns it.
+        let listener = unsafe { TcpListener::from_raw_fd(fd) };
+        // Not for our own children (an upgrade passes them on explicitly).
+        // SAFETY: fcntl on a descriptor we own.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        listener.set_nonblocking(true)?;
+        listeners.push(listener);
+    }
+    Ok(Some((listeners, names)))
+}
+
+fn check_listening_tcp(fd: i32) -> io::Result<()> {
+    let get = |opt: libc::c_int| -> io::Result<libc::c_int> {
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt into a local int.
+        let rc = unsafe {
+            libc::getsockopt(fd, libc::SOL_SOCKET, opt, (&mut value as *mut libc::c_int).cast(), &mut len)
+        };
+        if rc == 0 {
+            Ok(value)
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    };
+    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("inherited fd {fd} {what}"));
+    let domain = get(libc::SO_DOMAIN).map_err(|e| bad(&format!("is not a socket ({e})")))?;
+    if domain != libc::AF_INET && domain != libc::AF_INET6 {
+        return Err(bad("is not an IPv4/IPv6 socket"));
+    }
+    if get(libc::SO_TYPE)? != libc::SOCK_STREAM {
+        return Err(bad("is not a stream socket"));
+    }
+    if get(libc::SO_ACCEPTCONN)? != 1 {
+        return Err(bad("is not listening"));
+    }
+    Ok(())
+}
+
+/// Whether a socket has SO_REUSEPORT (so it may be one of a group percore can steer).
+pub fn is_reuseport(listener: &TcpListener) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt into a local int.
+    let rc = unsafe {
+        libc::getsockopt(
+            listener.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_REUSEPORT,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    rc == 0 && value == 1
+}

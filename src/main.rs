@@ -57,12 +57,13 @@ fn main() -> ExitCode {
                 handle.send(Command::StopNow);
             }
             Signal::Hup => handle.send(Command::Reload),
+            Signal::Usr2 if !stopping => handle.send(Command::Upgrade),
             Signal::Usr1 | Signal::Usr2 => tracing::info!(?signal, "signal ignored"),
         }
     }
     match handle.join() {
         Ok(Shutdown::Drained) => ExitCode::SUCCESS,
-        Ok(Shutdown::Stopped) => ExitCode::SUCCESS,
+        Ok(Shutdown::Stopped | Shutdown::Upgraded) => ExitCode::SUCCESS,
         Ok(Shutdown::DrainTimedOut { .. }) => ExitCode::from(1),
         Err(e) => {
             tracing::error!("{e}");

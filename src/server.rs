@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -35,6 +35,8 @@ pub enum ServerError {
     Stuck { executors: usize },
     /// The supervisor thread itself failed.
     Supervisor(String),
+    /// Sockets passed to this process (socket activation, upgrade) are unusable.
+    Inherit(String),
 }
 
 impl fmt::Display for ServerError {
@@ -54,6 +56,7 @@ impl fmt::Display for ServerError {
                 write!(f, "executors crashed {restarts} times within a minute; giving up")
             }
             ServerError::Supervisor(msg) => write!(f, "supervisor failed: {msg}"),
+            ServerError::Inherit(msg) => write!(f, "cannot use the inherited sockets: {msg}"),
             ServerError::Stuck { executors } => {
                 write!(f, "{executors} executors are stuck past --timeout; giving up")
             }
@@ -114,8 +117,7 @@ impl Server {
             tracing::warn!("{warning}");
         }
         let workers = plan.cores.len();
-        let addr = listen::resolve(&cfg.host, cfg.port)?;
-        let (listeners, addr) = listen::bind_group(addr, workers, cfg.backlog)?;
+        let (listeners, addr, steerable) = listeners(&cfg, workers)?;
         let state = Arc::new(ServerState::new(workers));
 
         let templates = plan
@@ -148,8 +150,15 @@ impl Server {
         });
 
         let notifier = if cfg.notify { Notifier::from_env() } else { Notifier::disabled() };
-        let (supervisor, driver) =
-            Supervisor::start(templates, listeners, spawn, state.clone(), cfg.supervisor.clone(), notifier)?;
+        let (supervisor, driver) = Supervisor::start(
+            templates,
+            listeners,
+            spawn,
+            state.clone(),
+            cfg.supervisor.clone(),
+            notifier,
+            steerable,
+        )?;
         tracing::info!(address = %addr, workers, runtime = "monoio", driver, "percore ready");
         let (commands, rx) = mpsc::channel();
         let thread = thread::Builder::new()
@@ -158,6 +167,26 @@ impl Server {
             .map_err(|e| ServerError::Supervisor(e.to_string()))?;
         Ok(ServerHandle { addr, state, commands, thread: Some(thread), driver })
     }
+}
+
+/// One listening socket per executor slot: inherited (socket activation, upgrade) or bound
+/// here. Also says whether they form a reuseport group with one socket per slot.
+fn listeners(
+    cfg: &ServerConfig,
+    workers: usize,
+) -> Result<(Vec<TcpListener>, SocketAddr, bool), ServerError> {
+    let inherited = if cfg.inherit_sockets { listen::inherited() } else { Ok(None) };
+    let io_err = |source: io::Error| ServerError::Inherit(source.to_string());
+    let Some((sockets, names)) = inherited.map_err(io_err)? else {
+        let addr = listen::resolve(&cfg.host, cfg.port)?;
+        let (listeners, addr) = listen::bind_group(addr, workers, cfg.backlog)?;
+        return Ok((listeners, addr, true));
+    };
+    let addr = sockets[0].local_addr().map_err(io_err)?;
+    tracing::info!(sockets = sockets.len(), names = ?names, address = %addr, "serving on inherited sockets (not binding --host/--port)");
+    let steerable = sockets.len() == workers && sockets.iter().all(listen::is_reuseport);
+    let slots = (0..workers).map(|i| sockets[i % sockets.len()].try_clone()).collect::<io::Result<Vec<_>>>();
+    Ok((slots.map_err(io_err)?, addr, steerable))
 }
 
 /// Executor `index`'s share of a process-wide limit (`usize::MAX` when unlimited); the

@@ -88,6 +88,7 @@ impl ExecutorStats {
 #[derive(Debug)]
 pub struct ServerState {
     draining: AtomicBool,
+    sockets_closing: AtomicBool,
     /// Only the supervisor replaces entries (on restart, recycle, reload); readers take a
     /// snapshot. Executors hold their own `Arc` and never touch this lock.
     executors: Mutex<Vec<Arc<ExecutorStats>>>,
@@ -98,6 +99,7 @@ impl ServerState {
     pub fn new(executors: usize) -> ServerState {
         ServerState {
             draining: AtomicBool::new(false),
+            sockets_closing: AtomicBool::new(false),
             executors: Mutex::new((0..executors).map(|_| Arc::new(ExecutorStats::default())).collect()),
             restarts: AtomicU64::new(0),
         }
@@ -110,6 +112,16 @@ impl ServerState {
 
     pub fn set_draining(&self) {
         self.draining.store(true, Relaxed);
+    }
+
+    /// Whether the listening sockets are going away for good (final shutdown), as opposed
+    /// to executors being replaced on sockets that stay (recycling, reload, upgrade).
+    pub fn sockets_closing(&self) -> bool {
+        self.sockets_closing.load(Relaxed)
+    }
+
+    pub fn set_sockets_closing(&self) {
+        self.sockets_closing.store(true, Relaxed);
     }
 
     /// The current instance of executor slot `index`.

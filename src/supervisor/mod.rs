@@ -11,6 +11,7 @@ pub mod notify;
 pub mod signals;
 mod stall;
 pub mod steer;
+pub mod upgrade;
 
 use std::collections::VecDeque;
 use std::io;
@@ -83,6 +84,8 @@ pub enum Command {
     StopNow,
     /// Replace every executor, one at a time, new first (SIGHUP).
     Reload,
+    /// Start the executable again on the same sockets, then drain this process (SIGUSR2).
+    Upgrade,
 }
 
 /// How the server ended.
@@ -94,6 +97,8 @@ pub enum Shutdown {
     DrainTimedOut { cut: u64 },
     /// Stopped at once.
     Stopped,
+    /// A new process took over the sockets (binary upgrade) and this one drained.
+    Upgraded,
 }
 
 /// The report an executor thread sends once: its IO driver, or why it could not start.
@@ -155,6 +160,9 @@ pub struct Supervisor {
     abandoned: Vec<Instance>,
     /// Round-robin position for handing off connections rescued from a stalled slot.
     handoff_next: usize,
+    /// Whether the slot sockets form a reuseport group of their own, one socket per slot
+    /// (so steering and rescue apply); not for one shared, socket-activated socket.
+    steerable: bool,
 }
 
 impl Supervisor {
@@ -167,6 +175,7 @@ impl Supervisor {
         state: Arc<ServerState>,
         config: SupervisorConfig,
         notifier: Notifier,
+        steerable: bool,
     ) -> Result<(Supervisor, &'static str), ServerError> {
         let now = Instant::now();
         let count = templates.len();
@@ -194,6 +203,7 @@ impl Supervisor {
             last_watchdog: now,
             abandoned: Vec::new(),
             handoff_next: 0,
+            steerable,
         };
         let mut driver = "";
         for i in 0..count {
@@ -214,9 +224,15 @@ impl Supervisor {
     /// Supervise until the server ends; commands arrive on `commands`.
     pub fn run(mut self, commands: Receiver<Command>) -> Result<Shutdown, ServerError> {
         self.notifier.send(&format!("READY=1\nSTATUS={}\nMAINPID={}", self.status(), std::process::id()));
+        upgrade::report_ready();
         loop {
             match commands.recv_timeout(TICK) {
                 Ok(Command::Drain) => return Ok(self.drain(&commands)),
+                Ok(Command::Upgrade) => {
+                    if let Some(pid) = self.start_successor() {
+                        return Ok(self.hand_over(&commands, pid));
+                    }
+                }
                 Ok(Command::StopNow) | Err(RecvTimeoutError::Disconnected) => {
                     self.notifier.send("STOPPING=1");
                     self.stop_all();
@@ -439,6 +455,42 @@ impl Supervisor {
         )
     }
 
+    /// SIGUSR2: start the new executable on our sockets; its pid once it serves.
+    fn start_successor(&mut self) -> Option<u32> {
+        let listeners: Vec<&TcpListener> = self.slots.iter().filter_map(|s| s.listener.as_ref()).collect();
+        tracing::info!(sockets = listeners.len(), "upgrade: starting the new executable");
+        match upgrade::start_successor(&listeners, START_TIMEOUT) {
+            Ok(child) => {
+                tracing::info!(pid = child.id(), "upgrade: the new process serves; draining this one");
+                Some(child.id())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "upgrade failed; this process keeps serving");
+                None
+            }
+        }
+    }
+
+    /// After an upgrade: every executor drains while the sockets stay open for the new
+    /// process; this one exits once its connections are done (or at the graceful timeout).
+    fn hand_over(&mut self, commands: &Receiver<Command>, successor: u32) -> Shutdown {
+        // The new process is the service now (systemd needs NotifyAccess=all to hear it).
+        self.notifier.send(&format!("MAINPID={successor}"));
+        for slot in &mut self.slots {
+            if let Some(c) = &slot.current {
+                c.stats.request_drain();
+            }
+            slot.listener = None;
+        }
+        for r in &self.retiring {
+            r.instance.stats.request_drain();
+        }
+        match self.wait_drained(commands, Instant::now()) {
+            Shutdown::Drained => Shutdown::Upgraded,
+            other => other,
+        }
+    }
+
     /// Graceful drain: `/ready` turns 503 now; after the drain delay the executors stop
     /// accepting (taking what is already queued) and the sockets close; keep-alive
     /// connections end after their current request; at the graceful timeout whatever is
@@ -465,6 +517,7 @@ impl Supervisor {
             self.ping();
         }
 
+        self.state.set_sockets_closing();
         // Close the listeners without resetting anyone: first the sockets ignore new SYNs
         // (handshakes under way still complete), then each executor, after a settle time,
         // accepts what is queued and stops listening. Dropping our handles here means the
@@ -486,7 +539,14 @@ impl Supervisor {
             r.instance.stats.request_drain();
         }
         tracing::info!("listeners closed; waiting for open connections to finish");
+        self.wait_drained(commands, started)
+    }
 
+    /// Wait until every executor has drained; at the graceful timeout, cut what is left.
+    fn wait_drained(&mut self, commands: &Receiver<Command>, started: Instant) -> Shutdown {
+        let stop_now = |cmd: Result<Command, RecvTimeoutError>| {
+            matches!(cmd, Ok(Command::StopNow | Command::Drain) | Err(RecvTimeoutError::Disconnected))
+        };
         let deadline = Instant::now() + self.config.graceful_timeout;
         loop {
             let alive = self.live_instances();

@@ -98,6 +98,9 @@ impl Supervisor {
 
     /// Point the reuseport group at the healthy slots.
     fn steer(&self) {
+        if !self.steerable {
+            return;
+        }
         let healthy: Vec<usize> = (0..self.slots.len()).filter(|&i| !self.slots[i].stalled).collect();
         let Some(any) = self.slots.iter().find_map(|s| s.listener.as_ref()) else { return };
         if let Err(e) = steer::steer(any, &healthy, self.slots.len()) {
@@ -107,6 +110,10 @@ impl Supervisor {
 
     /// Accept what is queued on stalled slots' sockets and hand it to healthy executors.
     fn rescue_queued(&mut self) {
+        if !self.steerable {
+            // One socket shared by every executor: the healthy ones already take its queue.
+            return;
+        }
         let healthy: Vec<usize> = (0..self.slots.len())
             .filter(|&i| !self.slots[i].stalled && self.slots[i].current.is_some())
             .collect();
