@@ -171,8 +171,6 @@ enum ReadOutcome {
     Eof,
     Failed,
     TimedOut,
-    /// The latch given to `read_some` fired first (the read buffer was empty and is reset).
-    Interrupted,
 }
 
 struct Conn<T, K, H> {
@@ -250,7 +248,6 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             let drain = (interruptible && !ctx.drain.is_fired()).then_some(&ctx.drain);
             match self.read_some(wait, drain).await {
                 ReadOutcome::Data => {}
-                ReadOutcome::Interrupted => {}
                 ReadOutcome::Eof | ReadOutcome::Failed => return Err(Wait::Closed),
                 // Nothing of a request arrived: a quiet close, no response owed.
                 ReadOutcome::TimedOut if !started => return Err(Wait::Idle),
@@ -560,7 +557,12 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
     }
 
     /// One read into the read buffer, bounded by `wait` and, if given, by `interrupt`.
-    async fn read_some(&mut self, wait: Duration, interrupt: Option<&Latch>) -> ReadOutcome {
+    ///
+    /// With `shorten`, the wait is cut down to at most `DRAIN_IDLE_GRACE` from the moment the
+    /// latch fires. The read itself stays in flight: cancelling a completion-based read can
+    /// lose bytes the kernel has already copied into its buffer (a request the client sent
+    /// would vanish), so only a timeout, after which the connection closes, drops it.
+    async fn read_some(&mut self, wait: Duration, shorten: Option<&Latch>) -> ReadOutcome {
         let Some(io) = self.io.as_mut() else {
             return ReadOutcome::Failed;
         };
@@ -571,17 +573,16 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             self.rbuf.reserve(READ_GROW);
         }
         let buf = mem::take(&mut self.rbuf);
-        let read = timeout::<K, _>(wait, io.read(buf));
-        let read = match interrupt {
-            None => read.await,
-            Some(latch) => match first_of(read, latch.wait()).await {
-                Either::Left(read) => read,
-                Either::Right(()) => {
-                    // Only used while no request has started: nothing buffered is lost.
-                    self.rbuf = BytesMut::with_capacity(INITIAL_READ_BUF);
-                    return ReadOutcome::Interrupted;
+        let read = match shorten {
+            None => timeout::<K, _>(wait, io.read(buf)).await,
+            Some(latch) => {
+                let mut read = pin!(io.read(buf));
+                match first_of(timeout::<K, _>(wait, read.as_mut()), latch.wait()).await {
+                    Either::Left(done) => done,
+                    // Draining: the same read, for a little longer at most.
+                    Either::Right(()) => timeout::<K, _>(wait.min(DRAIN_IDLE_GRACE), read).await,
                 }
-            },
+            }
         };
         match read {
             // The buffer went with the cancelled read; the connection is closing anyway.
