@@ -1,12 +1,14 @@
-//! The `percore` binary: parse the command line, set up logging, serve the demo app, and
-//! turn signals into supervisor commands.
+//! The `percore` binary: load the configuration (flags > environment > file > defaults),
+//! set up logging, serve the demo app, and turn signals into supervisor commands.
+//!
+//! `percore check-config [FLAGS]` validates the configuration and prints the effective one.
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
 use percore::app::demo::{demo_app, with_debug_routes};
-use percore::config::Cli;
+use percore::config::file::{self, LoadError, Loaded};
 use percore::observe::init_logging;
 use percore::supervisor::signals::{self, Signal};
 use percore::{Command, ExecutorInfo, Server, Shutdown};
@@ -15,10 +17,30 @@ fn main() -> ExitCode {
     // Before any thread exists, so every thread inherits the mask and signals are taken
     // only by the loop below.
     signals::block();
-    let cli = Cli::parse();
+    let mut args: Vec<OsString> = std::env::args_os().collect();
+    let check_only = args.get(1).is_some_and(|a| a == "check-config");
+    if check_only {
+        args.remove(1);
+    }
+    let loaded = match file::load(&args) {
+        Ok(l) => l,
+        Err(LoadError::Args(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("percore: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if check_only {
+        print!("{}", file::render(&loaded));
+        return ExitCode::SUCCESS;
+    }
+    serve(loaded, &args)
+}
+
+fn serve(loaded: Loaded, args: &[OsString]) -> ExitCode {
+    let cli = loaded.cli;
     init_logging(cli.log_level, cli.log_format);
     raise_fd_limit();
-
     let debug_routes = cli.debug_routes;
     if debug_routes {
         tracing::warn!("--debug-routes: /stall and /crash are enabled; never use this in production");
@@ -40,9 +62,7 @@ fn main() -> ExitCode {
 
     let mut stopping = false;
     while !handle.is_finished() {
-        let Some(signal) = signals::wait(Duration::from_millis(100)) else {
-            continue;
-        };
+        let Some(signal) = signals::wait(Duration::from_millis(100)) else { continue };
         match signal {
             Signal::Term | Signal::Int if !stopping => {
                 tracing::info!(
@@ -56,14 +76,19 @@ fn main() -> ExitCode {
                 tracing::warn!(?signal, "stopping now");
                 handle.send(Command::StopNow);
             }
-            Signal::Hup => handle.send(Command::Reload),
+            Signal::Hup => match file::load(args) {
+                Ok(reloaded) => handle.send(Command::Reload(Some(Box::new(reloaded.cli.server_config())))),
+                // The configuration in force stays, and so do the executors.
+                Err(e) => {
+                    tracing::error!(error = %e, "reload refused: the configuration does not load; nothing changed")
+                }
+            },
             Signal::Usr2 if !stopping => handle.send(Command::Upgrade),
             Signal::Usr1 | Signal::Usr2 => tracing::info!(?signal, "signal ignored"),
         }
     }
     match handle.join() {
-        Ok(Shutdown::Drained) => ExitCode::SUCCESS,
-        Ok(Shutdown::Stopped | Shutdown::Upgraded) => ExitCode::SUCCESS,
+        Ok(Shutdown::Drained | Shutdown::Stopped | Shutdown::Upgraded) => ExitCode::SUCCESS,
         Ok(Shutdown::DrainTimedOut { .. }) => ExitCode::from(1),
         Err(e) => {
             tracing::error!("{e}");

@@ -150,15 +150,8 @@ impl Server {
         });
 
         let notifier = if cfg.notify { Notifier::from_env() } else { Notifier::disabled() };
-        let (supervisor, driver) = Supervisor::start(
-            templates,
-            listeners,
-            spawn,
-            state.clone(),
-            cfg.supervisor.clone(),
-            notifier,
-            steerable,
-        )?;
+        let (supervisor, driver) =
+            Supervisor::start(templates, listeners, spawn, state.clone(), cfg.clone(), notifier, steerable)?;
         tracing::info!(address = %addr, workers, runtime = "monoio", driver, "percore ready");
         let (commands, rx) = mpsc::channel();
         let thread = thread::Builder::new()
@@ -191,7 +184,7 @@ fn listeners(
 
 /// Executor `index`'s share of a process-wide limit (`usize::MAX` when unlimited); the
 /// remainder goes to the first executors so the shares add up to the limit.
-fn share(limit: Option<usize>, workers: usize, index: usize) -> usize {
+pub(crate) fn share(limit: Option<usize>, workers: usize, index: usize) -> usize {
     match limit {
         None => usize::MAX,
         Some(n) => (n / workers + usize::from(index < n % workers)).max(1),

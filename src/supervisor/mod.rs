@@ -21,9 +21,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::config::ServerConfig;
 use crate::conn::DriverConfig;
 use crate::executor::{ExecutorConfig, TICK};
-use crate::server::ServerError;
+use crate::server::{share, ServerError};
 use crate::state::{ExecutorStats, ServerState};
 use notify::Notifier;
 
@@ -76,14 +77,15 @@ impl Default for SupervisorConfig {
 }
 
 /// What the supervisor is asked to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Command {
     /// Graceful drain, then exit (SIGTERM, SIGINT).
     Drain,
     /// Close everything and exit now (SIGQUIT, a second SIGTERM).
     StopNow,
-    /// Replace every executor, one at a time, new first (SIGHUP).
-    Reload,
+    /// Replace every executor, one at a time, new first (SIGHUP), with a new configuration
+    /// if one is given (settings that need new sockets or threads wait for a restart).
+    Reload(Option<Box<ServerConfig>>),
     /// Start the executable again on the same sockets, then drain this process (SIGUSR2).
     Upgrade,
 }
@@ -163,6 +165,8 @@ pub struct Supervisor {
     /// Whether the slot sockets form a reuseport group of their own, one socket per slot
     /// (so steering and rescue apply); not for one shared, socket-activated socket.
     steerable: bool,
+    /// The configuration in force (for comparing a reloaded one).
+    server_config: ServerConfig,
 }
 
 impl Supervisor {
@@ -173,10 +177,11 @@ impl Supervisor {
         listeners: Vec<TcpListener>,
         spawn: Arc<SpawnFn>,
         state: Arc<ServerState>,
-        config: SupervisorConfig,
+        server_config: ServerConfig,
         notifier: Notifier,
         steerable: bool,
     ) -> Result<(Supervisor, &'static str), ServerError> {
+        let config = server_config.supervisor.clone();
         let now = Instant::now();
         let count = templates.len();
         let mut sup = Supervisor {
@@ -204,6 +209,7 @@ impl Supervisor {
             abandoned: Vec::new(),
             handoff_next: 0,
             steerable,
+            server_config,
         };
         let mut driver = "";
         for i in 0..count {
@@ -238,7 +244,7 @@ impl Supervisor {
                     self.stop_all();
                     return Ok(Shutdown::Stopped);
                 }
-                Ok(Command::Reload) => self.reload(),
+                Ok(Command::Reload(config)) => self.reload(config.map(|c| *c)),
                 Err(RecvTimeoutError::Timeout) => {}
             }
             self.reap()?;
@@ -322,9 +328,12 @@ impl Supervisor {
     }
 
     /// SIGHUP: every executor replaced, one at a time.
-    fn reload(&mut self) {
+    fn reload(&mut self, config: Option<ServerConfig>) {
         tracing::info!("reload: replacing executors one at a time");
         self.notifier.send(&format!("RELOADING=1\nMONOTONIC_USEC={}", notify::monotonic_usec()));
+        if let Some(new) = config {
+            self.apply(new);
+        }
         let mut replaced = 0;
         for i in 0..self.slots.len() {
             if self.replace(i, "reload") {
@@ -333,6 +342,37 @@ impl Supervisor {
         }
         tracing::info!(replaced, total = self.slots.len(), "reload done");
         self.notifier.send(&format!("READY=1\nSTATUS={}", self.status()));
+    }
+
+    /// Take a new configuration for the executors started from now on. Settings tied to the
+    /// sockets or threads (address, workers, cores, backlog) keep their value until restart.
+    fn apply(&mut self, new: ServerConfig) {
+        let old = &self.server_config;
+        let fixed = [
+            ("host", old.host != new.host),
+            ("port", old.port != new.port),
+            ("workers", old.workers != new.workers),
+            ("cpus", old.cpus != new.cpus),
+            ("no-pin", old.pin != new.pin),
+            ("backlog", old.backlog != new.backlog),
+        ];
+        for (name, changed) in fixed {
+            if changed {
+                tracing::warn!(
+                    setting = name,
+                    "changed in the configuration; it takes effect only after a restart"
+                );
+            }
+        }
+        let workers = self.slots.len();
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            slot.template.driver = new.driver.clone();
+            slot.template.max_in_flight = share(new.limit_concurrency, workers, i);
+            slot.template.max_connections = share(new.max_connections, workers, i);
+        }
+        self.config = new.supervisor.clone();
+        self.server_config = ServerConfig { host: old.host.clone(), cpus: old.cpus.clone(), ..new };
+        tracing::info!("new configuration applied");
     }
 
     /// Executors that ended on their own are restarted; too many in a short time ends the

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+pub mod file;
+
 use crate::conn::DriverConfig;
 use crate::cpus::parse_cpu_list;
 use crate::http::Limits;
@@ -89,6 +91,11 @@ impl LogLevel {
 #[derive(Debug, Parser)]
 #[command(name = "percore", version, about, long_about = None)]
 pub struct Cli {
+    /// A TOML file with a key for any flag below (`port = 8080`, `max-body-size = "1MiB"`).
+    /// Flags and environment variables override it. Re-read on SIGHUP.
+    #[arg(long, env = "PERCORE_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+
     /// Address to listen on.
     #[arg(long, env = "PERCORE_HOST", default_value = "127.0.0.1")]
     pub host: String,
