@@ -1,99 +1,17 @@
 //! Driver tests over an in-memory transport: what is written, in how many writes, and when
 //! the driver stops reading.
 
-use std::cell::RefCell;
-use std::future::Future;
-use std::io;
-use std::net::SocketAddr;
-use std::pin::pin;
-use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-
-use super::{serve, ConnCtx, DriverConfig};
+use super::DriverConfig;
 use crate::app::demo::demo_app;
-use crate::io::{Timer, Transport};
 use crate::state::ServerState;
+use crate::testing::{run_connection, Transcript};
 
-/// What the mock saw.
-#[derive(Default)]
-struct Log {
-    writes: Vec<Vec<u8>>,
-    reads: usize,
-    shutdown: bool,
-}
-
-/// Reads come from a script, one step per read; an exhausted script reads as EOF.
-struct MockIo {
-    script: Vec<Vec<u8>>,
-    log: Rc<RefCell<Log>>,
-}
-
-impl Transport for MockIo {
-    async fn read(&mut self, mut buf: BytesMut) -> (io::Result<usize>, BytesMut) {
-        self.log.borrow_mut().reads += 1;
-        if self.script.is_empty() {
-            return (Ok(0), buf);
-        }
-        let next = self.script.remove(0);
-        buf.extend_from_slice(&next);
-        (Ok(next.len()), buf)
-    }
-
-    async fn write_all(&mut self, buf: BytesMut) -> (io::Result<()>, BytesMut) {
-        self.log.borrow_mut().writes.push(buf.to_vec());
-        (Ok(()), buf)
-    }
-
-    async fn write_bytes(&mut self, buf: Bytes) -> io::Result<()> {
-        self.log.borrow_mut().writes.push(buf.to_vec());
-        Ok(())
-    }
-
-    fn shutdown_write(&mut self) -> io::Result<()> {
-        self.log.borrow_mut().shutdown = true;
-        Ok(())
-    }
-}
-
-/// A timer that never fires: every mock operation completes at once.
-struct NeverTimer;
-
-impl Timer for NeverTimer {
-    fn sleep(_: Duration) -> impl Future<Output = ()> {
-        std::future::pending()
-    }
-}
-
-fn block_on<F: Future>(fut: F) -> F::Output {
-    let mut fut = pin!(fut);
-    let mut cx = Context::from_waker(Waker::noop());
-    for _ in 0..10_000 {
-        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-            return v;
-        }
-    }
-    panic!("driver did not finish over an always-ready transport");
-}
-
-/// Run one connection over `script`; the log of what the driver did.
-fn run(script: &[&[u8]]) -> Log {
-    let log = Rc::new(RefCell::new(Log::default()));
-    let io = MockIo { script: script.iter().map(|s| s.to_vec()).collect(), log: log.clone() };
+/// Run one connection over `script` with the demo app.
+fn run(script: &[&[u8]]) -> Transcript {
     let state = Arc::new(ServerState::new(1));
-    let ctx = Rc::new(ConnCtx::new(
-        DriverConfig::default(),
-        demo_app(state.clone()),
-        state.executor(0).clone(),
-        state,
-        usize::MAX,
-    ));
-    let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
-    block_on(serve::<MockIo, NeverTimer, _>(io, peer, ctx));
-    Rc::try_unwrap(log).ok().unwrap().into_inner()
+    run_connection(script.iter().map(|s| s.to_vec()).collect(), DriverConfig::default(), demo_app(state))
 }
 
 fn count(haystack: &[u8], needle: &str) -> usize {

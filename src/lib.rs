@@ -28,6 +28,7 @@ pub mod runtime;
 pub mod server;
 pub mod state;
 pub mod supervisor;
+pub mod testing;
 pub mod time;
 
 pub use app::{BodyError, Handler, Request, RequestBody, Response, ResponseBody, Router};

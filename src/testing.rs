@@ -1,0 +1,111 @@
+//! Running the connection driver without a network: an in-memory transport that replays a
+//! script of reads and records every write. Used by the driver's unit tests, the fuzz
+//! targets and property tests; it is part of the public API so they can reach it.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::app::Handler;
+use crate::conn::{serve, ConnCtx, DriverConfig};
+use crate::io::{Timer, Transport};
+use crate::state::ServerState;
+
+/// What the driver did on one connection.
+#[derive(Debug, Default, Clone)]
+pub struct Transcript {
+    /// Each write, in order (a pipelined batch is one entry).
+    pub writes: Vec<Vec<u8>>,
+    /// How many reads the driver asked for (the last one past the script reads EOF).
+    pub reads: usize,
+    /// Whether the driver sent FIN (a graceful close).
+    pub shutdown: bool,
+}
+
+impl Transcript {
+    /// Everything written, concatenated.
+    pub fn output(&self) -> Vec<u8> {
+        self.writes.concat()
+    }
+}
+
+/// A transport whose reads come from a script, one step per read; an exhausted script
+/// reads as end of stream. Reads never return more than the buffer's spare room, as a
+/// socket would not.
+pub struct MemoryIo {
+    script: Vec<Vec<u8>>,
+    log: Rc<RefCell<Transcript>>,
+}
+
+impl Transport for MemoryIo {
+    async fn read(&mut self, mut buf: BytesMut) -> (io::Result<usize>, BytesMut) {
+        self.log.borrow_mut().reads += 1;
+        let Some(next) = self.script.first_mut() else { return (Ok(0), buf) };
+        let room = (buf.capacity() - buf.len()).max(1);
+        let n = next.len().min(room);
+        buf.extend_from_slice(&next[..n]);
+        next.drain(..n);
+        if next.is_empty() {
+            self.script.remove(0);
+        }
+        (Ok(n), buf)
+    }
+
+    async fn write_all(&mut self, buf: BytesMut) -> (io::Result<()>, BytesMut) {
+        self.log.borrow_mut().writes.push(buf.to_vec());
+        (Ok(()), buf)
+    }
+
+    async fn write_bytes(&mut self, buf: Bytes) -> io::Result<()> {
+        self.log.borrow_mut().writes.push(buf.to_vec());
+        Ok(())
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.log.borrow_mut().shutdown = true;
+        Ok(())
+    }
+}
+
+/// A timer that never fires: with [`MemoryIo`] every operation completes at once, so no
+/// timeout is ever reached.
+pub struct NeverTimer;
+
+impl Timer for NeverTimer {
+    fn sleep(_: Duration) -> impl Future<Output = ()> {
+        std::future::pending()
+    }
+}
+
+/// Poll `fut` to completion with a no-op waker; it must never wait on anything but
+/// [`MemoryIo`]. Panics if it does not finish within `max_polls` polls.
+pub fn block_on<F: Future>(fut: F, max_polls: usize) -> F::Output {
+    let mut fut = pin!(fut);
+    let mut cx = Context::from_waker(Waker::noop());
+    for _ in 0..max_polls {
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+    panic!("the connection did not finish over an always-ready transport (a handler waiting on a timer?)");
+}
+
+/// Serve one connection whose client sends `reads` (one step per read) and then closes.
+pub fn run_connection<H: Handler>(reads: Vec<Vec<u8>>, config: DriverConfig, handler: H) -> Transcript {
+    let log = Rc::new(RefCell::new(Transcript::default()));
+    let io = MemoryIo { script: reads, log: log.clone() };
+    let state = Arc::new(ServerState::new(1));
+    let ctx = Rc::new(ConnCtx::new(config, handler, state.executor(0), state, usize::MAX));
+    let peer: SocketAddr = "127.0.0.1:1".parse().expect("literal address");
+    block_on(serve::<MemoryIo, NeverTimer, H>(io, peer, ctx), 1_000_000);
+    let transcript = log.borrow().clone();
+    transcript
+}
