@@ -22,7 +22,7 @@ use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -38,6 +38,7 @@ use crate::http::{
 };
 use crate::io::{first_of, timeout, Either, Timer, Transport};
 use crate::latch::Latch;
+use crate::observe::access_log::{AccessLog, Entry, LocalAccessLog};
 use crate::state::{ExecutorStats, ServerState};
 
 /// Bytes allocated for a new connection's reads; grows on demand up to the head limits.
@@ -71,6 +72,8 @@ pub struct DriverConfig {
     pub write_timeout: Duration,
     /// How long to keep reading after FIN before closing.
     pub linger: Duration,
+    /// Where access log lines go (`None`: no access log).
+    pub access_log: Option<AccessLog>,
 }
 
 impl Default for DriverConfig {
@@ -82,6 +85,7 @@ impl Default for DriverConfig {
             body_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(30),
             linger: Duration::from_secs(2),
+            access_log: None,
         }
     }
 }
@@ -98,6 +102,8 @@ pub struct ConnCtx<H> {
     pub drain: Latch,
     /// Fired when this executor must stop at once.
     pub stop: Latch,
+    /// This executor's access log buffer, when the access log is on.
+    pub access_log: Option<LocalAccessLog>,
     in_flight: Cell<usize>,
     max_in_flight: usize,
 }
@@ -111,7 +117,9 @@ impl<H> ConnCtx<H> {
         state: Arc<ServerState>,
         max_in_flight: usize,
     ) -> ConnCtx<H> {
+        let access_log = config.access_log.as_ref().map(|log| log.local(stats.slot));
         ConnCtx {
+            access_log,
             config,
             handler,
             date: RefCell::new(DateCache::new()),
@@ -180,6 +188,14 @@ struct Conn<T, K, H> {
     wbuf: BytesMut,
     ctx: Rc<ConnCtx<H>>,
     peer: SocketAddr,
+    /// The client as far as this request is concerned (the peer, or what a trusted proxy
+    /// says), and its scheme.
+    client: SocketAddr,
+    scheme: &'static str,
+    /// When the current request's head was complete (for its duration).
+    started: Instant,
+    /// The current request's head, kept for its access log line when logging is on.
+    log_head: Option<crate::http::RequestHead>,
     _timer: PhantomData<fn() -> K>,
 }
 
@@ -191,6 +207,10 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             wbuf: BytesMut::new(),
             ctx,
             peer,
+            client: peer,
+            scheme: "http",
+            started: Instant::now(),
+            log_head: None,
             _timer: PhantomData,
         }
     }
@@ -264,6 +284,8 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             parsed.into_head(self.rbuf.split_to(len).freeze())
         };
         ExecutorStats::add(&ctx.stats.requests, 1);
+        self.started = Instant::now();
+        self.log_head = ctx.access_log.as_ref().map(|_| head.clone());
 
         if ctx.in_flight.get() >= ctx.max_in_flight {
             // --limit-concurrency: refuse rather than queue (the body is left unread, so the
@@ -300,7 +322,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         let request = Request::new(head, self.peer, body);
         let mut must_close = false;
         let response = {
-            let _in_flight = InFlight::enter(&ctx.in_flight);
+            let _in_flight = InFlight::enter(&ctx.in_flight, &ctx.stats);
             match catch_panic(ctx.handler.call(request)).await {
                 Ok(response) => response,
                 Err(panic) => {
@@ -324,7 +346,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             self.rbuf = mem::take(&mut wire.rbuf);
             if let Some(e) = wire.error {
                 // A broken body is the server's to answer, whatever the handler returned.
-                ExecutorStats::add(&ctx.stats.parse_errors, 1);
+                ctx.stats.record_parse_error(e);
                 tracing::debug!(peer = %self.peer, error = %e, "bad request body");
                 response = error_response(e);
                 must_close = true;
@@ -371,6 +393,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
     }
 
     /// Encode `response` (and write it when it must go now). `close` marks it the last one.
+    /// Every response is counted (metrics) and logged (access log) here, once written.
     async fn write_response(
         &mut self,
         response: Response,
@@ -380,74 +403,85 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
     ) -> Outcome {
         let (status, headers, body) = response.into_parts();
         let allows_body = status_allows_body(status);
-        let headers = headers.iter().map(|(n, v)| (n.as_ref(), &v[..]));
-        let connection = |close: bool| match (close, version) {
+        let send_body = allows_body && !is_head;
+        let length = match &body {
+            _ if !allows_body => BodyLength::Forbidden,
+            // HTTP/1.0 has no chunked coding: a streamed body ends when the connection does.
+            ResponseBody::Stream(_) if version == Version::Http10 && send_body => BodyLength::CloseDelimited,
+            ResponseBody::Stream(_) => BodyLength::Chunked,
+            ResponseBody::Full(b) => BodyLength::Known(b.len() as u64),
+            ResponseBody::Empty => BodyLength::Known(0),
+        };
+        close |= length == BodyLength::CloseDelimited;
+        let connection = match (close, version) {
             (true, _) => ConnectionHeader::Close,
             (false, Version::Http10) => ConnectionHeader::KeepAlive,
             (false, Version::Http11) => ConnectionHeader::Omit,
         };
-        match body {
-            ResponseBody::Empty | ResponseBody::Full(_) => {
-                let bytes = match body {
-                    ResponseBody::Full(b) => b,
-                    _ => Bytes::new(),
-                };
-                let length =
-                    if allows_body { BodyLength::Known(bytes.len() as u64) } else { BodyLength::Forbidden };
-                encode_head(
-                    &mut self.wbuf,
-                    status,
-                    headers,
-                    length,
-                    connection(close),
-                    self.ctx.date.borrow().as_bytes(),
-                );
-                if allows_body && !is_head && !bytes.is_empty() {
-                    if bytes.len() <= INLINE_BODY_MAX {
-                        self.wbuf.extend_from_slice(&bytes);
-                    } else if self.flush().await.is_err() || self.write_bytes(bytes).await.is_err() {
-                        return Outcome::Abort;
-                    }
-                }
-            }
-            ResponseBody::Stream(stream) => {
-                if !allows_body || is_head {
-                    let length = if allows_body { BodyLength::Chunked } else { BodyLength::Forbidden };
-                    encode_head(
-                        &mut self.wbuf,
-                        status,
-                        headers,
-                        length,
-                        connection(close),
-                        self.ctx.date.borrow().as_bytes(),
-                    );
+        let header_pairs = headers.iter().map(|(n, v)| (n.as_ref(), &v[..]));
+        encode_head(
+            &mut self.wbuf,
+            status,
+            header_pairs,
+            length,
+            connection,
+            self.ctx.date.borrow().as_bytes(),
+        );
+
+        let mut sent = 0u64;
+        let mut result = match body {
+            ResponseBody::Full(bytes) if send_body && !bytes.is_empty() => {
+                sent = bytes.len() as u64;
+                if bytes.len() <= INLINE_BODY_MAX {
+                    self.wbuf.extend_from_slice(&bytes);
+                    Ok(())
                 } else {
-                    // HTTP/1.0 has no chunked coding: the body ends when the connection does.
-                    let chunked = version == Version::Http11;
-                    close |= !chunked;
-                    let length = if chunked { BodyLength::Chunked } else { BodyLength::CloseDelimited };
-                    encode_head(
-                        &mut self.wbuf,
-                        status,
-                        headers,
-                        length,
-                        connection(close),
-                        self.ctx.date.borrow().as_bytes(),
-                    );
-                    if self.write_stream(stream, chunked).await.is_err() {
-                        return Outcome::Abort;
+                    match self.flush().await {
+                        Ok(()) => self.write_bytes(bytes).await,
+                        Err(()) => Err(()),
                     }
                 }
             }
+            ResponseBody::Stream(stream) if send_body => {
+                self.write_stream(stream, length == BodyLength::Chunked, &mut sent).await
+            }
+            _ => Ok(()),
+        };
+        if result.is_ok() && self.wbuf.len() >= WRITE_HIGH_WATER {
+            result = self.flush().await;
         }
-        if self.wbuf.len() >= WRITE_HIGH_WATER && self.flush().await.is_err() {
-            return Outcome::Abort;
+        self.record(status, &headers, sent);
+        match result {
+            Err(()) => Outcome::Abort,
+            Ok(()) if close => Outcome::Close,
+            Ok(()) => Outcome::KeepAlive,
         }
-        if close {
-            Outcome::Close
-        } else {
-            Outcome::KeepAlive
-        }
+    }
+
+    /// Count a response in the executor's metrics and write its access log line.
+    fn record(&mut self, status: u16, headers: &[(std::borrow::Cow<'static, str>, Bytes)], sent: u64) {
+        let elapsed = self.started.elapsed();
+        self.ctx.stats.record_response(status, elapsed.as_micros() as u64);
+        let Some(log) = &self.ctx.access_log else { return };
+        let head = self.log_head.take();
+        let request_id = match head.as_ref().and_then(|h| h.header("x-request-id")) {
+            Some(id) => String::from_utf8_lossy(id).into_owned(),
+            None => log.new_request_id(),
+        };
+        let response_headers: Vec<(&str, &[u8])> =
+            headers.iter().map(|(n, v)| (n.as_ref(), &v[..])).collect();
+        log.log(&Entry {
+            time: SystemTime::now(),
+            client: self.client.ip(),
+            scheme: self.scheme,
+            head: head.as_ref(),
+            status,
+            bytes: sent,
+            duration: elapsed,
+            executor: log.executor(),
+            request_id: &request_id,
+            response_headers: &response_headers,
+        });
     }
 
     /// Send a streamed body. Chunks that are ready at once are batched into one write;
@@ -456,6 +490,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         &mut self,
         mut stream: crate::app::response::BodyStream,
         chunked: bool,
+        sent: &mut u64,
     ) -> Result<(), ()> {
         loop {
             let polled =
@@ -488,6 +523,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
                     return Err(());
                 }
                 Some(Ok(data)) if data.len() > INLINE_BODY_MAX => {
+                    *sent += data.len() as u64;
                     if chunked {
                         encode_chunk_size(&mut self.wbuf, data.len());
                     }
@@ -498,6 +534,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
                     }
                 }
                 Some(Ok(data)) => {
+                    *sent += data.len() as u64;
                     if chunked {
                         encode_chunk(&mut self.wbuf, &data);
                     } else {
@@ -513,13 +550,15 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
 
     /// Answer a refused request and close.
     async fn fail(&mut self, e: ParseError) {
+        self.started = Instant::now();
+        self.log_head = None;
         if let Outcome::Close = self.error_outcome(e, Version::Http11).await {
             self.close().await;
         }
     }
 
     async fn error_outcome(&mut self, e: ParseError, version: Version) -> Outcome {
-        ExecutorStats::add(&self.ctx.stats.parse_errors, 1);
+        self.ctx.stats.record_parse_error(e);
         tracing::debug!(peer = %self.peer, error = %e, kind = e.kind(), "refusing request");
         self.write_response(error_response(e), false, version, true).await
     }
@@ -638,18 +677,21 @@ fn error_response(e: ParseError) -> Response {
 }
 
 /// Counts a request in flight for as long as it lives.
-struct InFlight<'a>(&'a Cell<usize>);
+/// (The local count enforces `--limit-concurrency`; the shared one is for `/metrics`.)
+struct InFlight<'a>(&'a Cell<usize>, &'a ExecutorStats);
 
 impl<'a> InFlight<'a> {
-    fn enter(count: &'a Cell<usize>) -> Self {
+    fn enter(count: &'a Cell<usize>, stats: &'a ExecutorStats) -> Self {
         count.set(count.get() + 1);
-        InFlight(count)
+        ExecutorStats::add(&stats.in_flight, 1);
+        InFlight(count, stats)
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.set(self.0.get() - 1);
+        ExecutorStats::sub(&self.1.in_flight, 1);
     }
 }
 

@@ -251,6 +251,9 @@ async fn ticker<R: Runtime, H: Handler>(admission: Rc<Admission<H>>) {
             second = secs;
             ctx.date.borrow_mut().refresh(now);
         }
+        if let Some(log) = &ctx.access_log {
+            log.flush();
+        }
         if ctx.stats.drain_requested() {
             ctx.drain.fire();
         }

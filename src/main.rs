@@ -84,7 +84,8 @@ fn serve(loaded: Loaded, args: &[OsString]) -> ExitCode {
                 }
             },
             Signal::Usr2 if !stopping => handle.send(Command::Upgrade),
-            Signal::Usr1 | Signal::Usr2 => tracing::info!(?signal, "signal ignored"),
+            Signal::Usr1 => handle.reopen_logs(),
+            Signal::Usr2 => tracing::info!(?signal, "signal ignored while stopping"),
         }
     }
     match handle.join() {

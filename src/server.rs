@@ -13,6 +13,8 @@ use crate::config::ServerConfig;
 use crate::cpus;
 use crate::executor::{self, ExecutorConfig, ExecutorInfo};
 use crate::listen;
+use crate::observe::access_log::AccessLog;
+use crate::observe::metrics;
 use crate::runtime::monoio::Monoio;
 use crate::state::ServerState;
 use crate::supervisor::notify::Notifier;
@@ -37,6 +39,8 @@ pub enum ServerError {
     Supervisor(String),
     /// Sockets passed to this process (socket activation, upgrade) are unusable.
     Inherit(String),
+    /// The access log cannot be opened.
+    AccessLog(String),
 }
 
 impl fmt::Display for ServerError {
@@ -57,6 +61,7 @@ impl fmt::Display for ServerError {
             }
             ServerError::Supervisor(msg) => write!(f, "supervisor failed: {msg}"),
             ServerError::Inherit(msg) => write!(f, "cannot use the inherited sockets: {msg}"),
+            ServerError::AccessLog(msg) => write!(f, "cannot open the access log: {msg}"),
             ServerError::Stuck { executors } => {
                 write!(f, "{executors} executors are stuck past --timeout; giving up")
             }
@@ -119,8 +124,9 @@ impl Server {
         let workers = plan.cores.len();
         let (listeners, addr, steerable) = listeners(&cfg, workers)?;
         let state = Arc::new(ServerState::new(workers));
+        state.set_runtime(<Monoio as crate::runtime::Runtime>::NAME);
 
-        let templates = plan
+        let mut templates: Vec<SlotTemplate> = plan
             .cores
             .iter()
             .enumerate()
@@ -149,6 +155,25 @@ impl Server {
             })
         });
 
+        let mut cfg = cfg;
+        cfg.driver.access_log = AccessLog::start(&cfg.access_log, cfg.access_log_format.clone())
+            .map_err(|e| ServerError::AccessLog(e.to_string()))?;
+        for t in &mut templates {
+            t.driver.access_log = cfg.driver.access_log.clone();
+        }
+        let metrics = match cfg.metrics_port {
+            None => None,
+            Some(port) => {
+                let addr = listen::resolve(&cfg.host, port)?;
+                let listener =
+                    TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
+                let bound = listener.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
+                metrics::serve_on(listener, state.clone())
+                    .map_err(|e| ServerError::Supervisor(e.to_string()))?;
+                tracing::info!(address = %bound, "metrics on their own port: GET /metrics");
+                Some(bound)
+            }
+        };
         let notifier = if cfg.notify { Notifier::from_env() } else { Notifier::disabled() };
         let (supervisor, driver) =
             Supervisor::start(templates, listeners, spawn, state.clone(), cfg.clone(), notifier, steerable)?;
@@ -158,7 +183,8 @@ impl Server {
             .name("percore-supervisor".into())
             .spawn(move || supervisor.run(rx))
             .map_err(|e| ServerError::Supervisor(e.to_string()))?;
-        Ok(ServerHandle { addr, state, commands, thread: Some(thread), driver })
+        let access_log = cfg.driver.access_log.clone();
+        Ok(ServerHandle { addr, state, commands, thread: Some(thread), driver, access_log, metrics })
     }
 }
 
@@ -198,6 +224,8 @@ pub struct ServerHandle {
     commands: Sender<Command>,
     thread: Option<JoinHandle<Result<Shutdown, ServerError>>>,
     driver: &'static str,
+    access_log: Option<AccessLog>,
+    metrics: Option<SocketAddr>,
 }
 
 impl ServerHandle {
@@ -213,6 +241,18 @@ impl ServerHandle {
     /// The IO driver the executors run on (`io_uring` or `epoll`).
     pub fn driver(&self) -> &'static str {
         self.driver
+    }
+
+    /// Reopen the access log file (after logrotate moved it; SIGUSR1).
+    pub fn reopen_logs(&self) {
+        if let Some(log) = &self.access_log {
+            log.reopen();
+        }
+    }
+
+    /// Where `--metrics-port` serves, if set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics
     }
 
     /// Ask the supervisor to do something; see [`Command`].

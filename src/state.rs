@@ -5,7 +5,16 @@
 
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::http::ParseError;
+
+/// Upper bounds (µs) of the request-duration histogram buckets; a last `+Inf` bucket is
+/// implied (the count).
+pub const DURATION_BUCKETS_US: [u64; 14] = [
+    500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
+    5_000_000, 10_000_000,
+];
 
 /// One executor instance's counters, heartbeat and control flags.
 #[derive(Debug, Default)]
@@ -22,6 +31,18 @@ pub struct ExecutorStats {
     pub parse_errors: AtomicU64,
     /// Handler panics turned into 500s.
     pub handler_panics: AtomicU64,
+    /// Responses by status class: 1xx, 2xx, 3xx, 4xx, 5xx.
+    pub status_classes: [AtomicU64; 5],
+    /// Request durations (head received to response written), cumulative buckets.
+    pub duration_buckets: [AtomicU64; DURATION_BUCKETS_US.len()],
+    pub duration_sum_us: AtomicU64,
+    pub duration_count: AtomicU64,
+    /// Refused requests by kind, in `ParseError::ALL` order.
+    pub parse_error_kinds: [AtomicU64; ParseError::ALL.len()],
+    /// Requests inside a handler right now.
+    pub in_flight: AtomicU64,
+    /// The executor slot this instance serves.
+    pub slot: usize,
     /// Set by the supervisor: stop accepting, finish open connections, then exit.
     pub drain: AtomicBool,
     /// Set by the supervisor: exit now, dropping open connections.
@@ -37,6 +58,28 @@ pub struct ExecutorStats {
 }
 
 impl ExecutorStats {
+    /// Counters for a new executor instance of `slot`.
+    pub fn for_slot(slot: usize) -> ExecutorStats {
+        ExecutorStats { slot, ..ExecutorStats::default() }
+    }
+
+    /// Count one answered request (by the executor that answered it).
+    pub fn record_response(&self, status: u16, duration_us: u64) {
+        if let Some(class) = (status / 100).checked_sub(1).filter(|c| *c < 5) {
+            Self::add(&self.status_classes[class as usize], 1);
+        }
+        if let Some(b) = DURATION_BUCKETS_US.iter().position(|&le| duration_us <= le) {
+            Self::add(&self.duration_buckets[b], 1);
+        }
+        Self::add(&self.duration_sum_us, duration_us);
+        Self::add(&self.duration_count, 1);
+    }
+
+    pub fn record_parse_error(&self, e: ParseError) {
+        Self::add(&self.parse_errors, 1);
+        Self::add(&self.parse_error_kinds[e.index()], 1);
+    }
+
     /// Add `n` to a counter owned by the calling executor. A plain load and store: only one
     /// thread writes, so no locked read-modify-write is needed.
     #[inline]
@@ -84,6 +127,48 @@ impl ExecutorStats {
     }
 }
 
+/// Counters of one executor slot summed over its instances, for `/metrics`: instances come
+/// and go (restarts, recycling), and a counter must not go backwards when one goes.
+#[derive(Debug, Clone, Default)]
+pub struct Totals {
+    pub connections_accepted: u64,
+    pub connections_open: u64,
+    pub connections_rejected: u64,
+    pub requests: u64,
+    pub in_flight: u64,
+    pub handler_panics: u64,
+    pub status_classes: [u64; 5],
+    pub duration_buckets: [u64; DURATION_BUCKETS_US.len()],
+    pub duration_sum_us: u64,
+    pub duration_count: u64,
+    pub parse_error_kinds: [u64; ParseError::ALL.len()],
+}
+
+impl Totals {
+    fn add(&mut self, s: &ExecutorStats, gauges: bool) {
+        let g = |c: &AtomicU64| c.load(Relaxed);
+        self.connections_accepted += g(&s.connections_accepted);
+        self.connections_rejected += g(&s.connections_rejected);
+        self.requests += g(&s.requests);
+        self.handler_panics += g(&s.handler_panics);
+        if gauges {
+            self.connections_open += g(&s.connections_open);
+            self.in_flight += g(&s.in_flight);
+        }
+        for (t, c) in self.status_classes.iter_mut().zip(&s.status_classes) {
+            *t += g(c);
+        }
+        for (t, c) in self.duration_buckets.iter_mut().zip(&s.duration_buckets) {
+            *t += g(c);
+        }
+        self.duration_sum_us += g(&s.duration_sum_us);
+        self.duration_count += g(&s.duration_count);
+        for (t, c) in self.parse_error_kinds.iter_mut().zip(&s.parse_error_kinds) {
+            *t += g(c);
+        }
+    }
+}
+
 /// Flags and the current executor instance of each slot, for one server.
 #[derive(Debug)]
 pub struct ServerState {
@@ -92,7 +177,14 @@ pub struct ServerState {
     /// Only the supervisor replaces entries (on restart, recycle, reload); readers take a
     /// snapshot. Executors hold their own `Arc` and never touch this lock.
     executors: Mutex<Vec<Arc<ExecutorStats>>>,
+    /// Every executor instance whose thread may still run (current, retiring, stuck).
+    live: Mutex<Vec<Arc<ExecutorStats>>>,
+    /// Per slot, the counters of instances that are gone.
+    retired: Mutex<Vec<Totals>>,
     restarts: AtomicU64,
+    stalls: AtomicU64,
+    driver: OnceLock<&'static str>,
+    runtime: OnceLock<&'static str>,
 }
 
 impl ServerState {
@@ -100,8 +192,13 @@ impl ServerState {
         ServerState {
             draining: AtomicBool::new(false),
             sockets_closing: AtomicBool::new(false),
-            executors: Mutex::new((0..executors).map(|_| Arc::new(ExecutorStats::default())).collect()),
+            executors: Mutex::new((0..executors).map(|i| Arc::new(ExecutorStats::for_slot(i))).collect()),
+            live: Mutex::new(Vec::new()),
+            retired: Mutex::new(vec![Totals::default(); executors]),
             restarts: AtomicU64::new(0),
+            stalls: AtomicU64::new(0),
+            driver: OnceLock::new(),
+            runtime: OnceLock::new(),
         }
     }
 
@@ -151,5 +248,60 @@ impl ServerState {
 
     pub fn count_restart(&self) {
         self.restarts.fetch_add(1, Relaxed);
+    }
+
+    /// Executors found stalled (heartbeat late by `--stall-detect`).
+    pub fn stalls(&self) -> u64 {
+        self.stalls.load(Relaxed)
+    }
+
+    pub fn count_stall(&self) {
+        self.stalls.fetch_add(1, Relaxed);
+    }
+
+    /// The IO driver executors run on (`io_uring`, `epoll`), once known.
+    pub fn driver(&self) -> &'static str {
+        self.driver.get().copied().unwrap_or("unknown")
+    }
+
+    pub fn set_driver(&self, driver: &'static str) {
+        let _ = self.driver.set(driver);
+    }
+
+    /// The runtime executors run on (`monoio`, ...), once known.
+    pub fn runtime(&self) -> &'static str {
+        self.runtime.get().copied().unwrap_or("unknown")
+    }
+
+    pub fn set_runtime(&self, runtime: &'static str) {
+        let _ = self.runtime.set(runtime);
+    }
+
+    /// A new executor instance exists (its counters now count).
+    pub fn register(&self, stats: &Arc<ExecutorStats>) {
+        self.live.lock().unwrap().push(stats.clone());
+    }
+
+    /// An executor instance's thread has ended: fold its counters into its slot's totals.
+    pub fn retire(&self, stats: &Arc<ExecutorStats>) {
+        let mut live = self.live.lock().unwrap();
+        if let Some(i) = live.iter().position(|s| Arc::ptr_eq(s, stats)) {
+            live.swap_remove(i);
+            if let Some(t) = self.retired.lock().unwrap().get_mut(stats.slot) {
+                t.add(stats, false);
+            }
+        }
+    }
+
+    /// Per slot: counters of every instance that ever served it, gauges of the live ones.
+    pub fn totals(&self) -> Vec<Totals> {
+        let live = self.live.lock().unwrap();
+        let mut totals = self.retired.lock().unwrap().clone();
+        for s in live.iter() {
+            if let Some(t) = totals.get_mut(s.slot) {
+                t.add(s, true);
+            }
+        }
+        totals
     }
 }

@@ -21,9 +21,11 @@ const MAX_DELAY_MS: u64 = 600_000;
 const MAX_STREAM_CHUNKS: usize = 1_000_000;
 const MAX_STREAM_CHUNK_SIZE: usize = 1024 * 1024;
 
-/// The demo routes: `/plaintext`, `/json`, `/echo`, `/health`, `/ready`, `/delay`, `/stream`.
+/// The demo routes: `/plaintext`, `/json`, `/echo`, `/health`, `/ready`, `/metrics`,
+/// `/delay`, `/stream`.
 pub fn demo_app(state: Arc<ServerState>) -> Router {
     Router::new()
+        .get("/metrics", crate::observe::metrics::handler(state.clone()))
         .get("/plaintext", plaintext)
         .get("/json", json)
         .post("/echo", echo)

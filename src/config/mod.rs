@@ -10,6 +10,7 @@ pub mod file;
 use crate::conn::DriverConfig;
 use crate::cpus::parse_cpu_list;
 use crate::http::Limits;
+use crate::observe::access_log::{Format as AccessLogFormat, Target as AccessLogTarget};
 use crate::supervisor::SupervisorConfig;
 
 /// Everything a [`crate::Server`] needs. `ServerConfig::default()` matches the CLI defaults.
@@ -36,6 +37,12 @@ pub struct ServerConfig {
     /// Serve on sockets passed by systemd (`LISTEN_FDS`) or by an upgrading percore
     /// instead of binding `host:port`, when there are any.
     pub inherit_sockets: bool,
+    /// Where access log lines go.
+    pub access_log: AccessLogTarget,
+    pub access_log_format: AccessLogFormat,
+    /// Serve `/metrics` on this port too, on its own thread (the main port has it as well,
+    /// through the app).
+    pub metrics_port: Option<u16>,
 }
 
 impl Default for ServerConfig {
@@ -53,6 +60,9 @@ impl Default for ServerConfig {
             supervisor: SupervisorConfig::default(),
             notify: true,
             inherit_sockets: true,
+            access_log: AccessLogTarget::Off,
+            access_log_format: AccessLogFormat::parse("combined").expect("built-in format"),
+            metrics_port: None,
         }
     }
 }
@@ -203,6 +213,20 @@ pub struct Cli {
     #[arg(long, env = "PERCORE_MAX_REQUESTS_JITTER", default_value_t = 0)]
     pub max_requests_jitter: u64,
 
+    /// Access log: `-` (stdout), a file path, or `off`. Reopened on SIGUSR1 (logrotate).
+    #[arg(long, env = "PERCORE_ACCESS_LOG", default_value = "off")]
+    pub access_log: String,
+
+    /// Access log format: `common`, `combined`, `json`, or a gunicorn --access-logformat
+    /// string such as `%(h)s %(t)s "%(r)s" %(s)s %(b)s %(D)s`.
+    #[arg(long, env = "PERCORE_ACCESS_LOG_FORMAT", default_value = "combined", value_parser = AccessLogFormat::parse)]
+    pub access_log_format: AccessLogFormat,
+
+    /// Also serve GET /metrics on this port, on a thread of its own (keep it off the public
+    /// interface; the main port serves /metrics too).
+    #[arg(long, env = "PERCORE_METRICS_PORT")]
+    pub metrics_port: Option<u16>,
+
     /// Listen backlog of each executor's socket.
     #[arg(long, env = "PERCORE_BACKLOG", default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub backlog: u32,
@@ -245,6 +269,9 @@ impl Cli {
             },
             notify: true,
             inherit_sockets: true,
+            access_log: AccessLogTarget::parse(&self.access_log),
+            access_log_format: self.access_log_format.clone(),
+            metrics_port: self.metrics_port,
         }
     }
 }

@@ -57,6 +57,38 @@ pub enum ParseError {
 }
 
 impl ParseError {
+    /// Every kind, in `index()` order (for per-kind counters).
+    pub const ALL: [ParseError; 23] = [
+        ParseError::InvalidMethod,
+        ParseError::InvalidTarget,
+        ParseError::MalformedHead,
+        ParseError::InvalidHeaderName,
+        ParseError::InvalidHeaderValue,
+        ParseError::UnsupportedVersion,
+        ParseError::RequestLineTooLong,
+        ParseError::HeaderFieldTooLarge,
+        ParseError::HeadersTooLarge,
+        ParseError::TooManyHeaders,
+        ParseError::MissingHost,
+        ParseError::DuplicateHost,
+        ParseError::ContentLengthWithTransferEncoding,
+        ParseError::InvalidContentLength,
+        ParseError::InvalidTransferEncoding,
+        ParseError::UnsupportedTransferCoding,
+        ParseError::TransferEncodingInHttp10,
+        ParseError::UnsupportedExpectation,
+        ParseError::InvalidChunk,
+        ParseError::BodyTooLarge,
+        ParseError::IncompleteBody,
+        ParseError::HeadTimeout,
+        ParseError::BodyTimeout,
+    ];
+
+    /// This kind's position in [`ParseError::ALL`].
+    pub fn index(self) -> usize {
+        Self::ALL.iter().position(|k| *k == self).unwrap_or(0)
+    }
+
     /// The response status for this error.
     pub fn status(self) -> u16 {
         use ParseError::*;

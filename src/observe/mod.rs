@@ -4,6 +4,9 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
+pub mod access_log;
+pub mod metrics;
+
 use crate::config::{LogFormat, LogLevel};
 
 /// Install the global tracing subscriber. `RUST_LOG`, when set, refines `level`.

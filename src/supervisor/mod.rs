@@ -264,7 +264,7 @@ impl Supervisor {
             .ok_or("the slot's listener is closed")?
             .try_clone()
             .map_err(|e| format!("cannot duplicate listener: {e}"))?;
-        let stats = Arc::new(ExecutorStats::default());
+        let stats = Arc::new(ExecutorStats::for_slot(i));
         let t = &slot.template;
         let cfg = ExecutorConfig {
             index: t.index,
@@ -281,7 +281,11 @@ impl Supervisor {
         let thread = (self.spawn)(cfg, tx).map_err(|e| format!("cannot start thread: {e}"))?;
         let recycle_at = self.recycle_threshold();
         match rx.recv_timeout(START_TIMEOUT) {
-            Ok(Ok(driver)) => Ok((Instance { stats, thread, recycle_at }, driver)),
+            Ok(Ok(driver)) => {
+                self.state.register(&stats);
+                self.state.set_driver(driver);
+                Ok((Instance { stats, thread, recycle_at }, driver))
+            }
             Ok(Err(reason)) => Err(reason),
             Err(_) => {
                 stats.request_stop();
@@ -366,7 +370,9 @@ impl Supervisor {
         }
         let workers = self.slots.len();
         for (i, slot) in self.slots.iter_mut().enumerate() {
-            slot.template.driver = new.driver.clone();
+            // The access log writer belongs to the process; it stays (reopen it with SIGUSR1).
+            slot.template.driver =
+                DriverConfig { access_log: slot.template.driver.access_log.clone(), ..new.driver.clone() };
             slot.template.max_in_flight = share(new.limit_concurrency, workers, i);
             slot.template.max_connections = share(new.max_connections, workers, i);
         }
@@ -384,6 +390,7 @@ impl Supervisor {
                 continue;
             }
             let dead = self.slots[i].current.take().expect("checked above");
+            self.state.retire(&dead.stats);
             let reason = join_reason(dead.thread);
             tracing::error!(executor = i, reason, "executor died; starting a new one");
             let now = Instant::now();
@@ -431,8 +438,10 @@ impl Supervisor {
     /// Forget retired executors that finished; stop those past their graceful timeout.
     fn retire(&mut self) {
         let now = Instant::now();
+        let state = &self.state;
         self.retiring.retain_mut(|r| {
             if r.instance.thread.is_finished() {
+                state.retire(&r.instance.stats);
                 return false;
             }
             if now >= r.deadline && !r.stop_sent {
@@ -646,6 +655,7 @@ impl Supervisor {
         instances.extend(self.retiring.drain(..).map(|r| r.instance));
         for i in instances {
             if i.thread.is_finished() {
+                self.state.retire(&i.stats);
                 let _ = i.thread.join();
             } else {
                 tracing::warn!("an executor thread did not stop (blocked?); leaving it behind");

@@ -39,6 +39,7 @@ impl Supervisor {
             }
             if !slot.stalled {
                 slot.stalled = true;
+                self.state.count_stall();
                 changed = true;
                 tracing::warn!(
                     executor = i,
@@ -58,7 +59,14 @@ impl Supervisor {
             self.steer();
         }
         self.rescue_queued();
-        self.abandoned.retain(|a| !a.thread.is_finished());
+        let state = &self.state;
+        self.abandoned.retain(|a| {
+            let finished = a.thread.is_finished();
+            if finished {
+                state.retire(&a.stats);
+            }
+            !finished
+        });
         if self.abandoned.len() > self.config.max_stuck {
             tracing::error!(
                 stuck = self.abandoned.len(),

@@ -1,0 +1,189 @@
+//! `/metrics` in the Prometheus text format (version 0.0.4). Counters are kept per executor
+//! by their owners and summed here, at scrape time, so the request path never shares a
+//! counter between cores.
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::app::{Request, Response};
+use crate::http::ParseError;
+use crate::state::{ServerState, Totals, DURATION_BUCKETS_US};
+
+/// The media type Prometheus scrapes.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Render every metric of `state`.
+pub fn render(state: &ServerState) -> String {
+    let slots = state.totals();
+    let mut sum = Totals::default();
+    for t in &slots {
+        sum.connections_accepted += t.connections_accepted;
+        sum.connections_open += t.connections_open;
+        sum.connections_rejected += t.connections_rejected;
+        sum.requests += t.requests;
+        sum.in_flight += t.in_flight;
+        sum.handler_panics += t.handler_panics;
+        sum.duration_sum_us += t.duration_sum_us;
+        sum.duration_count += t.duration_count;
+        for i in 0..5 {
+            sum.status_classes[i] += t.status_classes[i];
+        }
+        for (s, v) in sum.duration_buckets.iter_mut().zip(&t.duration_buckets) {
+            *s += v;
+        }
+        for (s, v) in sum.parse_error_kinds.iter_mut().zip(&t.parse_error_kinds) {
+            *s += v;
+        }
+    }
+    let mut w = String::with_capacity(4096);
+
+    let per_executor = |w: &mut String, name: &str, kind: &str, help: &str, pick: &dyn Fn(&Totals) -> u64| {
+        let _ = writeln!(w, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (i, t) in slots.iter().enumerate() {
+            let _ = writeln!(w, "{name}{{executor=\"{i}\"}} {}", pick(t));
+        }
+    };
+    per_executor(&mut w, "percore_requests_total", "counter", "Requests received (heads parsed).", &|t| {
+        t.requests
+    });
+    per_executor(
+        &mut w,
+        "percore_connections_accepted_total",
+        "counter",
+        "Connections accepted, per executor (the SO_REUSEPORT spread).",
+        &|t| t.connections_accepted,
+    );
+    per_executor(&mut w, "percore_connections_open", "gauge", "Connections open now.", &|t| {
+        t.connections_open
+    });
+    per_executor(&mut w, "percore_requests_in_flight", "gauge", "Requests inside a handler now.", &|t| {
+        t.in_flight
+    });
+    per_executor(
+        &mut w,
+        "percore_connections_rejected_total",
+        "counter",
+        "Connections answered 503 and closed because of --max-connections.",
+        &|t| t.connections_rejected,
+    );
+
+    let _ = writeln!(
+        w,
+        "# HELP percore_responses_total Responses by status class.\n# TYPE percore_responses_total counter"
+    );
+    for (i, n) in sum.status_classes.iter().enumerate() {
+        let _ = writeln!(w, "percore_responses_total{{class=\"{}xx\"}} {n}", i + 1);
+    }
+
+    let _ = writeln!(
+        w,
+        "# HELP percore_request_duration_seconds Time from a complete request head to the end of its response.\n\
+         # TYPE percore_request_duration_seconds histogram"
+    );
+    let mut cumulative = 0;
+    for (le, n) in DURATION_BUCKETS_US.iter().zip(&sum.duration_buckets) {
+        cumulative += n;
+        let _ = writeln!(
+            w,
+            "percore_request_duration_seconds_bucket{{le=\"{}\"}} {cumulative}",
+            *le as f64 / 1e6
+        );
+    }
+    let _ = writeln!(w, "percore_request_duration_seconds_bucket{{le=\"+Inf\"}} {}", sum.duration_count);
+    let _ = writeln!(w, "percore_request_duration_seconds_sum {}", sum.duration_sum_us as f64 / 1e6);
+    let _ = writeln!(w, "percore_request_duration_seconds_count {}", sum.duration_count);
+
+    let _ = writeln!(
+        w,
+        "# HELP percore_parse_errors_total Requests refused by the HTTP codec, by kind.\n\
+         # TYPE percore_parse_errors_total counter"
+    );
+    for (kind, n) in ParseError::ALL.iter().zip(&sum.parse_error_kinds) {
+        let _ = writeln!(
+            w,
+            "percore_parse_errors_total{{kind=\"{}\",status=\"{}\"}} {n}",
+            kind.kind(),
+            kind.status()
+        );
+    }
+    let simple = |w: &mut String, name: &str, kind: &str, help: &str, v: u64| {
+        let _ = writeln!(w, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+    };
+    simple(
+        &mut w,
+        "percore_handler_panics_total",
+        "counter",
+        "Handler panics answered with 500.",
+        sum.handler_panics,
+    );
+    simple(
+        &mut w,
+        "percore_executor_restarts_total",
+        "counter",
+        "Executors started to replace others (crash, stall, recycling, reload).",
+        state.restarts(),
+    );
+    simple(&mut w, "percore_executor_stalls_total", "counter", "Executors found stalled.", state.stalls());
+    simple(&mut w, "percore_executors", "gauge", "Executor slots.", slots.len() as u64);
+    simple(&mut w, "percore_draining", "gauge", "1 while draining.", u64::from(state.is_draining()));
+    let _ = writeln!(
+        w,
+        "# HELP percore_info Build and runtime.\n# TYPE percore_info gauge\n\
+         percore_info{{version=\"{}\",runtime=\"{}\",driver=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION"),
+        state.runtime(),
+        state.driver()
+    );
+    w
+}
+
+/// A handler serving [`render`], to mount on the main port (the demo app has it at
+/// `/metrics`).
+pub fn handler(state: Arc<ServerState>) -> impl Fn(Request) -> std::future::Ready<Response> + 'static {
+    move |_req: Request| {
+        std::future::ready(
+            Response::new(200)
+                .with_header("content-type", Bytes::from_static(CONTENT_TYPE.as_bytes()))
+                .with_body(render(&state)),
+        )
+    }
+}
+
+/// Serve `GET /metrics` on a port of its own (`--metrics-port`), on a plain thread: scrapes
+/// never touch an executor, and the port can be kept off the public interface.
+pub fn serve_on(
+    listener: TcpListener,
+    state: Arc<ServerState>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name("percore-metrics".into()).spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+            let mut buf = [0u8; 4096];
+            let mut len = 0;
+            while len < buf.len() && !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf[len..]) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => len += n,
+                }
+            }
+            let line = buf[..len].split(|&b| b == b'\r').next().unwrap_or_default();
+            let (status, body) = if line.starts_with(b"GET /metrics ") || line.starts_with(b"GET /metrics?") {
+                ("200 OK", render(&state))
+            } else {
+                ("404 Not Found", "404 Not Found\n".to_string())
+            };
+            let head = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: {CONTENT_TYPE}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(body.as_bytes()));
+        }
+    })
+}
