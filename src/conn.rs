@@ -29,6 +29,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use crate::app::body::{BodySource, ChunkFuture};
 use crate::app::{BodyError, Handler, Request, RequestBody, Response, ResponseBody};
 use crate::http::body::decode_buffered;
+use crate::http::proxy::{forwarded, parse_proxy_header, ProxyProtocol, TrustedProxies};
 use crate::http::response::{
     encode_chunk, encode_chunk_size, encode_head, status_allows_body, BodyLength, ConnectionHeader, CONTINUE,
     LAST_CHUNK,
@@ -74,6 +75,10 @@ pub struct DriverConfig {
     pub linger: Duration,
     /// Where access log lines go (`None`: no access log).
     pub access_log: Option<AccessLog>,
+    /// Peers whose `X-Forwarded-*` / `Forwarded` headers are believed.
+    pub trusted_proxies: TrustedProxies,
+    /// The PROXY protocol header every connection must start with, if any.
+    pub proxy_protocol: ProxyProtocol,
 }
 
 impl Default for DriverConfig {
@@ -86,6 +91,8 @@ impl Default for DriverConfig {
             write_timeout: Duration::from_secs(30),
             linger: Duration::from_secs(2),
             access_log: None,
+            trusted_proxies: TrustedProxies::default(),
+            proxy_protocol: ProxyProtocol::Off,
         }
     }
 }
@@ -190,8 +197,10 @@ struct Conn<T, K, H> {
     peer: SocketAddr,
     /// The client as far as this request is concerned (the peer, or what a trusted proxy
     /// says), and its scheme.
-    client: SocketAddr,
+    client: std::net::IpAddr,
     scheme: &'static str,
+    /// Whether the TCP peer is in `--forwarded-allow-ips`.
+    peer_trusted: bool,
     /// When the current request's head was complete (for its duration).
     started: Instant,
     /// The current request's head, kept for its access log line when logging is on.
@@ -207,8 +216,9 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             wbuf: BytesMut::new(),
             ctx,
             peer,
-            client: peer,
+            client: peer.ip(),
             scheme: "http",
+            peer_trusted: false,
             started: Instant::now(),
             log_head: None,
             _timer: PhantomData,
@@ -216,6 +226,12 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
     }
 
     async fn run(&mut self) {
+        if self.ctx.config.proxy_protocol != ProxyProtocol::Off && !self.read_proxy_header().await {
+            return;
+        }
+        // Trust is decided on the peer as the PROXY header gave it: behind an NLB that is the
+        // client itself, whose own X-Forwarded-For must not be believed.
+        self.peer_trusted = self.ctx.config.trusted_proxies.contains(self.peer.ip());
         let mut first = true;
         loop {
             let parsed = match self.read_head(first).await {
@@ -229,6 +245,34 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
                 Outcome::KeepAlive => {}
                 Outcome::Close => return self.close().await,
                 Outcome::Abort => return,
+            }
+        }
+    }
+
+    /// Read the PROXY protocol header the connection must start with (`--proxy-protocol`);
+    /// the source it names becomes the peer. A missing, malformed or late header closes
+    /// the connection without a response. Returns whether to go on.
+    async fn read_proxy_header(&mut self) -> bool {
+        let ctx = self.ctx.clone();
+        let deadline = Instant::now() + ctx.config.header_timeout;
+        loop {
+            match parse_proxy_header(&self.rbuf, ctx.config.proxy_protocol) {
+                Ok(Some(header)) => {
+                    self.rbuf.advance(header.len);
+                    if let Some(source) = header.source {
+                        self.peer = source;
+                    }
+                    return true;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(peer = %self.peer, error = ?e, "bad PROXY protocol header; closing");
+                    return false;
+                }
+            }
+            let wait = deadline.saturating_duration_since(Instant::now());
+            if !matches!(self.read_some(wait, None).await, ReadOutcome::Data) {
+                return false;
             }
         }
     }
@@ -319,7 +363,14 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             return Outcome::Abort; // flushing before the body failed
         }
 
-        let request = Request::new(head, self.peer, body);
+        (self.client, self.scheme) = (self.peer.ip(), "http");
+        if self.peer_trusted {
+            let f = forwarded(head.headers(), &ctx.config.trusted_proxies);
+            self.client = f.client.unwrap_or(self.client);
+            self.scheme = f.proto.unwrap_or(self.scheme);
+        }
+        let request =
+            Request::new(head, self.peer, body).with_client(self.client, self.scheme, self.peer_trusted);
         let mut must_close = false;
         let response = {
             let _in_flight = InFlight::enter(&ctx.in_flight, &ctx.stats);
@@ -472,7 +523,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             headers.iter().map(|(n, v)| (n.as_ref(), &v[..])).collect();
         log.log(&Entry {
             time: SystemTime::now(),
-            client: self.client.ip(),
+            client: self.client,
             scheme: self.scheme,
             head: head.as_ref(),
             status,

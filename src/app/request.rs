@@ -1,6 +1,6 @@
 //! The request a handler receives.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::http::{RequestHead, Version};
 
@@ -12,12 +12,46 @@ use super::body::RequestBody;
 pub struct Request {
     head: RequestHead,
     peer: SocketAddr,
+    client: IpAddr,
+    scheme: &'static str,
+    /// The peer is a trusted proxy (its forwarding headers are believed).
+    via_proxy: bool,
     body: RequestBody,
 }
 
 impl Request {
     pub fn new(head: RequestHead, peer: SocketAddr, body: RequestBody) -> Request {
-        Request { head, peer, body }
+        Request { head, client: peer.ip(), peer, scheme: "http", via_proxy: false, body }
+    }
+
+    /// Set what the connection driver learned from a trusted proxy.
+    pub fn with_client(mut self, client: IpAddr, scheme: &'static str, via_proxy: bool) -> Request {
+        self.client = client;
+        self.scheme = scheme;
+        self.via_proxy = via_proxy;
+        self
+    }
+
+    /// The client's address: the peer's, unless the peer is a trusted proxy
+    /// (`--forwarded-allow-ips`) that says otherwise in `X-Forwarded-For` / `Forwarded`.
+    pub fn client_addr(&self) -> IpAddr {
+        self.client
+    }
+
+    /// `http` or `https`: `https` when a trusted proxy says so (`X-Forwarded-Proto`,
+    /// `Forwarded: proto=`).
+    pub fn scheme(&self) -> &'static str {
+        self.scheme
+    }
+
+    /// The host the client asked for: `X-Forwarded-Host` from a trusted proxy, else the
+    /// `Host` header.
+    pub fn host(&self) -> Option<&str> {
+        let forwarded = self.via_proxy.then(|| self.header("x-forwarded-host")).flatten();
+        forwarded
+            .or_else(|| self.header("host"))
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .map(|h| h.split(',').next().unwrap_or(h).trim())
     }
 
     pub fn method(&self) -> &str {
@@ -61,7 +95,7 @@ impl Request {
         self.head.headers()
     }
 
-    /// The TCP peer's address.
+    /// The TCP peer's address (or the source a PROXY protocol header gave).
     pub fn peer_addr(&self) -> SocketAddr {
         self.peer
     }

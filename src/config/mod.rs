@@ -9,6 +9,7 @@ pub mod file;
 
 use crate::conn::DriverConfig;
 use crate::cpus::parse_cpu_list;
+use crate::http::proxy::{ProxyProtocol, TrustedProxies};
 use crate::http::Limits;
 use crate::observe::access_log::{Format as AccessLogFormat, Target as AccessLogTarget};
 use crate::supervisor::SupervisorConfig;
@@ -227,6 +228,15 @@ pub struct Cli {
     #[arg(long, env = "PERCORE_METRICS_PORT")]
     pub metrics_port: Option<u16>,
 
+    /// Peers whose X-Forwarded-For/-Proto/-Host and Forwarded headers are believed: a
+    /// comma-separated list of addresses and CIDRs, or `*`.
+    #[arg(long, env = "PERCORE_FORWARDED_ALLOW_IPS", default_value = "127.0.0.1", value_parser = TrustedProxies::parse)]
+    pub forwarded_allow_ips: TrustedProxies,
+
+    /// Require a PROXY protocol header (AWS NLB) on every connection: off, v1, v2 or auto.
+    #[arg(long, env = "PERCORE_PROXY_PROTOCOL", default_value = "off", value_parser = ProxyProtocol::parse)]
+    pub proxy_protocol: ProxyProtocol,
+
     /// Listen backlog of each executor's socket.
     #[arg(long, env = "PERCORE_BACKLOG", default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub backlog: u32,
@@ -253,6 +263,8 @@ impl Cli {
                 keep_alive: self.keep_alive,
                 body_timeout: self.body_timeout,
                 write_timeout: self.write_timeout,
+                trusted_proxies: self.forwarded_allow_ips.clone(),
+                proxy_protocol: self.proxy_protocol,
                 ..DriverConfig::default()
             },
             limit_concurrency: self.limit_concurrency.map(usize_of),

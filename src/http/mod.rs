@@ -5,6 +5,7 @@
 pub mod body;
 pub mod date;
 pub mod error;
+pub mod proxy;
 pub mod request;
 pub mod response;
 

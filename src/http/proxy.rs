@@ -1,0 +1,449 @@
+//! Knowing the real client behind proxies, sans-IO:
+//!
+//! - the PROXY protocol header (v1 text, v2 binary) that load balancers such as the AWS NLB
+//!   put before the first byte of a connection, parsed strictly;
+//! - `X-Forwarded-For` / `-Proto` / `-Host` and RFC 7239 `Forwarded`, believed only when the
+//!   peer is in `--forwarded-allow-ips`.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// `--proxy-protocol`: which PROXY header every connection must start with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProxyProtocol {
+    #[default]
+    Off,
+    V1,
+    V2,
+    /// Either version (each connection must still send one).
+    Auto,
+}
+
+impl ProxyProtocol {
+    pub fn parse(s: &str) -> Result<ProxyProtocol, String> {
+        match s {
+            "off" => Ok(ProxyProtocol::Off),
+            "v1" => Ok(ProxyProtocol::V1),
+            "v2" => Ok(ProxyProtocol::V2),
+            "auto" => Ok(ProxyProtocol::Auto),
+            _ => Err(format!("invalid PROXY protocol mode {s:?} (off, v1, v2 or auto)")),
+        }
+    }
+}
+
+/// Why a PROXY header was refused (the connection is closed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyError {
+    /// Not the version this listener expects, or no PROXY header at all.
+    Missing,
+    Malformed,
+}
+
+const V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
+const V1_MAX: usize = 107;
+const V2_MAX: usize = 16 + 4096;
+
+/// A parsed PROXY header: the original source, if it says one (`LOCAL` health checks and
+/// `UNKNOWN` do not), and how many bytes it took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxyHeader {
+    pub source: Option<SocketAddr>,
+    pub len: usize,
+}
+
+/// Parse a PROXY header at the start of `buf`. `Ok(None)`: not complete yet.
+pub fn parse_proxy_header(buf: &[u8], mode: ProxyProtocol) -> Result<Option<ProxyHeader>, ProxyError> {
+    let is_v2 = prefix_matches(buf, V2_SIGNATURE);
+    let is_v1 = prefix_matches(buf, b"PROXY ");
+    match mode {
+        ProxyProtocol::Off => Ok(Some(ProxyHeader { source: None, len: 0 })),
+        ProxyProtocol::V1 if is_v1 => parse_v1(buf),
+        ProxyProtocol::V2 if is_v2 => parse_v2(buf),
+        ProxyProtocol::Auto if is_v2 && buf.len() >= 12 => parse_v2(buf),
+        ProxyProtocol::Auto if is_v1 && buf.len() >= 6 => parse_v1(buf),
+        // Both could still match (a prefix shorter than either signature).
+        ProxyProtocol::Auto if is_v1 || is_v2 => Ok(None),
+        _ => Err(ProxyError::Missing),
+    }
+}
+
+/// Whether `buf` and `sig` agree on their common length.
+fn prefix_matches(buf: &[u8], sig: &[u8]) -> bool {
+    let n = buf.len().min(sig.len());
+    buf[..n] == sig[..n]
+}
+
+fn parse_v1(buf: &[u8]) -> Result<Option<ProxyHeader>, ProxyError> {
+    if buf.len() < 6 {
+        return Ok(None);
+    }
+    // The line is printable ASCII up to CRLF; a bare LF or a control byte ends it badly.
+    if buf.iter().take(V1_MAX).take_while(|&&b| b != b'\r').any(|&b| !(b' '..=b'~').contains(&b)) {
+        return Err(ProxyError::Malformed);
+    }
+    let Some(cr) = buf.iter().take(V1_MAX).position(|&b| b == b'\r') else {
+        return if buf.len() >= V1_MAX { Err(ProxyError::Malformed) } else { Ok(None) };
+    };
+    if buf.len() < cr + 2 {
+        return Ok(None);
+    }
+    if buf[cr + 1] != b'\n' {
+        return Err(ProxyError::Malformed);
+    }
+    let line = std::str::from_utf8(&buf[6..cr]).map_err(|_| ProxyError::Malformed)?;
+    let len = cr + 2;
+    let parts: Vec<&str> = line.split(' ').collect();
+    match parts.as_slice() {
+        ["UNKNOWN", ..] => Ok(Some(ProxyHeader { source: None, len })),
+        [proto, src, dst, sport, dport] => {
+            let (src, _dst): (IpAddr, IpAddr) = match *proto {
+                "TCP4" => (
+                    src.parse::<Ipv4Addr>().map_err(|_| ProxyError::Malformed)?.into(),
+                    dst.parse::<Ipv4Addr>().map_err(|_| ProxyError::Malformed)?.into(),
+                ),
+                "TCP6" => (
+                    src.parse::<Ipv6Addr>().map_err(|_| ProxyError::Malformed)?.into(),
+                    dst.parse::<Ipv6Addr>().map_err(|_| ProxyError::Malformed)?.into(),
+                ),
+                _ => return Err(ProxyError::Malformed),
+            };
+            let sport = port(sport)?;
+            port(dport)?;
+            Ok(Some(ProxyHeader { source: Some(SocketAddr::new(src, sport)), len }))
+        }
+        _ => Err(ProxyError::Malformed),
+    }
+}
+
+/// A decimal port without sign or leading zeros.
+fn port(s: &str) -> Result<u16, ProxyError> {
+    if s.is_empty()
+        || s.len() > 5
+        || !s.bytes().all(|b| b.is_ascii_digit())
+        || (s.len() > 1 && s.starts_with('0'))
+    {
+        return Err(ProxyError::Malformed);
+    }
+    s.parse().map_err(|_| ProxyError::Malformed)
+}
+
+fn parse_v2(buf: &[u8]) -> Result<Option<ProxyHeader>, ProxyError> {
+    if buf.len() < 16 {
+        return Ok(None);
+    }
+    let ver_cmd = buf[12];
+    if ver_cmd >> 4 != 2 {
+        return Err(ProxyError::Malformed);
+    }
+    let local = match ver_cmd & 0x0f {
+        0 => true,
+        1 => false,
+        _ => return Err(ProxyError::Malformed),
+    };
+    let fam = buf[13];
+    let body_len = u16::from_be_bytes([buf[14], buf[15]]) as usize;
+    if 16 + body_len > V2_MAX {
+        return Err(ProxyError::Malformed);
+    }
+    if buf.len() < 16 + body_len {
+        return Ok(None);
+    }
+    let body = &buf[16..16 + body_len];
+    let (addr_len, source) = match (fam >> 4, fam & 0x0f) {
+        (0, _) => (0, None),
+        (1, 1 | 2) => {
+            if body.len() < 12 {
+                return Err(ProxyError::Malformed);
+            }
+            let ip = Ipv4Addr::new(body[0], body[1], body[2], body[3]);
+            (12, Some(SocketAddr::new(ip.into(), u16::from_be_bytes([body[8], body[9]]))))
+        }
+        (2, 1 | 2) => {
+            if body.len() < 36 {
+                return Err(ProxyError::Malformed);
+            }
+            let mut octets = [0u8; 16];
+            octets.copy_from_slice(&body[..16]);
+            (
+                36,
+                Some(SocketAddr::new(
+                    Ipv6Addr::from(octets).into(),
+                    u16::from_be_bytes([body[32], body[33]]),
+                )),
+            )
+        }
+        (3, 1 | 2) if body.len() >= 216 => (216, None),
+        _ => return Err(ProxyError::Malformed),
+    };
+    // TLVs: type (1), length (2), value; they must tile the rest exactly.
+    let mut tlvs = &body[addr_len..];
+    while !tlvs.is_empty() {
+        if tlvs.len() < 3 {
+            return Err(ProxyError::Malformed);
+        }
+        let len = u16::from_be_bytes([tlvs[1], tlvs[2]]) as usize;
+        if tlvs.len() < 3 + len {
+            return Err(ProxyError::Malformed);
+        }
+        tlvs = &tlvs[3 + len..];
+    }
+    // LOCAL: the proxy's own connection (a health check); the addresses mean nothing.
+    Ok(Some(ProxyHeader { source: if local { None } else { source }, len: 16 + body_len }))
+}
+
+/// `--forwarded-allow-ips`: the peers whose forwarding headers are believed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedProxies {
+    any: bool,
+    nets: Vec<(IpAddr, u8)>,
+}
+
+impl Default for TrustedProxies {
+    /// 127.0.0.1, as gunicorn and uvicorn do.
+    fn default() -> Self {
+        TrustedProxies { any: false, nets: vec![(IpAddr::V4(Ipv4Addr::LOCALHOST), 32)] }
+    }
+}
+
+impl TrustedProxies {
+    /// A comma-separated list of addresses and CIDRs, or `*`.
+    pub fn parse(s: &str) -> Result<TrustedProxies, String> {
+        let mut t = TrustedProxies { any: false, nets: Vec::new() };
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            if item == "*" {
+                t.any = true;
+                continue;
+            }
+            let (addr, prefix) = match item.split_once('/') {
+                Some((a, p)) => (a, Some(p)),
+                None => (item, None),
+            };
+            let ip: IpAddr =
+                addr.parse().map_err(|_| format!("invalid address {item:?} in --forwarded-allow-ips"))?;
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            let prefix = match prefix {
+                None => max,
+                Some(p) => p
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|p| *p <= max)
+                    .ok_or_else(|| format!("invalid prefix in {item:?}"))?,
+            };
+            t.nets.push((ip, prefix));
+        }
+        Ok(t)
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        self.any || self.nets.iter().any(|&(net, prefix)| in_net(ip, net, prefix))
+    }
+}
+
+fn in_net(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = if prefix == 0 { 0 } else { u128::MAX << (128 - prefix) };
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+/// What trusted forwarding headers say about the client.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Forwarded {
+    pub client: Option<IpAddr>,
+    pub proto: Option<&'static str>,
+}
+
+/// Read the forwarding headers of a request from a trusted peer. `Forwarded` (RFC 7239)
+/// wins over `X-Forwarded-*`. Addresses are walked from the right (the hop nearest to us),
+/// skipping trusted proxies: the first untrusted one is the client, so a client cannot
+/// spoof its address by sending its own `X-Forwarded-For`.
+pub fn forwarded<'a>(
+    headers: impl Iterator<Item = (&'a str, &'a [u8])>,
+    trusted: &TrustedProxies,
+) -> Forwarded {
+    let mut rfc_for: Vec<&[u8]> = Vec::new();
+    let mut rfc_proto: Option<&[u8]> = None;
+    let mut xff: Vec<&[u8]> = Vec::new();
+    let mut xfp: Option<&[u8]> = None;
+    let mut saw_rfc = false;
+    for (name, value) in headers {
+        if name.eq_ignore_ascii_case("forwarded") {
+            saw_rfc = true;
+            for element in value.split(|&b| b == b',') {
+                for pair in element.split(|&b| b == b';') {
+                    let pair = trim(pair);
+                    let Some(eq) = pair.iter().position(|&b| b == b'=') else { continue };
+                    let (k, v) = (trim(&pair[..eq]), trim(&pair[eq + 1..]));
+                    if k.eq_ignore_ascii_case(b"for") {
+                        rfc_for.push(v);
+                    } else if k.eq_ignore_ascii_case(b"proto") {
+                        rfc_proto = Some(v);
+                    }
+                }
+            }
+        } else if name.eq_ignore_ascii_case("x-forwarded-for") {
+            xff.extend(value.split(|&b| b == b',').map(trim));
+        } else if name.eq_ignore_ascii_case("x-forwarded-proto") {
+            xfp = value.split(|&b| b == b',').map(trim).next_back();
+        }
+    }
+    let (hops, proto) = if saw_rfc { (rfc_for, rfc_proto) } else { (xff, xfp) };
+    let mut client = None;
+    for hop in hops.iter().rev() {
+        let Some(ip) = parse_node(hop) else { break };
+        client = Some(ip);
+        if !trusted.contains(ip) {
+            break;
+        }
+    }
+    let proto = proto.map(|p| unquote(p)).and_then(|p| {
+        if p.eq_ignore_ascii_case(b"https") {
+            Some("https")
+        } else if p.eq_ignore_ascii_case(b"http") {
+            Some("http")
+        } else {
+            None
+        }
+    });
+    Forwarded { client, proto }
+}
+
+fn trim(v: &[u8]) -> &[u8] {
+    let s = v.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(v.len());
+    let e = v.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(s, |i| i + 1);
+    &v[s..e]
+}
+
+fn unquote(v: &[u8]) -> &[u8] {
+    if v.len() >= 2 && v[0] == b'"' && v[v.len() - 1] == b'"' {
+        &v[1..v.len() - 1]
+    } else {
+        v
+    }
+}
+
+/// An address from `X-Forwarded-For` or `for=`: `1.2.3.4`, `1.2.3.4:80`, `[2001:db8::1]:80`,
+/// `2001:db8::1`; obfuscated identifiers (`_hidden`, `unknown`) give `None`.
+fn parse_node(v: &[u8]) -> Option<IpAddr> {
+    let s = std::str::from_utf8(unquote(v)).ok()?;
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(sa) = s.parse::<SocketAddr>() {
+        return Some(sa.ip());
+    }
+    let inner = s.strip_prefix('[')?.split(']').next()?;
+    inner.parse::<Ipv6Addr>().ok().map(IpAddr::V6)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_v1() {
+        let h = parse_proxy_header(b"PROXY TCP4 192.0.2.1 198.51.100.1 56324 443\r\nGET", ProxyProtocol::V1)
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.source, Some("192.0.2.1:56324".parse().unwrap()));
+        assert_eq!(h.len, 45);
+        let h = parse_proxy_header(b"PROXY TCP6 2001:db8::1 2001:db8::2 1 2\r\n", ProxyProtocol::Auto)
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.source, Some("[2001:db8::1]:1".parse().unwrap()));
+        assert_eq!(
+            parse_proxy_header(b"PROXY UNKNOWN\r\n", ProxyProtocol::V1).unwrap().unwrap().source,
+            None
+        );
+        assert_eq!(parse_proxy_header(b"PROXY TCP4 1.2.3.4", ProxyProtocol::V1), Ok(None));
+        assert_eq!(parse_proxy_header(b"PRO", ProxyProtocol::Auto), Ok(None));
+        for bad in [
+            &b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n"[..],
+            b"PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n",
+            b"PROXY TCP4 1.2.3.4 5.6.7.8 70000 2\r\n",
+            b"PROXY TCP4 2001:db8::1 5.6.7.8 1 2\r\n",
+            b"PROXY TCP4  1.2.3.4 5.6.7.8 1 2\r\n",
+            b"PROXY TCP5 1.2.3.4 5.6.7.8 1 2\r\n",
+        ] {
+            assert_eq!(parse_proxy_header(bad, ProxyProtocol::V1), Err(ProxyError::Malformed), "{bad:?}");
+        }
+        assert_eq!(parse_proxy_header(b"GET / HTTP/1.1\r\n", ProxyProtocol::V1), Err(ProxyError::Missing));
+        assert_eq!(parse_proxy_header(&[b'x'; 200], ProxyProtocol::Auto), Err(ProxyError::Missing));
+    }
+
+    fn v2(cmd: u8, fam: u8, body: &[u8]) -> Vec<u8> {
+        let mut v = V2_SIGNATURE.to_vec();
+        v.push(0x20 | cmd);
+        v.push(fam);
+        v.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    #[test]
+    fn proxy_v2() {
+        let mut body = vec![10, 0, 0, 1, 10, 0, 0, 2, 0x1f, 0x90, 0, 80];
+        body.extend_from_slice(&[0x04, 0, 2, 0xab, 0xcd]); // a TLV
+        let h = parse_proxy_header(&v2(1, 0x11, &body), ProxyProtocol::V2).unwrap().unwrap();
+        assert_eq!(h.source, Some("10.0.0.1:8080".parse().unwrap()));
+        assert_eq!(h.len, 16 + body.len());
+        // LOCAL (NLB health checks): no source.
+        let h = parse_proxy_header(&v2(0, 0x00, &[]), ProxyProtocol::Auto).unwrap().unwrap();
+        assert_eq!(h.source, None);
+        // Incomplete, then malformed variants.
+        let full = v2(1, 0x11, &body);
+        assert_eq!(parse_proxy_header(&full[..20], ProxyProtocol::V2), Ok(None));
+        let mut bad_tlv = body.clone();
+        bad_tlv.extend_from_slice(&[0x04, 0, 9]);
+        assert_eq!(parse_proxy_header(&v2(1, 0x11, &bad_tlv), ProxyProtocol::V2), Err(ProxyError::Malformed));
+        assert_eq!(
+            parse_proxy_header(&v2(1, 0x11, &body[..8]), ProxyProtocol::V2),
+            Err(ProxyError::Malformed)
+        );
+        assert_eq!(parse_proxy_header(&v2(2, 0x11, &body), ProxyProtocol::V2), Err(ProxyError::Malformed));
+        let mut wrong_version = full.clone();
+        wrong_version[12] = 0x11;
+        assert_eq!(parse_proxy_header(&wrong_version, ProxyProtocol::V2), Err(ProxyError::Malformed));
+        assert_eq!(parse_proxy_header(b"PROXY UNKNOWN\r\n", ProxyProtocol::V2), Err(ProxyError::Missing));
+    }
+
+    #[test]
+    fn trusted_proxies() {
+        let t = TrustedProxies::parse("10.0.0.0/8, 192.168.1.1, ::1").unwrap();
+        assert!(t.contains("10.1.2.3".parse().unwrap()));
+        assert!(t.contains("192.168.1.1".parse().unwrap()));
+        assert!(!t.contains("192.168.1.2".parse().unwrap()));
+        assert!(t.contains("::1".parse().unwrap()));
+        assert!(t.contains("::ffff:10.0.0.1".parse().unwrap()));
+        assert!(TrustedProxies::parse("*").unwrap().contains("8.8.8.8".parse().unwrap()));
+        assert!(TrustedProxies::parse("10.0.0.0/33").is_err());
+        assert!(TrustedProxies::parse("nope").is_err());
+        assert!(TrustedProxies::default().contains("127.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn forwarding_headers() {
+        let trusted = TrustedProxies::parse("127.0.0.1,10.0.0.0/8").unwrap();
+        let f = |h: &[(&str, &str)]| forwarded(h.iter().map(|(n, v)| (*n, v.as_bytes())), &trusted);
+        // The client cannot spoof: the rightmost untrusted hop wins.
+        let r = f(&[("X-Forwarded-For", "6.6.6.6, 203.0.113.7, 10.0.0.5"), ("X-Forwarded-Proto", "https")]);
+        assert_eq!(r.client, Some("203.0.113.7".parse().unwrap()));
+        assert_eq!(r.proto, Some("https"));
+        let r = f(&[("Forwarded", "for=\"[2001:db8::7]:443\";proto=https, for=10.0.0.9")]);
+        assert_eq!(r.client, Some("2001:db8::7".parse().unwrap()));
+        assert_eq!(r.proto, Some("https"));
+        assert_eq!(f(&[("X-Forwarded-For", "_hidden")]).client, None);
+        assert_eq!(f(&[("X-Forwarded-Proto", "gopher")]).proto, None);
+        assert_eq!(f(&[]), Forwarded::default());
+    }
+}
