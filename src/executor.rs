@@ -27,6 +27,8 @@ const MAX_REFUSING: usize = 1024;
 /// At shutdown, how long an executor keeps accepting after its socket started ignoring new
 /// SYNs, so handshakes already under way (a round trip or a SYN-ACK retransmit) complete.
 const LISTEN_SETTLE: Duration = Duration::from_millis(300);
+/// While draining, how often the executor checks whether its connections are done.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
 /// On stop, how long connection tasks get to close their sockets before the thread exits.
 const STOP_GRACE: Duration = Duration::from_millis(200);
 
@@ -57,9 +59,9 @@ pub struct ExecutorConfig {
     pub index: usize,
     /// The core it is pinned to, if pinned (for the log; pinning happens before `run`).
     pub core: Option<usize>,
-    /// This executor's handle on its slot's listening socket.
-    pub listener: std::net::TcpListener,
-    pub address: SocketAddr,
+    /// This executor's handles on its slot's listening sockets (one per bound address).
+    pub listeners: Vec<std::net::TcpListener>,
+    pub addresses: Vec<SocketAddr>,
     pub driver: DriverConfig,
     /// This executor's share of `--limit-concurrency`.
     pub max_in_flight: usize,
@@ -86,7 +88,8 @@ pub fn run<R: Runtime, H: Handler>(
     };
     let index = cfg.index;
     let result = R::block_on(|driver| async move {
-        let listener = match R::listener(cfg.listener) {
+        let listeners = match cfg.listeners.into_iter().map(R::listener).collect::<std::io::Result<Vec<_>>>()
+        {
             Ok(l) => l,
             Err(e) => return report(Err(format!("cannot adopt listener: {e}"))),
         };
@@ -101,7 +104,7 @@ pub fn run<R: Runtime, H: Handler>(
         tracing::info!(
             executor = cfg.index,
             core = %cfg.core.map_or_else(|| "unpinned".to_string(), |c| c.to_string()),
-            address = %cfg.address,
+            address = %cfg.addresses.first().map_or_else(String::new, |a| a.to_string()),
             runtime = R::NAME,
             driver,
             "executor started"
@@ -120,25 +123,20 @@ pub fn run<R: Runtime, H: Handler>(
             max_connections: cfg.max_connections,
         });
         R::spawn(ticker::<R, H>(admission.clone()));
+        let listening = Rc::new(Cell::new(listeners.len()));
+        for listener in listeners {
+            let (admission, listening) = (admission.clone(), listening.clone());
+            R::spawn(async move {
+                let stop = admission.ctx.clone();
+                first_of(listen::<R, H>(&listener, &admission), stop.stop.wait()).await;
+                drop(listener);
+                listening.set(listening.get() - 1);
+            });
+        }
         let serve = async {
-            first_of(accept_loop::<R, H>(&listener, &admission), ctx.drain.wait()).await;
-            if ctx.state.sockets_closing() {
-                // Server shutdown: the socket now ignores new SYNs; keep accepting while the
-                // handshakes already under way complete.
-                first_of(accept_loop::<R, H>(&listener, &admission), R::sleep(LISTEN_SETTLE)).await;
-            }
-            // Draining: serve what is already queued on the socket, then let go of it.
-            while let Ok(Some((io, peer))) = listener.try_accept() {
-                admission.admit::<R>(io, peer);
-            }
-            if ctx.state.sockets_closing() {
-                // The whole server is going away: stop listening right after the queue ran
-                // dry. (A recycled executor only lets go: its replacement keeps the socket.)
-                listener.stop_listening();
-            }
-            drop(listener);
-            while open.get() > 0 {
-                R::sleep(TICK).await;
+            ctx.drain.wait().await;
+            while listening.get() > 0 || open.get() > 0 {
+                R::sleep(DRAIN_POLL).await;
             }
         };
         first_of(serve, ctx.stop.wait()).await;
@@ -191,6 +189,26 @@ impl<H: Handler> Admission<H> {
             first_of(conn::serve::<R::Io, R, H>(io, peer, ctx), stop.stop.wait()).await;
             drop(slot);
         });
+    }
+}
+
+/// One listener's life: accept until the executor drains; then serve what is already queued
+/// on the socket and let go of it.
+async fn listen<R: Runtime, H: Handler>(listener: &R::Listener, admission: &Admission<H>) {
+    let ctx = &admission.ctx;
+    first_of(accept_loop::<R, H>(listener, admission), ctx.drain.wait()).await;
+    if ctx.state.sockets_closing() {
+        // Server shutdown: the socket now ignores new SYNs; keep accepting while the
+        // handshakes already under way complete.
+        first_of(accept_loop::<R, H>(listener, admission), R::sleep(LISTEN_SETTLE)).await;
+    }
+    while let Ok(Some((io, peer))) = listener.try_accept() {
+        admission.admit::<R>(io, peer);
+    }
+    if ctx.state.sockets_closing() {
+        // The whole server is going away: stop listening right after the queue ran dry. (A
+        // recycled executor only lets go: its replacement keeps the socket.)
+        listener.stop_listening();
     }
 }
 

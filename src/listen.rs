@@ -21,31 +21,49 @@ pub fn resolve(host: &str, port: u16) -> Result<SocketAddr, ServerError> {
         })
 }
 
+/// Resolve a `--bind` value: `HOST:PORT`, `[V6]:PORT`.
+pub fn resolve_bind(bind: &str) -> Result<SocketAddr, ServerError> {
+    let bad = |msg: &str| ServerError::Resolve {
+        host: bind.to_string(),
+        source: io::Error::new(io::ErrorKind::InvalidInput, msg.to_string()),
+    };
+    let (host, port) = bind.rsplit_once(':').ok_or_else(|| bad("expected HOST:PORT"))?;
+    let port: u16 = port.parse().map_err(|_| bad("invalid port"))?;
+    resolve(host, port)
+}
+
 /// Bind `count` SO_REUSEPORT listeners on `addr`. With port 0 the first socket picks the
 /// port and the others join it. Returns the listeners and the address they share.
+///
+/// `v6_only` keeps an IPv6 wildcard from also taking IPv4 (so `[::]:8000` and
+/// `0.0.0.0:8000` can both be bound).
 pub fn bind_group(
     addr: SocketAddr,
     count: usize,
     backlog: u32,
+    v6_only: bool,
 ) -> Result<(Vec<TcpListener>, SocketAddr), ServerError> {
     let bind_err = |source: io::Error| ServerError::Bind { addr, source };
     if addr.port() != 0 {
         // Joining a reuseport group succeeds silently when another process of the same user
         // already listens there with SO_REUSEPORT; a plain bind shows that the port is taken.
-        probe_free(addr).map_err(bind_err)?;
+        probe_free(addr, v6_only).map_err(bind_err)?;
     }
     let mut shared = addr;
     let mut listeners = Vec::with_capacity(count);
     for _ in 0..count {
-        let socket = reuseport_listener(shared, backlog).map_err(bind_err)?;
+        let socket = reuseport_listener(shared, backlog, v6_only).map_err(bind_err)?;
         shared = socket.local_addr().map_err(bind_err)?;
         listeners.push(socket);
     }
     Ok((listeners, shared))
 }
 
-fn reuseport_listener(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+fn reuseport_listener(addr: SocketAddr, backlog: u32, v6_only: bool) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() && v6_only {
+        socket.set_only_v6(true)?;
+    }
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
@@ -54,8 +72,11 @@ fn reuseport_listener(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener>
     Ok(socket.into())
 }
 
-fn probe_free(addr: SocketAddr) -> io::Result<()> {
+fn probe_free(addr: SocketAddr, v6_only: bool) -> io::Result<()> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() && v6_only {
+        socket.set_only_v6(true)?;
+    }
     // SO_REUSEADDR so that connections in TIME_WAIT from a previous run do not count.
     socket.set_reuse_address(true)?;
     socket.bind(&addr.into())

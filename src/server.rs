@@ -122,7 +122,8 @@ impl Server {
             tracing::warn!("{warning}");
         }
         let workers = plan.cores.len();
-        let (listeners, addr, steerable) = listeners(&cfg, workers)?;
+        let (listeners, addrs, steerable) = listeners(&cfg, workers)?;
+        let addr = addrs[0];
         let state = Arc::new(ServerState::new(workers));
         state.set_runtime(<Monoio as crate::runtime::Runtime>::NAME);
 
@@ -133,7 +134,7 @@ impl Server {
             .map(|(index, &core)| SlotTemplate {
                 index,
                 core,
-                address: addr,
+                addresses: addrs.clone(),
                 driver: cfg.driver.clone(),
                 max_in_flight: share(cfg.limit_concurrency, workers, index),
                 max_connections: share(cfg.max_connections, workers, index),
@@ -177,14 +178,14 @@ impl Server {
         let notifier = if cfg.notify { Notifier::from_env() } else { Notifier::disabled() };
         let (supervisor, driver) =
             Supervisor::start(templates, listeners, spawn, state.clone(), cfg.clone(), notifier, steerable)?;
-        tracing::info!(address = %addr, workers, runtime = "monoio", driver, "percore ready");
+        tracing::info!(address = %addr, addresses = ?addrs, workers, runtime = "monoio", driver, "percore ready");
         let (commands, rx) = mpsc::channel();
         let thread = thread::Builder::new()
             .name("percore-supervisor".into())
             .spawn(move || supervisor.run(rx))
             .map_err(|e| ServerError::Supervisor(e.to_string()))?;
         let access_log = cfg.driver.access_log.clone();
-        Ok(ServerHandle { addr, state, commands, thread: Some(thread), driver, access_log, metrics })
+        Ok(ServerHandle { addrs, state, commands, thread: Some(thread), driver, access_log, metrics })
     }
 }
 
@@ -193,19 +194,47 @@ impl Server {
 fn listeners(
     cfg: &ServerConfig,
     workers: usize,
-) -> Result<(Vec<TcpListener>, SocketAddr, bool), ServerError> {
+) -> Result<(Vec<Vec<TcpListener>>, Vec<SocketAddr>, bool), ServerError> {
     let inherited = if cfg.inherit_sockets { listen::inherited() } else { Ok(None) };
     let io_err = |source: io::Error| ServerError::Inherit(source.to_string());
     let Some((sockets, names)) = inherited.map_err(io_err)? else {
-        let addr = listen::resolve(&cfg.host, cfg.port)?;
-        let (listeners, addr) = listen::bind_group(addr, workers, cfg.backlog)?;
-        return Ok((listeners, addr, true));
+        // One reuseport group per address, one socket per slot in each.
+        let mut slots: Vec<Vec<TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
+        let mut addrs = Vec::new();
+        let targets = cfg.bind_addresses()?;
+        for &target in &targets {
+            // An IPv6 address next to an IPv4 one on the same port serves IPv6 only.
+            let v6_only = targets.iter().any(|t| t.is_ipv4() && t.port() == target.port());
+            let (group, addr) = listen::bind_group(target, workers, cfg.backlog, v6_only)?;
+            for (slot, l) in slots.iter_mut().zip(group) {
+                slot.push(l);
+            }
+            addrs.push(addr);
+        }
+        return Ok((slots, addrs, true));
     };
-    let addr = sockets[0].local_addr().map_err(io_err)?;
-    tracing::info!(sockets = sockets.len(), names = ?names, address = %addr, "serving on inherited sockets (not binding --host/--port)");
-    let steerable = sockets.len() == workers && sockets.iter().all(listen::is_reuseport);
-    let slots = (0..workers).map(|i| sockets[i % sockets.len()].try_clone()).collect::<io::Result<Vec<_>>>();
-    Ok((slots.map_err(io_err)?, addr, steerable))
+    // Group the sockets by address (an upgrade passes one per slot and address; systemd
+    // may pass one shared socket per address); each slot takes one of each group.
+    let mut groups: Vec<(SocketAddr, Vec<TcpListener>)> = Vec::new();
+    for s in sockets {
+        let addr = s.local_addr().map_err(io_err)?;
+        match groups.iter_mut().find(|(a, _)| *a == addr) {
+            Some((_, g)) => g.push(s),
+            None => groups.push((addr, vec![s])),
+        }
+    }
+    let addrs: Vec<SocketAddr> = groups.iter().map(|(a, _)| *a).collect();
+    tracing::info!(
+        sockets = groups.iter().map(|(_, g)| g.len()).sum::<usize>(),
+        names = ?names,
+        addresses = ?addrs,
+        "serving on inherited sockets (not binding --host/--port/--bind)"
+    );
+    let steerable = groups.iter().all(|(_, g)| g.len() == workers && g.iter().all(listen::is_reuseport));
+    let slots = (0..workers)
+        .map(|i| groups.iter().map(|(_, g)| g[i % g.len()].try_clone()).collect::<io::Result<Vec<_>>>())
+        .collect::<io::Result<Vec<_>>>();
+    Ok((slots.map_err(io_err)?, addrs, steerable))
 }
 
 /// Executor `index`'s share of a process-wide limit (`usize::MAX` when unlimited); the
@@ -219,7 +248,7 @@ pub(crate) fn share(limit: Option<usize>, workers: usize, index: usize) -> usize
 
 /// A running server. Dropping it stops the server at once.
 pub struct ServerHandle {
-    addr: SocketAddr,
+    addrs: Vec<SocketAddr>,
     state: Arc<ServerState>,
     commands: Sender<Command>,
     thread: Option<JoinHandle<Result<Shutdown, ServerError>>>,
@@ -229,9 +258,14 @@ pub struct ServerHandle {
 }
 
 impl ServerHandle {
-    /// The address the executors listen on (with the real port when 0 was asked for).
+    /// The (first) address the executors listen on, with the real port when 0 was asked for.
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.addrs[0]
+    }
+
+    /// Every address the executors listen on (`--bind` may give several).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
     }
 
     pub fn state(&self) -> &Arc<ServerState> {

@@ -142,6 +142,13 @@ fn read_file(path: &Path) -> Result<Vec<(String, Vec<String>)>, LoadError> {
             (toml::Value::String(s), false) => vec![format!("--{long}={s}")],
             (toml::Value::Integer(i), false) => vec![format!("--{long}={i}")],
             (toml::Value::Float(f), false) => vec![format!("--{long}={f}")],
+            // Repeatable flags (`bind = ["0.0.0.0:8000", "[::]:8000"]`).
+            (toml::Value::Array(items), false)
+                if matches!(arg.get_action(), ArgAction::Append)
+                    && items.iter().all(|i| matches!(i, toml::Value::String(_))) =>
+            {
+                items.iter().filter_map(|i| i.as_str()).map(|i| format!("--{long}={i}")).collect()
+            }
             (_, false) => return Err(key_err("expected a string or a number".to_string())),
         };
         // Check the value with the flag's own parser, alone.
@@ -209,6 +216,14 @@ mod tests {
         assert_eq!(source("backlog"), Source::Default);
         let text = render(&loaded);
         assert!(text.contains("max-body-size = \"1MiB\"  # config file"), "{text}");
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn arrays_for_repeatable_flags() {
+        let path = write("arrays", "bind = [\"127.0.0.1:1\", \"[::1]:2\"]\n");
+        let loaded = load(&args(&["--config", path.to_str().unwrap()])).unwrap();
+        assert_eq!(loaded.cli.bind, vec!["127.0.0.1:1".to_string(), "[::1]:2".to_string()]);
         std::fs::remove_file(path).unwrap();
     }
 

@@ -20,6 +20,8 @@ pub struct ServerConfig {
     pub host: String,
     /// 0 picks a free port (all executors share it).
     pub port: u16,
+    /// `HOST:PORT` addresses to listen on; when empty, `host:port`.
+    pub bind: Vec<String>,
     /// Executors to start; `None`: one per available core.
     pub workers: Option<usize>,
     /// Cores to run on; `None`: the process's CPU set.
@@ -46,11 +48,22 @@ pub struct ServerConfig {
     pub metrics_port: Option<u16>,
 }
 
+impl ServerConfig {
+    /// The addresses to listen on: every `bind` entry, or `host:port`.
+    pub fn bind_addresses(&self) -> Result<Vec<std::net::SocketAddr>, crate::server::ServerError> {
+        if self.bind.is_empty() {
+            return Ok(vec![crate::listen::resolve(&self.host, self.port)?]);
+        }
+        self.bind.iter().map(|b| crate::listen::resolve_bind(b)).collect()
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             host: "127.0.0.1".to_string(),
             port: 8000,
+            bind: Vec::new(),
             workers: None,
             cpus: None,
             pin: true,
@@ -114,6 +127,11 @@ pub struct Cli {
     /// Port to listen on (0: pick a free one).
     #[arg(short, long, env = "PERCORE_PORT", default_value_t = 8000)]
     pub port: u16,
+
+    /// Address to listen on, as HOST:PORT (`0.0.0.0:8000`, `[::]:8000`); repeat it (or give
+    /// a comma-separated list) for several. Replaces --host/--port when given.
+    #[arg(short, long, env = "PERCORE_BIND", value_delimiter = ',')]
+    pub bind: Vec<String>,
 
     /// Executors to run [default: the cores this process may use, within its cgroup quota].
     #[arg(short, long, env = "PERCORE_WORKERS")]
@@ -248,6 +266,7 @@ impl Cli {
         ServerConfig {
             host: self.host.clone(),
             port: self.port,
+            bind: self.bind.clone(),
             workers: self.workers,
             cpus: self.cpus.clone().map(|c| c.0),
             pin: !self.no_pin,

@@ -113,7 +113,7 @@ pub type SpawnFn = dyn Fn(ExecutorConfig, Sender<StartReport>) -> io::Result<Joi
 pub struct SlotTemplate {
     pub index: usize,
     pub core: Option<usize>,
-    pub address: std::net::SocketAddr,
+    pub addresses: Vec<std::net::SocketAddr>,
     pub driver: DriverConfig,
     pub max_in_flight: usize,
     pub max_connections: usize,
@@ -131,7 +131,8 @@ struct Instance {
 /// executor.
 struct Slot {
     template: SlotTemplate,
-    listener: Option<TcpListener>,
+    /// One socket per bound address; empty once closed (drain, upgrade).
+    listeners: Vec<TcpListener>,
     current: Option<Instance>,
     /// The current executor's heartbeat as last seen, and when it last moved.
     beat: u64,
@@ -174,7 +175,7 @@ impl Supervisor {
     /// that owns them.
     pub fn start(
         templates: Vec<SlotTemplate>,
-        listeners: Vec<TcpListener>,
+        listeners: Vec<Vec<TcpListener>>,
         spawn: Arc<SpawnFn>,
         state: Arc<ServerState>,
         server_config: ServerConfig,
@@ -190,7 +191,7 @@ impl Supervisor {
                 .zip(listeners)
                 .map(|(template, listener)| Slot {
                     template,
-                    listener: Some(listener),
+                    listeners: listener,
                     current: None,
                     beat: 0,
                     beat_at: now,
@@ -258,19 +259,22 @@ impl Supervisor {
     /// Start an executor for slot `i` and wait until it serves.
     fn spawn_instance(&mut self, i: usize) -> Result<(Instance, &'static str), String> {
         let slot = &self.slots[i];
-        let listener = slot
-            .listener
-            .as_ref()
-            .ok_or("the slot's listener is closed")?
-            .try_clone()
+        if slot.listeners.is_empty() {
+            return Err("the slot's listeners are closed".to_string());
+        }
+        let listeners = slot
+            .listeners
+            .iter()
+            .map(TcpListener::try_clone)
+            .collect::<io::Result<Vec<_>>>()
             .map_err(|e| format!("cannot duplicate listener: {e}"))?;
         let stats = Arc::new(ExecutorStats::for_slot(i));
         let t = &slot.template;
         let cfg = ExecutorConfig {
             index: t.index,
             core: t.core,
-            listener,
-            address: t.address,
+            listeners,
+            addresses: t.addresses.clone(),
             driver: t.driver.clone(),
             max_in_flight: t.max_in_flight,
             max_connections: t.max_connections,
@@ -355,6 +359,7 @@ impl Supervisor {
         let fixed = [
             ("host", old.host != new.host),
             ("port", old.port != new.port),
+            ("bind", old.bind != new.bind),
             ("workers", old.workers != new.workers),
             ("cpus", old.cpus != new.cpus),
             ("no-pin", old.pin != new.pin),
@@ -377,7 +382,8 @@ impl Supervisor {
             slot.template.max_connections = share(new.max_connections, workers, i);
         }
         self.config = new.supervisor.clone();
-        self.server_config = ServerConfig { host: old.host.clone(), cpus: old.cpus.clone(), ..new };
+        self.server_config =
+            ServerConfig { host: old.host.clone(), bind: old.bind.clone(), cpus: old.cpus.clone(), ..new };
         tracing::info!("new configuration applied");
     }
 
@@ -506,7 +512,7 @@ impl Supervisor {
 
     /// SIGUSR2: start the new executable on our sockets; its pid once it serves.
     fn start_successor(&mut self) -> Option<u32> {
-        let listeners: Vec<&TcpListener> = self.slots.iter().filter_map(|s| s.listener.as_ref()).collect();
+        let listeners: Vec<&TcpListener> = self.slots.iter().flat_map(|s| &s.listeners).collect();
         tracing::info!(sockets = listeners.len(), "upgrade: starting the new executable");
         match upgrade::start_successor(&listeners, START_TIMEOUT) {
             Ok(child) => {
@@ -529,7 +535,7 @@ impl Supervisor {
             if let Some(c) = &slot.current {
                 c.stats.request_drain();
             }
-            slot.listener = None;
+            slot.listeners.clear();
         }
         for r in &self.retiring {
             r.instance.stats.request_drain();
@@ -572,7 +578,7 @@ impl Supervisor {
         // accepts what is queued and stops listening. Dropping our handles here means the
         // sockets close with the executors'.
         for slot in &self.slots {
-            if let Some(l) = &slot.listener {
+            for l in &slot.listeners {
                 if let Err(e) = crate::listen::ignore_new_connections(l) {
                     tracing::warn!(error = %e, "cannot filter new connections; some may be reset at close");
                 }
@@ -582,7 +588,7 @@ impl Supervisor {
             if let Some(c) = &slot.current {
                 c.stats.request_drain();
             }
-            slot.listener = None;
+            slot.listeners.clear();
         }
         for r in &self.retiring {
             r.instance.stats.request_drain();
@@ -640,7 +646,7 @@ impl Supervisor {
             s.request_stop();
         }
         for slot in &mut self.slots {
-            slot.listener = None;
+            slot.listeners.clear();
         }
         let deadline = Instant::now() + STOP_JOIN_WAIT;
         while !self.live_instances().is_empty() && Instant::now() < deadline {

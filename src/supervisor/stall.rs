@@ -110,9 +110,12 @@ impl Supervisor {
             return;
         }
         let healthy: Vec<usize> = (0..self.slots.len()).filter(|&i| !self.slots[i].stalled).collect();
-        let Some(any) = self.slots.iter().find_map(|s| s.listener.as_ref()) else { return };
-        if let Err(e) = steer::steer(any, &healthy, self.slots.len()) {
-            tracing::warn!(error = %e, "cannot steer connections away from stalled executors");
+        // Each bound address is a reuseport group of its own, one socket per slot.
+        let Some(first) = self.slots.first() else { return };
+        for any in &first.listeners {
+            if let Err(e) = steer::steer(any, &healthy, self.slots.len()) {
+                tracing::warn!(error = %e, "cannot steer connections away from stalled executors");
+            }
         }
     }
 
@@ -132,12 +135,13 @@ impl Supervisor {
             if !self.slots[i].stalled {
                 continue;
             }
-            let Some(listener) = &self.slots[i].listener else { continue };
-            while let Ok((stream, _)) = listener.accept() {
-                let target = healthy[self.handoff_next % healthy.len()];
-                self.handoff_next = self.handoff_next.wrapping_add(1);
-                if let Some(c) = &self.slots[target].current {
-                    c.stats.hand_off(stream);
+            for listener in &self.slots[i].listeners {
+                while let Ok((stream, _)) = listener.accept() {
+                    let target = healthy[self.handoff_next % healthy.len()];
+                    self.handoff_next = self.handoff_next.wrapping_add(1);
+                    if let Some(c) = &self.slots[target].current {
+                        c.stats.hand_off(stream);
+                    }
                 }
             }
         }

@@ -86,7 +86,7 @@ mod tests {
     #[test]
     fn steers_the_group() {
         let addr = "127.0.0.1:0".parse().unwrap();
-        let (listeners, addr) = crate::listen::bind_group(addr, 3, 128).unwrap();
+        let (listeners, addr) = crate::listen::bind_group(addr, 3, 128, false).unwrap();
         steer(&listeners[0], &[2], 3).unwrap();
         let clients: Vec<TcpStream> = (0..20).map(|_| TcpStream::connect(addr).unwrap()).collect();
         std::thread::sleep(Duration::from_millis(50));
