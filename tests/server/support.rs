@@ -4,6 +4,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -17,6 +18,8 @@ pub struct ServerProc {
     child: Child,
     pub addr: SocketAddr,
     logs: Arc<Mutex<Vec<String>>>,
+    /// Set once the server's stderr reached EOF (every log line is in `logs`).
+    logs_done: Arc<AtomicBool>,
 }
 
 impl ServerProc {
@@ -54,6 +57,8 @@ impl ServerProc {
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
         let sink = logs.clone();
+        let logs_done = Arc::new(AtomicBool::new(false));
+        let done = logs_done.clone();
         thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if line.contains("percore ready") {
@@ -61,11 +66,12 @@ impl ServerProc {
                 }
                 sink.lock().unwrap().push(line);
             }
+            done.store(true, Ordering::SeqCst);
         });
         match rx.recv_timeout(Duration::from_secs(20)) {
             Ok(line) => {
                 let addr = json_field(&line, "address").expect("address in ready line");
-                Ok(ServerProc { child, addr: addr.parse().unwrap(), logs })
+                Ok(ServerProc { child, addr: addr.parse().unwrap(), logs, logs_done })
             }
             Err(_) => {
                 let _ = child.kill();
@@ -97,6 +103,56 @@ impl ServerProc {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Send `sig` (e.g. `libc::SIGTERM`) to this server's process, by PID. Panics if the
+    /// process has already exited (and been reaped), so a reused PID is never signalled.
+    #[track_caller]
+    pub fn signal(&mut self, sig: libc::c_int) {
+        let exited = self.child.try_wait().expect("try_wait");
+        assert!(exited.is_none(), "cannot send signal {sig}: the server already exited ({exited:?})");
+        // SAFETY: kill(2) on our own child, which has not been reaped (checked above).
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+        assert_eq!(rc, 0, "kill({}, {sig}): {}", self.child.id(), std::io::Error::last_os_error());
+    }
+
+    /// The exit status if the process has exited, without waiting.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("try_wait")
+    }
+
+    /// Wait up to `limit` for the process to exit by itself; `None` if it is still running
+    /// (it is left running; dropping the `ServerProc` kills it). Once it exited, also waits
+    /// (briefly) until all of its log lines have been collected.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        let status = loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                break st;
+            }
+            if start.elapsed() >= limit {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(10));
+        };
+        let logs_done = self.logs_done.clone();
+        eventually(Duration::from_secs(2), || logs_done.load(Ordering::SeqCst));
+        Some(status)
+    }
+
+    /// How many log lines so far contain `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.logs.lock().unwrap().iter().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Wait up to `limit` until at least `n` log lines contain `needle`.
+    pub fn wait_log_count(&self, needle: &str, n: usize, limit: Duration) -> bool {
+        eventually(limit, || self.log_count(needle) >= n)
+    }
+
+    /// Wait up to `limit` until a log line contains `needle`.
+    pub fn wait_log(&self, needle: &str, limit: Duration) -> bool {
+        self.wait_log_count(needle, 1, limit)
     }
 }
 
