@@ -41,10 +41,12 @@ impl Supervisor {
                 slot.stalled = true;
                 self.state.count_stall();
                 changed = true;
+                let tid = ExecutorStats::get(&current.stats.tid);
                 tracing::warn!(
                     executor = i,
                     thread = %format!("percore-{i}"),
-                    tid = ExecutorStats::get(&current.stats.tid),
+                    tid,
+                    stuck_in = %where_stuck(tid),
                     late_ms = late.as_millis() as u64,
                     open = ExecutorStats::get(&current.stats.connections_open),
                     "executor stalled: its thread is blocked (a handler doing blocking work?); \
@@ -146,4 +148,56 @@ impl Supervisor {
             }
         }
     }
+}
+
+/// Where a thread is, as far as /proc tells without stopping it: its scheduler state, the
+/// kernel function it sleeps in, and the system call it is in. Enough to tell a handler
+/// that sleeps or waits on a lock (futex) from one spinning on the CPU.
+fn where_stuck(tid: u64) -> String {
+    let task = format!("/proc/self/task/{tid}");
+    let read = |f: &str| std::fs::read_to_string(format!("{task}/{f}")).unwrap_or_default();
+    let stat = read("stat");
+    // The state follows the parenthesised command name.
+    let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next()).unwrap_or('?');
+    let state = match state {
+        'R' => "running (busy in user space or on the CPU)",
+        'S' => "sleeping",
+        'D' => "in uninterruptible IO",
+        'T' | 't' => "stopped",
+        _ => "unknown",
+    };
+    let wchan = read("wchan");
+    let syscall = read("syscall");
+    let call = match syscall.split_whitespace().next() {
+        Some("running") => "none (running)".to_string(),
+        Some(n) => syscall_name(n.parse().unwrap_or(-1)).map_or_else(|| format!("#{n}"), str::to_string),
+        None => "unknown".to_string(),
+    };
+    let wchan = if wchan.is_empty() || wchan == "0" { "-" } else { wchan.trim() };
+    format!("state={state}, syscall={call}, kernel wait={wchan}")
+}
+
+/// Names of the system calls a blocked handler is most likely in.
+fn syscall_name(n: i64) -> Option<&'static str> {
+    #[cfg(target_arch = "x86_64")]
+    let table: &[(i64, &str)] = &[
+        (0, "read"),
+        (1, "write"),
+        (7, "poll"),
+        (23, "select"),
+        (35, "nanosleep"),
+        (42, "connect"),
+        (44, "sendto"),
+        (45, "recvfrom"),
+        (202, "futex"),
+        (230, "clock_nanosleep"),
+        (232, "epoll_wait"),
+        (270, "pselect6"),
+        (271, "ppoll"),
+        (281, "epoll_pwait"),
+        (426, "io_uring_enter"),
+    ];
+    #[cfg(not(target_arch = "x86_64"))]
+    let table: &[(i64, &str)] = &[];
+    table.iter().find(|(k, _)| *k == n).map(|(_, v)| *v)
 }
