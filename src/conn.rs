@@ -13,7 +13,7 @@
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
-use std::future::{poll_fn, Future};
+use std::future::poll_fn;
 use std::marker::PhantomData;
 use std::mem;
 use std::net::SocketAddr;
@@ -37,7 +37,7 @@ use crate::http::response::{
 use crate::http::{
     parse_head, BodyDecoder, DateCache, Decoded, Framing, Limits, ParseError, ParsedHead, Version,
 };
-use crate::io::{first_of, timeout, Either, Timer, Transport};
+use crate::io::{catch_panic, first_of, timeout, Either, Timer, Transport};
 use crate::latch::Latch;
 use crate::observe::access_log::{AccessLog, Entry, LocalAccessLog};
 use crate::state::{ExecutorStats, ServerState};
@@ -56,8 +56,9 @@ const WRITE_HIGH_WATER: usize = 64 * 1024;
 const LINGER_MAX_BYTES: usize = 1024 * 1024;
 /// When the executor drains, an idle keep-alive connection still waits this long for a
 /// request (answered with `connection: close`) before it is closed. Closing at once would
-/// race a client that is sending its next request at that very moment.
-const DRAIN_IDLE_GRACE: Duration = Duration::from_millis(100);
+/// race a client that is sending its next request at that very moment; a busy client sends
+/// well within a second, so only connections that are really idle are closed.
+const DRAIN_IDLE_GRACE: Duration = Duration::from_secs(1);
 
 /// Timeouts and limits for every connection of a server.
 #[derive(Debug, Clone)]
@@ -744,17 +745,6 @@ impl Drop for InFlight<'_> {
         self.0.set(self.0.get() - 1);
         ExecutorStats::sub(&self.1.in_flight, 1);
     }
-}
-
-/// Poll `fut`, turning a panic inside it into an error.
-async fn catch_panic<F: Future>(fut: F) -> Result<F::Output, Box<dyn Any + Send>> {
-    let mut fut = pin!(fut);
-    poll_fn(|cx| match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
-        Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
-        Ok(Poll::Pending) => Poll::Pending,
-        Err(panic) => Poll::Ready(Err(panic)),
-    })
-    .await
 }
 
 fn panic_message(panic: &Box<dyn Any + Send>) -> &str {

@@ -274,6 +274,7 @@ async fn ticker<R: Runtime, H: Handler>(admission: Rc<Admission<H>>) {
         }
         if ctx.stats.drain_requested() {
             ctx.drain.fire();
+            ctx.stats.drain_seen.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         if ctx.stats.stop_requested() {
             ctx.drain.fire();

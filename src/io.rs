@@ -4,8 +4,10 @@
 //! completes, so the same interface fits completion-based runtimes (monoio, glommio) and
 //! readiness-based ones (tokio) alike. Runtime shims implement it; nothing else does IO.
 
+use std::any::Any;
 use std::future::{poll_fn, Future};
 use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::pin;
 use std::task::Poll;
 use std::time::Duration;
@@ -67,6 +69,17 @@ pub async fn first_of<A: Future, B: Future>(a: A, b: B) -> Either<A::Output, B::
             return Poll::Ready(Either::Right(v));
         }
         Poll::Pending
+    })
+    .await
+}
+
+/// Poll `fut`, turning a panic inside it into an error.
+pub async fn catch_panic<F: Future>(fut: F) -> Result<F::Output, Box<dyn Any + Send>> {
+    let mut fut = pin!(fut);
+    poll_fn(|cx| match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+        Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+        Ok(Poll::Pending) => Poll::Pending,
+        Err(panic) => Poll::Ready(Err(panic)),
     })
     .await
 }

@@ -11,11 +11,11 @@ use std::thread::{self, JoinHandle};
 use crate::app::Handler;
 use crate::config::ServerConfig;
 use crate::cpus;
-use crate::executor::{self, ExecutorConfig, ExecutorInfo};
+use crate::executor::{ExecutorConfig, ExecutorInfo};
 use crate::listen;
 use crate::observe::access_log::AccessLog;
 use crate::observe::metrics;
-use crate::runtime::monoio::Monoio;
+use crate::runtime;
 use crate::state::ServerState;
 use crate::supervisor::notify::Notifier;
 use crate::supervisor::{Command, Shutdown, SlotTemplate, SpawnFn, StartReport, Supervisor};
@@ -41,6 +41,8 @@ pub enum ServerError {
     Inherit(String),
     /// The access log cannot be opened.
     AccessLog(String),
+    /// The runtime or IO backend asked for cannot run here.
+    Runtime(String),
 }
 
 impl fmt::Display for ServerError {
@@ -62,6 +64,7 @@ impl fmt::Display for ServerError {
             ServerError::Supervisor(msg) => write!(f, "supervisor failed: {msg}"),
             ServerError::Inherit(msg) => write!(f, "cannot use the inherited sockets: {msg}"),
             ServerError::AccessLog(msg) => write!(f, "cannot open the access log: {msg}"),
+            ServerError::Runtime(msg) => f.write_str(msg),
             ServerError::Stuck { executors } => {
                 write!(f, "{executors} executors are stuck past --timeout; giving up")
             }
@@ -125,7 +128,10 @@ impl Server {
         let (listeners, addrs, steerable) = listeners(&cfg, workers)?;
         let addr = addrs[0];
         let state = Arc::new(ServerState::new(workers));
-        state.set_runtime(<Monoio as crate::runtime::Runtime>::NAME);
+        let kind = cfg.runtime;
+        state.set_runtime(kind.name());
+        let planned_driver = runtime::prepare(kind, cfg.io_backend, workers).map_err(ServerError::Runtime)?;
+        state.set_driver(planned_driver);
 
         let mut templates: Vec<SlotTemplate> = plan
             .cores
@@ -150,7 +156,7 @@ impl Server {
                         tracing::warn!(executor = index, core, "cannot pin executor to its core");
                     }
                 }
-                executor::run::<Monoio, H>(exec, &*make_handler, |r| {
+                runtime::run_executor(kind, exec, &*make_handler, |r| {
                     let _ = report.send(r);
                 });
             })
@@ -178,7 +184,7 @@ impl Server {
         let notifier = if cfg.notify { Notifier::from_env() } else { Notifier::disabled() };
         let (supervisor, driver) =
             Supervisor::start(templates, listeners, spawn, state.clone(), cfg.clone(), notifier, steerable)?;
-        tracing::info!(address = %addr, addresses = ?addrs, workers, runtime = "monoio", driver, "percore ready");
+        tracing::info!(address = %addr, addresses = ?addrs, workers, runtime = kind.name(), driver, "percore ready");
         let (commands, rx) = mpsc::channel();
         let thread = thread::Builder::new()
             .name("percore-supervisor".into())

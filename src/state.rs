@@ -47,6 +47,8 @@ pub struct ExecutorStats {
     pub drain: AtomicBool,
     /// Set by the supervisor: exit now, dropping open connections.
     pub stop: AtomicBool,
+    /// Set by the executor once it has stopped accepting because of `drain`.
+    pub drain_seen: AtomicBool,
     /// Set by the executor once it serves (listener adopted, handler built).
     pub serving: AtomicBool,
     /// The executor thread's kernel thread id, for operators inspecting a stall.

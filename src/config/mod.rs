@@ -12,6 +12,7 @@ use crate::cpus::parse_cpu_list;
 use crate::http::proxy::{ProxyProtocol, TrustedProxies};
 use crate::http::Limits;
 use crate::observe::access_log::{Format as AccessLogFormat, Target as AccessLogTarget};
+use crate::runtime::{IoBackend, RuntimeKind};
 use crate::supervisor::SupervisorConfig;
 
 /// Everything a [`crate::Server`] needs. `ServerConfig::default()` matches the CLI defaults.
@@ -22,6 +23,10 @@ pub struct ServerConfig {
     pub port: u16,
     /// `HOST:PORT` addresses to listen on; when empty, `host:port`.
     pub bind: Vec<String>,
+    /// The runtime executors run.
+    pub runtime: RuntimeKind,
+    /// io_uring or epoll (for runtimes that offer both).
+    pub io_backend: IoBackend,
     /// Executors to start; `None`: one per available core.
     pub workers: Option<usize>,
     /// Cores to run on; `None`: the process's CPU set.
@@ -64,6 +69,8 @@ impl Default for ServerConfig {
             host: "127.0.0.1".to_string(),
             port: 8000,
             bind: Vec::new(),
+            runtime: RuntimeKind::default(),
+            io_backend: IoBackend::Auto,
             workers: None,
             cpus: None,
             pin: true,
@@ -132,6 +139,15 @@ pub struct Cli {
     /// a comma-separated list) for several. Replaces --host/--port when given.
     #[arg(short, long, env = "PERCORE_BIND", value_delimiter = ',')]
     pub bind: Vec<String>,
+
+    /// Runtime of the executors: monoio (io_uring) or tokio (epoll), same design either way.
+    #[arg(long, env = "PERCORE_RUNTIME", default_value = "monoio", value_parser = RuntimeKind::parse)]
+    pub runtime: RuntimeKind,
+
+    /// IO backend: auto (io_uring when a ring can be built, else epoll with a warning),
+    /// uring (fail instead of falling back), or epoll.
+    #[arg(long, env = "PERCORE_IO_BACKEND", default_value = "auto", value_parser = IoBackend::parse)]
+    pub io_backend: IoBackend,
 
     /// Executors to run [default: the cores this process may use, within its cgroup quota].
     #[arg(short, long, env = "PERCORE_WORKERS")]
@@ -267,6 +283,8 @@ impl Cli {
             host: self.host.clone(),
             port: self.port,
             bind: self.bind.clone(),
+            runtime: self.runtime,
+            io_backend: self.io_backend,
             workers: self.workers,
             cpus: self.cpus.clone().map(|c| c.0),
             pin: !self.no_pin,

@@ -5,9 +5,134 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 
+use crate::app::Handler;
+use crate::executor::{self, ExecutorConfig, ExecutorInfo};
 use crate::io::{Timer, Transport};
 
+#[cfg(feature = "monoio")]
 pub mod monoio;
+#[cfg(feature = "tokio")]
+pub mod tokio;
+
+#[cfg(not(any(feature = "monoio", feature = "tokio")))]
+compile_error!("percore needs at least one runtime feature: monoio or tokio");
+
+/// `--runtime`: which runtime the executors run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeKind {
+    /// monoio: io_uring (or its epoll driver where io_uring is unavailable).
+    Monoio,
+    /// tokio: epoll, the same thread-per-core design.
+    Tokio,
+}
+
+impl RuntimeKind {
+    pub fn parse(s: &str) -> Result<RuntimeKind, String> {
+        match s {
+            "monoio" if cfg!(feature = "monoio") => Ok(RuntimeKind::Monoio),
+            "tokio" if cfg!(feature = "tokio") => Ok(RuntimeKind::Tokio),
+            "monoio" | "tokio" => Err(format!("runtime {s} is not compiled in (cargo feature `{s}`)")),
+            "glommio" | "tokio-mt" => Err(format!("runtime {s} is not built yet (monoio and tokio are)")),
+            _ => Err(format!("unknown runtime {s:?} (monoio or tokio)")),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RuntimeKind::Monoio => "monoio",
+            RuntimeKind::Tokio => "tokio",
+        }
+    }
+}
+
+impl Default for RuntimeKind {
+    fn default() -> Self {
+        if cfg!(feature = "monoio") {
+            RuntimeKind::Monoio
+        } else {
+            RuntimeKind::Tokio
+        }
+    }
+}
+
+/// `--io-backend`: io_uring or epoll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IoBackend {
+    /// io_uring when a ring can be built, else epoll with a warning that says why.
+    #[default]
+    Auto,
+    /// io_uring or fail to start.
+    Uring,
+    Epoll,
+}
+
+impl IoBackend {
+    pub fn parse(s: &str) -> Result<IoBackend, String> {
+        match s {
+            "auto" => Ok(IoBackend::Auto),
+            "uring" | "io_uring" => Ok(IoBackend::Uring),
+            "epoll" => Ok(IoBackend::Epoll),
+            _ => Err(format!("unknown IO backend {s:?} (auto, uring or epoll)")),
+        }
+    }
+}
+
+/// Decide the IO driver once for every executor, before any starts: for io_uring, by
+/// building a ring for real (an opcode probe can pass where io_uring_setup then fails with
+/// EPERM from seccomp or ENOMEM from the memlock limit). Returns the driver's name.
+pub fn prepare(kind: RuntimeKind, backend: IoBackend, executors: usize) -> Result<&'static str, String> {
+    match kind {
+        #[cfg(feature = "monoio")]
+        RuntimeKind::Monoio => monoio::prepare(backend, executors),
+        #[cfg(feature = "tokio")]
+        RuntimeKind::Tokio if backend == IoBackend::Uring => {
+            Err("--io-backend uring needs the monoio runtime (tokio runs on epoll)".to_string())
+        }
+        #[cfg(feature = "tokio")]
+        RuntimeKind::Tokio => {
+            let _ = executors;
+            Ok("epoll")
+        }
+        #[allow(unreachable_patterns)]
+        _ => Err(format!("runtime {} is not compiled in", kind.name())),
+    }
+}
+
+/// Run an executor of `kind` on the current thread (see [`executor::run`]).
+pub fn run_executor<H: Handler>(
+    kind: RuntimeKind,
+    cfg: ExecutorConfig,
+    make_handler: &(dyn Fn(&ExecutorInfo) -> H + Send + Sync),
+    started: impl FnOnce(Result<&'static str, String>),
+) {
+    match kind {
+        #[cfg(feature = "monoio")]
+        RuntimeKind::Monoio => executor::run::<monoio::Monoio, H>(cfg, make_handler, started),
+        #[cfg(feature = "tokio")]
+        RuntimeKind::Tokio => executor::run::<tokio::Tokio, H>(cfg, make_handler, started),
+        #[allow(unreachable_patterns)]
+        _ => started(Err(format!("runtime {} is not compiled in", kind.name()))),
+    }
+}
+
+/// One non-blocking accept4(2) on a listening descriptor: `None` when its queue is empty.
+pub(crate) fn accept_now(fd: std::os::fd::RawFd) -> io::Result<Option<(std::net::TcpStream, SocketAddr)>> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: `fd` is an open listening descriptor owned elsewhere; ManuallyDrop keeps this
+    // borrowed view from closing it.
+    let listener = std::mem::ManuallyDrop::new(unsafe { std::net::TcpListener::from_raw_fd(fd) });
+    match listener.accept() {
+        Ok(pair) => Ok(Some(pair)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// shutdown(2); whether it succeeded.
+pub(crate) fn shutdown(fd: std::os::fd::RawFd, how: libc::c_int) -> bool {
+    // SAFETY: shutdown(2) touches no memory; a stale descriptor only makes it fail.
+    unsafe { libc::shutdown(fd, how) == 0 }
+}
 
 /// What an executor needs from its runtime. The runtime type is also the driver's [`Timer`].
 pub trait Runtime: Timer + Sized {

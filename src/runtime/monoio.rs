@@ -4,8 +4,9 @@ use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -13,7 +14,7 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 
-use super::{Listener, Runtime};
+use super::{accept_now, shutdown, IoBackend, Listener, Runtime};
 use crate::io::{Timer, Transport};
 
 /// The monoio runtime.
@@ -27,6 +28,94 @@ impl Timer for Monoio {
 
 fn boxed_sleep(duration: Duration) -> Pin<Box<dyn Future<Output = ()>>> {
     Box::pin(monoio::time::sleep(duration))
+}
+
+/// Whether executors build io_uring rings (decided once, by `prepare`).
+static USE_URING: AtomicBool = AtomicBool::new(true);
+
+/// Ring memory charged to RLIMIT_MEMLOCK on kernels before 5.12, per executor (a
+/// 1024-entry ring: SQEs, CQEs and ring headers, rounded up).
+const RING_MEMLOCK_BYTES: u64 = 256 * 1024;
+
+/// Choose io_uring or epoll for every executor; see `runtime::prepare`.
+pub fn prepare(backend: IoBackend, executors: usize) -> Result<&'static str, String> {
+    let uring = match backend {
+        IoBackend::Epoll => false,
+        IoBackend::Uring | IoBackend::Auto => match uring_problem(executors) {
+            None => true,
+            Some(cause) if backend == IoBackend::Uring => return Err(format!("--io-backend uring: {cause}")),
+            Some(cause) => {
+                tracing::warn!("io_uring unavailable, running on epoll instead: {cause}");
+                false
+            }
+        },
+    };
+    USE_URING.store(uring, Ordering::Relaxed);
+    Ok(if uring { "io_uring" } else { "epoll" })
+}
+
+/// Why io_uring cannot serve `executors` executors here, if it cannot: build a ring for real
+/// and check the memlock limit that older kernels charge rings to.
+fn uring_problem(executors: usize) -> Option<String> {
+    // On a thread of its own: the ring's teardown completes through task work aimed at the
+    // thread that built it, which would interrupt that thread's blocking calls (a caller's
+    // socket read with a timeout fails with EINTR).
+    let built =
+        std::thread::spawn(|| RuntimeBuilder::<IoUringDriver>::new().enable_timer().build().map(drop))
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the io_uring probe panicked")));
+    if let Err(e) = built {
+        return Some(explain(&e));
+    }
+    if kernel_before(5, 12) {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit into a local struct.
+        if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } == 0
+            && lim.rlim_cur != libc::RLIM_INFINITY
+        {
+            let need = RING_MEMLOCK_BYTES * executors as u64;
+            if lim.rlim_cur < need {
+                return Some(format!(
+                    "RLIMIT_MEMLOCK is {} KiB but {executors} io_uring rings need about {} KiB on this kernel \
+                     (before 5.12); raise it (systemd LimitMEMLOCK=infinity, docker --ulimit memlock=-1, \
+                     ulimit -l unlimited)",
+                    lim.rlim_cur / 1024,
+                    need / 1024
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// A cause and a fix for a failed io_uring_setup.
+fn explain(e: &io::Error) -> String {
+    let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled").unwrap_or_default();
+    match (e.raw_os_error(), disabled.trim()) {
+        (Some(libc::EPERM | libc::EACCES), "2") => {
+            "io_uring is switched off by sysctl kernel.io_uring_disabled=2 (set it to 0)".to_string()
+        }
+        (Some(libc::EPERM | libc::EACCES), "1") => "sysctl kernel.io_uring_disabled=1 allows io_uring only to \
+            privileged processes and kernel.io_uring_group (set it to 0, or add the service's group)"
+            .to_string(),
+        (Some(libc::EPERM | libc::EACCES), _) => "io_uring_setup was refused (EPERM): a seccomp profile blocks it, \
+            as the default Docker, containerd and Kubernetes RuntimeDefault profiles do; allow io_uring_setup, \
+            io_uring_enter and io_uring_register in the profile (or run Unconfined) to use io_uring"
+            .to_string(),
+        (Some(libc::ENOSYS), _) => "this kernel has no io_uring (it needs Linux 5.11+ built with CONFIG_IO_URING)".to_string(),
+        (Some(libc::ENOMEM), _) => "not enough locked memory for an io_uring ring: raise RLIMIT_MEMLOCK \
+            (systemd LimitMEMLOCK=infinity, docker --ulimit memlock=-1)"
+            .to_string(),
+        _ => format!("io_uring_setup failed: {e}"),
+    }
+}
+
+/// Whether the running kernel is older than `major.minor`.
+fn kernel_before(major: u32, minor: u32) -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release.trim().split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
+    let (ma, mi) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (ma, mi) < (major, minor)
 }
 
 thread_local! {
@@ -46,21 +135,15 @@ impl Runtime for Monoio {
         Fut: Future,
     {
         crate::time::install(boxed_sleep);
-        match RuntimeBuilder::<IoUringDriver>::new().enable_timer().build() {
-            Ok(mut rt) => {
-                NONBLOCKING_STREAMS.with(|n| n.set(false));
-                Ok(rt.block_on(main("io_uring")))
-            }
-            Err(e) => {
-                tracing::warn!(
-                    error = %e,
-                    "cannot create an io_uring ring (blocked by seccomp, disabled by \
-                     kernel.io_uring_disabled, or RLIMIT_MEMLOCK too low); using epoll instead"
-                );
-                let mut rt = RuntimeBuilder::<LegacyDriver>::new().enable_timer().build()?;
-                NONBLOCKING_STREAMS.with(|n| n.set(true));
-                Ok(rt.block_on(main("epoll")))
-            }
+        // The driver was decided once for all executors (see `prepare`).
+        if USE_URING.load(Ordering::Relaxed) {
+            let mut rt = RuntimeBuilder::<IoUringDriver>::new().enable_timer().build()?;
+            NONBLOCKING_STREAMS.with(|n| n.set(false));
+            Ok(rt.block_on(main("io_uring")))
+        } else {
+            let mut rt = RuntimeBuilder::<LegacyDriver>::new().enable_timer().build()?;
+            NONBLOCKING_STREAMS.with(|n| n.set(true));
+            Ok(rt.block_on(main("epoll")))
         }
     }
 
@@ -107,8 +190,7 @@ impl Listener for MonoioListener {
     }
 
     fn stop_listening(&self) {
-        // SAFETY: shutdown(2) on the listening descriptor this listener owns.
-        unsafe { libc::shutdown(self.fd, libc::SHUT_RDWR) };
+        shutdown(self.fd, libc::SHUT_RDWR);
     }
 
     fn try_accept(&self) -> io::Result<Option<(MonoioStream, SocketAddr)>> {
@@ -116,18 +198,6 @@ impl Listener for MonoioListener {
             return Ok(None);
         };
         Ok(Some((Monoio::adopt_stream(stream)?, peer)))
-    }
-}
-
-/// One non-blocking accept4(2) on a listening descriptor: `None` when its queue is empty.
-pub(crate) fn accept_now(fd: RawFd) -> io::Result<Option<(std::net::TcpStream, SocketAddr)>> {
-    // SAFETY: `fd` is an open listening descriptor owned elsewhere; ManuallyDrop keeps this
-    // borrowed view from closing it.
-    let listener = std::mem::ManuallyDrop::new(unsafe { std::net::TcpListener::from_raw_fd(fd) });
-    match listener.accept() {
-        Ok(pair) => Ok(Some(pair)),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-        Err(e) => Err(e),
     }
 }
 
@@ -150,9 +220,7 @@ impl Transport for MonoioStream {
     }
 
     fn shutdown_write(&mut self) -> io::Result<()> {
-        // SAFETY: shutdown(2) on a descriptor this stream owns; no memory is involved.
-        let rc = unsafe { libc::shutdown(self.0.as_raw_fd(), libc::SHUT_WR) };
-        if rc == 0 {
+        if shutdown(self.0.as_raw_fd(), libc::SHUT_WR) {
             Ok(())
         } else {
             Err(io::Error::last_os_error())

@@ -314,6 +314,15 @@ impl Supervisor {
                 self.state.count_restart();
                 if let Some(old) = self.slots[i].current.take() {
                     old.stats.request_drain();
+                    // Until the old executor notices (its next tick), it may still accept;
+                    // "replaced" should mean new connections go to the new one.
+                    let until = Instant::now() + 2 * TICK;
+                    while !old.stats.drain_seen.load(std::sync::atomic::Ordering::Relaxed)
+                        && !old.thread.is_finished()
+                        && Instant::now() < until
+                    {
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
                     self.retiring.push(Retiring {
                         instance: old,
                         deadline: Instant::now() + self.config.graceful_timeout,
@@ -364,6 +373,8 @@ impl Supervisor {
             ("cpus", old.cpus != new.cpus),
             ("no-pin", old.pin != new.pin),
             ("backlog", old.backlog != new.backlog),
+            ("runtime", old.runtime != new.runtime),
+            ("io-backend", old.io_backend != new.io_backend),
         ];
         for (name, changed) in fixed {
             if changed {
@@ -382,8 +393,14 @@ impl Supervisor {
             slot.template.max_connections = share(new.max_connections, workers, i);
         }
         self.config = new.supervisor.clone();
-        self.server_config =
-            ServerConfig { host: old.host.clone(), bind: old.bind.clone(), cpus: old.cpus.clone(), ..new };
+        self.server_config = ServerConfig {
+            host: old.host.clone(),
+            bind: old.bind.clone(),
+            cpus: old.cpus.clone(),
+            runtime: old.runtime,
+            io_backend: old.io_backend,
+            ..new
+        };
         tracing::info!("new configuration applied");
     }
 

@@ -27,12 +27,14 @@ fn thousand_connections(server: &ServerProc) {
 
 #[test]
 fn thousand_concurrent_connections_one_worker() {
+    let _turn = heavy();
     let s = ServerProc::start(&["--workers", "1"]);
     thousand_connections(&s);
 }
 
 #[test]
 fn thousand_concurrent_connections_default_workers() {
+    let _turn = heavy();
     // No --workers: one executor per available core.
     let s = ServerProc::spawn(&["--port", "0", "--log-format", "json"])
         .expect("server with default workers did not start");

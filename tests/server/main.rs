@@ -1,6 +1,9 @@
 //! Integration tests: the real `percore` binary on 127.0.0.1, driven over raw TCP (and curl
 //! where installed). Every read has a timeout, so a hang fails instead of blocking CI.
 
+/// The runtime every server in this test binary runs (see `tests/server_tokio`).
+pub const RUNTIME: &str = "monoio";
+
 #[allow(dead_code)]
 mod support;
 

@@ -10,20 +10,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixDatagram;
 use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::support::*;
-
-/// The tests that load the machine (continuous clients) or measure latency take turns, so
-/// the latency-sensitive ones are not measured while this file's load tests run (the
-/// machine may have only two cores).
-static HEAVY: Mutex<()> = Mutex::new(());
-
-fn heavy() -> MutexGuard<'static, ()> {
-    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 // ----------------------------------------------------------------------------------------
 // A tolerant client: never panics, reports what happened.
@@ -140,6 +131,8 @@ struct Counters {
     not_200: AtomicU64,
     /// Full responses that carried `connection: close` (the client then reconnects).
     closes: AtomicU64,
+    /// Clients that have had at least one connection ended by `connection: close`.
+    clients_moved: AtomicU64,
     /// Connect failed with ECONNREFUSED.
     refused: AtomicU64,
     /// Connect failed otherwise (timed out: a SYN the closing listener ignored).
@@ -157,6 +150,7 @@ struct Tally {
     ok: u64,
     not_200: u64,
     closes: u64,
+    clients_moved: u64,
     refused: u64,
     connect_failed: u64,
     lost: u64,
@@ -189,6 +183,11 @@ impl Load {
         self.counters.started.expect("set by start").elapsed()
     }
 
+    /// Clients so far whose connection was ended by a `connection: close` response.
+    fn clients_moved(&self) -> u64 {
+        self.counters.clients_moved.load(Ordering::Relaxed)
+    }
+
     fn ok(&self) -> u64 {
         self.counters.ok.load(Ordering::Relaxed)
     }
@@ -215,6 +214,7 @@ impl Load {
             ok: c.ok.load(Ordering::SeqCst),
             not_200: c.not_200.load(Ordering::SeqCst),
             closes: c.closes.load(Ordering::SeqCst),
+            clients_moved: c.clients_moved.load(Ordering::SeqCst),
             refused: c.refused.load(Ordering::SeqCst),
             connect_failed: c.connect_failed.load(Ordering::SeqCst),
             lost: c.lost.load(Ordering::SeqCst),
@@ -227,8 +227,8 @@ impl std::fmt::Debug for Tally {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "ok {} (with connection: close {}), not 200 {}, refused {}, connect failed {}, LOST {}",
-            self.ok, self.closes, self.not_200, self.refused, self.connect_failed, self.lost
+            "ok {} (with connection: close {}, to {} clients), not 200 {}, refused {}, connect failed {}, LOST {}",
+            self.ok, self.closes, self.clients_moved, self.not_200, self.refused, self.connect_failed, self.lost
         )?;
         for d in &self.lost_detail {
             write!(f, "\n  lost {d}")?;
@@ -258,6 +258,7 @@ fn load_client(addr: SocketAddr, stop: &AtomicBool, c: &Counters) {
             d.push(why);
         }
     };
+    let mut moved = false;
     while !stop.load(Ordering::SeqCst) {
         let mut s = match dial(addr, Duration::from_secs(1), Duration::from_secs(5)) {
             Ok(s) => s,
@@ -292,6 +293,10 @@ fn load_client(addr: SocketAddr, stop: &AtomicBool, c: &Counters) {
                     }
                     if r.close {
                         c.closes.fetch_add(1, Ordering::Relaxed);
+                        if !moved {
+                            moved = true;
+                            c.clients_moved.fetch_add(1, Ordering::Relaxed);
+                        }
                         break;
                     }
                 }
@@ -365,12 +370,17 @@ fn sigterm_under_load_loses_nothing_and_exits_zero() {
     assert_log(&s, "drain complete", Duration::ZERO, "after SIGTERM under load");
     tally.assert_none_lost("SIGTERM under load");
     // Each client's keep-alive connection was ended by a response saying so.
-    assert!(tally.closes >= 4, "draining keep-alive connections must end with connection: close: {tally:?}");
+    assert!(
+        tally.clients_moved == 4,
+        "draining keep-alive connections must end with connection: close; {} of 4 did: {tally:?}",
+        tally.clients_moved
+    );
     eprintln!("sigterm under load: exited in {took:?}; {tally:?}");
 }
 
 #[test]
 fn sigterm_lets_an_in_flight_request_finish() {
+    let _turn = heavy();
     let mut s = ServerProc::start(&["--workers", "2", "--graceful-timeout", "5s"]);
     let mut c = in_flight(&s, "/delay?ms=2000");
     c.stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -437,6 +447,7 @@ fn ready_turns_503_during_the_drain_delay_while_still_serving() {
 
 #[test]
 fn idle_keep_alive_connection_closes_soon_after_sigterm() {
+    let _turn = heavy();
     let mut s = ServerProc::start(&["--workers", "1", "--drain-delay", "0s", "--graceful-timeout", "5s"]);
     let mut c = s.client();
     c.send(&get("/plaintext"));
@@ -516,13 +527,18 @@ fn sighup_reloads_under_load_losing_nothing() {
     s.signal(libc::SIGHUP);
     assert_log(&s, "reload done", Duration::from_secs(5), "SIGHUP");
     load.expect_progress(100, Duration::from_secs(3), "after the reload");
-    // Past the retired executors' drain (a tick, then the idle grace).
-    thread::sleep(Duration::from_secs(1));
+    // Every client connection was on a replaced executor: each must be ended by a response
+    // saying so (the client then reconnects to a new executor), well within the retired
+    // executors' graceful timeout (2 s; past it they would be cut, and requests lost).
+    let all_moved = eventually(Duration::from_millis(1500), || load.clients_moved() == 4);
+    thread::sleep(Duration::from_millis(300));
     let tally = load.finish();
     tally.assert_none_lost("SIGHUP under load");
-    // Every client connection was on a replaced executor: each was ended by a response
-    // saying so (then the client reconnected to a new executor).
-    assert!(tally.closes >= 4, "connections on retired executors must end with connection: close: {tally:?}");
+    assert!(
+        all_moved,
+        "every client's connection on a retired executor must end with connection: close; {} of 4 did: {tally:?}",
+        tally.clients_moved
+    );
     assert!(s.log_count("executor replaced") >= 2, "both executors replaced; logs:\n{}", s.logs().join("\n"));
     assert!(s.exited().is_none(), "still running after the reload");
     for i in 0..3 {
@@ -563,10 +579,11 @@ fn crash(addr: SocketAddr) {
 
 #[test]
 fn crashed_executor_is_restarted() {
+    let _turn = heavy();
     let mut s = ServerProc::start(&["--workers", "2", "--debug-routes"]);
     crash(s.addr);
-    assert_log(&s, "executor died", Duration::from_secs(2), "after /crash");
-    assert_log(&s, "executor restarted", Duration::from_secs(2), "after /crash");
+    assert_log(&s, "executor died", Duration::from_secs(5), "after /crash");
+    assert_log(&s, "executor restarted", Duration::from_secs(5), "after /crash");
     for i in 0..10 {
         assert_serves(s.addr, "/plaintext", Duration::from_secs(2), &format!("after the restart ({i})"));
     }
@@ -575,11 +592,12 @@ fn crashed_executor_is_restarted() {
 
 #[test]
 fn crash_loop_ends_the_process_nonzero() {
+    let _turn = heavy();
     let mut s = ServerProc::start(&["--workers", "1", "--debug-routes"]);
     for n in 1..=4 {
         crash(s.addr);
         assert!(
-            s.wait_log_count("executor restarted", n, Duration::from_secs(2)),
+            s.wait_log_count("executor restarted", n, Duration::from_secs(5)),
             "restart {n} did not happen within 2 s; logs:\n{}",
             s.logs().join("\n")
         );
@@ -660,6 +678,7 @@ fn stalled_executor_does_not_delay_new_connections() {
 
 #[test]
 fn stuck_executor_is_replaced_and_the_server_keeps_serving() {
+    let _turn = heavy();
     let mut s = ServerProc::start(&[
         "--workers",
         "2",
@@ -688,6 +707,7 @@ fn stuck_executor_is_replaced_and_the_server_keeps_serving() {
 
 #[test]
 fn stuck_executor_beyond_max_stuck_ends_the_process_nonzero() {
+    let _turn = heavy();
     let mut s = ServerProc::start(&[
         "--workers",
         "2",
@@ -722,7 +742,9 @@ fn recv_until(
     let start = Instant::now();
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
-    while start.elapsed() < limit {
+    // Past the deadline, still take what is already queued (this thread may have been
+    // descheduled for a while on a loaded machine).
+    loop {
         sock.set_read_timeout(Some(limit.saturating_sub(start.elapsed()).max(Duration::from_millis(1))))
             .unwrap();
         match sock.recv(&mut buf) {
@@ -765,6 +787,7 @@ fn monotonic_usec() -> u64 {
 
 #[test]
 fn sd_notify_ready_watchdog_reloading_stopping() {
+    let _turn = heavy();
     let path = std::env::temp_dir().join(format!("{}.sock", unique_name("notify")));
     let _ = std::fs::remove_file(&path);
     let sock = UnixDatagram::bind(&path).expect("bind the notify socket");
@@ -786,15 +809,26 @@ fn sd_notify_ready_watchdog_reloading_stopping() {
     // WATCHDOG=1 at half of WATCHDOG_USEC (200 ms): at least one within 1 s, and more.
     let t0 = Instant::now();
     let (ping, seen) = recv_until(&sock, Duration::from_secs(1), |m| has_line(m, "WATCHDOG=1"));
-    assert!(ping.is_some(), "no WATCHDOG=1 within 1 s with WATCHDOG_USEC=400000; saw {seen:?}");
+    assert!(
+        ping.is_some(),
+        "no WATCHDOG=1 within 1 s with WATCHDOG_USEC=400000; saw {seen:?}; logs:\n{}",
+        s.logs().join("\n")
+    );
     let (ping2, seen) = recv_until(&sock, Duration::from_secs(1), |m| has_line(m, "WATCHDOG=1"));
-    assert!(ping2.is_some(), "only one WATCHDOG=1 ({:?}); saw {seen:?}", t0.elapsed());
+    assert!(
+        ping2.is_some(),
+        "only one WATCHDOG=1 ({:?}); saw {seen:?}; logs:\n{}",
+        t0.elapsed(),
+        s.logs().join("\n")
+    );
 
     // SIGHUP: RELOADING=1 with MONOTONIC_USEC, then READY=1.
     let before = monotonic_usec();
     s.signal(libc::SIGHUP);
     let (reloading, seen) = recv_until(&sock, Duration::from_secs(3), |m| has_line(m, "RELOADING=1"));
-    let reloading = reloading.unwrap_or_else(|| panic!("no RELOADING=1 after SIGHUP; saw {seen:?}"));
+    let reloading = reloading.unwrap_or_else(|| {
+        panic!("no RELOADING=1 after SIGHUP; saw {seen:?}; logs:\n{}", s.logs().join("\n"))
+    });
     let usec: u64 = reloading
         .lines()
         .find_map(|l| l.strip_prefix("MONOTONIC_USEC="))
@@ -807,7 +841,7 @@ fn sd_notify_ready_watchdog_reloading_stopping() {
         "MONOTONIC_USEC={usec} not between {before} and {after} (CLOCK_MONOTONIC)"
     );
     let (ready, seen) = recv_until(&sock, Duration::from_secs(5), |m| has_line(m, "READY=1"));
-    assert!(ready.is_some(), "no READY=1 after RELOADING=1; saw {seen:?}");
+    assert!(ready.is_some(), "no READY=1 after RELOADING=1; saw {seen:?}; logs:\n{}", s.logs().join("\n"));
     assert!(
         !seen.iter().any(|m| has_line(m, "STOPPING=1")),
         "a reload must not say STOPPING=1; saw {seen:?}"
@@ -816,24 +850,33 @@ fn sd_notify_ready_watchdog_reloading_stopping() {
     // SIGTERM: STOPPING=1, then a clean exit.
     s.signal(libc::SIGTERM);
     let (stopping, seen) = recv_until(&sock, Duration::from_secs(2), |m| has_line(m, "STOPPING=1"));
-    assert!(stopping.is_some(), "no STOPPING=1 after SIGTERM; saw {seen:?}");
+    assert!(stopping.is_some(), "no STOPPING=1 after SIGTERM; saw {seen:?}; logs:\n{}", s.logs().join("\n"));
     let status = expect_exit(&mut s, Duration::from_secs(5), "SIGTERM with NOTIFY_SOCKET");
     assert_eq!(status.code(), Some(0), "exit status; logs:\n{}", s.logs().join("\n"));
 }
 
 #[test]
 fn sd_notify_abstract_socket() {
+    let _turn = heavy();
     use std::os::linux::net::SocketAddrExt;
     let name = unique_name("abstract");
     let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
     let sock = UnixDatagram::bind_addr(&addr).expect("bind the abstract notify socket");
     let mut s = notify_server(&format!("@{name}"), None);
     let (ready, seen) = recv_until(&sock, Duration::from_secs(2), |m| has_line(m, "READY=1"));
-    assert!(ready.is_some(), "no READY=1 on the abstract socket @{name}; saw {seen:?}");
+    assert!(
+        ready.is_some(),
+        "no READY=1 on the abstract socket @{name}; saw {seen:?}; logs:\n{}",
+        s.logs().join("\n")
+    );
     // No WATCHDOG_USEC: no watchdog pings.
     s.signal(libc::SIGTERM);
     let (stopping, seen) = recv_until(&sock, Duration::from_secs(2), |m| has_line(m, "STOPPING=1"));
-    assert!(stopping.is_some(), "no STOPPING=1 on the abstract socket; saw {seen:?}");
+    assert!(
+        stopping.is_some(),
+        "no STOPPING=1 on the abstract socket; saw {seen:?}; logs:\n{}",
+        s.logs().join("\n")
+    );
     assert!(!seen.iter().any(|m| has_line(m, "WATCHDOG=1")), "WATCHDOG=1 without WATCHDOG_USEC: {seen:?}");
     let status = expect_exit(&mut s, Duration::from_secs(5), "SIGTERM with an abstract NOTIFY_SOCKET");
     assert_eq!(status.code(), Some(0), "exit status; logs:\n{}", s.logs().join("\n"));

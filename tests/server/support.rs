@@ -46,7 +46,7 @@ impl ServerProc {
     /// Start a prepared command (e.g. with extra environment, or under `taskset`) that
     /// runs percore; `Err` with the logs if it never says ready. Its stderr is captured.
     pub fn spawn_command(mut cmd: Command) -> Result<ServerProc, String> {
-        let mut child = cmd
+        let mut child = with_runtime(&mut cmd)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -388,7 +388,7 @@ pub fn assert_refused(server: &ServerProc, bad: &[u8], status: u16) -> Response 
 /// Run a command that is expected to exit by itself within `limit` (it is killed if not).
 /// Returns its exit status (`None` if it had to be killed) and its stderr.
 pub fn run_to_exit(mut cmd: Command, limit: Duration) -> (Option<std::process::ExitStatus>, String) {
-    let mut child = cmd
+    let mut child = with_runtime(&mut cmd)
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -473,4 +473,25 @@ impl Client {
     pub fn pending(&self) -> &[u8] {
         &self.buf
     }
+}
+
+/// Run the server under test on this test binary's runtime (`crate::RUNTIME`): every
+/// integration test runs once per runtime, from `tests/server` (monoio) and
+/// `tests/server_tokio` (tokio). An explicit `--runtime` or `PERCORE_RUNTIME` still wins.
+pub fn with_runtime(cmd: &mut Command) -> &mut Command {
+    let explicit = cmd.get_args().any(|a| a == "--runtime")
+        || cmd.get_envs().any(|(k, _)| k == "PERCORE_RUNTIME");
+    if !explicit {
+        cmd.env("PERCORE_RUNTIME", crate::RUNTIME);
+    }
+    cmd
+}
+
+static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Tests that load the machine (clients hammering a server) or measure timing take turns
+/// through this lock, so that on a 2-core machine a latency bound is not broken by a
+/// neighbouring test's load.
+pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -1,0 +1,151 @@
+//! tokio: the same thread-per-core design on epoll. Each executor runs a current-thread
+//! runtime with a `LocalSet` (handlers need not be `Send`), pinned, with its own
+//! SO_REUSEPORT listener, exactly like the io_uring executors: the difference users measure
+//! is the IO model, not the architecture.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{accept_now, shutdown, Listener, Runtime};
+use crate::io::{catch_panic, first_of, Either, Timer, Transport};
+
+/// The tokio runtime, one current-thread runtime per executor.
+pub struct Tokio;
+
+impl Timer for Tokio {
+    fn sleep(duration: Duration) -> impl Future<Output = ()> {
+        tokio::time::sleep(duration)
+    }
+}
+
+fn boxed_sleep(duration: Duration) -> Pin<Box<dyn Future<Output = ()>>> {
+    Box::pin(tokio::time::sleep(duration))
+}
+
+impl Runtime for Tokio {
+    const NAME: &'static str = "tokio";
+    type Io = TokioStream;
+    type Listener = TokioListener;
+
+    fn block_on<F, Fut>(main: F) -> io::Result<Fut::Output>
+    where
+        F: FnOnce(&'static str) -> Fut,
+        Fut: Future,
+    {
+        crate::time::install(boxed_sleep);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build()?;
+        let local = tokio::task::LocalSet::new();
+        match local.block_on(&rt, first_of(main("epoll"), task_panicked())) {
+            Either::Left(output) => Ok(output),
+            // As on monoio: a panic outside any handler ends the executor's thread, and the
+            // supervisor starts a new one.
+            Either::Right(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
+    fn listener(listener: std::net::TcpListener) -> io::Result<TokioListener> {
+        listener.set_nonblocking(true)?;
+        let fd = listener.as_raw_fd();
+        Ok(TokioListener { inner: tokio::net::TcpListener::from_std(listener)?, fd })
+    }
+
+    fn adopt_stream(stream: std::net::TcpStream) -> io::Result<TokioStream> {
+        stream.set_nonblocking(true)?;
+        // Responses are written whole; Nagle would only delay them.
+        stream.set_nodelay(true)?;
+        Ok(TokioStream(tokio::net::TcpStream::from_std(stream)?))
+    }
+
+    fn spawn<F: Future<Output = ()> + 'static>(task: F) {
+        drop(tokio::task::spawn_local(async move {
+            if let Err(panic) = catch_panic(task).await {
+                TASK_PANIC.with(|p| *p.borrow_mut() = Some(panic));
+                if let Some(w) = PANIC_WAKER.with(|w| w.borrow_mut().take()) {
+                    w.wake();
+                }
+            }
+        }));
+    }
+}
+
+thread_local! {
+    /// A panic from a spawned task (tokio would contain it; percore ends the executor).
+    static TASK_PANIC: RefCell<Option<Box<dyn Any + Send>>> = const { RefCell::new(None) };
+    static PANIC_WAKER: RefCell<Option<Waker>> = const { RefCell::new(None) };
+}
+
+/// Completes with the payload once a spawned task of this thread panics.
+fn task_panicked() -> impl Future<Output = Box<dyn Any + Send>> {
+    poll_fn(|cx| match TASK_PANIC.with(|p| p.borrow_mut().take()) {
+        Some(panic) => Poll::Ready(panic),
+        None => {
+            PANIC_WAKER.with(|w| *w.borrow_mut() = Some(cx.waker().clone()));
+            Poll::Pending
+        }
+    })
+}
+
+/// A listening socket; tokio waits for readiness and accepts in user space, so a blocked
+/// executor never takes a connection it cannot serve.
+pub struct TokioListener {
+    inner: tokio::net::TcpListener,
+    fd: RawFd,
+}
+
+impl Listener for TokioListener {
+    type Io = TokioStream;
+
+    async fn accept(&self) -> io::Result<(TokioStream, SocketAddr)> {
+        let (stream, peer) = self.inner.accept().await?;
+        stream.set_nodelay(true)?;
+        Ok((TokioStream(stream), peer))
+    }
+
+    fn try_accept(&self) -> io::Result<Option<(TokioStream, SocketAddr)>> {
+        let Some((stream, peer)) = accept_now(self.fd)? else {
+            return Ok(None);
+        };
+        Ok(Some((Tokio::adopt_stream(stream)?, peer)))
+    }
+
+    fn stop_listening(&self) {
+        shutdown(self.fd, libc::SHUT_RDWR);
+    }
+}
+
+pub struct TokioStream(tokio::net::TcpStream);
+
+impl Transport for TokioStream {
+    async fn read(&mut self, mut buf: BytesMut) -> (io::Result<usize>, BytesMut) {
+        // Readiness-based: a dropped read loses nothing, the bytes stay in the socket.
+        let result = self.0.read_buf(&mut buf).await;
+        (result, buf)
+    }
+
+    async fn write_all(&mut self, buf: BytesMut) -> (io::Result<()>, BytesMut) {
+        let result = self.0.write_all(&buf).await;
+        (result, buf)
+    }
+
+    async fn write_bytes(&mut self, buf: Bytes) -> io::Result<()> {
+        self.0.write_all(&buf).await
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        if shutdown(self.0.as_raw_fd(), libc::SHUT_WR) {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+}
