@@ -22,3 +22,4 @@ mod routes;
 mod supervisor;
 mod timeouts;
 mod ops;
+mod backend;

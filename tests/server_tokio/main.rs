@@ -37,3 +37,5 @@ mod supervisor;
 mod timeouts;
 #[path = "../server/ops.rs"]
 mod ops;
+#[path = "../server/backend.rs"]
+mod backend;
