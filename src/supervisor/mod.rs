@@ -548,6 +548,16 @@ impl Supervisor {
     fn hand_over(&mut self, commands: &Receiver<Command>, successor: u32) -> Shutdown {
         // The new process is the service now (systemd needs NotifyAccess=all to hear it).
         self.notifier.send(&format!("MAINPID={successor}"));
+        self.drain_executors();
+        match self.wait_drained(commands, Instant::now()) {
+            Shutdown::Drained => Shutdown::Upgraded,
+            other => other,
+        }
+    }
+
+    /// Ask every executor (current and retiring) to drain, and let go of our handles on the
+    /// sockets (which close with the executors' unless another process holds them).
+    fn drain_executors(&mut self) {
         for slot in &mut self.slots {
             if let Some(c) = &slot.current {
                 c.stats.request_drain();
@@ -556,10 +566,6 @@ impl Supervisor {
         }
         for r in &self.retiring {
             r.instance.stats.request_drain();
-        }
-        match self.wait_drained(commands, Instant::now()) {
-            Shutdown::Drained => Shutdown::Upgraded,
-            other => other,
         }
     }
 
@@ -576,13 +582,9 @@ impl Supervisor {
             graceful_timeout_s = self.config.graceful_timeout.as_secs_f64(),
             "draining: /ready now answers 503"
         );
-        // A second request to stop ends the drain at once.
-        let stop_now = |cmd: Result<Command, RecvTimeoutError>| {
-            matches!(cmd, Ok(Command::StopNow | Command::Drain) | Err(RecvTimeoutError::Disconnected))
-        };
         while started.elapsed() < self.config.drain_delay {
             let left = self.config.drain_delay.saturating_sub(started.elapsed()).min(TICK);
-            if stop_now(commands.recv_timeout(left)) {
+            if stop_requested(commands.recv_timeout(left)) {
                 self.stop_all();
                 return Shutdown::Stopped;
             }
@@ -601,24 +603,13 @@ impl Supervisor {
                 }
             }
         }
-        for slot in &mut self.slots {
-            if let Some(c) = &slot.current {
-                c.stats.request_drain();
-            }
-            slot.listeners.clear();
-        }
-        for r in &self.retiring {
-            r.instance.stats.request_drain();
-        }
+        self.drain_executors();
         tracing::info!("listeners closed; waiting for open connections to finish");
         self.wait_drained(commands, started)
     }
 
     /// Wait until every executor has drained; at the graceful timeout, cut what is left.
     fn wait_drained(&mut self, commands: &Receiver<Command>, started: Instant) -> Shutdown {
-        let stop_now = |cmd: Result<Command, RecvTimeoutError>| {
-            matches!(cmd, Ok(Command::StopNow | Command::Drain) | Err(RecvTimeoutError::Disconnected))
-        };
         let deadline = Instant::now() + self.config.graceful_timeout;
         loop {
             let alive = self.live_instances();
@@ -636,7 +627,7 @@ impl Supervisor {
                 self.stop_all();
                 return Shutdown::DrainTimedOut { cut };
             }
-            if stop_now(commands.recv_timeout(TICK)) {
+            if stop_requested(commands.recv_timeout(TICK)) {
                 tracing::warn!("second stop request: stopping now");
                 self.stop_all();
                 return Shutdown::Stopped;
@@ -702,6 +693,11 @@ impl Supervisor {
         self.rng ^= self.rng >> 27;
         self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
+}
+
+/// While draining, a second request to stop (or the handle going away) ends it at once.
+fn stop_requested(cmd: Result<Command, RecvTimeoutError>) -> bool {
+    matches!(cmd, Ok(Command::StopNow | Command::Drain) | Err(RecvTimeoutError::Disconnected))
 }
 
 fn seed() -> u64 {
