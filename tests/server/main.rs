@@ -23,3 +23,4 @@ mod supervisor;
 mod timeouts;
 mod ops;
 mod backend;
+mod resources;

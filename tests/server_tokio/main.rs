@@ -39,3 +39,5 @@ mod timeouts;
 mod ops;
 #[path = "../server/backend.rs"]
 mod backend;
+#[path = "../server/resources.rs"]
+mod resources;
