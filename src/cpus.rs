@@ -115,6 +115,19 @@ pub fn plan(
         }
         None => default_workers,
     };
+    // A CPU quota below the CPU set (a container with --cpus but no cpuset of its own) is
+    // time on shared cores, not cores: pinning every such container to the first N cores of
+    // the host would pile them onto the same ones.
+    let pin = if pin && cpus.is_none() && quota.is_some_and(|q| q < cores.len()) {
+        warnings.push(format!(
+            "a CPU quota of {} CPUs without a CPU set of its own: executors are not pinned \
+             (give the container a cpuset, or choose cores with --cpus)",
+            quota.unwrap_or(0)
+        ));
+        false
+    } else {
+        pin
+    };
     let cores = (0..workers).map(|i| pin.then(|| cores[i % cores.len()])).collect();
     Ok(CpuPlan { cores, warnings })
 }
@@ -155,7 +168,9 @@ mod tests {
         let p = plan(None, None, true, &[0, 1], None).unwrap();
         assert_eq!(p.cores, vec![Some(0), Some(1)]);
         let p = plan(None, None, true, &[0, 1, 2, 3], Some(2)).unwrap();
-        assert_eq!(p.cores.len(), 2);
+        assert_eq!(p.cores, vec![None, None], "a quota without a cpuset: no pinning");
+        let p = plan(None, Some(&[2, 3]), true, &[0, 1, 2, 3], Some(2)).unwrap();
+        assert_eq!(p.cores, vec![Some(2), Some(3)], "explicit cores are pinned");
         let p = plan(Some(3), None, true, &[0], None).unwrap();
         assert_eq!(p.cores, vec![Some(0), Some(0), Some(0)]);
         assert_eq!(p.warnings.len(), 1);

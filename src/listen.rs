@@ -59,7 +59,8 @@ pub fn bind_group(
     Ok((listeners, shared))
 }
 
-fn reuseport_listener(addr: SocketAddr, backlog: u32, v6_only: bool) -> io::Result<TcpListener> {
+/// One listening socket with SO_REUSEADDR and SO_REUSEPORT, non-blocking.
+pub fn reuseport_listener(addr: SocketAddr, backlog: u32, v6_only: bool) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     if addr.is_ipv6() && v6_only {
         socket.set_only_v6(true)?;
@@ -127,14 +128,31 @@ pub fn ignore_new_connections(listener: &TcpListener) -> io::Result<()> {
 /// The environment variable through which a percore hands its listening sockets to the new
 /// executable on `SIGUSR2` (they are descriptors 3, 4, ...).
 pub const UPGRADE_FDS_ENV: &str = "PERCORE_UPGRADE_FDS";
+/// `1` when the sockets handed over on upgrade are percore's own (it bound them), `0` when
+/// they belong to the service manager (socket activation).
+pub const UPGRADE_OWNED_ENV: &str = "PERCORE_UPGRADE_OWNED";
+
+/// Sockets passed to this process.
+pub struct Inherited {
+    pub listeners: Vec<TcpListener>,
+    /// `LISTEN_FDNAMES`, if given.
+    pub names: Vec<String>,
+    /// Whether the sockets are percore's to close at shutdown. Sockets from systemd socket
+    /// activation are not: systemd keeps listening on them for the next start, so percore
+    /// must neither filter nor shut them down, only let go of its descriptors.
+    pub owned: bool,
+}
 
 /// Listening sockets this process was given instead of binding its own: by systemd socket
 /// activation (`LISTEN_PID`, `LISTEN_FDS`, `LISTEN_FDNAMES`; descriptors from 3 on), or by
 /// the previous percore during a binary upgrade. `None` when there are none.
-pub fn inherited() -> io::Result<Option<(Vec<TcpListener>, Vec<String>)>> {
+pub fn inherited() -> io::Result<Option<Inherited>> {
     use std::os::fd::FromRawFd;
+    let mut owned = false;
     let count = if let Ok(n) = std::env::var(UPGRADE_FDS_ENV) {
         std::env::remove_var(UPGRADE_FDS_ENV);
+        owned = std::env::var(UPGRADE_OWNED_ENV).map_or(true, |v| v.trim() != "0");
+        std::env::remove_var(UPGRADE_OWNED_ENV);
         n
     } else {
         let for_us = std::env::var("LISTEN_PID").is_ok_and(|p| p.trim() == std::process::id().to_string());
@@ -167,7 +185,7 @@ pub fn inherited() -> io::Result<Option<(Vec<TcpListener>, Vec<String>)>> {
         listener.set_nonblocking(true)?;
         listeners.push(listener);
     }
-    Ok(Some((listeners, names)))
+    Ok(Some(Inherited { listeners, names, owned }))
 }
 
 fn check_listening_tcp(fd: i32) -> io::Result<()> {

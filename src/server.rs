@@ -125,7 +125,7 @@ impl Server {
             tracing::warn!("{warning}");
         }
         let workers = plan.cores.len();
-        let (listeners, addrs, steerable) = listeners(&cfg, workers)?;
+        let (listeners, addrs, steerable, owned) = listeners(&cfg, workers)?;
         let addr = addrs[0];
         let state = Arc::new(ServerState::new(workers));
         let kind = cfg.runtime;
@@ -172,8 +172,10 @@ impl Server {
             None => None,
             Some(port) => {
                 let addr = listen::resolve(&cfg.host, port)?;
-                let listener =
-                    TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
+                // SO_REUSEPORT so that the new process of a binary upgrade can bind it too.
+                let listener = listen::reuseport_listener(addr, 128, false)
+                    .map_err(|source| ServerError::Bind { addr, source })?;
+                listener.set_nonblocking(false).map_err(|source| ServerError::Bind { addr, source })?;
                 let bound = listener.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
                 metrics::serve_on(listener, state.clone())
                     .map_err(|e| ServerError::Supervisor(e.to_string()))?;
@@ -182,8 +184,16 @@ impl Server {
             }
         };
         let notifier = if cfg.notify { Notifier::from_env() } else { Notifier::disabled() };
-        let (supervisor, driver) =
-            Supervisor::start(templates, listeners, spawn, state.clone(), cfg.clone(), notifier, steerable)?;
+        let (supervisor, driver) = Supervisor::start(
+            templates,
+            listeners,
+            spawn,
+            state.clone(),
+            cfg.clone(),
+            notifier,
+            steerable,
+            owned,
+        )?;
         tracing::info!(address = %addr, addresses = ?addrs, workers, runtime = kind.name(), driver, "percore ready");
         let (commands, rx) = mpsc::channel();
         let thread = thread::Builder::new()
@@ -197,13 +207,17 @@ impl Server {
 
 /// One listening socket per executor slot: inherited (socket activation, upgrade) or bound
 /// here. Also says whether they form a reuseport group with one socket per slot.
+///
+/// Also says whether the sockets are percore's own (bound here, or handed down by an
+/// upgrade of a percore that bound them) rather than the service manager's.
+#[allow(clippy::type_complexity)]
 fn listeners(
     cfg: &ServerConfig,
     workers: usize,
-) -> Result<(Vec<Vec<TcpListener>>, Vec<SocketAddr>, bool), ServerError> {
+) -> Result<(Vec<Vec<TcpListener>>, Vec<SocketAddr>, bool, bool), ServerError> {
     let inherited = if cfg.inherit_sockets { listen::inherited() } else { Ok(None) };
     let io_err = |source: io::Error| ServerError::Inherit(source.to_string());
-    let Some((sockets, names)) = inherited.map_err(io_err)? else {
+    let Some(listen::Inherited { listeners: sockets, names, owned }) = inherited.map_err(io_err)? else {
         // One reuseport group per address, one socket per slot in each.
         let mut slots: Vec<Vec<TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
         let mut addrs = Vec::new();
@@ -217,7 +231,7 @@ fn listeners(
             }
             addrs.push(addr);
         }
-        return Ok((slots, addrs, true));
+        return Ok((slots, addrs, true, true));
     };
     // Group the sockets by address (an upgrade passes one per slot and address; systemd
     // may pass one shared socket per address); each slot takes one of each group.
@@ -240,7 +254,7 @@ fn listeners(
     let slots = (0..workers)
         .map(|i| groups.iter().map(|(_, g)| g[i % g.len()].try_clone()).collect::<io::Result<Vec<_>>>())
         .collect::<io::Result<Vec<_>>>();
-    Ok((slots.map_err(io_err)?, addrs, steerable))
+    Ok((slots.map_err(io_err)?, addrs, steerable, owned))
 }
 
 /// Executor `index`'s share of a process-wide limit (`usize::MAX` when unlimited); the

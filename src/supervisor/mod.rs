@@ -166,6 +166,9 @@ pub struct Supervisor {
     /// Whether the slot sockets form a reuseport group of their own, one socket per slot
     /// (so steering and rescue apply); not for one shared, socket-activated socket.
     steerable: bool,
+    /// Whether the sockets are percore's own to close at shutdown (not the service
+    /// manager's, as with socket activation).
+    sockets_owned: bool,
     /// The configuration in force (for comparing a reloaded one).
     server_config: ServerConfig,
 }
@@ -181,6 +184,7 @@ impl Supervisor {
         server_config: ServerConfig,
         notifier: Notifier,
         steerable: bool,
+        sockets_owned: bool,
     ) -> Result<(Supervisor, &'static str), ServerError> {
         let config = server_config.supervisor.clone();
         let now = Instant::now();
@@ -210,6 +214,7 @@ impl Supervisor {
             abandoned: Vec::new(),
             handoff_next: 0,
             steerable,
+            sockets_owned,
             server_config,
         };
         let mut driver = "";
@@ -531,7 +536,7 @@ impl Supervisor {
     fn start_successor(&mut self) -> Option<u32> {
         let listeners: Vec<&TcpListener> = self.slots.iter().flat_map(|s| &s.listeners).collect();
         tracing::info!(sockets = listeners.len(), "upgrade: starting the new executable");
-        match upgrade::start_successor(&listeners, START_TIMEOUT) {
+        match upgrade::start_successor(&listeners, self.sockets_owned, START_TIMEOUT) {
             Ok(child) => {
                 tracing::info!(pid = child.id(), "upgrade: the new process serves; draining this one");
                 Some(child.id())
@@ -591,15 +596,18 @@ impl Supervisor {
             self.ping();
         }
 
-        self.state.set_sockets_closing();
-        // Close the listeners without resetting anyone: first the sockets ignore new SYNs
+        // Close our own listeners without resetting anyone: first the sockets ignore new SYNs
         // (handshakes under way still complete), then each executor, after a settle time,
-        // accepts what is queued and stops listening. Dropping our handles here means the
-        // sockets close with the executors'.
-        for slot in &self.slots {
-            for l in &slot.listeners {
-                if let Err(e) = crate::listen::ignore_new_connections(l) {
-                    tracing::warn!(error = %e, "cannot filter new connections; some may be reset at close");
+        // accepts what is queued and stops listening. Sockets from socket activation are the
+        // service manager's: it keeps them listening (queued connections wait for the next
+        // start), so they are only let go of.
+        if self.sockets_owned {
+            self.state.set_sockets_closing();
+            for slot in &self.slots {
+                for l in &slot.listeners {
+                    if let Err(e) = crate::listen::ignore_new_connections(l) {
+                        tracing::warn!(error = %e, "cannot filter new connections; some may be reset at close");
+                    }
                 }
             }
         }

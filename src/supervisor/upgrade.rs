@@ -12,12 +12,13 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::listen::UPGRADE_FDS_ENV;
+use crate::listen::{UPGRADE_FDS_ENV, UPGRADE_OWNED_ENV};
 
 const READY_FD_ENV: &str = "PERCORE_UPGRADE_READY_FD";
 
 /// Start the new executable with `listeners` and wait up to `wait` for it to serve.
-pub fn start_successor(listeners: &[&TcpListener], wait: Duration) -> io::Result<Child> {
+/// `owned`: whether the sockets are percore's own (see `listen::Inherited::owned`).
+pub fn start_successor(listeners: &[&TcpListener], owned: bool, wait: Duration) -> io::Result<Child> {
     let exe = executable()?;
     let (ready_r, ready_w) = pipe()?;
     let n = listeners.len() as RawFd;
@@ -28,6 +29,10 @@ pub fn start_successor(listeners: &[&TcpListener], wait: Duration) -> io::Result
     cmd.args(std::env::args_os().skip(1))
         .env(UPGRADE_FDS_ENV, n.to_string())
         .env(READY_FD_ENV, (3 + n).to_string())
+        .env(UPGRADE_OWNED_ENV, if owned { "1" } else { "0" })
+        // The new process becomes the main one: the watchdog is its to feed (systemd
+        // accepts its pings once told MAINPID=, with NotifyAccess=all).
+        .env_remove("WATCHDOG_PID")
         .env_remove("LISTEN_PID")
         .env_remove("LISTEN_FDS")
         .env_remove("LISTEN_FDNAMES")

@@ -29,14 +29,20 @@ fn socket_activation_serves_on_the_passed_socket() {
         "1",
     ]);
     put_at_fd3(&mut cmd, fd);
-    let server = ServerProc::spawn_command(cmd).expect("socket-activated server starts");
-    drop(listener);
+    let mut server = ServerProc::spawn_command(cmd).expect("socket-activated server starts");
     assert_eq!(server.addr, addr, "serves on the passed socket, not on --port");
     assert!(server.logs().iter().any(|l| l.contains("inherited sockets") && l.contains("http")));
     for _ in 0..10 {
         let r = server.request(b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n");
         assert_eq!(r.status, 200);
     }
+    // A drain lets go of the socket but leaves it listening: it is the service manager's,
+    // for the next start (here the test plays systemd and still holds it).
+    server.signal(libc::SIGTERM);
+    assert!(server.wait_exit(Duration::from_secs(10)).expect("exits").success());
+    let _queued = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("still listening after the drain");
+    listener.set_nonblocking(true).unwrap();
+    assert!(listener.accept().is_ok(), "the connection waits in the socket for the next start");
 }
 
 #[test]
