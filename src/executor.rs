@@ -122,11 +122,12 @@ pub fn run<R: Runtime, H: Handler>(
             refusing: Rc::default(),
             max_connections: cfg.max_connections,
         });
-        R::spawn(ticker::<R, H>(admission.clone()));
+        spawn_guarded::<R, H>(&ctx, ticker::<R, H>(admission.clone()));
         let listening = Rc::new(Cell::new(listeners.len()));
         for listener in listeners {
             let (admission, listening) = (admission.clone(), listening.clone());
-            R::spawn(async move {
+            let ctx = admission.ctx.clone();
+            spawn_guarded::<R, H>(&ctx, async move {
                 let stop = admission.ctx.clone();
                 first_of(listen::<R, H>(&listener, &admission), stop.stop.wait()).await;
                 drop(listener);
@@ -156,6 +157,34 @@ pub fn run<R: Runtime, H: Handler>(
         tracing::error!(executor = index, error = %e, "cannot start runtime");
         report(Err(format!("cannot start runtime: {e}")));
     }
+    // A task panicked outside any handler: the executor stopped cleanly, and now its thread
+    // ends with that panic, for the supervisor to start a new one (the same on every runtime:
+    // tokio and glommio would otherwise contain the panic and run on without the task).
+    if let Some(panic) = TASK_PANIC.with(|p| p.borrow_mut().take()) {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+thread_local! {
+    static TASK_PANIC: std::cell::RefCell<Option<Box<dyn std::any::Any + Send>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Spawn an executor task whose panic stops the executor (see the end of [`run`]).
+fn spawn_guarded<R: Runtime, H: Handler>(
+    ctx: &Rc<ConnCtx<H>>,
+    task: impl std::future::Future<Output = ()> + 'static,
+) {
+    let ctx = ctx.clone();
+    R::spawn(async move {
+        if let Err(panic) = crate::io::catch_panic(task).await {
+            TASK_PANIC.with(|p| {
+                p.borrow_mut().get_or_insert(panic);
+            });
+            ctx.drain.fire();
+            ctx.stop.fire();
+        }
+    });
 }
 
 /// Admits accepted connections: spawns a driver task for each, or refuses it when the
@@ -175,7 +204,7 @@ impl<H: Handler> Admission<H> {
             ExecutorStats::add(&ctx.stats.connections_rejected, 1);
             if self.refusing.get() < MAX_REFUSING {
                 let slot = Counted::new(self.refusing.clone(), None);
-                R::spawn(async move {
+                spawn_guarded::<R, H>(&ctx.clone(), async move {
                     let stop = ctx.clone();
                     first_of(conn::refuse::<R::Io, R, H>(io, peer, ctx), stop.stop.wait()).await;
                     drop(slot);
@@ -184,7 +213,7 @@ impl<H: Handler> Admission<H> {
             return;
         }
         let slot = Counted::new(self.open.clone(), Some(ctx.stats.clone()));
-        R::spawn(async move {
+        spawn_guarded::<R, H>(&ctx.clone(), async move {
             let stop = ctx.clone();
             first_of(conn::serve::<R::Io, R, H>(io, peer, ctx), stop.stop.wait()).await;
             drop(slot);

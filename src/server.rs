@@ -128,9 +128,9 @@ impl Server {
         let (listeners, addrs, steerable, owned) = listeners(&cfg, workers)?;
         let addr = addrs[0];
         let state = Arc::new(ServerState::new(workers));
-        let kind = cfg.runtime;
+        let (kind, planned_driver) =
+            runtime::prepare(cfg.runtime, cfg.io_backend, workers).map_err(ServerError::Runtime)?;
         state.set_runtime(kind.name());
-        let planned_driver = runtime::prepare(kind, cfg.io_backend, workers).map_err(ServerError::Runtime)?;
         state.set_driver(planned_driver);
 
         let mut templates: Vec<SlotTemplate> = plan

@@ -140,7 +140,8 @@ pub struct Cli {
     #[arg(short, long, env = "PERCORE_BIND", value_delimiter = ',')]
     pub bind: Vec<String>,
 
-    /// Runtime of the executors: monoio (io_uring) or tokio (epoll), same design either way.
+    /// Runtime of the executors: monoio (io_uring), glommio (io_uring) or tokio (epoll); the
+    /// same thread-per-core design on each.
     #[arg(long, env = "PERCORE_RUNTIME", default_value = "monoio", value_parser = RuntimeKind::parse)]
     pub runtime: RuntimeKind,
 

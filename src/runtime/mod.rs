@@ -9,13 +9,15 @@ use crate::app::Handler;
 use crate::executor::{self, ExecutorConfig, ExecutorInfo};
 use crate::io::{Timer, Transport};
 
+#[cfg(feature = "glommio")]
+pub mod glommio;
 #[cfg(feature = "monoio")]
 pub mod monoio;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 
-#[cfg(not(any(feature = "monoio", feature = "tokio")))]
-compile_error!("percore needs at least one runtime feature: monoio or tokio");
+#[cfg(not(any(feature = "monoio", feature = "tokio", feature = "glommio")))]
+compile_error!("percore needs at least one runtime feature: monoio, tokio or glommio");
 
 /// `--runtime`: which runtime the executors run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +26,8 @@ pub enum RuntimeKind {
     Monoio,
     /// tokio: epoll, the same thread-per-core design.
     Tokio,
+    /// glommio: io_uring, Seastar-style.
+    Glommio,
 }
 
 impl RuntimeKind {
@@ -31,9 +35,14 @@ impl RuntimeKind {
         match s {
             "monoio" if cfg!(feature = "monoio") => Ok(RuntimeKind::Monoio),
             "tokio" if cfg!(feature = "tokio") => Ok(RuntimeKind::Tokio),
-            "monoio" | "tokio" => Err(format!("runtime {s} is not compiled in (cargo feature `{s}`)")),
-            "glommio" | "tokio-mt" => Err(format!("runtime {s} is not built yet (monoio and tokio are)")),
-            _ => Err(format!("unknown runtime {s:?} (monoio or tokio)")),
+            "glommio" if cfg!(feature = "glommio") => Ok(RuntimeKind::Glommio),
+            "monoio" | "tokio" | "glommio" => {
+                Err(format!("runtime {s} is not compiled in (cargo feature `{s}`)"))
+            }
+            "tokio-mt" => {
+                Err("runtime tokio-mt is not built yet (monoio, tokio and glommio are)".to_string())
+            }
+            _ => Err(format!("unknown runtime {s:?} (monoio, tokio or glommio)")),
         }
     }
 
@@ -41,6 +50,7 @@ impl RuntimeKind {
         match self {
             RuntimeKind::Monoio => "monoio",
             RuntimeKind::Tokio => "tokio",
+            RuntimeKind::Glommio => "glommio",
         }
     }
 }
@@ -79,8 +89,64 @@ impl IoBackend {
 
 /// Decide the IO driver once for every executor, before any starts: for io_uring, by
 /// building a ring for real (an opcode probe can pass where io_uring_setup then fails with
-/// EPERM from seccomp or ENOMEM from the memlock limit). Returns the driver's name.
-pub fn prepare(kind: RuntimeKind, backend: IoBackend, executors: usize) -> Result<&'static str, String> {
+/// EPERM from seccomp or ENOMEM from the memlock limit). Returns the runtime to run (glommio
+/// without io_uring falls back to tokio, an epoll runtime) and the driver's name.
+pub fn prepare(
+    kind: RuntimeKind,
+    backend: IoBackend,
+    executors: usize,
+) -> Result<(RuntimeKind, &'static str), String> {
+    #[cfg(feature = "glommio")]
+    if kind == RuntimeKind::Glommio {
+        return prepare_glommio(backend, executors);
+    }
+    prepare_driver(kind, backend, executors).map(|driver| (kind, driver))
+}
+
+/// glommio is io_uring only: where it cannot run, `auto` (and `epoll`) move to tokio.
+#[cfg(feature = "glommio")]
+fn prepare_glommio(backend: IoBackend, executors: usize) -> Result<(RuntimeKind, &'static str), String> {
+    let problem = if backend == IoBackend::Epoll {
+        Some("--io-backend epoll asked for".to_string())
+    } else {
+        glommio_problem(executors)
+    };
+    match problem {
+        None => Ok((RuntimeKind::Glommio, "io_uring")),
+        Some(cause) if backend == IoBackend::Uring => Err(format!("--io-backend uring: {cause}")),
+        #[cfg(feature = "tokio")]
+        Some(cause) => {
+            tracing::warn!("glommio cannot run here, running on tokio (epoll) instead: {cause}");
+            Ok((RuntimeKind::Tokio, "epoll"))
+        }
+        #[cfg(not(feature = "tokio"))]
+        Some(cause) => Err(format!("glommio cannot run here and tokio is not compiled in: {cause}")),
+    }
+}
+
+/// Why glommio cannot serve `executors` executors here, if it cannot.
+#[cfg(feature = "glommio")]
+fn glommio_problem(executors: usize) -> Option<String> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit into a local struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } == 0 && lim.rlim_cur != libc::RLIM_INFINITY
+    {
+        let need = glommio::MEMLOCK_PER_EXECUTOR * executors as u64;
+        if lim.rlim_cur < need {
+            return Some(format!(
+                "RLIMIT_MEMLOCK is {} KiB but {executors} glommio executors need about {} KiB of locked memory; \
+                 raise it (systemd LimitMEMLOCK=infinity, docker --ulimit memlock=-1, ulimit -l unlimited)",
+                lim.rlim_cur / 1024,
+                need / 1024
+            ));
+        }
+    }
+    glommio::probe()
+        .err()
+        .map(|e| format!("cannot build a glommio executor: {e} (is io_uring blocked by seccomp?)"))
+}
+
+fn prepare_driver(kind: RuntimeKind, backend: IoBackend, executors: usize) -> Result<&'static str, String> {
     match kind {
         #[cfg(feature = "monoio")]
         RuntimeKind::Monoio => monoio::prepare(backend, executors),
@@ -110,6 +176,8 @@ pub fn run_executor<H: Handler>(
         RuntimeKind::Monoio => executor::run::<monoio::Monoio, H>(cfg, make_handler, started),
         #[cfg(feature = "tokio")]
         RuntimeKind::Tokio => executor::run::<tokio::Tokio, H>(cfg, make_handler, started),
+        #[cfg(feature = "glommio")]
+        RuntimeKind::Glommio => executor::run::<glommio::Glommio, H>(cfg, make_handler, started),
         #[allow(unreachable_patterns)]
         _ => started(Err(format!("runtime {} is not compiled in", kind.name()))),
     }

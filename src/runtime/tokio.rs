@@ -3,21 +3,18 @@
 //! SO_REUSEPORT listener, exactly like the io_uring executors: the difference users measure
 //! is the IO model, not the architecture.
 
-use std::any::Any;
-use std::cell::RefCell;
-use std::future::{poll_fn, Future};
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
-use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{accept_now, shutdown, Listener, Runtime};
-use crate::io::{catch_panic, first_of, Either, Timer, Transport};
+use crate::io::{Timer, Transport};
 
 /// The tokio runtime, one current-thread runtime per executor.
 pub struct Tokio;
@@ -45,12 +42,7 @@ impl Runtime for Tokio {
         crate::time::install(boxed_sleep);
         let rt = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build()?;
         let local = tokio::task::LocalSet::new();
-        match local.block_on(&rt, first_of(main("epoll"), task_panicked())) {
-            Either::Left(output) => Ok(output),
-            // As on monoio: a panic outside any handler ends the executor's thread, and the
-            // supervisor starts a new one.
-            Either::Right(panic) => std::panic::resume_unwind(panic),
-        }
+        Ok(local.block_on(&rt, main("epoll")))
     }
 
     fn listener(listener: std::net::TcpListener) -> io::Result<TokioListener> {
@@ -67,32 +59,8 @@ impl Runtime for Tokio {
     }
 
     fn spawn<F: Future<Output = ()> + 'static>(task: F) {
-        drop(tokio::task::spawn_local(async move {
-            if let Err(panic) = catch_panic(task).await {
-                TASK_PANIC.with(|p| *p.borrow_mut() = Some(panic));
-                if let Some(w) = PANIC_WAKER.with(|w| w.borrow_mut().take()) {
-                    w.wake();
-                }
-            }
-        }));
+        drop(tokio::task::spawn_local(task));
     }
-}
-
-thread_local! {
-    /// A panic from a spawned task (tokio would contain it; percore ends the executor).
-    static TASK_PANIC: RefCell<Option<Box<dyn Any + Send>>> = const { RefCell::new(None) };
-    static PANIC_WAKER: RefCell<Option<Waker>> = const { RefCell::new(None) };
-}
-
-/// Completes with the payload once a spawned task of this thread panics.
-fn task_panicked() -> impl Future<Output = Box<dyn Any + Send>> {
-    poll_fn(|cx| match TASK_PANIC.with(|p| p.borrow_mut().take()) {
-        Some(panic) => Poll::Ready(panic),
-        None => {
-            PANIC_WAKER.with(|w| *w.borrow_mut() = Some(cx.waker().clone()));
-            Poll::Pending
-        }
-    })
 }
 
 /// A listening socket; tokio waits for readiness and accepts in user space, so a blocked
