@@ -167,16 +167,15 @@ impl RequestHead {
 /// `Ok(None)` means the head is not complete yet (and is still within the limits);
 /// the caller reads more and calls again with the longer buffer.
 pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<ParsedHead>, ParseError> {
-    // RFC 9112 §2.2: ignore empty lines before the request line; httparse does so too, and the
-    // limits below must be measured from the same place.
+    // RFC 9112 §2.2: empty lines before the request line are skipped (httparse does so too).
+    // They count towards the request line's limit, so a client cannot make the server
+    // buffer them without bound.
     let start = buf.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(buf.len());
     let line_end = memchr_nl(&buf[start..]);
-    let request_line_len = match line_end {
-        Some(i) => i,
-        None if buf.len() - start > limits.max_request_line => return Err(ParseError::RequestLineTooLong),
-        None => buf.len() - start,
-    };
-    if request_line_len > limits.max_request_line + 1 {
+    let request_line_len = line_end.unwrap_or(buf.len() - start);
+    // The same measure whether the line is complete or still arriving: its bytes without
+    // the CR (or LF) that ends it, so the result never depends on where a read ended.
+    if start + line_length(&buf[start..start + request_line_len]) > limits.max_request_line {
         return Err(ParseError::RequestLineTooLong);
     }
 
@@ -217,10 +216,11 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<ParsedHead>, Par
     let target = span(target_str.as_bytes());
 
     // Header block size: everything after the request line.
-    let block_len = len - (start + request_line_len + 1);
-    if block_len > limits.max_header_block {
+    let block = &buf[start + request_line_len + 1..len];
+    if block.len() > limits.max_header_block {
         return Err(ParseError::HeadersTooLarge);
     }
+    check_field_lines(block, limits)?;
 
     let (path, query) = split_target(method_str, target_str.as_bytes(), target.start)?;
 
@@ -233,10 +233,6 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<ParsedHead>, Par
     let mut conn_keep_alive = false;
     let mut expect_continue = false;
     for h in req.headers.iter() {
-        // name + ": " + value; the exact OWS is gone, this is a close-enough measure.
-        if h.name.len() + 2 + h.value.len() > limits.max_header_field {
-            return Err(ParseError::HeaderFieldTooLarge);
-        }
         headers.push((span(h.name.as_bytes()), span(h.value)));
         let name = h.name.as_bytes();
         match name.len() {
@@ -332,15 +328,21 @@ fn check_partial(
     if block.len() > limits.max_header_block {
         return Err(ParseError::HeadersTooLarge);
     }
-    // The field line being received is everything after the last line feed.
-    let current = match block.iter().rposition(|&b| b == b'\n') {
-        Some(i) => block.len() - i - 1,
-        None => block.len(),
-    };
-    if current > limits.max_header_field {
+    check_field_lines(block, limits)
+}
+
+/// Every field line, complete or still arriving, measured the one way: its raw bytes
+/// (name, colon, whitespace, value) without the line ending.
+fn check_field_lines(block: &[u8], limits: &Limits) -> Result<(), ParseError> {
+    if block.split(|&b| b == b'\n').any(|line| line_length(line) > limits.max_header_field) {
         return Err(ParseError::HeaderFieldTooLarge);
     }
     Ok(())
+}
+
+/// A line's length without a CR that ends it (the LF is not part of `line`).
+fn line_length(line: &[u8]) -> usize {
+    line.len() - usize::from(line.last() == Some(&b'\r'))
 }
 
 fn map_httparse_error(e: httparse::Error, line: &[u8]) -> ParseError {

@@ -1,0 +1,13 @@
+//! Fuzz target (a) request-head parsing and the framing decision, under default and small limits.
+//! The checks are in `fuzz/src/checks.rs` (shared with `tests/fuzz_corpus.rs`).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use percore_fuzz::checks;
+
+#[global_allocator]
+static ALLOC: checks::CountingAlloc = checks::CountingAlloc;
+
+fuzz_target!(|data: &[u8]| {
+    checks::check_head(data);
+});
