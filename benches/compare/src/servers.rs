@@ -1,0 +1,261 @@
+//! The servers under test: how each is started on the server cores, checked, and stopped.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::procfs;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    PercoreMonoio,
+    PercoreTokio,
+    PercoreGlommio,
+    HyperMt,
+    HyperTpc,
+    Nginx,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 6] = [Kind::PercoreMonoio, Kind::PercoreTokio, Kind::PercoreGlommio, Kind::HyperMt, Kind::HyperTpc, Kind::Nginx];
+
+    pub fn is_percore(self) -> bool {
+        matches!(self, Kind::PercoreMonoio | Kind::PercoreTokio | Kind::PercoreGlommio)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::PercoreMonoio => "percore-monoio",
+            Kind::PercoreTokio => "percore-tokio",
+            Kind::PercoreGlommio => "percore-glommio",
+            Kind::HyperMt => "hyper-mt",
+            Kind::HyperTpc => "hyper-tpc",
+            Kind::Nginx => "nginx",
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Kind::PercoreMonoio => "percore `--runtime monoio` (io_uring), one pinned executor per core",
+            Kind::PercoreTokio => "percore `--runtime tokio` (epoll), one pinned executor per core",
+            Kind::PercoreGlommio => "percore `--runtime glommio` (io_uring), one pinned executor per core",
+            Kind::HyperMt => "hyper 1.x on a tokio multi-thread runtime (`worker_threads` = cores), one listener: the reference",
+            Kind::HyperTpc => "hyper 1.x thread-per-core: a tokio `current_thread` runtime per core, pinned, own `SO_REUSEPORT` listener",
+            Kind::Nginx => "nginx `return 200` (worker_processes = cores, `reuseport`, access log off)",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == s)
+    }
+}
+
+/// Where the programs are.
+pub struct Programs {
+    pub percore: PathBuf,
+    /// This executable (it serves hyper with `serve-hyper`).
+    pub me: PathBuf,
+    pub nginx: Option<PathBuf>,
+}
+
+pub struct Server {
+    pub kind: Kind,
+    pub port: u16,
+    pub child: Child,
+    pub pid: u32,
+    /// Extra facts for the report (percore's IO driver, thread count).
+    pub note: String,
+    pub log: PathBuf,
+    _tmp: Option<PathBuf>,
+}
+
+impl Server {
+    pub fn start(kind: Kind, progs: &Programs, cpus: &[usize], port: u16, workdir: &Path) -> Result<Server, String> {
+        let list = procfs::cpu_list(cpus);
+        let n = cpus.len().to_string();
+        let log = workdir.join(format!("{}.log", kind.name()));
+        let logf = std::fs::File::create(&log).map_err(|e| e.to_string())?;
+        let mut cmd = Command::new("taskset");
+        cmd.arg("-c").arg(&list);
+        let mut tmp = None;
+        match kind {
+            Kind::PercoreMonoio | Kind::PercoreTokio | Kind::PercoreGlommio => {
+                let runtime = match kind {
+                    Kind::PercoreMonoio => "monoio",
+                    Kind::PercoreTokio => "tokio",
+                    _ => "glommio",
+                };
+                cmd.arg(&progs.percore)
+                    .args(["--runtime", runtime, "--io-backend", "auto", "--workers", &n, "--cpus", &list])
+                    .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--log-level", "warn"]);
+            }
+            Kind::HyperMt | Kind::HyperTpc => {
+                let mode = if kind == Kind::HyperMt { "mt" } else { "tpc" };
+                cmd.arg(&progs.me)
+                    .args(["serve-hyper", "--mode", mode, "--threads", &n, "--cpus", &list, "--port", &port.to_string()]);
+            }
+            Kind::Nginx => {
+                let nginx = progs.nginx.as_ref().ok_or("nginx not installed")?;
+                let prefix = workdir.join("nginx");
+                std::fs::create_dir_all(prefix.join("logs")).map_err(|e| e.to_string())?;
+                let conf = prefix.join("nginx.conf");
+                std::fs::write(&conf, nginx_conf(&prefix, cpus.len(), port)).map_err(|e| e.to_string())?;
+                cmd.arg(nginx).arg("-p").arg(&prefix).arg("-c").arg(&conf).arg("-e").arg(prefix.join("logs/error.log"));
+                tmp = Some(prefix);
+            }
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(logf.try_clone().map_err(|e| e.to_string())?)
+            .stderr(logf);
+        let child = cmd.spawn().map_err(|e| format!("start {}: {e}", kind.name()))?;
+        let pid = child.id();
+        let mut server = Server { kind, port, child, pid, note: String::new(), log, _tmp: tmp };
+        server.wait_ready()?;
+        if kind.is_percore() {
+            if let Ok(m) = get(port, "/metrics") {
+                if let Some(line) = m.lines().find(|l| l.starts_with("percore_info")) {
+                    server.note = line.to_owned();
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let threads: usize = procfs::tree(pid).iter().map(|&p| procfs::threads(p)).sum();
+        let procs = procfs::tree(pid).len();
+        server.note = format!("{}{}{procs} process(es), {threads} threads", server.note, if server.note.is_empty() { "" } else { "; " });
+        Ok(server)
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                return Err(format!("{} exited ({status}) at start:\n{log}", self.kind.name()));
+            }
+            if let Ok(resp) = get(self.port, "/plaintext") {
+                if resp.starts_with("HTTP/1.1 200") && resp.ends_with("Hello, World!") {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                return Err(format!("{} not ready after 15 s:\n{log}", self.kind.name()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The server's process and its children.
+    pub fn pids(&self) -> Vec<u32> {
+        procfs::tree(self.pid)
+    }
+
+    pub fn stop(mut self) {
+        self.kill();
+    }
+
+    fn kill(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        let pids = self.pids();
+        // percore: QUIT stops at once; nginx: TERM is its fast stop; hyper: TERM ends it.
+        let sig = if self.kind.is_percore() { libc::SIGQUIT } else { libc::SIGTERM };
+        procfs::send_signal(self.pid, sig);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !matches!(self.child.try_wait(), Ok(Some(_))) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        // nginx workers that outlived their master (they should not).
+        for p in pids.into_iter().skip(1) {
+            if std::path::Path::new(&format!("/proc/{p}")).exists() {
+                procfs::send_signal(p, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn nginx_conf(prefix: &Path, workers: usize, port: u16) -> String {
+    let p = prefix.display();
+    let user = if unsafe { libc::geteuid() } == 0 { "user root root;\n" } else { "" };
+    format!(
+        r#"# written by benches/compare
+{user}daemon off;
+master_process on;
+worker_processes {workers};
+worker_rlimit_nofile 20000;
+pid {p}/nginx.pid;
+error_log {p}/logs/error.log warn;
+events {{
+    worker_connections 20000;
+}}
+http {{
+    access_log off;
+    server_tokens off;
+    keepalive_requests 100000000;
+    keepalive_timeout 75s;
+    client_body_temp_path {p}/client_body;
+    proxy_temp_path {p}/proxy;
+    fastcgi_temp_path {p}/fastcgi;
+    uwsgi_temp_path {p}/uwsgi;
+    scgi_temp_path {p}/scgi;
+    server {{
+        listen 127.0.0.1:{port} reuseport backlog=2048;
+        location = /plaintext {{
+            default_type text/plain;
+            return 200 "Hello, World!";
+        }}
+        location = /json {{
+            default_type application/json;
+            return 200 '{{"message":"Hello, World!"}}';
+        }}
+    }}
+}}
+"#
+    )
+}
+
+/// One GET on a fresh connection; the whole response as text.
+pub fn get(port: u16, path: &str) -> std::io::Result<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// Is the port free on 127.0.0.1 (nobody listening, bindable)?
+pub fn port_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// nginx, when installed.
+pub fn find_nginx() -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    dirs.extend(["/usr/sbin", "/usr/local/sbin", "/usr/local/nginx/sbin"].map(PathBuf::from));
+    // A package unpacked without installing it: `dpkg -x nginx_*.deb benches/compare/target/nginx`.
+    dirs.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/nginx/usr/sbin"));
+    dirs.into_iter().map(|d| d.join("nginx")).find(|p| p.is_file())
+}
+
+pub fn find_in_path(name: &str) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    dirs.extend(["/usr/bin", "/usr/sbin", "/usr/local/bin"].map(PathBuf::from));
+    dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
+}
