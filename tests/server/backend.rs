@@ -42,12 +42,24 @@ fn deny_io_uring(cmd: &mut Command) {
 #[test]
 fn without_io_uring_auto_falls_back_to_epoll_with_a_clear_warning() {
     let mut cmd = Command::new(bin());
-    cmd.args(["--runtime", "monoio", "--io-backend", "auto", "--port", "0", "--workers", "2", "--log-format", "json"]);
+    cmd.args([
+        "--runtime",
+        "monoio",
+        "--io-backend",
+        "auto",
+        "--port",
+        "0",
+        "--workers",
+        "2",
+        "--log-format",
+        "json",
+    ]);
     deny_io_uring(&mut cmd);
     let s = ServerProc::spawn_command(cmd).expect("starts on epoll");
     assert!(s.wait_log("percore ready", Duration::from_secs(2)));
     let logs = s.logs();
-    let warning = logs.iter().find(|l| l.contains("io_uring unavailable")).expect("one warning names the cause");
+    let warning =
+        logs.iter().find(|l| l.contains("io_uring unavailable")).expect("one warning names the cause");
     assert!(warning.contains("seccomp"), "the cause: {warning}");
     assert!(warning.contains("io_uring_setup"), "the fix names what to allow: {warning}");
     assert_eq!(logs.iter().filter(|l| l.contains("io_uring unavailable")).count(), 1, "decided once");

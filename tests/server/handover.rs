@@ -40,7 +40,8 @@ fn socket_activation_serves_on_the_passed_socket() {
     // for the next start (here the test plays systemd and still holds it).
     server.signal(libc::SIGTERM);
     assert!(server.wait_exit(Duration::from_secs(10)).expect("exits").success());
-    let _queued = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("still listening after the drain");
+    let _queued =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("still listening after the drain");
     listener.set_nonblocking(true).unwrap();
     assert!(listener.accept().is_ok(), "the connection waits in the socket for the next start");
 }

@@ -7,6 +7,7 @@ pub const RUNTIME: &str = "monoio";
 #[allow(dead_code)]
 mod support;
 
+mod backend;
 mod basics;
 mod chunked;
 mod cli;
@@ -17,10 +18,9 @@ mod framing;
 mod handover;
 mod keepalive;
 mod limits;
+mod ops;
 mod pipelining;
+mod resources;
 mod routes;
 mod supervisor;
 mod timeouts;
-mod ops;
-mod backend;
-mod resources;

@@ -30,7 +30,9 @@ fn access_log_json_lines_carry_the_request() {
     let path = dir.join("access.log");
     let s = ServerProc::start(&["--access-log", path.to_str().unwrap(), "--access-log-format", "json"]);
     s.request(b"GET /plaintext?x=1 HTTP/1.1\r\nHost: h\r\nUser-Agent: ua/1\r\nX-Request-Id: rid-42\r\n\r\n");
-    s.request(b"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nX-Amzn-Trace-Id: Root=1-abc\r\n\r\nhello");
+    s.request(
+        b"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nX-Amzn-Trace-Id: Root=1-abc\r\n\r\nhello",
+    );
     s.request(b"GET /nope HTTP/1.1\r\nHost: h\r\n\r\n");
     let lines = log_lines(&path, 3);
     assert_eq!(lines.len(), 3, "{lines:?}");
@@ -138,7 +140,8 @@ fn metrics_count_what_was_served() {
     assert!(m.contains("driver=\"io_uring\"") || m.contains("driver=\"epoll\""), "{m}");
 
     // The same on the metrics port, served off the executors.
-    let line = s.logs().into_iter().find(|l| l.contains("metrics on their own port")).expect("metrics port logged");
+    let line =
+        s.logs().into_iter().find(|l| l.contains("metrics on their own port")).expect("metrics port logged");
     let addr: std::net::SocketAddr = json_field(&line, "address").unwrap().parse().unwrap();
     let mut mc = Client::new(connect(addr));
     mc.send(b"GET /metrics HTTP/1.1\r\nHost: h\r\n\r\n");
@@ -220,7 +223,11 @@ fn proxy_protocol_v1_and_v2_are_accepted_and_malformed_ones_refused() {
     ] {
         let mut c = s.client();
         c.send(bad);
-        assert!(c.try_response(false).is_none(), "no response to a bad PROXY header {:?}", String::from_utf8_lossy(bad));
+        assert!(
+            c.try_response(false).is_none(),
+            "no response to a bad PROXY header {:?}",
+            String::from_utf8_lossy(bad)
+        );
     }
 }
 
@@ -231,7 +238,11 @@ fn check_config(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
         cmd.env(k, v);
     }
     let out = cmd.output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -304,7 +315,8 @@ fn several_bind_addresses() {
     let port = free_port();
     let v4 = format!("127.0.0.1:{port}");
     let v6 = format!("[::1]:{port}");
-    let Ok(s) = ServerProc::spawn(&["--bind", &v4, "--bind", &v6, "--workers", "2", "--log-format", "json"]) else {
+    let Ok(s) = ServerProc::spawn(&["--bind", &v4, "--bind", &v6, "--workers", "2", "--log-format", "json"])
+    else {
         eprintln!("skipped: cannot bind {v4} and {v6} (no IPv6 loopback?)");
         return;
     };

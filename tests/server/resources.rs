@@ -13,8 +13,14 @@ fn fd_exhaustion_backs_off_and_recovers() {
     // A hard limit the server cannot raise: room for its own descriptors and a few dozen
     // connections.
     let mut cmd = Command::new("sh");
-    cmd.args(["-c", "ulimit -n 64 && exec \"$0\" \"$@\"", bin()])
-        .args(["--port", "0", "--workers", "1", "--log-format", "json"]);
+    cmd.args(["-c", "ulimit -n 64 && exec \"$0\" \"$@\"", bin()]).args([
+        "--port",
+        "0",
+        "--workers",
+        "1",
+        "--log-format",
+        "json",
+    ]);
     let s = ServerProc::spawn_command(cmd).expect("starts under ulimit -n 64");
     let mut held: Vec<TcpStream> = Vec::new();
     for _ in 0..100 {

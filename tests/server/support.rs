@@ -479,8 +479,8 @@ impl Client {
 /// integration test runs once per runtime, from `tests/server` (monoio) and
 /// `tests/server_tokio` (tokio). An explicit `--runtime` or `PERCORE_RUNTIME` still wins.
 pub fn with_runtime(cmd: &mut Command) -> &mut Command {
-    let explicit = cmd.get_args().any(|a| a == "--runtime")
-        || cmd.get_envs().any(|(k, _)| k == "PERCORE_RUNTIME");
+    let explicit =
+        cmd.get_args().any(|a| a == "--runtime") || cmd.get_envs().any(|(k, _)| k == "PERCORE_RUNTIME");
     if !explicit {
         cmd.env("PERCORE_RUNTIME", crate::RUNTIME);
     }

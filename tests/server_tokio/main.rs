@@ -4,9 +4,8 @@
 /// The runtime every server in this test binary runs.
 pub const RUNTIME: &str = "tokio";
 
-#[allow(dead_code)]
-#[path = "../server/support.rs"]
-mod support;
+#[path = "../server/backend.rs"]
+mod backend;
 #[path = "../server/basics.rs"]
 mod basics;
 #[path = "../server/chunked.rs"]
@@ -27,17 +26,18 @@ mod handover;
 mod keepalive;
 #[path = "../server/limits.rs"]
 mod limits;
+#[path = "../server/ops.rs"]
+mod ops;
 #[path = "../server/pipelining.rs"]
 mod pipelining;
+#[path = "../server/resources.rs"]
+mod resources;
 #[path = "../server/routes.rs"]
 mod routes;
 #[path = "../server/supervisor.rs"]
 mod supervisor;
+#[allow(dead_code)]
+#[path = "../server/support.rs"]
+mod support;
 #[path = "../server/timeouts.rs"]
 mod timeouts;
-#[path = "../server/ops.rs"]
-mod ops;
-#[path = "../server/backend.rs"]
-mod backend;
-#[path = "../server/resources.rs"]
-mod resources;
