@@ -17,7 +17,7 @@ use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::{LocalExecutorBuilder, Placement};
 
-use super::{accept_now, shutdown, Listener, Runtime};
+use super::{shutdown, Listener, Runtime};
 use crate::io::{Timer, Transport};
 
 /// Memory glommio registers per executor for its own buffered file IO (percore uses none);
@@ -77,14 +77,6 @@ impl Runtime for Glommio {
         Ok(GlommioListener { inner, fd })
     }
 
-    fn adopt_stream(stream: std::net::TcpStream) -> io::Result<GlommioStream> {
-        stream.set_nodelay(true)?;
-        // glommio drives sockets through io_uring; they stay blocking like its own.
-        stream.set_nonblocking(false)?;
-        // SAFETY: ownership of the connected socket moves to glommio.
-        Ok(GlommioStream(unsafe { glommio::net::TcpStream::from_raw_fd(stream.into_raw_fd()) }))
-    }
-
     fn spawn<F: Future<Output = ()> + 'static>(task: F) {
         drop(glommio::spawn_local(task).detach());
     }
@@ -106,15 +98,16 @@ impl Listener for GlommioListener {
         Ok((GlommioStream(stream), peer))
     }
 
-    fn try_accept(&self) -> io::Result<Option<(GlommioStream, SocketAddr)>> {
-        let Some((stream, peer)) = accept_now(self.fd)? else {
-            return Ok(None);
-        };
-        Ok(Some((Glommio::adopt_stream(stream)?, peer)))
+    fn fd(&self) -> RawFd {
+        self.fd
     }
 
-    fn stop_listening(&self) {
-        shutdown(self.fd, libc::SHUT_RDWR);
+    fn adopt(stream: std::net::TcpStream) -> io::Result<GlommioStream> {
+        stream.set_nodelay(true)?;
+        // glommio drives sockets through io_uring; they stay blocking like its own.
+        stream.set_nonblocking(false)?;
+        // SAFETY: ownership of the connected socket moves to glommio.
+        Ok(GlommioStream(unsafe { glommio::net::TcpStream::from_raw_fd(stream.into_raw_fd()) }))
     }
 }
 

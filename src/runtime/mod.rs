@@ -220,7 +220,9 @@ pub trait Runtime: Timer + Sized {
     fn listener(listener: std::net::TcpListener) -> io::Result<Self::Listener>;
 
     /// Adopt a connection accepted elsewhere (handed over by the supervisor).
-    fn adopt_stream(stream: std::net::TcpStream) -> io::Result<Self::Io>;
+    fn adopt_stream(stream: std::net::TcpStream) -> io::Result<Self::Io> {
+        Self::Listener::adopt(stream)
+    }
 
     /// Run `task` on the current executor, detached.
     fn spawn<F: Future<Output = ()> + 'static>(task: F);
@@ -232,13 +234,27 @@ pub trait Listener: 'static {
     /// The next connection (with TCP_NODELAY set) and its peer address.
     fn accept(&self) -> impl Future<Output = io::Result<(Self::Io, SocketAddr)>>;
 
+    /// The listening descriptor.
+    fn fd(&self) -> std::os::fd::RawFd;
+
+    /// Take over a connection accepted with accept4(2) (non-blocking mode, TCP_NODELAY and
+    /// registration as this runtime needs them).
+    fn adopt(stream: std::net::TcpStream) -> io::Result<Self::Io>;
+
     /// A connection already waiting in the queue, without waiting (`None`: queue empty).
     /// Used when draining, to serve what was queued before letting go of the socket.
-    fn try_accept(&self) -> io::Result<Option<(Self::Io, SocketAddr)>>;
+    fn try_accept(&self) -> io::Result<Option<(Self::Io, SocketAddr)>> {
+        let Some((stream, peer)) = accept_now(self.fd())? else {
+            return Ok(None);
+        };
+        Ok(Some((Self::adopt(stream)?, peer)))
+    }
 
     /// Stop listening now, for every handle on the socket (shutdown(2) on a listener
     /// unhashes it at once). Closing is not enough: other descriptors of the same socket
     /// would keep it listening, and an asynchronous close leaves a window in which the
     /// kernel completes handshakes nobody will accept.
-    fn stop_listening(&self);
+    fn stop_listening(&self) {
+        shutdown(self.fd(), libc::SHUT_RDWR);
+    }
 }

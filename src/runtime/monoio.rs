@@ -14,7 +14,7 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 
-use super::{accept_now, shutdown, IoBackend, Listener, Runtime};
+use super::{shutdown, IoBackend, Listener, Runtime};
 use crate::io::{Timer, Transport};
 
 /// The monoio runtime.
@@ -154,13 +154,6 @@ impl Runtime for Monoio {
         Ok(MonoioListener { inner, fd })
     }
 
-    fn adopt_stream(stream: std::net::TcpStream) -> io::Result<MonoioStream> {
-        stream.set_nonblocking(NONBLOCKING_STREAMS.with(Cell::get))?;
-        // Responses are written whole; Nagle would only delay them.
-        stream.set_nodelay(true)?;
-        Ok(MonoioStream(monoio::net::TcpStream::from_std(stream)?))
-    }
-
     fn spawn<F: Future<Output = ()> + 'static>(task: F) {
         drop(monoio::spawn(task));
     }
@@ -189,15 +182,15 @@ impl Listener for MonoioListener {
         }
     }
 
-    fn stop_listening(&self) {
-        shutdown(self.fd, libc::SHUT_RDWR);
+    fn fd(&self) -> RawFd {
+        self.fd
     }
 
-    fn try_accept(&self) -> io::Result<Option<(MonoioStream, SocketAddr)>> {
-        let Some((stream, peer)) = accept_now(self.fd)? else {
-            return Ok(None);
-        };
-        Ok(Some((Monoio::adopt_stream(stream)?, peer)))
+    fn adopt(stream: std::net::TcpStream) -> io::Result<MonoioStream> {
+        stream.set_nonblocking(NONBLOCKING_STREAMS.with(Cell::get))?;
+        // Responses are written whole; Nagle would only delay them.
+        stream.set_nodelay(true)?;
+        Ok(MonoioStream(monoio::net::TcpStream::from_std(stream)?))
     }
 }
 

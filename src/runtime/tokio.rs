@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{accept_now, shutdown, Listener, Runtime};
+use super::{shutdown, Listener, Runtime};
 use crate::io::{Timer, Transport};
 
 /// The tokio runtime, one current-thread runtime per executor.
@@ -51,13 +51,6 @@ impl Runtime for Tokio {
         Ok(TokioListener { inner: tokio::net::TcpListener::from_std(listener)?, fd })
     }
 
-    fn adopt_stream(stream: std::net::TcpStream) -> io::Result<TokioStream> {
-        stream.set_nonblocking(true)?;
-        // Responses are written whole; Nagle would only delay them.
-        stream.set_nodelay(true)?;
-        Ok(TokioStream(tokio::net::TcpStream::from_std(stream)?))
-    }
-
     fn spawn<F: Future<Output = ()> + 'static>(task: F) {
         drop(tokio::task::spawn_local(task));
     }
@@ -79,15 +72,15 @@ impl Listener for TokioListener {
         Ok((TokioStream(stream), peer))
     }
 
-    fn try_accept(&self) -> io::Result<Option<(TokioStream, SocketAddr)>> {
-        let Some((stream, peer)) = accept_now(self.fd)? else {
-            return Ok(None);
-        };
-        Ok(Some((Tokio::adopt_stream(stream)?, peer)))
+    fn fd(&self) -> RawFd {
+        self.fd
     }
 
-    fn stop_listening(&self) {
-        shutdown(self.fd, libc::SHUT_RDWR);
+    fn adopt(stream: std::net::TcpStream) -> io::Result<TokioStream> {
+        stream.set_nonblocking(true)?;
+        // Responses are written whole; Nagle would only delay them.
+        stream.set_nodelay(true)?;
+        Ok(TokioStream(tokio::net::TcpStream::from_std(stream)?))
     }
 }
 
