@@ -176,6 +176,9 @@ fn spawn_guarded<R: Runtime, H: Handler>(
     task: impl std::future::Future<Output = ()> + 'static,
 ) {
     let ctx = ctx.clone();
+    // Boxed once here, so the wrapper holds a pointer instead of another copy of the task's
+    // (large) state: this is what an idle connection costs in memory.
+    let task = Box::pin(task);
     R::spawn(async move {
         if let Err(panic) = crate::io::catch_panic(task).await {
             TASK_PANIC.with(|p| {
