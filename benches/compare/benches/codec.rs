@@ -226,7 +226,14 @@ fn bench_response(c: &mut Criterion) {
     });
     g.finish();
     let mut check = BytesMut::new();
-    encode_head(&mut check, 200, headers.iter().copied(), BodyLength::Known(13), ConnectionHeader::Omit, DATE);
+    encode_head(
+        &mut check,
+        200,
+        headers.iter().copied(),
+        BodyLength::Known(13),
+        ConnectionHeader::Omit,
+        DATE,
+    );
     check.put_slice(BODY);
     assert_eq!(check.freeze(), reference);
 }

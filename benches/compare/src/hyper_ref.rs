@@ -87,7 +87,10 @@ pub fn serve(mode: Mode, port: u16, threads: usize, cpus: &[usize]) -> std::io::
     match mode {
         Mode::MultiThread => {
             let std_listener = listener(addr, false)?;
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(threads.max(1)).enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads.max(1))
+                .enable_all()
+                .build()?;
             rt.block_on(async move {
                 let l = TcpListener::from_std(std_listener).expect("listener");
                 eprintln!("hyper-mt ready on {addr} with {threads} worker threads");
@@ -98,20 +101,26 @@ pub fn serve(mode: Mode, port: u16, threads: usize, cpus: &[usize]) -> std::io::
         Mode::ThreadPerCore => {
             // Bind every listener of the group before serving, so the first connections
             // already spread over all of them.
-            let listeners: Vec<StdListener> = (0..threads.max(1)).map(|_| listener(addr, true)).collect::<Result<_, _>>()?;
+            let listeners: Vec<StdListener> =
+                (0..threads.max(1)).map(|_| listener(addr, true)).collect::<Result<_, _>>()?;
             let mut handles = Vec::new();
             for (i, l) in listeners.into_iter().enumerate() {
                 let cpu = cpus.get(i % cpus.len().max(1)).copied();
-                handles.push(std::thread::Builder::new().name(format!("hyper-tpc-{i}")).spawn(move || {
-                    if let Some(cpu) = cpu {
-                        pin(cpu);
-                    }
-                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-                    rt.block_on(async move {
-                        let l = TcpListener::from_std(l).expect("listener");
-                        accept_loop(l).await
-                    });
-                })?);
+                handles.push(std::thread::Builder::new().name(format!("hyper-tpc-{i}")).spawn(
+                    move || {
+                        if let Some(cpu) = cpu {
+                            pin(cpu);
+                        }
+                        let rt = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                            .expect("runtime");
+                        rt.block_on(async move {
+                            let l = TcpListener::from_std(l).expect("listener");
+                            accept_loop(l).await
+                        });
+                    },
+                )?);
             }
             eprintln!("hyper-tpc ready on {addr} with {threads} threads");
             for h in handles {

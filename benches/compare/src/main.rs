@@ -219,7 +219,8 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         *i += 1;
         args.get(*i).cloned().ok_or_else(|| format!("{} needs a value", args[*i - 1]))
     };
-    let num = |s: String| -> Result<u64, String> { s.parse::<u64>().map_err(|_| format!("not a number: {s}")) };
+    let num =
+        |s: String| -> Result<u64, String> { s.parse::<u64>().map_err(|_| format!("not a number: {s}")) };
     while i < args.len() {
         match args[i].as_str() {
             "-h" | "--help" => {
@@ -227,7 +228,10 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
                 std::process::exit(0);
             }
             "--cores" => {
-                o.cores = value(&mut i)?.split(',').map(|c| num(c.trim().to_owned()).map(|n| n as usize)).collect::<Result<_, _>>()?
+                o.cores = value(&mut i)?
+                    .split(',')
+                    .map(|c| num(c.trim().to_owned()).map(|n| n as usize))
+                    .collect::<Result<_, _>>()?
             }
             "--duration" => o.duration = num(value(&mut i)?)?.max(1),
             "--warmup" => o.warmup = num(value(&mut i)?)?,
@@ -280,7 +284,8 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         eprintln!("note: hyper-mt is the reference for the ratios; without it they are left out");
     }
     o.explicit_servers = explicit_servers;
-    o.command_line = std::iter::once("compare".to_owned()).chain(args.iter().cloned()).collect::<Vec<_>>().join(" ");
+    o.command_line =
+        std::iter::once("compare".to_owned()).chain(args.iter().cloned()).collect::<Vec<_>>().join(" ");
     Ok(o)
 }
 
@@ -368,7 +373,11 @@ fn scaling_from_csv(args: &[String]) -> Result<(), String> {
     let results: Vec<CoreResults> = by_cores
         .into_iter()
         .map(|(cores, runs)| {
-            let servers = Kind::ALL.into_iter().filter(|k| runs.iter().any(|r| r.server == *k)).map(|k| (k, String::new())).collect();
+            let servers = Kind::ALL
+                .into_iter()
+                .filter(|k| runs.iter().any(|r| r.server == *k))
+                .map(|k| (k, String::new()))
+                .collect();
             CoreResults {
                 cores,
                 server_cpus: (0..cores).collect(),
@@ -387,7 +396,8 @@ fn scaling_from_csv(args: &[String]) -> Result<(), String> {
     let mut md = String::new();
     report::scaling_markdown(&mut md, &o, &refs);
     std::fs::write(prefix.with_extension("md"), &md).map_err(|e| e.to_string())?;
-    std::fs::write(prefix.with_extension("svg"), report::scaling_svg(&refs, &o)).map_err(|e| e.to_string())?;
+    std::fs::write(prefix.with_extension("svg"), report::scaling_svg(&refs, &o))
+        .map_err(|e| e.to_string())?;
     println!("{md}");
     Ok(())
 }
@@ -398,7 +408,9 @@ fn serve_hyper(args: &[String]) -> i32 {
     while i + 1 < args.len() {
         let v = &args[i + 1];
         match args[i].as_str() {
-            "--mode" => mode = if v == "tpc" { hyper_ref::Mode::ThreadPerCore } else { hyper_ref::Mode::MultiThread },
+            "--mode" => {
+                mode = if v == "tpc" { hyper_ref::Mode::ThreadPerCore } else { hyper_ref::Mode::MultiThread }
+            }
             "--threads" => threads = v.parse().unwrap_or(1),
             "--cpus" => cpus = v.split(',').filter_map(|c| c.parse().ok()).collect(),
             "--port" => port = v.parse().unwrap_or(8080),
@@ -418,7 +430,8 @@ fn serve_hyper(args: &[String]) -> i32 {
 fn run_all(o: &Options) -> Result<(), String> {
     let wrk = match &o.wrk {
         Some(w) => w.clone(),
-        None => servers::find_in_path("wrk").ok_or("wrk not found: install it (apt-get install wrk) or pass --wrk PATH")?,
+        None => servers::find_in_path("wrk")
+            .ok_or("wrk not found: install it (apt-get install wrk) or pass --wrk PATH")?,
     };
     if servers::find_in_path("taskset").is_none() {
         return Err("taskset not found (apt-get install util-linux)".into());
@@ -445,7 +458,11 @@ fn run_all(o: &Options) -> Result<(), String> {
     let mut o_servers = o.servers.clone();
     if o_servers.contains(&Kind::PercoreGlommio) {
         // Older builds have no glommio runtime; leave it out unless it was asked for.
-        let help = Command::new(&percore).arg("--help").output().map(|h| String::from_utf8_lossy(&h.stdout).into_owned()).unwrap_or_default();
+        let help = Command::new(&percore)
+            .arg("--help")
+            .output()
+            .map(|h| String::from_utf8_lossy(&h.stdout).into_owned())
+            .unwrap_or_default();
         if !help.contains("glommio") {
             if o.explicit_servers {
                 return Err("this percore build has no glommio runtime".into());
@@ -488,7 +505,8 @@ fn run_all(o: &Options) -> Result<(), String> {
         let stem = format!("compare-{cores}core");
         std::fs::write(o.out.join(format!("{stem}.md")), &md).map_err(|e| e.to_string())?;
         std::fs::write(o.out.join(format!("{stem}.svg")), report::svg(&res, o)).map_err(|e| e.to_string())?;
-        std::fs::write(o.out.join(format!("{stem}-runs.csv")), report::csv(&res)).map_err(|e| e.to_string())?;
+        std::fs::write(o.out.join(format!("{stem}-runs.csv")), report::csv(&res))
+            .map_err(|e| e.to_string())?;
         eprintln!("== wrote {}/{stem}.{{md,svg}}, {stem}-runs.csv", o.out.display());
         all.push(res);
     }
@@ -500,7 +518,8 @@ fn run_all(o: &Options) -> Result<(), String> {
     if all.len() > 1 {
         let list = o.cores.iter().map(|c| c.to_string()).collect::<Vec<_>>().join("-");
         std::fs::write(o.out.join(format!("scaling-{list}.md")), &md).map_err(|e| e.to_string())?;
-        std::fs::write(o.out.join(format!("scaling-{list}.svg")), report::scaling_svg(&refs, o)).map_err(|e| e.to_string())?;
+        std::fs::write(o.out.join(format!("scaling-{list}.svg")), report::scaling_svg(&refs, o))
+            .map_err(|e| e.to_string())?;
         eprintln!("== wrote {}/scaling-{list}.{{md,svg}}", o.out.display());
     }
     println!("{md}");
@@ -549,7 +568,11 @@ fn run_cores(
     }
     let notes = running.iter().map(|s| (s.kind, s.note.clone())).collect();
 
-    let run_one = |s: &Server, w: Workload, secs: u64, script: Option<&Path>| -> Result<(wrk::WrkResult, f64, f64, u64), String> {
+    let run_one = |s: &Server,
+                   w: Workload,
+                   secs: u64,
+                   script: Option<&Path>|
+     -> Result<(wrk::WrkResult, f64, f64, u64), String> {
         let pids = s.pids();
         let before = procfs::cpu_seconds(&pids);
         let busy_before = procfs::cores_busy_seconds(&server_cpus);
@@ -598,9 +621,9 @@ fn run_cores(
                     requests: r.requests,
                     rps: r.rps,
                     p50_us: r.p50_us,
-                    // wrk's 99th can come out as 0 after its coordinated-omission correction
-                    // (pipelining); that is no measurement.
-                    p99_us: if r.p99_us > 0.0 { r.p99_us } else { f64::NAN },
+                    // Pipelined, wrk records one latency per batch but corrects for coordinated
+                    // omission as if per response; its 99th is then meaningless (often 0).
+                    p99_us: if r.p99_us > 0.0 && w != Workload::Pipelined { r.p99_us } else { f64::NAN },
                     cpu_s: cpu,
                     cores_busy_s: busy,
                     rss_kib: rss,
@@ -665,12 +688,29 @@ fn run_cores(
         for &w in [Workload::Plaintext, Workload::Pipelined].iter().filter(|w| o.workloads.contains(w)) {
             let depth = if w == Workload::Pipelined { o.depth } else { 1 };
             let done_dir = dir.join(format!("done-{}", w.name()));
-            let script = wrk::script(&dir, &format!("stop-{}", w.name()), w.path(), depth, Some((per_thread, done_dir.as_path())))
-                .map_err(|e| e.to_string())?;
+            let script = wrk::script(
+                &dir,
+                &format!("stop-{}", w.name()),
+                w.path(),
+                depth,
+                Some((per_thread, done_dir.as_path())),
+            )
+            .map_err(|e| e.to_string())?;
             for s in &running {
                 let _ = std::fs::remove_dir_all(&done_dir);
                 std::fs::create_dir_all(&done_dir).map_err(|e| e.to_string())?;
-                match count_syscalls(strace, s, w, &script, &done_dir, wrk, &client_list, wrk_threads, o, &dir) {
+                match count_syscalls(
+                    strace,
+                    s,
+                    w,
+                    &script,
+                    &done_dir,
+                    wrk,
+                    &client_list,
+                    wrk_threads,
+                    o,
+                    &dir,
+                ) {
                     Ok(r) => {
                         eprintln!(
                             "   strace {:<9} {:<15} {} requests, {:.2} syscalls/request",
@@ -692,7 +732,12 @@ fn run_cores(
         for s in running.iter().filter(|s| s.kind.is_percore() || s.kind == Kind::HyperMt) {
             match profile(perf, s, wrk, &client_list, wrk_threads, o, cores) {
                 Ok(p) => {
-                    eprintln!("   perf {:<15} kernel {:.0}% -> {}", s.kind.name(), p.kernel_pct, p.file.display());
+                    eprintln!(
+                        "   perf {:<15} kernel {:.0}% -> {}",
+                        s.kind.name(),
+                        p.kernel_pct,
+                        p.file.display()
+                    );
                     profiles.push(p);
                 }
                 Err(e) => eprintln!("   perf {}: {e}", s.kind.name()),
@@ -736,7 +781,12 @@ fn count_syscalls(
     for p in s.pids() {
         cmd.arg("-p").arg(p.to_string());
     }
-    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().map_err(|e| e.to_string())?;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
     std::thread::sleep(Duration::from_millis(700));
     let r = wrk::WrkRun {
         wrk,
@@ -780,8 +830,17 @@ fn count_syscalls(
     Ok(SyscallResult { server: s.kind, workload: w, requests: r.requests, total, top: rows })
 }
 
-fn profile(perf: &Path, s: &Server, wrk: &Path, client_list: &str, wrk_threads: usize, o: &Options, cores: usize) -> Result<Profile, String> {
-    let data = std::env::temp_dir().join(format!("percore-compare-{}-{}.perf", std::process::id(), s.kind.name()));
+fn profile(
+    perf: &Path,
+    s: &Server,
+    wrk: &Path,
+    client_list: &str,
+    wrk_threads: usize,
+    o: &Options,
+    cores: usize,
+) -> Result<Profile, String> {
+    let data =
+        std::env::temp_dir().join(format!("percore-compare-{}-{}.perf", std::process::id(), s.kind.name()));
     let secs = o.duration.max(3);
     let mut rec = Command::new("taskset");
     rec.arg("-c")
@@ -812,7 +871,18 @@ fn profile(perf: &Path, s: &Server, wrk: &Path, client_list: &str, wrk_threads: 
     }
     let report = |sort: &str, limit: &str| -> Result<String, String> {
         let out = Command::new(perf)
-            .args(["report", "--stdio", "--no-children", "--sort", sort, "--percent-limit", limit, "-g", "none", "-i"])
+            .args([
+                "report",
+                "--stdio",
+                "--no-children",
+                "--sort",
+                sort,
+                "--percent-limit",
+                limit,
+                "-g",
+                "none",
+                "-i",
+            ])
             .arg(&data)
             .stderr(Stdio::null())
             .output()

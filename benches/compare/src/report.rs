@@ -85,7 +85,10 @@ pub fn markdown(o: &Options, all: &[&CoreResults], wrk: &Path) -> String {
         .arg("-v")
         .output()
         .ok()
-        .map(|out| String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").to_owned() + String::from_utf8_lossy(&out.stderr).lines().next().unwrap_or(""))
+        .map(|out| {
+            String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").to_owned()
+                + String::from_utf8_lossy(&out.stderr).lines().next().unwrap_or("")
+        })
         .unwrap_or_default();
     let wrk_version = wrk_version.split(" Copyright").next().unwrap_or("").trim().to_owned();
     let _ = writeln!(m, "Command: `{}`\n", o.command_line);
@@ -129,7 +132,8 @@ fn core_section(m: &mut String, o: &Options, r: &CoreResults) {
     }
     let _ = writeln!(m);
     let kinds: Vec<Kind> = r.servers.iter().map(|s| s.0).collect();
-    let workloads: Vec<Workload> = Workload::ALL.into_iter().filter(|w| r.runs.iter().any(|x| x.workload == *w)).collect();
+    let workloads: Vec<Workload> =
+        Workload::ALL.into_iter().filter(|w| r.runs.iter().any(|x| x.workload == *w)).collect();
     let _ = writeln!(
         m,
         "| workload | server | **server CPU-s per M req** | CPU vs hyper-mt | server-core busy s per M req | req/s | req/s vs hyper-mt | p50 | p99 | p99 vs hyper-mt | RSS after load | errors |"
@@ -147,10 +151,15 @@ fn core_section(m: &mut String, o: &Options, r: &CoreResults) {
             let (Some(c), Some(rps)) = (metric(r, k, w, cpu), metric(r, k, w, |x| x.rps)) else {
                 continue;
             };
-            let busy = metric(r, k, w, |x| x.busy_per_mreq()).map(|b| format!("{:.2}", b.median)).unwrap_or_else(|| "–".into());
+            let busy = metric(r, k, w, |x| x.busy_per_mreq())
+                .map(|b| format!("{:.2}", b.median))
+                .unwrap_or_else(|| "–".into());
             let p50 = metric(r, k, w, |x| x.p50_us).map(|s| lat(s.median)).unwrap_or_else(|| "–".into());
             let p99 = metric(r, k, w, |x| x.p99_us);
-            let p99_text = p99.as_ref().map(|s| format!("{}{}", lat(s.median), spread_pct(s))).unwrap_or_else(|| "–".into());
+            let p99_text = p99
+                .as_ref()
+                .map(|s| format!("{}{}", lat(s.median), spread_pct(s)))
+                .unwrap_or_else(|| "–".into());
             let rss = metric(r, k, w, |x| x.rss_kib as f64).map(|s| mib(s.max)).unwrap_or_default();
             let errors: u64 = runs_of(r, k, w).map(|x| x.errors).sum();
             let _ = writeln!(
@@ -168,7 +177,14 @@ fn core_section(m: &mut String, o: &Options, r: &CoreResults) {
             );
         }
     }
-    let _ = writeln!(m);
+    let _ = writeln!(
+        m,
+        "\nCPU-s per M req: utime+stime of the server process(es) (/proc/PID/stat) over the run, per million \
+         requests. Server-core busy: all non-idle time of the server cores (/proc/stat) per million requests; \
+         it includes softirq work in ksoftirqd and anything else that ran there, so a gap to the first column \
+         means other load. No p99 for pipelined runs: wrk records one latency per batch and then corrects \
+         for coordinated omission as if per response, which makes its percentiles meaningless.\n"
+    );
 
     if !r.idle.is_empty() {
         let _ = writeln!(
@@ -201,11 +217,27 @@ fn core_section(m: &mut String, o: &Options, r: &CoreResults) {
             "System calls per request (`strace -c -f -p PID` over ~{} requests from wrk `-c{}`; under strace every server is slower, so batches are larger than without it; io_uring operations submitted through `io_uring_enter` are not system calls of their own):\n",
             o.strace_requests, o.connections
         );
-        let _ = writeln!(m, "| workload | server | syscalls / request | largest (per request) |\n|---|---|---:|---|");
+        let _ = writeln!(
+            m,
+            "| workload | server | syscalls / request | largest (per request) |\n|---|---|---:|---|"
+        );
         for sc in &r.syscalls {
             let per = |n: u64| n as f64 / sc.requests.max(1) as f64;
-            let top = sc.top.iter().take(4).map(|(n, c)| format!("{n} {:.2}", per(*c))).collect::<Vec<_>>().join(", ");
-            let _ = writeln!(m, "| {} | {} | **{:.2}** | {} |", sc.workload.name(), sc.server.name(), per(sc.total), top);
+            let top = sc
+                .top
+                .iter()
+                .take(4)
+                .map(|(n, c)| format!("{n} {:.2}", per(*c)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let _ = writeln!(
+                m,
+                "| {} | {} | **{:.2}** | {} |",
+                sc.workload.name(),
+                sc.server.name(),
+                per(sc.total),
+                top
+            );
         }
         let _ = writeln!(m);
     }
@@ -243,11 +275,17 @@ fn targets(m: &mut String, r: &CoreResults) {
         let _ = writeln!(m, "| {t} | {measured} | {verdict} |");
     };
     for (w, limit) in [(Workload::Plaintext, 0.6), (Workload::Json, 0.6), (Workload::Pipelined, 0.5)] {
-        if let Some(x) = ratio(metric(r, Kind::PercoreMonoio, w, cpu).as_ref(), metric(r, REF, w, cpu).as_ref()) {
-            row(format!("percore-monoio CPU/request ≤ {limit}× hyper-mt, {}", w.name()), format!("{x:.2}×"), Some(x <= limit));
+        if let Some(x) =
+            ratio(metric(r, Kind::PercoreMonoio, w, cpu).as_ref(), metric(r, REF, w, cpu).as_ref())
+        {
+            row(
+                format!("percore-monoio CPU/request ≤ {limit}× hyper-mt, {}", w.name()),
+                format!("{x:.2}×"),
+                Some(x <= limit),
+            );
         }
     }
-    for w in Workload::ALL {
+    for w in [Workload::Plaintext, Workload::Json] {
         let a = metric(r, Kind::PercoreMonoio, w, |x| x.p99_us);
         let b = metric(r, REF, w, |x| x.p99_us);
         if let (Some(a), Some(b)) = (a, b) {
@@ -260,15 +298,29 @@ fn targets(m: &mut String, r: &CoreResults) {
     }
     if let Some(i) = r.idle.iter().find(|i| i.server == Kind::PercoreMonoio) {
         let ok = i.rss_after_kib < 64 * 1024 && i.failed == 0;
-        row(format!("percore-monoio RSS < 64 MiB with {} idle connections", i.opened), mib(i.rss_after_kib as f64), Some(ok));
+        row(
+            format!("percore-monoio RSS < 64 MiB with {} idle connections", i.opened),
+            mib(i.rss_after_kib as f64),
+            Some(ok),
+        );
     }
     if let Some(i) = r.idle.iter().find(|i| i.server == Kind::PercoreTokio) {
-        row(format!("(percore-tokio RSS with {} idle connections)", i.opened), mib(i.rss_after_kib as f64), Some(i.rss_after_kib < 64 * 1024));
+        row(
+            format!("(percore-tokio RSS with {} idle connections)", i.opened),
+            mib(i.rss_after_kib as f64),
+            Some(i.rss_after_kib < 64 * 1024),
+        );
     }
     if has(Kind::PercoreTokio) && has(Kind::HyperTpc) {
         for w in Workload::ALL {
-            let c = ratio(metric(r, Kind::PercoreTokio, w, cpu).as_ref(), metric(r, Kind::HyperTpc, w, cpu).as_ref());
-            let q = ratio(metric(r, Kind::PercoreTokio, w, |x| x.rps).as_ref(), metric(r, Kind::HyperTpc, w, |x| x.rps).as_ref());
+            let c = ratio(
+                metric(r, Kind::PercoreTokio, w, cpu).as_ref(),
+                metric(r, Kind::HyperTpc, w, cpu).as_ref(),
+            );
+            let q = ratio(
+                metric(r, Kind::PercoreTokio, w, |x| x.rps).as_ref(),
+                metric(r, Kind::HyperTpc, w, |x| x.rps).as_ref(),
+            );
             if let (Some(c), Some(q)) = (c, q) {
                 row(
                     format!("percore-tokio within 10% of hyper-tpc (CPU/request), {}", w.name()),
@@ -287,12 +339,14 @@ pub fn scaling_markdown(m: &mut String, o: &Options, all: &[&CoreResults]) {
 
 fn scaling_section(m: &mut String, o: &Options, all: &[&CoreResults]) {
     let _ = writeln!(m, "### Scaling\n");
-    let kinds: Vec<Kind> = Kind::ALL.into_iter().filter(|k| all.iter().any(|r| r.servers.iter().any(|s| s.0 == *k))).collect();
+    let kinds: Vec<Kind> =
+        Kind::ALL.into_iter().filter(|k| all.iter().any(|r| r.servers.iter().any(|s| s.0 == *k))).collect();
     for w in Workload::ALL {
         if !all.iter().any(|r| r.runs.iter().any(|x| x.workload == w)) {
             continue;
         }
-        let label = if w == Workload::Pipelined { format!("pipelined ×{}", o.depth) } else { w.name().to_owned() };
+        let label =
+            if w == Workload::Pipelined { format!("pipelined ×{}", o.depth) } else { w.name().to_owned() };
         let _ = write!(m, "{label}: req/s (server CPU-s per M req)\n\n| server |");
         for r in all {
             let _ = write!(m, " {} core(s), wrk {} |", r.cores, r.client_cpus.len());
@@ -380,15 +434,31 @@ fn draw_panels(svg: &mut String, panels: &[Panel], top: f64) -> f64 {
     let mut bottom = top;
     for (pi, p) in panels.iter().enumerate() {
         let x0 = LABEL_W + pi as f64 * (PANEL_W + PANEL_GAP);
-        let max = p.groups.iter().flat_map(|g| g.1.iter().filter_map(|(_, s)| s.as_ref().map(|s| s.max))).fold(0.0f64, f64::max).max(1e-9) * 1.02;
-        let _ = writeln!(svg, r#"<text x="{x0}" y="{}" font-weight="bold" font-size="11">{}</text>"#, top - 8.0, esc(&p.title));
+        let max = p
+            .groups
+            .iter()
+            .flat_map(|g| g.1.iter().filter_map(|(_, s)| s.as_ref().map(|s| s.max)))
+            .fold(0.0f64, f64::max)
+            .max(1e-9)
+            * 1.02;
+        let _ = writeln!(
+            svg,
+            r#"<text x="{x0}" y="{}" font-weight="bold" font-size="11">{}</text>"#,
+            top - 8.0,
+            esc(&p.title)
+        );
         let mut y = top;
         for (gi, (label, rows)) in p.groups.iter().enumerate() {
             if gi > 0 {
                 y += GAP;
             }
             if pi == 0 {
-                let _ = writeln!(svg, r#"<text x="6" y="{}" font-weight="bold" font-size="12">{}</text>"#, y + 12.0, esc(label));
+                let _ = writeln!(
+                    svg,
+                    r#"<text x="6" y="{}" font-weight="bold" font-size="12">{}</text>"#,
+                    y + 12.0,
+                    esc(label)
+                );
             }
             let _ = writeln!(
                 svg,
@@ -398,10 +468,16 @@ fn draw_panels(svg: &mut String, panels: &[Panel], top: f64) -> f64 {
             y += 14.0;
             for (k, s) in rows {
                 if pi == 0 {
-                    let _ = writeln!(svg, r#"<text x="18" y="{}" font-size="11">{}</text>"#, y + 12.0, k.name());
+                    let _ =
+                        writeln!(svg, r#"<text x="18" y="{}" font-size="11">{}</text>"#, y + 12.0, k.name());
                 }
                 let Some(s) = s else {
-                    let _ = writeln!(svg, r##"<text x="{}" y="{}" font-size="10" fill="#777">n/a</text>"##, x0 + 4.0, y + 12.0);
+                    let _ = writeln!(
+                        svg,
+                        r##"<text x="{}" y="{}" font-size="10" fill="#777">n/a</text>"##,
+                        x0 + 4.0,
+                        y + 12.0
+                    );
                     y += ROW;
                     continue;
                 };
@@ -423,7 +499,13 @@ fn draw_panels(svg: &mut String, panels: &[Panel], top: f64) -> f64 {
                     cy - 3.0,
                     cy + 3.0
                 );
-                let _ = writeln!(svg, r#"<text x="{:.1}" y="{}" font-size="10">{}</text>"#, b.max(x0 + w) + 4.0, y + 12.0, (p.fmt)(s.median));
+                let _ = writeln!(
+                    svg,
+                    r#"<text x="{:.1}" y="{}" font-size="10">{}</text>"#,
+                    b.max(x0 + w) + 4.0,
+                    y + 12.0,
+                    (p.fmt)(s.median)
+                );
                 y += ROW;
             }
         }
@@ -434,8 +516,15 @@ fn draw_panels(svg: &mut String, panels: &[Panel], top: f64) -> f64 {
 
 pub fn svg(r: &CoreResults, o: &Options) -> String {
     let kinds: Vec<Kind> = r.servers.iter().map(|s| s.0).collect();
-    let workloads: Vec<Workload> = Workload::ALL.into_iter().filter(|w| r.runs.iter().any(|x| x.workload == *w)).collect();
-    let label = |w: Workload| if w == Workload::Pipelined { format!("pipelined ×{}", o.depth) } else { w.name().to_owned() };
+    let workloads: Vec<Workload> =
+        Workload::ALL.into_iter().filter(|w| r.runs.iter().any(|x| x.workload == *w)).collect();
+    let label = |w: Workload| {
+        if w == Workload::Pipelined {
+            format!("pipelined ×{}", o.depth)
+        } else {
+            w.name().to_owned()
+        }
+    };
     let groups = |f: MetricFn, only: &[Workload]| -> Groups {
         workloads
             .iter()
@@ -444,8 +533,16 @@ pub fn svg(r: &CoreResults, o: &Options) -> String {
             .collect()
     };
     let mut panels = vec![
-        Panel { title: "server CPU-s per million requests (lower is better)".into(), groups: groups(cpu, &Workload::ALL), fmt: |v| format!("{v:.2}") },
-        Panel { title: "requests/s (higher is better)".into(), groups: groups(|x| x.rps, &Workload::ALL), fmt: kilo },
+        Panel {
+            title: "server CPU-s per million requests (lower is better)".into(),
+            groups: groups(cpu, &Workload::ALL),
+            fmt: |v| format!("{v:.2}"),
+        },
+        Panel {
+            title: "requests/s (higher is better)".into(),
+            groups: groups(|x| x.rps, &Workload::ALL),
+            fmt: kilo,
+        },
         // wrk's percentiles for pipelined batches are not per request; left out.
         Panel {
             title: "p99 latency, ms (lower is better)".into(),
@@ -464,7 +561,11 @@ pub fn svg(r: &CoreResults, o: &Options) -> String {
                 (k, st)
             })
             .collect();
-        panels.push(Panel { title: format!("RSS MiB with {} idle connections (lower)", o.idle), groups: vec![(format!("{} idle", o.idle), rows)], fmt: |v| format!("{v:.1}") });
+        panels.push(Panel {
+            title: format!("RSS MiB with {} idle connections (lower)", o.idle),
+            groups: vec![(format!("{} idle", o.idle), rows)],
+            fmt: |v| format!("{v:.1}"),
+        });
     }
     let width = LABEL_W + panels.len() as f64 * (PANEL_W + PANEL_GAP) + 20.0;
     let mut body = String::new();
@@ -487,7 +588,13 @@ pub fn svg(r: &CoreResults, o: &Options) -> String {
     );
     let mut lx = 6.0;
     for &k in &kinds {
-        let _ = writeln!(svg, r#"<rect x="{lx}" y="46" width="12" height="10" fill="{}"/><text x="{}" y="55" font-size="11">{}</text>"#, color(k), lx + 16.0, k.name());
+        let _ = writeln!(
+            svg,
+            r#"<rect x="{lx}" y="46" width="12" height="10" fill="{}"/><text x="{}" y="55" font-size="11">{}</text>"#,
+            color(k),
+            lx + 16.0,
+            k.name()
+        );
         lx += 30.0 + k.name().len() as f64 * 6.5;
     }
     svg.push_str(&body);
@@ -502,8 +609,12 @@ pub fn svg(r: &CoreResults, o: &Options) -> String {
 
 /// Small multiples: one row per workload, req/s and CPU-s/Mreq against server cores.
 pub fn scaling_svg(all: &[&CoreResults], o: &Options) -> String {
-    let kinds: Vec<Kind> = Kind::ALL.into_iter().filter(|k| all.iter().any(|r| r.servers.iter().any(|s| s.0 == *k))).collect();
-    let workloads: Vec<Workload> = Workload::ALL.into_iter().filter(|w| all.iter().any(|r| r.runs.iter().any(|x| x.workload == *w))).collect();
+    let kinds: Vec<Kind> =
+        Kind::ALL.into_iter().filter(|k| all.iter().any(|r| r.servers.iter().any(|s| s.0 == *k))).collect();
+    let workloads: Vec<Workload> = Workload::ALL
+        .into_iter()
+        .filter(|w| all.iter().any(|r| r.runs.iter().any(|x| x.workload == *w)))
+        .collect();
     let (pw, ph, left, top) = (380.0, 200.0, 70.0, 70.0);
     let width = left + 2.0 * (pw + 80.0);
     let height = top + workloads.len() as f64 * (ph + 70.0) + 10.0;
@@ -516,14 +627,21 @@ pub fn scaling_svg(all: &[&CoreResults], o: &Options) -> String {
     );
     let mut lx = 6.0;
     for &k in &kinds {
-        let _ = writeln!(s, r#"<rect x="{lx}" y="32" width="12" height="10" fill="{}"/><text x="{}" y="41" font-size="11">{}</text>"#, color(k), lx + 16.0, k.name());
+        let _ = writeln!(
+            s,
+            r#"<rect x="{lx}" y="32" width="12" height="10" fill="{}"/><text x="{}" y="41" font-size="11">{}</text>"#,
+            color(k),
+            lx + 16.0,
+            k.name()
+        );
         lx += 30.0 + k.name().len() as f64 * 6.5;
     }
     let cores: Vec<usize> = all.iter().map(|r| r.cores).collect();
     let xpos = |i: usize| if cores.len() > 1 { i as f64 / (cores.len() - 1) as f64 * pw } else { pw / 2.0 };
     for (wi, &w) in workloads.iter().enumerate() {
         let y0 = top + wi as f64 * (ph + 70.0);
-        let name = if w == Workload::Pipelined { format!("pipelined ×{}", o.depth) } else { w.name().to_owned() };
+        let name =
+            if w == Workload::Pipelined { format!("pipelined ×{}", o.depth) } else { w.name().to_owned() };
         let panels: [(&str, MetricFn); 2] = [("req/s", |x| x.rps), ("server CPU-s per M req", cpu)];
         for (pi, (title, f)) in panels.iter().enumerate() {
             let x0 = left + pi as f64 * (pw + 80.0);
@@ -533,28 +651,59 @@ pub fn scaling_svg(all: &[&CoreResults], o: &Options) -> String {
                 .fold(0.0f64, f64::max)
                 .max(1e-9)
                 * 1.1;
-            let _ = writeln!(s, r#"<text x="{x0}" y="{}" font-size="12" font-weight="bold">{} — {}</text>"#, y0 - 6.0, esc(&name), title);
-            let _ = writeln!(s, r##"<rect x="{x0}" y="{y0}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>"##);
+            let _ = writeln!(
+                s,
+                r#"<text x="{x0}" y="{}" font-size="12" font-weight="bold">{} — {}</text>"#,
+                y0 - 6.0,
+                esc(&name),
+                title
+            );
+            let _ = writeln!(
+                s,
+                r##"<rect x="{x0}" y="{y0}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>"##
+            );
             for t in 0..=4 {
                 let v = max * t as f64 / 4.0;
                 let y = y0 + ph - v / max * ph;
                 let lab = if pi == 0 { kilo(v) } else { format!("{v:.1}") };
-                let _ = writeln!(s, r##"<text x="{}" y="{:.1}" font-size="10" text-anchor="end">{lab}</text><line x1="{x0}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#eee"/>"##, x0 - 4.0, y + 3.0, x0 + pw);
+                let _ = writeln!(
+                    s,
+                    r##"<text x="{}" y="{:.1}" font-size="10" text-anchor="end">{lab}</text><line x1="{x0}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#eee"/>"##,
+                    x0 - 4.0,
+                    y + 3.0,
+                    x0 + pw
+                );
             }
             for (i, c) in cores.iter().enumerate() {
-                let _ = writeln!(s, r#"<text x="{:.1}" y="{}" font-size="10" text-anchor="middle">{c}</text>"#, x0 + xpos(i), y0 + ph + 14.0);
+                let _ = writeln!(
+                    s,
+                    r#"<text x="{:.1}" y="{}" font-size="10" text-anchor="middle">{c}</text>"#,
+                    x0 + xpos(i),
+                    y0 + ph + 14.0
+                );
             }
-            let _ = writeln!(s, r#"<text x="{:.1}" y="{}" font-size="10" text-anchor="middle">server cores</text>"#, x0 + pw / 2.0, y0 + ph + 28.0);
+            let _ = writeln!(
+                s,
+                r#"<text x="{:.1}" y="{}" font-size="10" text-anchor="middle">server cores</text>"#,
+                x0 + pw / 2.0,
+                y0 + ph + 28.0
+            );
             for &k in &kinds {
                 let pts: Vec<(f64, f64)> = all
                     .iter()
                     .enumerate()
-                    .filter_map(|(i, r)| metric(r, k, w, *f).map(|st| (x0 + xpos(i), y0 + ph - st.median / max * ph)))
+                    .filter_map(|(i, r)| {
+                        metric(r, k, w, *f).map(|st| (x0 + xpos(i), y0 + ph - st.median / max * ph))
+                    })
                     .collect();
                 if pts.is_empty() {
                     continue;
                 }
-                let d = pts.iter().enumerate().map(|(i, (x, y))| format!("{}{x:.1},{y:.1}", if i == 0 { "M" } else { "L" })).collect::<String>();
+                let d = pts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (x, y))| format!("{}{x:.1},{y:.1}", if i == 0 { "M" } else { "L" }))
+                    .collect::<String>();
                 let _ = writeln!(s, r#"<path d="{d}" stroke="{}" stroke-width="2" fill="none"/>"#, color(k));
                 for (x, y) in pts {
                     let _ = writeln!(s, r#"<circle cx="{x:.1}" cy="{y:.1}" r="3" fill="{}"/>"#, color(k));

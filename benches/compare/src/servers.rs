@@ -19,7 +19,14 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [Kind::PercoreMonoio, Kind::PercoreTokio, Kind::PercoreGlommio, Kind::HyperMt, Kind::HyperTpc, Kind::Nginx];
+    pub const ALL: [Kind; 6] = [
+        Kind::PercoreMonoio,
+        Kind::PercoreTokio,
+        Kind::PercoreGlommio,
+        Kind::HyperMt,
+        Kind::HyperTpc,
+        Kind::Nginx,
+    ];
 
     pub fn is_percore(self) -> bool {
         matches!(self, Kind::PercoreMonoio | Kind::PercoreTokio | Kind::PercoreGlommio)
@@ -72,7 +79,13 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn start(kind: Kind, progs: &Programs, cpus: &[usize], port: u16, workdir: &Path) -> Result<Server, String> {
+    pub fn start(
+        kind: Kind,
+        progs: &Programs,
+        cpus: &[usize],
+        port: u16,
+        workdir: &Path,
+    ) -> Result<Server, String> {
         let list = procfs::cpu_list(cpus);
         let n = cpus.len().to_string();
         let log = workdir.join(format!("{}.log", kind.name()));
@@ -93,8 +106,17 @@ impl Server {
             }
             Kind::HyperMt | Kind::HyperTpc => {
                 let mode = if kind == Kind::HyperMt { "mt" } else { "tpc" };
-                cmd.arg(&progs.me)
-                    .args(["serve-hyper", "--mode", mode, "--threads", &n, "--cpus", &list, "--port", &port.to_string()]);
+                cmd.arg(&progs.me).args([
+                    "serve-hyper",
+                    "--mode",
+                    mode,
+                    "--threads",
+                    &n,
+                    "--cpus",
+                    &list,
+                    "--port",
+                    &port.to_string(),
+                ]);
             }
             Kind::Nginx => {
                 let nginx = progs.nginx.as_ref().ok_or("nginx not installed")?;
@@ -102,13 +124,17 @@ impl Server {
                 std::fs::create_dir_all(prefix.join("logs")).map_err(|e| e.to_string())?;
                 let conf = prefix.join("nginx.conf");
                 std::fs::write(&conf, nginx_conf(&prefix, cpus.len(), port)).map_err(|e| e.to_string())?;
-                cmd.arg(nginx).arg("-p").arg(&prefix).arg("-c").arg(&conf).arg("-e").arg(prefix.join("logs/error.log"));
+                cmd.arg(nginx)
+                    .arg("-p")
+                    .arg(&prefix)
+                    .arg("-c")
+                    .arg(&conf)
+                    .arg("-e")
+                    .arg(prefix.join("logs/error.log"));
                 tmp = Some(prefix);
             }
         }
-        cmd.stdin(Stdio::null())
-            .stdout(logf.try_clone().map_err(|e| e.to_string())?)
-            .stderr(logf);
+        cmd.stdin(Stdio::null()).stdout(logf.try_clone().map_err(|e| e.to_string())?).stderr(logf);
         let child = cmd.spawn().map_err(|e| format!("start {}: {e}", kind.name()))?;
         let pid = child.id();
         let mut server = Server { kind, port, child, pid, note: String::new(), log, _tmp: tmp };
@@ -123,7 +149,11 @@ impl Server {
         std::thread::sleep(Duration::from_millis(200));
         let threads: usize = procfs::tree(pid).iter().map(|&p| procfs::threads(p)).sum();
         let procs = procfs::tree(pid).len();
-        server.note = format!("{}{}{procs} process(es), {threads} threads", server.note, if server.note.is_empty() { "" } else { "; " });
+        server.note = format!(
+            "{}{}{procs} process(es), {threads} threads",
+            server.note,
+            if server.note.is_empty() { "" } else { "; " }
+        );
         Ok(server)
     }
 
@@ -247,7 +277,8 @@ pub fn port_free(port: u16) -> bool {
 
 /// nginx, when installed.
 pub fn find_nginx() -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    let mut dirs: Vec<PathBuf> =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
     dirs.extend(["/usr/sbin", "/usr/local/sbin", "/usr/local/nginx/sbin"].map(PathBuf::from));
     // A package unpacked without installing it: `dpkg -x nginx_*.deb benches/compare/target/nginx`.
     dirs.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/nginx/usr/sbin"));
@@ -255,7 +286,8 @@ pub fn find_nginx() -> Option<PathBuf> {
 }
 
 pub fn find_in_path(name: &str) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    let mut dirs: Vec<PathBuf> =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
     dirs.extend(["/usr/bin", "/usr/sbin", "/usr/local/bin"].map(PathBuf::from));
     dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
 }

@@ -118,7 +118,13 @@ pub fn parse(text: &str) -> Option<WrkResult> {
 /// Lua for pipelining `depth` GETs of `path` in one write (TechEmpower's pipeline.lua),
 /// optionally stopping each wrk thread after `stop_after.0` responses and dropping a file in
 /// directory `stop_after.1` (for syscall counts over a fixed number of requests).
-pub fn script(dir: &Path, name: &str, path: &str, depth: usize, stop_after: Option<(u64, &Path)>) -> std::io::Result<PathBuf> {
+pub fn script(
+    dir: &Path,
+    name: &str,
+    path: &str,
+    depth: usize,
+    stop_after: Option<(u64, &Path)>,
+) -> std::io::Result<PathBuf> {
     let mut lua = String::new();
     if depth > 1 {
         lua.push_str(&format!(
