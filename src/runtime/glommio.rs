@@ -133,10 +133,6 @@ impl Transport for GlommioStream {
     }
 
     fn shutdown_write(&mut self) -> io::Result<()> {
-        if shutdown(self.0.as_raw_fd(), libc::SHUT_WR) {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
+        shutdown(self.0.as_raw_fd(), libc::SHUT_WR)
     }
 }

@@ -196,10 +196,14 @@ pub(crate) fn accept_now(fd: std::os::fd::RawFd) -> io::Result<Option<(std::net:
     }
 }
 
-/// shutdown(2); whether it succeeded.
-pub(crate) fn shutdown(fd: std::os::fd::RawFd, how: libc::c_int) -> bool {
+/// shutdown(2).
+pub(crate) fn shutdown(fd: std::os::fd::RawFd, how: libc::c_int) -> io::Result<()> {
     // SAFETY: shutdown(2) touches no memory; a stale descriptor only makes it fail.
-    unsafe { libc::shutdown(fd, how) == 0 }
+    if unsafe { libc::shutdown(fd, how) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// What an executor needs from its runtime. The runtime type is also the driver's [`Timer`].
@@ -255,6 +259,7 @@ pub trait Listener: 'static {
     /// would keep it listening, and an asynchronous close leaves a window in which the
     /// kernel completes handshakes nobody will accept.
     fn stop_listening(&self) {
-        shutdown(self.fd(), libc::SHUT_RDWR);
+        // Failing only leaves the socket to close with its last descriptor.
+        let _ = shutdown(self.fd(), libc::SHUT_RDWR);
     }
 }
