@@ -12,6 +12,23 @@ pub fn allowed_cpus() -> Vec<usize> {
     ids
 }
 
+/// Let the calling thread run on any of `cores` (and nowhere else). Failing leaves the
+/// thread where it was, which only matters for placement, so it is logged, not fatal.
+pub fn confine_current_thread(cores: &[usize]) {
+    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET stays within it for ids below
+    // CPU_SETSIZE, and sched_setaffinity only reads it.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &c in cores.iter().filter(|&&c| c < libc::CPU_SETSIZE as usize) {
+            libc::CPU_SET(c, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if rc != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), cores = ?cores, "cannot confine thread to cores");
+    }
+}
+
 /// The cgroup v2 `cpu.max` quota as a whole number of CPUs (rounded up), if one is set on
 /// this process's cgroup or an ancestor.
 pub fn cgroup_cpu_limit() -> Option<usize> {

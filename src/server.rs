@@ -125,11 +125,11 @@ impl Server {
             tracing::warn!("{warning}");
         }
         let workers = plan.cores.len();
-        let (listeners, addrs, steerable, owned) = listeners(&cfg, workers)?;
+        let (kind, planned_driver) =
+            runtime::prepare(cfg.runtime, cfg.io_backend, &plan.cores).map_err(ServerError::Runtime)?;
+        let (listeners, addrs, steerable, owned) = listeners(&cfg, workers, kind.shares_listener())?;
         let addr = addrs[0];
         let state = Arc::new(ServerState::new(workers));
-        let (kind, planned_driver) =
-            runtime::prepare(cfg.runtime, cfg.io_backend, workers).map_err(ServerError::Runtime)?;
         state.set_runtime(kind.name());
         state.set_driver(planned_driver);
 
@@ -206,7 +206,8 @@ impl Server {
 }
 
 /// One listening socket per executor slot: inherited (socket activation, upgrade) or bound
-/// here. Also says whether they form a reuseport group with one socket per slot.
+/// here. Also says whether they form a reuseport group with one socket per slot. With
+/// `shared`, one socket per address is bound and every slot gets a handle on it.
 ///
 /// Also says whether the sockets are percore's own (bound here, or handed down by an
 /// upgrade of a percore that bound them) rather than the service manager's.
@@ -214,6 +215,7 @@ impl Server {
 fn listeners(
     cfg: &ServerConfig,
     workers: usize,
+    shared: bool,
 ) -> Result<(Vec<Vec<TcpListener>>, Vec<SocketAddr>, bool, bool), ServerError> {
     let inherited = if cfg.inherit_sockets { listen::inherited() } else { Ok(None) };
     let io_err = |source: io::Error| ServerError::Inherit(source.to_string());
@@ -225,13 +227,15 @@ fn listeners(
         for &target in &targets {
             // An IPv6 address next to an IPv4 one on the same port serves IPv6 only.
             let v6_only = targets.iter().any(|t| t.is_ipv4() && t.port() == target.port());
-            let (group, addr) = listen::bind_group(target, workers, cfg.backlog, v6_only)?;
-            for (slot, l) in slots.iter_mut().zip(group) {
-                slot.push(l);
+            let sockets = if shared { 1 } else { workers };
+            let (group, addr) = listen::bind_group(target, sockets, cfg.backlog, v6_only)?;
+            for (i, slot) in slots.iter_mut().enumerate() {
+                let socket = &group[i % group.len()];
+                slot.push(socket.try_clone().map_err(|source| ServerError::Bind { addr, source })?);
             }
             addrs.push(addr);
         }
-        return Ok((slots, addrs, true, true));
+        return Ok((slots, addrs, !shared, true));
     };
     // Group the sockets by address (an upgrade passes one per slot and address; systemd
     // may pass one shared socket per address); each slot takes one of each group.

@@ -140,8 +140,9 @@ pub struct Cli {
     #[arg(short, long, env = "PERCORE_BIND", value_delimiter = ',')]
     pub bind: Vec<String>,
 
-    /// Runtime of the executors: monoio (io_uring), glommio (io_uring) or tokio (epoll); the
-    /// same thread-per-core design on each.
+    /// Runtime of the executors: monoio (io_uring), glommio (io_uring) or tokio (epoll), the
+    /// same thread-per-core design on each; or tokio-mt (epoll), the ordinary tokio
+    /// deployment for comparison: one multi-thread runtime and one listener.
     #[arg(long, env = "PERCORE_RUNTIME", default_value = "monoio", value_parser = RuntimeKind::parse)]
     pub runtime: RuntimeKind,
 

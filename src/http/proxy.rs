@@ -306,7 +306,7 @@ pub fn forwarded<'a>(
             break;
         }
     }
-    let proto = proto.map(|p| unquote(p)).and_then(|p| {
+    let proto = proto.map(unquote).and_then(|p| {
         if p.eq_ignore_ascii_case(b"https") {
             Some("https")
         } else if p.eq_ignore_ascii_case(b"http") {

@@ -26,6 +26,8 @@ pub enum RuntimeKind {
     Monoio,
     /// tokio: epoll, the same thread-per-core design.
     Tokio,
+    /// tokio's ordinary deployment: one multi-thread runtime and one listener.
+    TokioMt,
     /// glommio: io_uring, Seastar-style.
     Glommio,
 }
@@ -35,21 +37,25 @@ impl RuntimeKind {
         match s {
             "monoio" if cfg!(feature = "monoio") => Ok(RuntimeKind::Monoio),
             "tokio" if cfg!(feature = "tokio") => Ok(RuntimeKind::Tokio),
+            "tokio-mt" if cfg!(feature = "tokio") => Ok(RuntimeKind::TokioMt),
             "glommio" if cfg!(feature = "glommio") => Ok(RuntimeKind::Glommio),
-            "monoio" | "tokio" | "glommio" => {
-                Err(format!("runtime {s} is not compiled in (cargo feature `{s}`)"))
-            }
-            "tokio-mt" => {
-                Err("runtime tokio-mt is not built yet (monoio, tokio and glommio are)".to_string())
-            }
-            _ => Err(format!("unknown runtime {s:?} (monoio, tokio or glommio)")),
+            "monoio" | "glommio" => Err(format!("runtime {s} is not compiled in (cargo feature `{s}`)")),
+            "tokio" | "tokio-mt" => Err(format!("runtime {s} is not compiled in (cargo feature `tokio`)")),
+            _ => Err(format!("unknown runtime {s:?} (monoio, glommio, tokio or tokio-mt)")),
         }
+    }
+
+    /// Whether the executors share one listening socket per address (the ordinary
+    /// multi-thread deployment) instead of one SO_REUSEPORT socket each.
+    pub fn shares_listener(self) -> bool {
+        self == RuntimeKind::TokioMt
     }
 
     pub fn name(self) -> &'static str {
         match self {
             RuntimeKind::Monoio => "monoio",
             RuntimeKind::Tokio => "tokio",
+            RuntimeKind::TokioMt => "tokio-mt",
             RuntimeKind::Glommio => "glommio",
         }
     }
@@ -91,16 +97,19 @@ impl IoBackend {
 /// building a ring for real (an opcode probe can pass where io_uring_setup then fails with
 /// EPERM from seccomp or ENOMEM from the memlock limit). Returns the runtime to run (glommio
 /// without io_uring falls back to tokio, an epoll runtime) and the driver's name.
+///
+/// `cores` is each executor's core (`None`: unpinned).
 pub fn prepare(
     kind: RuntimeKind,
     backend: IoBackend,
-    executors: usize,
+    cores: &[Option<usize>],
 ) -> Result<(RuntimeKind, &'static str), String> {
+    let executors = cores.len();
     #[cfg(feature = "glommio")]
     if kind == RuntimeKind::Glommio {
         return prepare_glommio(backend, executors);
     }
-    prepare_driver(kind, backend, executors).map(|driver| (kind, driver))
+    prepare_driver(kind, backend, cores).map(|driver| (kind, driver))
 }
 
 /// glommio is io_uring only: where it cannot run, `auto` (and `epoll`) move to tokio.
@@ -146,17 +155,29 @@ fn glommio_problem(executors: usize) -> Option<String> {
         .map(|e| format!("cannot build a glommio executor: {e} (is io_uring blocked by seccomp?)"))
 }
 
-fn prepare_driver(kind: RuntimeKind, backend: IoBackend, executors: usize) -> Result<&'static str, String> {
+fn prepare_driver(
+    kind: RuntimeKind,
+    backend: IoBackend,
+    cores: &[Option<usize>],
+) -> Result<&'static str, String> {
+    let executors = cores.len();
     match kind {
         #[cfg(feature = "monoio")]
         RuntimeKind::Monoio => monoio::prepare(backend, executors),
         #[cfg(feature = "tokio")]
-        RuntimeKind::Tokio if backend == IoBackend::Uring => {
-            Err("--io-backend uring needs the monoio runtime (tokio runs on epoll)".to_string())
+        RuntimeKind::Tokio | RuntimeKind::TokioMt if backend == IoBackend::Uring => {
+            Err(format!("--io-backend uring needs the monoio runtime ({} runs on epoll)", kind.name()))
         }
         #[cfg(feature = "tokio")]
-        RuntimeKind::Tokio => {
-            let _ = executors;
+        RuntimeKind::Tokio => Ok("epoll"),
+        #[cfg(feature = "tokio")]
+        RuntimeKind::TokioMt => {
+            // One worker per executor (the size `--workers` asks for), on the executors' cores.
+            let mut set: Vec<usize> = cores.iter().flatten().copied().collect();
+            set.sort_unstable();
+            set.dedup();
+            tokio::prepare_shared(executors, set)
+                .map_err(|e| format!("cannot build the tokio multi-thread runtime: {e}"))?;
             Ok("epoll")
         }
         #[allow(unreachable_patterns)]
@@ -176,6 +197,8 @@ pub fn run_executor<H: Handler>(
         RuntimeKind::Monoio => executor::run::<monoio::Monoio, H>(cfg, make_handler, started),
         #[cfg(feature = "tokio")]
         RuntimeKind::Tokio => executor::run::<tokio::Tokio, H>(cfg, make_handler, started),
+        #[cfg(feature = "tokio")]
+        RuntimeKind::TokioMt => executor::run::<tokio::TokioMt, H>(cfg, make_handler, started),
         #[cfg(feature = "glommio")]
         RuntimeKind::Glommio => executor::run::<glommio::Glommio, H>(cfg, make_handler, started),
         #[allow(unreachable_patterns)]

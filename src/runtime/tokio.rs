@@ -1,13 +1,22 @@
-//! tokio: the same thread-per-core design on epoll. Each executor runs a current-thread
-//! runtime with a `LocalSet` (handlers need not be `Send`), pinned, with its own
-//! SO_REUSEPORT listener, exactly like the io_uring executors: the difference users measure
-//! is the IO model, not the architecture.
+//! tokio, in two shapes:
+//!
+//! - [`Tokio`]: the same thread-per-core design on epoll. Each executor runs a
+//!   current-thread runtime with a `LocalSet` (handlers need not be `Send`), pinned, with its
+//!   own SO_REUSEPORT listener, exactly like the io_uring executors: the difference users
+//!   measure is the IO model, not the architecture.
+//! - [`TokioMt`]: the ordinary tokio deployment, for comparison: one multi-thread runtime
+//!   for the whole process (one epoll instance and one timer wheel, driven by its worker
+//!   pool) and one listening socket that every executor accepts from. Handlers are not
+//!   `Send`, so a connection stays on the executor thread that accepted it (in a `LocalSet`
+//!   entered into the shared runtime) instead of being stolen between workers; its socket
+//!   events arrive through the shared runtime's workers.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -53,6 +62,73 @@ impl Runtime for Tokio {
 
     fn spawn<F: Future<Output = ()> + 'static>(task: F) {
         drop(tokio::task::spawn_local(task));
+    }
+}
+
+/// The ordinary tokio deployment: every executor's tasks run on the executor's own thread,
+/// while the process-wide multi-thread runtime's workers drive the sockets and timers.
+pub struct TokioMt;
+
+/// The one multi-thread runtime of the process (built by [`prepare_shared`]).
+static SHARED: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+
+/// Build the process-wide multi-thread runtime with `workers` worker threads, confined to
+/// `cores` (empty: wherever the process may run), once: a later server in the same process
+/// (tests, embedders) shares the first one's.
+pub fn prepare_shared(workers: usize, cores: Vec<usize>) -> io::Result<()> {
+    if SHARED.get().is_some() {
+        return Ok(());
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers.max(1))
+        .thread_name("percore-tokio-mt")
+        // Workers move freely between the executors' cores, as an ordinary tokio server's
+        // do between the process's CPUs.
+        .on_thread_start(move || {
+            if !cores.is_empty() {
+                crate::cpus::confine_current_thread(&cores);
+            }
+        })
+        .enable_io()
+        .enable_time()
+        .build()?;
+    // Lost race: another server built it first; this one is dropped unused.
+    let _ = SHARED.set(rt);
+    Ok(())
+}
+
+impl Timer for TokioMt {
+    fn sleep(duration: Duration) -> impl Future<Output = ()> {
+        tokio::time::sleep(duration)
+    }
+}
+
+impl Runtime for TokioMt {
+    const NAME: &'static str = "tokio-mt";
+    type Io = TokioStream;
+    type Listener = TokioListener;
+
+    fn block_on<F, Fut>(main: F) -> io::Result<Fut::Output>
+    where
+        F: FnOnce(&'static str) -> Fut,
+        Fut: Future,
+    {
+        let workers = std::thread::available_parallelism().map_or(1, usize::from);
+        prepare_shared(workers, Vec::new())?;
+        let Some(rt) = SHARED.get() else {
+            return Err(io::Error::other("the shared tokio runtime is gone"));
+        };
+        crate::time::install(boxed_sleep);
+        let local = tokio::task::LocalSet::new();
+        Ok(rt.handle().block_on(local.run_until(main("epoll"))))
+    }
+
+    fn listener(listener: std::net::TcpListener) -> io::Result<TokioListener> {
+        Tokio::listener(listener)
+    }
+
+    fn spawn<F: Future<Output = ()> + 'static>(task: F) {
+        Tokio::spawn(task)
     }
 }
 

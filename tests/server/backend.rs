@@ -105,4 +105,41 @@ fn tokio_runs_on_epoll_and_refuses_uring() {
     let (status, stderr) = run_to_exit(cmd, Duration::from_secs(10));
     assert!(!status.expect("exits").success());
     assert!(stderr.contains("needs the monoio runtime"), "{stderr}");
+    let mut cmd = Command::new(bin());
+    cmd.args(["--runtime", "tokio-mt", "--io-backend", "uring", "--port", "0"]);
+    let (status, stderr) = run_to_exit(cmd, Duration::from_secs(10));
+    assert!(!status.expect("exits").success());
+    assert!(stderr.contains("needs the monoio runtime"), "{stderr}");
+}
+
+/// Listening sockets on `port` in /proc/net/tcp (state 0A = LISTEN).
+fn listening_sockets(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    let local = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            fields.len() > 3 && fields[1].ends_with(&local) && fields[3] == "0A"
+        })
+        .count()
+}
+
+#[test]
+fn tokio_mt_shares_one_listener_between_executors() {
+    let s = ServerProc::start(&["--runtime", "tokio-mt", "--workers", "2"]);
+    assert!(s.wait_log("percore ready", Duration::from_secs(2)));
+    let ready = s.logs().into_iter().find(|l| l.contains("percore ready")).unwrap();
+    assert!(ready.contains("\"runtime\":\"tokio-mt\"") && ready.contains("\"driver\":\"epoll\""), "{ready}");
+    assert_eq!(listening_sockets(s.addr.port()), 1, "tokio-mt: one socket for both executors");
+    // Every executor serves from it, connection after connection.
+    for _ in 0..20 {
+        assert_eq!(s.request(&get("/plaintext")).text(), "Hello, World!");
+    }
+    let metrics = s.request(&get("/metrics")).text();
+    assert!(metrics.contains("runtime=\"tokio-mt\""), "{metrics}");
+
+    let t = ServerProc::start(&["--runtime", "tokio", "--workers", "2"]);
+    assert_eq!(listening_sockets(t.addr.port()), 2, "tokio (per core): one SO_REUSEPORT socket per executor");
 }

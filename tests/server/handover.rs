@@ -189,7 +189,7 @@ fn sigusr2_upgrade_under_load_loses_nothing() {
     let pid: i32 = line
         .split("\"pid\":")
         .nth(1)
-        .and_then(|r| r.split(|c| c == ',' || c == '}').next())
+        .and_then(|r| r.split([',', '}']).next())
         .unwrap()
         .parse()
         .unwrap();

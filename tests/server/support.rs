@@ -477,7 +477,7 @@ impl Client {
 
 /// Run the server under test on this test binary's runtime (`crate::RUNTIME`): every
 /// integration test runs once per runtime, from `tests/server` (monoio) and
-/// `tests/server_tokio` (tokio). An explicit `--runtime` or `PERCORE_RUNTIME` still wins.
+/// `tests/server_tokio` (tokio), `tests/server_tokio_mt` and `tests/server_glommio`. An explicit `--runtime` or `PERCORE_RUNTIME` still wins.
 pub fn with_runtime(cmd: &mut Command) -> &mut Command {
     let explicit =
         cmd.get_args().any(|a| a == "--runtime") || cmd.get_envs().any(|(k, _)| k == "PERCORE_RUNTIME");

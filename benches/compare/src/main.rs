@@ -170,8 +170,9 @@ OPTIONS:
   --connections N        wrk connections (default 64)
   --depth N              pipelining depth of the `pipelined` workload (default 16)
   --idle N               idle keep-alive connections for the memory test (default 10000; 0 = skip)
-  --servers LIST         of percore-monoio,percore-tokio,percore-glommio,hyper-mt,hyper-tpc,nginx
-                         (default: all; glommio when the percore build has it, nginx when installed)
+  --servers LIST         of percore-monoio,percore-tokio,percore-tokio-mt,percore-glommio,hyper-mt,
+                         hyper-tpc,nginx (default: all; glommio and tokio-mt when the percore build
+                         has them, nginx when installed)
   --workloads LIST       of plaintext,json,pipelined (default: all)
   --no-strace            skip syscall counting (default: on when strace is installed)
   --strace-requests N    requests per syscall count (default 50000)
@@ -456,18 +457,18 @@ fn run_all(o: &Options) -> Result<(), String> {
         return Err(format!("{} missing: run `cargo build --release` at the root", percore.display()));
     }
     let mut o_servers = o.servers.clone();
-    if o_servers.contains(&Kind::PercoreGlommio) {
-        // Older builds have no glommio runtime; leave it out unless it was asked for.
-        let help = Command::new(&percore)
-            .arg("--help")
-            .output()
-            .map(|h| String::from_utf8_lossy(&h.stdout).into_owned())
-            .unwrap_or_default();
-        if !help.contains("glommio") {
+    // Older builds lack some runtimes; leave those out unless they were asked for.
+    let help = Command::new(&percore)
+        .arg("--help")
+        .output()
+        .map(|h| String::from_utf8_lossy(&h.stdout).into_owned())
+        .unwrap_or_default();
+    for (kind, runtime) in [(Kind::PercoreGlommio, "glommio"), (Kind::PercoreTokioMt, "tokio-mt")] {
+        if o_servers.contains(&kind) && !help.contains(runtime) {
             if o.explicit_servers {
-                return Err("this percore build has no glommio runtime".into());
+                return Err(format!("this percore build has no {runtime} runtime"));
             }
-            o_servers.retain(|&k| k != Kind::PercoreGlommio);
+            o_servers.retain(|&k| k != kind);
         }
     }
     let o = &Options { servers: o_servers, ..o.clone() };

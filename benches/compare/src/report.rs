@@ -330,6 +330,26 @@ fn targets(m: &mut String, r: &CoreResults) {
             }
         }
     }
+    if has(Kind::PercoreTokio) && has(Kind::PercoreTokioMt) {
+        // Not a target: how much thread-per-core alone saves on the same IO model (epoll),
+        // codec, driver and handlers.
+        for w in Workload::ALL {
+            let c = ratio(
+                metric(r, Kind::PercoreTokio, w, cpu).as_ref(),
+                metric(r, Kind::PercoreTokioMt, w, cpu).as_ref(),
+            );
+            if let Some(c) = c {
+                row(
+                    format!(
+                        "(percore-tokio CPU/request vs percore-tokio-mt: thread-per-core alone), {}",
+                        w.name()
+                    ),
+                    format!("{c:.2}×"),
+                    None,
+                );
+            }
+        }
+    }
     let _ = writeln!(m);
 }
 
@@ -402,6 +422,7 @@ fn color(k: Kind) -> &'static str {
     match k {
         Kind::PercoreMonoio => "#d62728",
         Kind::PercoreTokio => "#ff7f0e",
+        Kind::PercoreTokioMt => "#8c564b",
         Kind::PercoreGlommio => "#9467bd",
         Kind::HyperMt => "#1f77b4",
         Kind::HyperTpc => "#17becf",

@@ -12,6 +12,7 @@ use crate::procfs;
 pub enum Kind {
     PercoreMonoio,
     PercoreTokio,
+    PercoreTokioMt,
     PercoreGlommio,
     HyperMt,
     HyperTpc,
@@ -19,9 +20,10 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::PercoreMonoio,
         Kind::PercoreTokio,
+        Kind::PercoreTokioMt,
         Kind::PercoreGlommio,
         Kind::HyperMt,
         Kind::HyperTpc,
@@ -29,13 +31,14 @@ impl Kind {
     ];
 
     pub fn is_percore(self) -> bool {
-        matches!(self, Kind::PercoreMonoio | Kind::PercoreTokio | Kind::PercoreGlommio)
+        matches!(self, Kind::PercoreMonoio | Kind::PercoreTokio | Kind::PercoreTokioMt | Kind::PercoreGlommio)
     }
 
     pub fn name(self) -> &'static str {
         match self {
             Kind::PercoreMonoio => "percore-monoio",
             Kind::PercoreTokio => "percore-tokio",
+            Kind::PercoreTokioMt => "percore-tokio-mt",
             Kind::PercoreGlommio => "percore-glommio",
             Kind::HyperMt => "hyper-mt",
             Kind::HyperTpc => "hyper-tpc",
@@ -47,6 +50,7 @@ impl Kind {
         match self {
             Kind::PercoreMonoio => "percore `--runtime monoio` (io_uring), one pinned executor per core",
             Kind::PercoreTokio => "percore `--runtime tokio` (epoll), one pinned executor per core",
+            Kind::PercoreTokioMt => "percore `--runtime tokio-mt` (epoll): one multi-thread tokio runtime and one listener shared by the executors",
             Kind::PercoreGlommio => "percore `--runtime glommio` (io_uring), one pinned executor per core",
             Kind::HyperMt => "hyper 1.x on a tokio multi-thread runtime (`worker_threads` = cores), one listener: the reference",
             Kind::HyperTpc => "hyper 1.x thread-per-core: a tokio `current_thread` runtime per core, pinned, own `SO_REUSEPORT` listener",
@@ -94,10 +98,11 @@ impl Server {
         cmd.arg("-c").arg(&list);
         let mut tmp = None;
         match kind {
-            Kind::PercoreMonoio | Kind::PercoreTokio | Kind::PercoreGlommio => {
+            Kind::PercoreMonoio | Kind::PercoreTokio | Kind::PercoreTokioMt | Kind::PercoreGlommio => {
                 let runtime = match kind {
                     Kind::PercoreMonoio => "monoio",
                     Kind::PercoreTokio => "tokio",
+                    Kind::PercoreTokioMt => "tokio-mt",
                     _ => "glommio",
                 };
                 cmd.arg(&progs.percore)

@@ -1,0 +1,43 @@
+//! The whole integration suite of `tests/server` again, with every server on tokio-mt (one
+//! multi-thread runtime, one shared listener): the same codec, driver, handlers and supervisor.
+
+/// The runtime every server in this test binary runs.
+pub const RUNTIME: &str = "tokio-mt";
+
+#[path = "../server/backend.rs"]
+mod backend;
+#[path = "../server/basics.rs"]
+mod basics;
+#[path = "../server/chunked.rs"]
+mod chunked;
+#[path = "../server/cli.rs"]
+mod cli;
+#[path = "../server/concurrency.rs"]
+mod concurrency;
+#[path = "../server/curl.rs"]
+mod curl;
+#[path = "../server/expect.rs"]
+mod expect;
+#[path = "../server/framing.rs"]
+mod framing;
+#[path = "../server/handover.rs"]
+mod handover;
+#[path = "../server/keepalive.rs"]
+mod keepalive;
+#[path = "../server/limits.rs"]
+mod limits;
+#[path = "../server/ops.rs"]
+mod ops;
+#[path = "../server/pipelining.rs"]
+mod pipelining;
+#[path = "../server/resources.rs"]
+mod resources;
+#[path = "../server/routes.rs"]
+mod routes;
+#[path = "../server/supervisor.rs"]
+mod supervisor;
+#[allow(dead_code)]
+#[path = "../server/support.rs"]
+mod support;
+#[path = "../server/timeouts.rs"]
+mod timeouts;
