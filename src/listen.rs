@@ -233,3 +233,14 @@ pub fn is_reuseport(listener: &TcpListener) -> bool {
     };
     rc == 0 && value == 1
 }
+
+/// Whether two descriptors are the same socket (dup(2)s of each other).
+pub fn same_socket(a: &TcpListener, b: &TcpListener) -> bool {
+    use std::os::fd::AsRawFd;
+    let inode = |l: &TcpListener| {
+        // SAFETY: fstat into a zeroed local struct.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        (unsafe { libc::fstat(l.as_raw_fd(), &mut st) } == 0).then_some((st.st_dev, st.st_ino))
+    };
+    matches!((inode(a), inode(b)), (Some(x), Some(y)) if x == y)
+}

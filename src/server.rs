@@ -243,6 +243,9 @@ fn listeners(
     for s in sockets {
         let addr = s.local_addr().map_err(io_err)?;
         match groups.iter_mut().find(|(a, _)| *a == addr) {
+            // Several descriptors of one socket (a tokio-mt parent shares one between its
+            // executors) are one socket: a group of distinct sockets can be steered.
+            Some((_, g)) if g.iter().any(|o| listen::same_socket(o, &s)) => {}
             Some((_, g)) => g.push(s),
             None => groups.push((addr, vec![s])),
         }

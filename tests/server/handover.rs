@@ -186,13 +186,8 @@ fn sigusr2_upgrade_under_load_loses_nothing() {
         server.logs()
     );
     let line = server.logs().into_iter().find(|l| l.contains("the new process serves")).unwrap();
-    let pid: i32 = line
-        .split("\"pid\":")
-        .nth(1)
-        .and_then(|r| r.split([',', '}']).next())
-        .unwrap()
-        .parse()
-        .unwrap();
+    let pid: i32 =
+        line.split("\"pid\":").nth(1).and_then(|r| r.split([',', '}']).next()).unwrap().parse().unwrap();
     let status = server.wait_exit(Duration::from_secs(10));
     thread::sleep(Duration::from_millis(500));
     let (ok, refused, lost) = load.finish();
