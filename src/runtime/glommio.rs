@@ -1,15 +1,19 @@
 //! glommio: io_uring, the Seastar-style thread-per-core runtime. Each executor runs one
 //! `LocalExecutor` on its (already pinned) thread, with its own SO_REUSEPORT listener.
 //!
-//! One difference from the monoio shim: glommio accepts with an io_uring accept operation
-//! and offers no readiness wait, so an executor whose thread is blocked can hold the one
-//! connection its pending accept took until it wakes. Routing still steers every later
-//! connection away from it.
+//! glommio's own accept is an io_uring accept operation: the kernel would take a connection
+//! off the queue for an executor whose thread may be blocked, and a cancelled accept could
+//! strand the connection it took. It offers no readiness wait on a listener either, so each
+//! listener gets a small watcher thread (see [`AcceptWatch`]) that waits for the listener
+//! to become readable with epoll and says so over a socket pair, which glommio can wait on;
+//! the executor then accepts with accept4(2) itself, like the other runtimes. A blocked
+//! executor therefore leaves its queue to the supervisor to hand over.
 
+use std::cell::RefCell;
 use std::future::Future;
-use std::io;
+use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -71,10 +75,8 @@ impl Runtime for Glommio {
 
     fn listener(listener: std::net::TcpListener) -> io::Result<GlommioListener> {
         listener.set_nonblocking(true)?;
-        let fd = listener.into_raw_fd();
-        // SAFETY: `fd` is a bound, listening socket whose ownership moves to glommio.
-        let inner = unsafe { glommio::net::TcpListener::from_raw_fd(fd) };
-        Ok(GlommioListener { inner, fd })
+        let (watch, wake) = AcceptWatch::start(listener.as_raw_fd())?;
+        Ok(GlommioListener { socket: listener, wake: RefCell::new(wake), watch: watch })
     }
 
     fn spawn<F: Future<Output = ()> + 'static>(task: F) {
@@ -83,23 +85,36 @@ impl Runtime for Glommio {
 }
 
 pub struct GlommioListener {
-    inner: glommio::net::TcpListener,
-    fd: RawFd,
+    socket: std::net::TcpListener,
+    /// Readable when the watcher saw the listener readable (a byte per wake-up).
+    wake: RefCell<glommio::net::UnixStream>,
+    watch: AcceptWatch,
 }
 
 impl Listener for GlommioListener {
     type Io = GlommioStream;
 
     async fn accept(&self) -> io::Result<(GlommioStream, SocketAddr)> {
-        // io::Error::from keeps the errno (EMFILE must be recognised as such).
-        let stream = self.inner.accept().await.map_err(io::Error::from)?;
-        let peer = stream.peer_addr().map_err(to_io)?;
-        stream.set_nodelay(true).map_err(to_io)?;
-        Ok((GlommioStream(stream), peer))
+        loop {
+            if let Some(pair) = self.try_accept()? {
+                return Ok(pair);
+            }
+            // Queue empty: ask the watcher for the next readiness, then wait for its word.
+            // (Armed after the empty accept: a connection that came in between is reported
+            // at once, epoll being level-triggered.)
+            self.watch.arm(self.socket.as_raw_fd())?;
+            let mut bytes = [0u8; 64];
+            // One accept loop per listener at a time, so the borrow is never contended; a
+            // wake-up lost to a dropped read only costs one more empty accept.
+            let n = self.wake.borrow_mut().read(&mut bytes).await?;
+            if n == 0 {
+                return Err(io::Error::other("the accept watcher stopped"));
+            }
+        }
     }
 
     fn fd(&self) -> RawFd {
-        self.fd
+        self.socket.as_raw_fd()
     }
 
     fn adopt(stream: std::net::TcpStream) -> io::Result<GlommioStream> {
@@ -108,6 +123,91 @@ impl Listener for GlommioListener {
         stream.set_nonblocking(false)?;
         // SAFETY: ownership of the connected socket moves to glommio.
         Ok(GlommioStream(unsafe { glommio::net::TcpStream::from_raw_fd(stream.into_raw_fd()) }))
+    }
+}
+
+/// A thread that waits (epoll, one-shot) for a listener to become readable and then writes a
+/// byte to a socket pair whose other end the executor reads through glommio.
+struct AcceptWatch {
+    epoll: OwnedFd,
+    /// eventfd that tells the thread to end.
+    stop: OwnedFd,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// epoll user data of the stop eventfd (the listener's is 0).
+const STOP_TOKEN: u64 = 1;
+
+fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+impl AcceptWatch {
+    /// Start watching `listener` (disarmed until [`AcceptWatch::arm`]); returns the watch
+    /// and the executor's end of the wake-up pair.
+    fn start(listener: RawFd) -> io::Result<(AcceptWatch, glommio::net::UnixStream)> {
+        // SAFETY: plain syscalls creating new descriptors, owned right away.
+        let epoll = unsafe { OwnedFd::from_raw_fd(cvt(libc::epoll_create1(libc::EPOLL_CLOEXEC))?) };
+        // SAFETY: as above.
+        let stop =
+            unsafe { OwnedFd::from_raw_fd(cvt(libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK))?) };
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+        theirs.set_nonblocking(true)?;
+        let ctl = |op, fd, events: u32, token: u64| {
+            let mut ev = libc::epoll_event { events, u64: token };
+            // SAFETY: epoll_ctl with a valid event struct.
+            cvt(unsafe { libc::epoll_ctl(epoll.as_raw_fd(), op, fd, &mut ev) })
+        };
+        // Registered disarmed (one-shot with no events) until the first arm.
+        ctl(libc::EPOLL_CTL_ADD, listener, libc::EPOLLONESHOT as u32, 0)?;
+        ctl(libc::EPOLL_CTL_ADD, stop.as_raw_fd(), libc::EPOLLIN as u32, STOP_TOKEN)?;
+        let epfd = epoll.as_raw_fd();
+        let thread = std::thread::Builder::new().name("percore-accept-watch".into()).spawn(move || {
+            let mut events = [libc::epoll_event { events: 0, u64: 0 }; 2];
+            loop {
+                // SAFETY: epoll_wait into a local array of the length given.
+                let n = unsafe { libc::epoll_wait(epfd, events.as_mut_ptr(), events.len() as i32, -1) };
+                if n < 0 {
+                    if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                        continue;
+                    }
+                    return;
+                }
+                for ev in &events[..n as usize] {
+                    if ev.u64 == STOP_TOKEN {
+                        return;
+                    }
+                    // A full pair already holds a wake-up: nothing is lost by failing.
+                    let _ = (&theirs).write(&[1]);
+                }
+            }
+        })?;
+        // SAFETY: `ours` is a connected socket whose ownership moves to glommio.
+        let wake = unsafe { glommio::net::UnixStream::from_raw_fd(ours.into_raw_fd()) };
+        Ok((AcceptWatch { epoll, stop, thread: Some(thread) }, wake))
+    }
+
+    /// Report the listener's next readiness (once).
+    fn arm(&self, listener: RawFd) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events: (libc::EPOLLIN | libc::EPOLLONESHOT) as u32, u64: 0 };
+        // SAFETY: epoll_ctl with a valid event struct.
+        cvt(unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_MOD, listener, &mut ev) })
+            .map(drop)
+    }
+}
+
+impl Drop for AcceptWatch {
+    fn drop(&mut self) {
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: write of 8 bytes to our eventfd.
+        let _ = unsafe { libc::write(self.stop.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 

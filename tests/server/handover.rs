@@ -173,9 +173,6 @@ fn read_response(s: &mut TcpStream) -> Option<bool> {
 #[test]
 fn sigusr2_upgrade_under_load_loses_nothing() {
     let _turn = heavy();
-    if skip_on_glommio() {
-        return;
-    }
     let mut server = ServerProc::start(&["--workers", "2"]);
     let load = Load::start(server.addr, 4);
     thread::sleep(Duration::from_millis(500));

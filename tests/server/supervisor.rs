@@ -349,9 +349,6 @@ fn in_flight(s: &ServerProc, path: &str) -> Client {
 #[test]
 fn sigterm_under_load_loses_nothing_and_exits_zero() {
     let _turn = heavy();
-    if skip_on_glommio() {
-        return;
-    }
     let mut s = ServerProc::start(&["--workers", "2", "--graceful-timeout", "2s"]);
     let load = Load::start(s.addr, 4);
     load.expect_progress(100, Duration::from_secs(3), "before SIGTERM");
@@ -522,9 +519,6 @@ fn sigquit_stops_at_once() {
 #[test]
 fn sighup_reloads_under_load_losing_nothing() {
     let _turn = heavy();
-    if skip_on_glommio() {
-        return;
-    }
     let mut s = ServerProc::start(&["--workers", "2", "--graceful-timeout", "2s"]);
     let load = Load::start(s.addr, 4);
     load.expect_progress(100, Duration::from_secs(3), "before SIGHUP");
@@ -556,9 +550,6 @@ fn sighup_reloads_under_load_losing_nothing() {
 #[test]
 fn max_requests_recycles_under_load_losing_nothing() {
     let _turn = heavy();
-    if skip_on_glommio() {
-        return;
-    }
     let s = ServerProc::start(&["--workers", "2", "--max-requests", "300", "--max-requests-jitter", "50"]);
     let load = Load::start(s.addr, 4);
     thread::sleep(Duration::from_secs(3));
@@ -625,9 +616,6 @@ fn crash_loop_ends_the_process_nonzero() {
 #[test]
 fn stalled_executor_does_not_delay_new_connections() {
     let _turn = heavy();
-    if skip_on_glommio() {
-        return;
-    }
     let s = ServerProc::start(&[
         "--workers",
         "2",
@@ -691,9 +679,6 @@ fn stalled_executor_does_not_delay_new_connections() {
 #[test]
 fn stuck_executor_is_replaced_and_the_server_keeps_serving() {
     let _turn = heavy();
-    if skip_on_glommio() {
-        return;
-    }
     let mut s = ServerProc::start(&[
         "--workers",
         "2",

@@ -495,16 +495,3 @@ static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
 pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
     HEAVY.lock().unwrap_or_else(|e| e.into_inner())
 }
-
-/// glommio accepts with an io_uring accept operation (it offers no readiness wait): a
-/// blocked executor's pending accept can hold one connection until the thread wakes, and an
-/// accept cancelled while an executor hands its socket over can strand the connection it
-/// took. The tests of those exact guarantees skip glommio; the limit is documented in the
-/// README ("Choosing a runtime").
-pub fn skip_on_glommio() -> bool {
-    let skip = crate::RUNTIME == "glommio";
-    if skip {
-        eprintln!("skipped on glommio: its in-kernel accept can hold a connection (see README)");
-    }
-    skip
-}
