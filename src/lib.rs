@@ -34,6 +34,7 @@ pub mod time;
 pub use app::{BodyError, Handler, Request, RequestBody, Response, ResponseBody, Router};
 pub use config::ServerConfig;
 pub use executor::ExecutorInfo;
+pub use runtime::{IoBackend, RuntimeKind};
 pub use server::{Server, ServerError, ServerHandle};
 pub use state::ServerState;
 pub use supervisor::{Command, Shutdown};

@@ -297,3 +297,40 @@ fn stop_with_an_open_connection_releases_the_port_and_drops_it() {
     assert!(refuses_connections(addr), "connections still accepted on {addr} after stop() (a keep-alive connection was open when stop() was called)");
     assert!(c.expect_closed(), "the open connection was not dropped by stop()");
 }
+
+#[test]
+fn tokio_mt_serves_a_handler_that_is_not_send() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    let mut cfg = ServerConfig { port: 0, workers: Some(2), ..ServerConfig::default() };
+    cfg.runtime = percore::RuntimeKind::TokioMt;
+    // Per-executor state without locks: an Rc<Cell> counter, not Send.
+    let server = Server::new(cfg)
+        .start(|exec: &ExecutorInfo| {
+            let count = Rc::new(Cell::new(0u64));
+            let index = exec.index;
+            move |_req: Request| {
+                let count = count.clone();
+                async move {
+                    count.set(count.get() + 1);
+                    percore::time::sleep(Duration::from_millis(1)).await;
+                    Response::text(format!("{index}:{}", count.get()))
+                }
+            }
+        })
+        .expect("tokio-mt server start");
+    assert_eq!(server.state().runtime(), "tokio-mt");
+    let mut c = Conn::open(server.local_addr());
+    let mut last = 0u64;
+    for _ in 0..5 {
+        c.send(&get("/"));
+        let r = c.response(false);
+        assert_eq!(r.status, 200);
+        let body = String::from_utf8(r.body).unwrap();
+        let (_, n) = body.split_once(':').expect("executor:count");
+        let n: u64 = n.parse().unwrap();
+        assert!(n > last, "one connection stays on one executor, whose counter only grows: {body}");
+        last = n;
+    }
+    server.stop();
+}

@@ -33,6 +33,7 @@ pub enum RuntimeKind {
 }
 
 impl RuntimeKind {
+    /// Parse a `--runtime` value; runtimes not compiled in are an error naming the feature.
     pub fn parse(s: &str) -> Result<RuntimeKind, String> {
         match s {
             "monoio" if cfg!(feature = "monoio") => Ok(RuntimeKind::Monoio),
@@ -51,6 +52,7 @@ impl RuntimeKind {
         self == RuntimeKind::TokioMt
     }
 
+    /// The `--runtime` spelling (also in logs and `/metrics`).
     pub fn name(self) -> &'static str {
         match self {
             RuntimeKind::Monoio => "monoio",
