@@ -5,11 +5,11 @@
 //! readiness-based ones (tokio) alike. Runtime shims implement it; nothing else does IO.
 
 use std::any::Any;
-use std::future::{poll_fn, Future};
+use std::future::Future;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::pin::pin;
-use std::task::Poll;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -36,19 +36,37 @@ pub trait Timer: 'static {
 }
 
 /// Run `fut` for at most `duration`; `None` if the time ran out first (`fut` is dropped).
-pub async fn timeout<K: Timer, F: Future>(duration: Duration, fut: F) -> Option<F::Output> {
-    let mut fut = pin!(fut);
-    let mut sleep = pin!(K::sleep(duration));
-    poll_fn(|cx| {
-        if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+pub fn timeout<K: Timer, F: Future>(duration: Duration, fut: F) -> Timeout<F, impl Future<Output = ()>> {
+    Timeout { fut, sleep: K::sleep(duration) }
+}
+
+// The combinators below are written as plain structs rather than `async fn`s: an `async fn`
+// keeps its arguments and the locals they are moved into side by side, so every level of
+// nesting would store the wrapped future (a read in flight, a handler) twice. Connection
+// futures are made of these, and an idle connection's memory is mostly its future.
+
+/// Future returned by [`timeout`].
+pub struct Timeout<F, S> {
+    fut: F,
+    sleep: S,
+}
+
+impl<F: Future, S: Future<Output = ()>> Future for Timeout<F, S> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: structural pinning: neither field is moved out of the pinned struct, and it
+        // has no Drop impl nor an Unpin impl of its own.
+        let this = unsafe { self.get_unchecked_mut() };
+        let (fut, sleep) = unsafe { (Pin::new_unchecked(&mut this.fut), Pin::new_unchecked(&mut this.sleep)) };
+        if let Poll::Ready(v) = fut.poll(cx) {
             return Poll::Ready(Some(v));
         }
-        if sleep.as_mut().poll(cx).is_ready() {
+        if sleep.poll(cx).is_ready() {
             return Poll::Ready(None);
         }
         Poll::Pending
-    })
-    .await
+    }
 }
 
 /// Which of two futures finished first.
@@ -58,28 +76,53 @@ pub enum Either<A, B> {
 }
 
 /// Whichever of two futures finishes first (the other is dropped).
-pub async fn first_of<A: Future, B: Future>(a: A, b: B) -> Either<A::Output, B::Output> {
-    let mut a = pin!(a);
-    let mut b = pin!(b);
-    poll_fn(|cx| {
-        if let Poll::Ready(v) = a.as_mut().poll(cx) {
+pub fn first_of<A: Future, B: Future>(a: A, b: B) -> FirstOf<A, B> {
+    FirstOf { a, b }
+}
+
+/// Future returned by [`first_of`].
+pub struct FirstOf<A, B> {
+    a: A,
+    b: B,
+}
+
+impl<A: Future, B: Future> Future for FirstOf<A, B> {
+    type Output = Either<A::Output, B::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: structural pinning, as in `Timeout`.
+        let this = unsafe { self.get_unchecked_mut() };
+        let (a, b) = unsafe { (Pin::new_unchecked(&mut this.a), Pin::new_unchecked(&mut this.b)) };
+        if let Poll::Ready(v) = a.poll(cx) {
             return Poll::Ready(Either::Left(v));
         }
-        if let Poll::Ready(v) = b.as_mut().poll(cx) {
+        if let Poll::Ready(v) = b.poll(cx) {
             return Poll::Ready(Either::Right(v));
         }
         Poll::Pending
-    })
-    .await
+    }
 }
 
 /// Poll `fut`, turning a panic inside it into an error.
-pub async fn catch_panic<F: Future>(fut: F) -> Result<F::Output, Box<dyn Any + Send>> {
-    let mut fut = pin!(fut);
-    poll_fn(|cx| match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
-        Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
-        Ok(Poll::Pending) => Poll::Pending,
-        Err(panic) => Poll::Ready(Err(panic)),
-    })
-    .await
+pub fn catch_panic<F: Future>(fut: F) -> CatchPanic<F> {
+    CatchPanic { fut }
+}
+
+/// Future returned by [`catch_panic`].
+pub struct CatchPanic<F> {
+    fut: F,
+}
+
+impl<F: Future> Future for CatchPanic<F> {
+    type Output = Result<F::Output, Box<dyn Any + Send>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: structural pinning, as in `Timeout`.
+        let fut = unsafe { self.map_unchecked_mut(|s| &mut s.fut) };
+        match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    }
 }
