@@ -13,7 +13,7 @@
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::marker::PhantomData;
 use std::mem;
 use std::net::SocketAddr;
@@ -37,7 +37,7 @@ use crate::http::response::{
 use crate::http::{
     parse_head, BodyDecoder, DateCache, Decoded, Framing, Limits, ParseError, ParsedHead, Version,
 };
-use crate::io::{catch_panic, first_of, timeout, Either, Timer, Transport};
+use crate::io::{catch_panic, first_of, timeout, Either, Timer, TimerSlot, Transport};
 use crate::latch::Latch;
 use crate::observe::access_log::{AccessLog, Entry, LocalAccessLog};
 use crate::state::{ExecutorStats, ServerState};
@@ -147,8 +147,15 @@ impl<H> ConnCtx<H> {
 }
 
 /// Serve one connection until it closes.
-pub async fn serve<T: Transport, K: Timer, H: Handler>(io: T, peer: SocketAddr, ctx: Rc<ConnCtx<H>>) {
-    Conn::<T, K, H>::new(io, peer, ctx).run().await;
+pub fn serve<T: Transport, K: Timer, H: Handler>(
+    io: T,
+    peer: SocketAddr,
+    ctx: Rc<ConnCtx<H>>,
+) -> impl Future<Output = ()> {
+    // Built here rather than inside an async fn, which would keep its arguments beside the
+    // connection they were moved into for as long as the connection lives.
+    let mut conn = Conn::<T, K, H>::new(io, peer, ctx);
+    async move { conn.run().await }
 }
 
 /// Answer a connection that is refused before it is read (`--max-connections`) with 503,
@@ -206,6 +213,8 @@ struct Conn<T, K, H> {
     started: Instant,
     /// The current request's head, kept for its access log line when logging is on.
     log_head: Option<crate::http::RequestHead>,
+    /// The timer of every read and write wait (one at a time).
+    timer: TimerSlot,
     _timer: PhantomData<fn() -> K>,
 }
 
@@ -222,6 +231,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             peer_trusted: false,
             started: Instant::now(),
             log_head: None,
+            timer: TimerSlot::new::<K>(),
             _timer: PhantomData,
         }
     }
@@ -494,8 +504,10 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
                     }
                 }
             }
+            // Boxed: the stream's state is large and rare, and it would otherwise be part of
+            // every connection's future, idle or not (the stream allocates anyway).
             ResponseBody::Stream(stream) if send_body => {
-                self.write_stream(stream, length == BodyLength::Chunked, &mut sent).await
+                Box::pin(self.write_stream(stream, length == BodyLength::Chunked, &mut sent)).await
             }
             _ => Ok(()),
         };
@@ -654,24 +666,28 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
     /// lose bytes the kernel has already copied into its buffer (a request the client sent
     /// would vanish), so only a timeout, after which the connection closes, drops it.
     async fn read_some(&mut self, wait: Duration, shorten: Option<&Latch>) -> ReadOutcome {
-        let Some(io) = self.io.as_mut() else {
+        if self.io.is_none() {
             return ReadOutcome::Failed;
-        };
+        }
         if wait.is_zero() {
             return ReadOutcome::TimedOut;
         }
         if self.rbuf.capacity() - self.rbuf.len() < MIN_READ_SPACE {
             self.rbuf.reserve(READ_GROW);
         }
-        let buf = mem::take(&mut self.rbuf);
+        let Some(io) = self.io.as_mut() else {
+            return ReadOutcome::Failed;
+        };
+        // Pinned here for both paths: the future then holds one read, not a slot for each.
+        let mut read = pin!(io.read(mem::take(&mut self.rbuf)));
         let read = match shorten {
-            None => timeout::<K, _>(wait, io.read(buf)).await,
+            None => self.timer.timeout(wait, read).await,
             Some(latch) => {
-                let mut read = pin!(io.read(buf));
-                match first_of(timeout::<K, _>(wait, read.as_mut()), latch.wait()).await {
+                let first = first_of(self.timer.timeout(wait, read.as_mut()), latch.wait()).await;
+                match first {
                     Either::Left(done) => done,
                     // Draining: the same read, for a little longer at most.
-                    Either::Right(()) => timeout::<K, _>(wait.min(DRAIN_IDLE_GRACE), read).await,
+                    Either::Right(()) => self.timer.timeout(wait.min(DRAIN_IDLE_GRACE), read).await,
                 }
             }
         };
@@ -696,7 +712,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         }
         let io = self.io.as_mut().ok_or(())?;
         let buf = mem::take(&mut self.wbuf);
-        match timeout::<K, _>(self.ctx.config.write_timeout, io.write_all(buf)).await {
+        match self.timer.timeout(self.ctx.config.write_timeout, io.write_all(buf)).await {
             Some((Ok(()), mut buf)) => {
                 // Keep the buffer for the next batch, unless one big response grew it: an
                 // idle connection should not hold on to that.
@@ -712,7 +728,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
 
     async fn write_bytes(&mut self, bytes: Bytes) -> Result<(), ()> {
         let io = self.io.as_mut().ok_or(())?;
-        match timeout::<K, _>(self.ctx.config.write_timeout, io.write_bytes(bytes)).await {
+        match self.timer.timeout(self.ctx.config.write_timeout, io.write_bytes(bytes)).await {
             Some(Ok(())) => Ok(()),
             _ => Err(()),
         }

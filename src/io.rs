@@ -58,7 +58,8 @@ impl<F: Future, S: Future<Output = ()>> Future for Timeout<F, S> {
         // SAFETY: structural pinning: neither field is moved out of the pinned struct, and it
         // has no Drop impl nor an Unpin impl of its own.
         let this = unsafe { self.get_unchecked_mut() };
-        let (fut, sleep) = unsafe { (Pin::new_unchecked(&mut this.fut), Pin::new_unchecked(&mut this.sleep)) };
+        let (fut, sleep) =
+            unsafe { (Pin::new_unchecked(&mut this.fut), Pin::new_unchecked(&mut this.sleep)) };
         if let Poll::Ready(v) = fut.poll(cx) {
             return Poll::Ready(Some(v));
         }
@@ -66,6 +67,94 @@ impl<F: Future, S: Future<Output = ()>> Future for Timeout<F, S> {
             return Poll::Ready(None);
         }
         Poll::Pending
+    }
+}
+
+/// One timer for a connection's waits, allocated once with the connection and re-armed for
+/// each wait (a connection waits on one thing at a time).
+///
+/// A runtime's sleep can be large (monoio's is 640 bytes, aligned to 128), and every future
+/// that holds one inline grows by it and takes its alignment, padding each level of the
+/// driver's nested futures. Kept behind one pointer, it costs an idle connection its own
+/// size once; re-arming builds the sleep in place, as `timeout` would build a new one.
+pub struct TimerSlot(Pin<Box<dyn Rearm>>);
+
+trait Rearm {
+    fn arm(self: Pin<&mut Self>, duration: Duration);
+    fn disarm(self: Pin<&mut Self>);
+    fn poll_expired(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()>;
+}
+
+struct Slot<M, S> {
+    make: M,
+    sleep: Option<S>,
+}
+
+impl<M, S> Slot<M, S> {
+    fn sleep(self: Pin<&mut Self>) -> Pin<&mut Option<S>> {
+        // SAFETY: structural pinning of `sleep` (`make` is never pinned): it is only replaced
+        // through `Pin::set`, which drops the old value in place, and `Slot` has no Drop impl.
+        unsafe { self.map_unchecked_mut(|s| &mut s.sleep) }
+    }
+}
+
+impl<M: Fn(Duration) -> S, S: Future<Output = ()>> Rearm for Slot<M, S> {
+    fn arm(mut self: Pin<&mut Self>, duration: Duration) {
+        let sleep = (self.make)(duration);
+        self.as_mut().sleep().set(Some(sleep));
+    }
+
+    fn disarm(self: Pin<&mut Self>) {
+        self.sleep().set(None);
+    }
+
+    fn poll_expired(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match self.sleep().as_pin_mut() {
+            Some(sleep) => sleep.poll(cx),
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl TimerSlot {
+    /// A slot for the runtime `K`'s sleeps, not armed yet.
+    pub fn new<K: Timer>() -> TimerSlot {
+        TimerSlot(Box::pin(Slot { make: K::sleep, sleep: None }))
+    }
+
+    /// Run `fut` for at most `duration`, as [`timeout`] does, on this slot's timer.
+    pub fn timeout<F: Future>(&mut self, duration: Duration, fut: F) -> SlotTimeout<'_, F> {
+        self.0.as_mut().arm(duration);
+        SlotTimeout { fut, slot: self }
+    }
+}
+
+/// Future returned by [`TimerSlot::timeout`]; disarms the timer when it is done or dropped.
+pub struct SlotTimeout<'a, F> {
+    fut: F,
+    slot: &'a mut TimerSlot,
+}
+
+impl<F: Future> Future for SlotTimeout<'_, F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: structural pinning of `fut`, as in `Timeout`; `slot` is a reference (its
+        // sleep is pinned in its own box). The Drop impl below moves nothing out of `fut`.
+        let this = unsafe { self.get_unchecked_mut() };
+        if let Poll::Ready(v) = unsafe { Pin::new_unchecked(&mut this.fut) }.poll(cx) {
+            return Poll::Ready(Some(v));
+        }
+        if this.slot.0.as_mut().poll_expired(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    }
+}
+
+impl<F> Drop for SlotTimeout<'_, F> {
+    fn drop(&mut self) {
+        self.slot.0.as_mut().disarm();
     }
 }
 
