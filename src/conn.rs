@@ -42,9 +42,13 @@ use crate::latch::Latch;
 use crate::observe::access_log::{AccessLog, Entry, LocalAccessLog};
 use crate::state::{ExecutorStats, ServerState};
 
-/// Bytes allocated for a new connection's reads; grows on demand up to the head limits.
-const INITIAL_READ_BUF: usize = 4 * 1024;
-/// Below this much spare room, the read buffer grows by `READ_GROW` before a read.
+/// Bytes allocated for a new connection's reads. A read in flight owns its buffer (io_uring),
+/// so this is what every idle connection holds; a connection whose reads fill its buffer
+/// doubles the size it reads with between requests, up to `MAX_READ_BUF` (see `make_read_room`).
+const INITIAL_READ_BUF: usize = 2 * 1024;
+const MAX_READ_BUF: usize = 16 * 1024;
+/// Below this much spare room, a partly filled read buffer grows before a read (the body
+/// reader grows its buffer by `READ_GROW`).
 const MIN_READ_SPACE: usize = 1024;
 const READ_GROW: usize = 16 * 1024;
 /// Bodies up to this size are copied into the write buffer (one write with the head);
@@ -200,6 +204,9 @@ struct Conn<T, K, H> {
     /// `None` only while a streamed request body has the socket.
     io: Option<T>,
     rbuf: BytesMut,
+    /// The buffer size this connection reads with between requests: `INITIAL_READ_BUF`,
+    /// doubled each time a read fills all the room it was given.
+    read_size: usize,
     wbuf: BytesMut,
     ctx: Rc<ConnCtx<H>>,
     peer: SocketAddr,
@@ -223,6 +230,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         Conn {
             io: Some(io),
             rbuf: BytesMut::with_capacity(INITIAL_READ_BUF),
+            read_size: INITIAL_READ_BUF,
             wbuf: BytesMut::new(),
             ctx,
             peer,
@@ -672,9 +680,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         if wait.is_zero() {
             return ReadOutcome::TimedOut;
         }
-        if self.rbuf.capacity() - self.rbuf.len() < MIN_READ_SPACE {
-            self.rbuf.reserve(READ_GROW);
-        }
+        let room = self.make_read_room();
         let Some(io) = self.io.as_mut() else {
             return ReadOutcome::Failed;
         };
@@ -698,11 +704,44 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
                 self.rbuf = buf;
                 match result {
                     Ok(0) => ReadOutcome::Eof,
-                    Ok(_) => ReadOutcome::Data,
+                    Ok(n) => {
+                        if n >= room && self.read_size < MAX_READ_BUF {
+                            // The client sends more at a time than fits (large heads, deep
+                            // pipelining): read with more room from now on.
+                            self.read_size *= 2;
+                        }
+                        ReadOutcome::Data
+                    }
                     Err(_) => ReadOutcome::Failed,
                 }
             }
         }
+    }
+
+    /// Make room in the read buffer for the next read; returns the room.
+    ///
+    /// A partly filled buffer (the rest of a head still to come) grows when it is nearly
+    /// full. An empty one, between requests, goes back to the front of its allocation when
+    /// nothing else holds that (no copy, no allocation), so its start does not creep forward
+    /// request after request until a read must allocate a larger one; one that a large head
+    /// grew well past `read_size` is let go, so an idle connection holds `read_size` bytes.
+    fn make_read_room(&mut self) -> usize {
+        let room = self.rbuf.capacity() - self.rbuf.len();
+        if !self.rbuf.is_empty() {
+            if room < MIN_READ_SPACE {
+                self.rbuf.reserve(self.read_size);
+            }
+        } else if room > 2 * self.read_size {
+            self.rbuf = BytesMut::with_capacity(self.read_size);
+        } else if room < self.read_size
+            && !self.rbuf.try_reclaim(self.read_size)
+            && room < (self.read_size / 2).max(MIN_READ_SPACE)
+        {
+            // Too small for `read_size`, or still shared (the handler kept some of the
+            // request's bytes), and not much room left: a new one.
+            self.rbuf = BytesMut::with_capacity(self.read_size);
+        }
+        self.rbuf.capacity() - self.rbuf.len()
     }
 
     /// Write out the write buffer, within the write timeout.

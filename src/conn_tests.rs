@@ -129,6 +129,52 @@ fn http10_streams_are_close_delimited() {
 }
 
 #[test]
+fn a_long_keep_alive_connection_reads_into_the_same_small_buffer() {
+    // Each request is split off the front of the read buffer; once it is answered the
+    // buffer starts at the front of its allocation again, instead of creeping forward
+    // until a read has to allocate a larger one that the connection then keeps.
+    let req = b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n";
+    let script: Vec<&[u8]> = vec![req; 500];
+    let log = run(&script);
+    assert_eq!(count(&log.output(), "HTTP/1.1 200 OK"), 500);
+    assert_eq!(log.reads, 501, "one read per request, then EOF");
+    let most = log.read_rooms.iter().max().copied();
+    assert_eq!(most, Some(super::INITIAL_READ_BUF), "the read buffer never grew: {most:?}");
+}
+
+#[test]
+fn pipelined_batches_larger_than_the_buffer_are_one_read_once_it_has_grown() {
+    let req = format!("GET /plaintext HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n", "a".repeat(150));
+    let batch = req.repeat(16);
+    assert!(batch.len() > super::INITIAL_READ_BUF);
+    let script: Vec<&[u8]> = vec![batch.as_bytes(); 20];
+    let log = run(&script);
+    assert_eq!(count(&log.output(), "HTTP/1.1 200 OK"), 16 * 20);
+    // The first batch fills the initial buffer: one more read (and write) while it grows.
+    assert!(log.reads <= 20 + 2, "{} reads for 20 batches", log.reads);
+    assert!(log.writes.len() <= 20 + 1, "{} writes for 20 batches", log.writes.len());
+    let idle = *log.read_rooms.last().expect("reads");
+    assert!(idle <= 2 * batch.len().next_power_of_two(), "an idle read holds {idle} bytes");
+}
+
+#[test]
+fn a_large_head_does_not_leave_an_idle_connection_a_large_buffer() {
+    let big = format!("GET /plaintext HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n", "a".repeat(40_000));
+    let small = b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n";
+    let log = super::super::testing::run_connection(
+        vec![big.clone().into_bytes(), small.to_vec()],
+        DriverConfig {
+            limits: crate::http::Limits { max_header_field: 64 * 1024, ..Default::default() },
+            ..Default::default()
+        },
+        demo_app(Arc::new(ServerState::new(1))),
+    );
+    assert_eq!(count(&log.output(), "HTTP/1.1 200 OK"), 2);
+    let idle = *log.read_rooms.last().expect("reads");
+    assert!(idle <= 2 * super::MAX_READ_BUF, "an idle read holds {idle} bytes");
+}
+
+#[test]
 fn connection_futures_stay_small_and_loosely_aligned() {
     // What an idle connection costs is mostly its driver future. Timers held inline (monoio's
     // sleep is 640 bytes, aligned to 128) or async fns that keep copies of their arguments

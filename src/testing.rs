@@ -26,6 +26,8 @@ pub struct Transcript {
     pub writes: Vec<Vec<u8>>,
     /// How many reads the driver asked for (the last one past the script reads EOF).
     pub reads: usize,
+    /// The spare room of the buffer handed to each read (what an idle connection holds).
+    pub read_rooms: Vec<usize>,
     /// Whether the driver sent FIN (a graceful close).
     pub shutdown: bool,
 }
@@ -47,9 +49,13 @@ pub struct MemoryIo {
 
 impl Transport for MemoryIo {
     async fn read(&mut self, mut buf: BytesMut) -> (io::Result<usize>, BytesMut) {
-        self.log.borrow_mut().reads += 1;
-        let Some(next) = self.script.first_mut() else { return (Ok(0), buf) };
         let room = (buf.capacity() - buf.len()).max(1);
+        {
+            let mut log = self.log.borrow_mut();
+            log.reads += 1;
+            log.read_rooms.push(room);
+        }
+        let Some(next) = self.script.first_mut() else { return (Ok(0), buf) };
         let n = next.len().min(room);
         buf.extend_from_slice(&next[..n]);
         next.drain(..n);
