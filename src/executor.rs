@@ -234,8 +234,12 @@ async fn listen<R: Runtime, H: Handler>(listener: &R::Listener, admission: &Admi
         // handshakes already under way complete.
         first_of(accept_loop::<R, H>(listener, admission), R::sleep(LISTEN_SETTLE)).await;
     }
-    while let Ok(Some((io, peer))) = listener.try_accept() {
-        admission.admit::<R>(io, peer);
+    // Serve what is queued, unless the socket is shared and stays open: then the other
+    // executors (or the replacement) take it, with keep-alive.
+    if ctx.state.sockets_closing() || !R::SHARED_LISTENER {
+        while let Ok(Some((io, peer))) = listener.try_accept() {
+            admission.admit::<R>(io, peer);
+        }
     }
     if ctx.state.sockets_closing() {
         // The whole server is going away: stop listening right after the queue ran dry. (A

@@ -141,8 +141,8 @@ pub struct Cli {
     pub bind: Vec<String>,
 
     /// Runtime of the executors: monoio (io_uring), glommio (io_uring) or tokio (epoll), the
-    /// same thread-per-core design on each; or tokio-mt (epoll), the ordinary tokio
-    /// deployment for comparison: one multi-thread runtime and one listener.
+    /// same thread-per-core design on each; or tokio-mt (epoll), for comparison: one
+    /// multi-thread tokio runtime and one shared listener (without work stealing).
     #[arg(long, env = "PERCORE_RUNTIME", default_value = "monoio", value_parser = RuntimeKind::parse)]
     pub runtime: RuntimeKind,
 

@@ -11,7 +11,7 @@
 
 use std::cell::RefCell;
 use std::future::Future;
-use std::io::{self, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
@@ -75,8 +75,16 @@ impl Runtime for Glommio {
 
     fn listener(listener: std::net::TcpListener) -> io::Result<GlommioListener> {
         listener.set_nonblocking(true)?;
-        let (watch, wake) = AcceptWatch::start(listener.as_raw_fd())?;
-        Ok(GlommioListener { socket: listener, wake: RefCell::new(wake), watch: watch })
+        let watch = match AcceptWatch::start(listener.as_raw_fd()) {
+            Ok((watch, wake)) => Some((watch, RefCell::new(wake))),
+            Err(e) => {
+                // Out of descriptors or threads: an executor must still start (a crashed one
+                // is being replaced), so it polls its queue instead of failing.
+                tracing::warn!(error = %e, "cannot start the accept watcher; polling the listener instead");
+                None
+            }
+        };
+        Ok(GlommioListener { watch, socket: listener })
     }
 
     fn spawn<F: Future<Output = ()> + 'static>(task: F) {
@@ -84,30 +92,41 @@ impl Runtime for Glommio {
     }
 }
 
+/// How often a listener without a watcher looks at its queue.
+const ACCEPT_POLL: Duration = Duration::from_millis(5);
+
 pub struct GlommioListener {
+    /// Declared first so it is dropped first: the watcher thread is stopped (and its end of
+    /// the pair closed) while the socket it watches is still open. `None`: polling instead.
+    /// The reader is readable when the watcher saw the listener readable (a byte a wake-up).
+    watch: Option<(AcceptWatch, RefCell<glommio::net::UnixStream>)>,
     socket: std::net::TcpListener,
-    /// Readable when the watcher saw the listener readable (a byte per wake-up).
-    wake: RefCell<glommio::net::UnixStream>,
-    watch: AcceptWatch,
 }
 
 impl Listener for GlommioListener {
     type Io = GlommioStream;
 
+    // The wake-up reader's borrow is held across its read: one accept loop per listener runs
+    // at a time (a second would get an error, not a panic).
+    #[allow(clippy::await_holding_refcell_ref)]
     async fn accept(&self) -> io::Result<(GlommioStream, SocketAddr)> {
         loop {
             if let Some(pair) = self.try_accept()? {
                 return Ok(pair);
             }
+            let Some((watch, wake)) = &self.watch else {
+                glommio::timer::sleep(ACCEPT_POLL).await;
+                continue;
+            };
             // Queue empty: ask the watcher for the next readiness, then wait for its word.
             // (Armed after the empty accept: a connection that came in between is reported
             // at once, epoll being level-triggered.)
-            self.watch.arm(self.socket.as_raw_fd())?;
+            watch.arm(self.socket.as_raw_fd())?;
             let mut bytes = [0u8; 64];
             // One accept loop per listener at a time, so the borrow is never contended; a
             // wake-up lost to a dropped read only costs one more empty accept.
-            let n = self.wake.borrow_mut().read(&mut bytes).await?;
-            if n == 0 {
+            let mut wake = wake.try_borrow_mut().map_err(|_| io::Error::other("concurrent accept"))?;
+            if wake.read(&mut bytes).await? == 0 {
                 return Err(io::Error::other("the accept watcher stopped"));
             }
         }
@@ -181,8 +200,12 @@ impl AcceptWatch {
                     if ev.u64 == STOP_TOKEN {
                         return;
                     }
-                    // A full pair already holds a wake-up: nothing is lost by failing.
-                    let _ = (&theirs).write(&[1]);
+                    // A full pair already holds a wake-up: nothing is lost by failing. No
+                    // SIGPIPE should the executor's end be gone.
+                    // SAFETY: send(2) of one byte from a local.
+                    let _ = unsafe {
+                        libc::send(theirs.as_raw_fd(), [1u8].as_ptr().cast(), 1, libc::MSG_NOSIGNAL)
+                    };
                 }
             }
         })?;

@@ -235,6 +235,9 @@ pub(crate) fn shutdown(fd: std::os::fd::RawFd, how: libc::c_int) -> io::Result<(
 pub trait Runtime: Timer + Sized {
     /// Shown in the startup log.
     const NAME: &'static str;
+    /// Whether every executor accepts from one shared socket (tokio-mt) rather than a socket
+    /// of its own slot: a draining executor then leaves the queue to the others.
+    const SHARED_LISTENER: bool = false;
     type Io: Transport;
     type Listener: Listener<Io = Self::Io>;
 

@@ -4,12 +4,15 @@
 //!   current-thread runtime with a `LocalSet` (handlers need not be `Send`), pinned, with its
 //!   own SO_REUSEPORT listener, exactly like the io_uring executors: the difference users
 //!   measure is the IO model, not the architecture.
-//! - [`TokioMt`]: the ordinary tokio deployment, for comparison: one multi-thread runtime
-//!   for the whole process (one epoll instance and one timer wheel, driven by its worker
-//!   pool) and one listening socket that every executor accepts from. Handlers are not
-//!   `Send`, so a connection stays on the executor thread that accepted it (in a `LocalSet`
-//!   entered into the shared runtime) instead of being stolen between workers; its socket
-//!   events arrive through the shared runtime's workers.
+//! - [`TokioMt`]: the shape of the ordinary tokio deployment, for comparison: one
+//!   multi-thread runtime for the whole process (one epoll instance and one timer wheel,
+//!   driven by its worker pool) and one listening socket that every executor accepts from.
+//!   Not work stealing: handlers are not `Send`, so a connection stays on the executor
+//!   thread that accepted it (in a `LocalSet` entered into the shared runtime), and its
+//!   socket events arrive through the shared runtime's workers, one hop more than a task
+//!   woken where the event was read. Every executor's IO and timers depend on those
+//!   workers: a handler that blocks them (e.g. blocking work in `tokio::spawn`) stalls all
+//!   executors.
 
 use std::future::Future;
 use std::io;
@@ -105,6 +108,7 @@ impl Timer for TokioMt {
 
 impl Runtime for TokioMt {
     const NAME: &'static str = "tokio-mt";
+    const SHARED_LISTENER: bool = true;
     type Io = TokioStream;
     type Listener = TokioListener;
 

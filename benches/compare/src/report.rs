@@ -331,8 +331,8 @@ fn targets(m: &mut String, r: &CoreResults) {
         }
     }
     if has(Kind::PercoreTokio) && has(Kind::PercoreTokioMt) {
-        // Not a target: how much thread-per-core alone saves on the same IO model (epoll),
-        // codec, driver and handlers.
+        // Not a target: per-core runtimes and listeners against one shared runtime and
+        // listener, with the same IO model (epoll), codec, driver and handlers.
         for w in Workload::ALL {
             let c = ratio(
                 metric(r, Kind::PercoreTokio, w, cpu).as_ref(),
@@ -341,7 +341,7 @@ fn targets(m: &mut String, r: &CoreResults) {
             if let Some(c) = c {
                 row(
                     format!(
-                        "(percore-tokio CPU/request vs percore-tokio-mt: thread-per-core alone), {}",
+                        "(percore-tokio CPU/request vs percore-tokio-mt: per-core runtimes vs one shared runtime), {}",
                         w.name()
                     ),
                     format!("{c:.2}×"),
