@@ -37,7 +37,7 @@ pub trait Timer: 'static {
 
 /// Run `fut` for at most `duration`; `None` if the time ran out first (`fut` is dropped).
 pub fn timeout<K: Timer, F: Future>(duration: Duration, fut: F) -> Timeout<F, impl Future<Output = ()>> {
-    Timeout { fut, sleep: K::sleep(duration) }
+    Timeout(first_of(fut, K::sleep(duration)))
 }
 
 // The combinators below are written as plain structs rather than `async fn`s: an `async fn`
@@ -45,28 +45,19 @@ pub fn timeout<K: Timer, F: Future>(duration: Duration, fut: F) -> Timeout<F, im
 // nesting would store the wrapped future (a read in flight, a handler) twice. Connection
 // futures are made of these, and an idle connection's memory is mostly its future.
 
-/// Future returned by [`timeout`].
-pub struct Timeout<F, S> {
-    fut: F,
-    sleep: S,
-}
+/// Future returned by [`timeout`]: the future raced against the sleep.
+pub struct Timeout<F, S>(FirstOf<F, S>);
 
 impl<F: Future, S: Future<Output = ()>> Future for Timeout<F, S> {
     type Output = Option<F::Output>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // SAFETY: structural pinning: neither field is moved out of the pinned struct, and it
-        // has no Drop impl nor an Unpin impl of its own.
-        let this = unsafe { self.get_unchecked_mut() };
-        let (fut, sleep) =
-            unsafe { (Pin::new_unchecked(&mut this.fut), Pin::new_unchecked(&mut this.sleep)) };
-        if let Poll::Ready(v) = fut.poll(cx) {
-            return Poll::Ready(Some(v));
-        }
-        if sleep.poll(cx).is_ready() {
-            return Poll::Ready(None);
-        }
-        Poll::Pending
+        // SAFETY: structural pinning of the only field; `Timeout` has no Drop or Unpin impl.
+        let race = unsafe { self.map_unchecked_mut(|t| &mut t.0) };
+        race.poll(cx).map(|first| match first {
+            Either::Left(v) => Some(v),
+            Either::Right(()) => None,
+        })
     }
 }
 
@@ -139,7 +130,7 @@ impl<F: Future> Future for SlotTimeout<'_, F> {
     type Output = Option<F::Output>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // SAFETY: structural pinning of `fut`, as in `Timeout`; `slot` is a reference (its
+        // SAFETY: structural pinning of `fut`, as in `FirstOf`; `slot` is a reference (its
         // sleep is pinned in its own box). The Drop impl below moves nothing out of `fut`.
         let this = unsafe { self.get_unchecked_mut() };
         if let Poll::Ready(v) = unsafe { Pin::new_unchecked(&mut this.fut) }.poll(cx) {
@@ -179,7 +170,8 @@ impl<A: Future, B: Future> Future for FirstOf<A, B> {
     type Output = Either<A::Output, B::Output>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // SAFETY: structural pinning, as in `Timeout`.
+        // SAFETY: structural pinning: neither field is moved out of the pinned struct, and it
+        // has no Drop impl nor an Unpin impl of its own.
         let this = unsafe { self.get_unchecked_mut() };
         let (a, b) = unsafe { (Pin::new_unchecked(&mut this.a), Pin::new_unchecked(&mut this.b)) };
         if let Poll::Ready(v) = a.poll(cx) {
@@ -206,7 +198,7 @@ impl<F: Future> Future for CatchPanic<F> {
     type Output = Result<F::Output, Box<dyn Any + Send>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // SAFETY: structural pinning, as in `Timeout`.
+        // SAFETY: structural pinning, as in `FirstOf`.
         let fut = unsafe { self.map_unchecked_mut(|s| &mut s.fut) };
         match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
             Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),

@@ -165,6 +165,13 @@ fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
+/// epoll_ctl(2) for `fd` in the set `epoll`, with `events` and user data `token`.
+fn epoll_ctl(epoll: RawFd, op: libc::c_int, fd: RawFd, events: libc::c_int, token: u64) -> io::Result<()> {
+    let mut ev = libc::epoll_event { events: events as u32, u64: token };
+    // SAFETY: epoll_ctl with a valid event struct.
+    cvt(unsafe { libc::epoll_ctl(epoll, op, fd, &mut ev) }).map(drop)
+}
+
 impl AcceptWatch {
     /// Start watching `listener` (disarmed until [`AcceptWatch::arm`]); returns the watch
     /// and the executor's end of the wake-up pair.
@@ -176,15 +183,10 @@ impl AcceptWatch {
             unsafe { OwnedFd::from_raw_fd(cvt(libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK))?) };
         let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
         theirs.set_nonblocking(true)?;
-        let ctl = |op, fd, events: u32, token: u64| {
-            let mut ev = libc::epoll_event { events, u64: token };
-            // SAFETY: epoll_ctl with a valid event struct.
-            cvt(unsafe { libc::epoll_ctl(epoll.as_raw_fd(), op, fd, &mut ev) })
-        };
-        // Registered disarmed (one-shot with no events) until the first arm.
-        ctl(libc::EPOLL_CTL_ADD, listener, libc::EPOLLONESHOT as u32, 0)?;
-        ctl(libc::EPOLL_CTL_ADD, stop.as_raw_fd(), libc::EPOLLIN as u32, STOP_TOKEN)?;
         let epfd = epoll.as_raw_fd();
+        // Registered disarmed (one-shot with no events) until the first arm.
+        epoll_ctl(epfd, libc::EPOLL_CTL_ADD, listener, libc::EPOLLONESHOT, 0)?;
+        epoll_ctl(epfd, libc::EPOLL_CTL_ADD, stop.as_raw_fd(), libc::EPOLLIN, STOP_TOKEN)?;
         let thread = std::thread::Builder::new().name("percore-accept-watch".into()).spawn(move || {
             let mut events = [libc::epoll_event { events: 0, u64: 0 }; 2];
             loop {
@@ -216,10 +218,13 @@ impl AcceptWatch {
 
     /// Report the listener's next readiness (once).
     fn arm(&self, listener: RawFd) -> io::Result<()> {
-        let mut ev = libc::epoll_event { events: (libc::EPOLLIN | libc::EPOLLONESHOT) as u32, u64: 0 };
-        // SAFETY: epoll_ctl with a valid event struct.
-        cvt(unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_MOD, listener, &mut ev) })
-            .map(drop)
+        epoll_ctl(
+            self.epoll.as_raw_fd(),
+            libc::EPOLL_CTL_MOD,
+            listener,
+            libc::EPOLLIN | libc::EPOLLONESHOT,
+            0,
+        )
     }
 }
 

@@ -68,8 +68,9 @@ impl Runtime for Tokio {
     }
 }
 
-/// The ordinary tokio deployment: every executor's tasks run on the executor's own thread,
-/// while the process-wide multi-thread runtime's workers drive the sockets and timers.
+/// The shape of the ordinary tokio deployment (without work stealing): every executor's
+/// tasks run on the executor's own thread, while the process-wide multi-thread runtime's
+/// workers drive the sockets and timers.
 pub struct TokioMt;
 
 /// The one multi-thread runtime of the process (built by [`prepare_shared`]).
@@ -78,9 +79,9 @@ static SHARED: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
 /// Build the process-wide multi-thread runtime with `workers` worker threads, confined to
 /// `cores` (empty: wherever the process may run), once: a later server in the same process
 /// (tests, embedders) shares the first one's.
-pub fn prepare_shared(workers: usize, cores: Vec<usize>) -> io::Result<()> {
-    if SHARED.get().is_some() {
-        return Ok(());
+pub fn prepare_shared(workers: usize, cores: Vec<usize>) -> io::Result<&'static tokio::runtime::Runtime> {
+    if let Some(rt) = SHARED.get() {
+        return Ok(rt);
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers.max(1))
@@ -96,8 +97,7 @@ pub fn prepare_shared(workers: usize, cores: Vec<usize>) -> io::Result<()> {
         .enable_time()
         .build()?;
     // Lost race: another server built it first; this one is dropped unused.
-    let _ = SHARED.set(rt);
-    Ok(())
+    Ok(SHARED.get_or_init(|| rt))
 }
 
 impl Timer for TokioMt {
@@ -118,10 +118,7 @@ impl Runtime for TokioMt {
         Fut: Future,
     {
         let workers = std::thread::available_parallelism().map_or(1, usize::from);
-        prepare_shared(workers, Vec::new())?;
-        let Some(rt) = SHARED.get() else {
-            return Err(io::Error::other("the shared tokio runtime is gone"));
-        };
+        let rt = prepare_shared(workers, Vec::new())?;
         crate::time::install(boxed_sleep);
         let local = tokio::task::LocalSet::new();
         Ok(rt.handle().block_on(local.run_until(main("epoll"))))
