@@ -122,12 +122,11 @@ pub fn run<R: Runtime, H: Handler>(
             refusing: Rc::default(),
             max_connections: cfg.max_connections,
         });
-        spawn_guarded::<R, H>(&ctx, ticker::<R, H>(admission.clone()));
+        spawn_guarded::<R, H>(ctx.clone(), ticker::<R, H>(admission.clone()));
         let listening = Rc::new(Cell::new(listeners.len()));
         for listener in listeners {
             let (admission, listening) = (admission.clone(), listening.clone());
-            let ctx = admission.ctx.clone();
-            spawn_guarded::<R, H>(&ctx, async move {
+            spawn_guarded::<R, H>(admission.ctx.clone(), async move {
                 let stop = admission.ctx.clone();
                 first_of(listen::<R, H>(&listener, &admission), stop.stop.wait()).await;
                 drop(listener);
@@ -172,10 +171,9 @@ thread_local! {
 
 /// Spawn an executor task whose panic stops the executor (see the end of [`run`]).
 fn spawn_guarded<R: Runtime, H: Handler>(
-    ctx: &Rc<ConnCtx<H>>,
+    ctx: Rc<ConnCtx<H>>,
     task: impl std::future::Future<Output = ()> + 'static,
 ) {
-    let ctx = ctx.clone();
     // Boxed once here, so the wrapper holds a pointer instead of another copy of the task's
     // (large) state: this is what an idle connection costs in memory.
     let task = Box::pin(task);
@@ -207,7 +205,7 @@ impl<H: Handler> Admission<H> {
             ExecutorStats::add(&ctx.stats.connections_rejected, 1);
             if self.refusing.get() < MAX_REFUSING {
                 let slot = Counted::new(self.refusing.clone(), None);
-                spawn_guarded::<R, H>(&ctx.clone(), async move {
+                spawn_guarded::<R, H>(ctx.clone(), async move {
                     let stop = ctx.clone();
                     first_of(conn::refuse::<R::Io, R, H>(io, peer, ctx), stop.stop.wait()).await;
                     drop(slot);
@@ -216,7 +214,7 @@ impl<H: Handler> Admission<H> {
             return;
         }
         let slot = Counted::new(self.open.clone(), Some(ctx.stats.clone()));
-        spawn_guarded::<R, H>(&ctx.clone(), async move {
+        spawn_guarded::<R, H>(ctx.clone(), async move {
             let stop = ctx.clone();
             first_of(conn::serve::<R::Io, R, H>(io, peer, ctx), stop.stop.wait()).await;
             drop(slot);

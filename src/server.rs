@@ -220,21 +220,19 @@ fn listeners(
     let inherited = if cfg.inherit_sockets { listen::inherited() } else { Ok(None) };
     let io_err = |source: io::Error| ServerError::Inherit(source.to_string());
     let Some(listen::Inherited { listeners: sockets, names, owned }) = inherited.map_err(io_err)? else {
-        // One reuseport group per address, one socket per slot in each.
-        let mut slots: Vec<Vec<TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
-        let mut addrs = Vec::new();
+        // One reuseport group per address, one socket per slot in each (or one in all).
+        let mut groups = Vec::new();
         let targets = cfg.bind_addresses()?;
         for &target in &targets {
             // An IPv6 address next to an IPv4 one on the same port serves IPv6 only.
             let v6_only = targets.iter().any(|t| t.is_ipv4() && t.port() == target.port());
             let sockets = if shared { 1 } else { workers };
             let (group, addr) = listen::bind_group(target, sockets, cfg.backlog, v6_only)?;
-            for (i, slot) in slots.iter_mut().enumerate() {
-                let socket = &group[i % group.len()];
-                slot.push(socket.try_clone().map_err(|source| ServerError::Bind { addr, source })?);
-            }
-            addrs.push(addr);
+            groups.push((addr, group));
         }
+        let addrs: Vec<SocketAddr> = groups.iter().map(|(a, _)| *a).collect();
+        let slots =
+            hand_out(&groups, workers).map_err(|source| ServerError::Bind { addr: addrs[0], source })?;
         return Ok((slots, addrs, !shared, true));
     };
     // Group the sockets by address (an upgrade passes one per slot and address; systemd
@@ -258,10 +256,13 @@ fn listeners(
         "serving on inherited sockets (not binding --host/--port/--bind)"
     );
     let steerable = groups.iter().all(|(_, g)| g.len() == workers && g.iter().all(listen::is_reuseport));
-    let slots = (0..workers)
-        .map(|i| groups.iter().map(|(_, g)| g[i % g.len()].try_clone()).collect::<io::Result<Vec<_>>>())
-        .collect::<io::Result<Vec<_>>>();
-    Ok((slots.map_err(io_err)?, addrs, steerable, owned))
+    Ok((hand_out(&groups, workers).map_err(io_err)?, addrs, steerable, owned))
+}
+
+/// Each slot's handles: one on a socket of every address's group, slot `i` taking socket
+/// `i` (modulo the group's size).
+fn hand_out(groups: &[(SocketAddr, Vec<TcpListener>)], workers: usize) -> io::Result<Vec<Vec<TcpListener>>> {
+    (0..workers).map(|i| groups.iter().map(|(_, g)| g[i % g.len()].try_clone()).collect()).collect()
 }
 
 /// Executor `index`'s share of a process-wide limit (`usize::MAX` when unlimited); the
