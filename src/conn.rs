@@ -29,7 +29,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use crate::app::body::{BodySource, ChunkFuture};
 use crate::app::{BodyError, Handler, Request, RequestBody, Response, ResponseBody};
 use crate::http::body::decode_buffered;
-use crate::http::proxy::{forwarded, parse_proxy_header, ProxyProtocol, TrustedProxies};
+use crate::http::proxy::{forwarded, parse_proxy_header, ForwardedRules, ProxyProtocol, TrustedProxies};
 use crate::http::response::{
     encode_chunk, encode_chunk_size, encode_head, status_allows_body, BodyLength, ConnectionHeader, CONTINUE,
     LAST_CHUNK,
@@ -80,10 +80,14 @@ pub struct DriverConfig {
     pub linger: Duration,
     /// Where access log lines go (`None`: no access log).
     pub access_log: Option<AccessLog>,
-    /// Peers whose `X-Forwarded-*` / `Forwarded` headers are believed.
+    /// Peers whose forwarding headers are believed.
     pub trusted_proxies: TrustedProxies,
+    /// Which forwarding headers are read (one family), and whether the host is believed.
+    pub forwarded: ForwardedRules,
     /// The PROXY protocol header every connection must start with, if any.
     pub proxy_protocol: ProxyProtocol,
+    /// The peers allowed to send a PROXY header; any other is closed unread.
+    pub proxy_allow_from: TrustedProxies,
 }
 
 impl Default for DriverConfig {
@@ -97,7 +101,9 @@ impl Default for DriverConfig {
             linger: Duration::from_secs(2),
             access_log: None,
             trusted_proxies: TrustedProxies::default(),
+            forwarded: ForwardedRules::default(),
             proxy_protocol: ProxyProtocol::Off,
+            proxy_allow_from: TrustedProxies::loopback(),
         }
     }
 }
@@ -248,8 +254,10 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         if self.ctx.config.proxy_protocol != ProxyProtocol::Off && !self.read_proxy_header().await {
             return;
         }
-        // Trust is decided on the peer as the PROXY header gave it: behind an NLB that is the
-        // client itself, whose own X-Forwarded-For must not be believed.
+        // Trust is decided on the peer as the PROXY header gave it, and a PROXY header counts
+        // only from a peer in --proxy-allow-from: behind an NLB the source is the client
+        // itself, whose own X-Forwarded-For must not be believed, and a client that reaches
+        // the port directly cannot name a trusted source.
         self.peer_trusted = self.ctx.config.trusted_proxies.contains(self.peer.ip());
         let mut first = true;
         loop {
@@ -273,6 +281,12 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
     /// the connection without a response. Returns whether to go on.
     async fn read_proxy_header(&mut self) -> bool {
         let ctx = self.ctx.clone();
+        if !ctx.config.proxy_allow_from.contains(self.peer.ip()) {
+            // Not the load balancer: whatever it would send, its PROXY header is not believed.
+            ExecutorStats::add(&ctx.stats.proxy_refused, 1);
+            tracing::debug!(peer = %self.peer, "PROXY protocol connection from a peer not in --proxy-allow-from; closing");
+            return false;
+        }
         let deadline = Instant::now() + ctx.config.header_timeout;
         loop {
             match parse_proxy_header(&self.rbuf, ctx.config.proxy_protocol) {
@@ -285,13 +299,19 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
                 }
                 Ok(None) => {}
                 Err(e) => {
+                    ExecutorStats::add(&ctx.stats.proxy_refused, 1);
                     tracing::debug!(peer = %self.peer, error = ?e, "bad PROXY protocol header; closing");
                     return false;
                 }
             }
             let wait = deadline.saturating_duration_since(Instant::now());
-            if !matches!(self.read_some(wait, None).await, ReadOutcome::Data) {
-                return false;
+            match self.read_some(wait, None).await {
+                ReadOutcome::Data => {}
+                ReadOutcome::TimedOut => {
+                    ExecutorStats::add(&ctx.stats.proxy_refused, 1);
+                    return false;
+                }
+                ReadOutcome::Eof | ReadOutcome::Failed => return false,
             }
         }
     }
@@ -349,6 +369,9 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         ExecutorStats::add(&ctx.stats.requests, 1);
         self.started = Instant::now();
         self.log_head = ctx.access_log.as_ref().map(|_| head.clone());
+        // Who the client is, from this request alone (before anything can refuse it, so no
+        // response is ever logged with an earlier request's forwarded client).
+        let forwarded_host = self.learn_client(&head);
 
         if ctx.in_flight.get() >= ctx.max_in_flight {
             // --limit-concurrency: refuse rather than queue (the body is left unread, so the
@@ -382,14 +405,8 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             return Outcome::Abort; // flushing before the body failed
         }
 
-        (self.client, self.scheme) = (self.peer.ip(), "http");
-        if self.peer_trusted {
-            let f = forwarded(head.headers(), &ctx.config.trusted_proxies);
-            self.client = f.client.unwrap_or(self.client);
-            self.scheme = f.proto.unwrap_or(self.scheme);
-        }
         let request =
-            Request::new(head, self.peer, body).with_client(self.client, self.scheme, self.peer_trusted);
+            Request::new(head, self.peer, body).with_client(self.client, self.scheme, forwarded_host);
         let mut must_close = false;
         let response = {
             let _in_flight = InFlight::enter(&ctx.in_flight, &ctx.stats);
@@ -429,6 +446,20 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
 
         let close = must_close || !keep_alive || response.wants_close() || ctx.drain.is_fired();
         self.write_response(response, is_head, version, close).await
+    }
+
+    /// Set the client and scheme of the request `head` (the peer's own, unless the peer is a
+    /// trusted proxy that says otherwise); returns the host the proxy names, if believed.
+    fn learn_client(&mut self, head: &crate::http::RequestHead) -> Option<Bytes> {
+        (self.client, self.scheme) = (self.peer.ip(), "http");
+        if !self.peer_trusted {
+            return None;
+        }
+        let cfg = &self.ctx.config;
+        let f = forwarded(head.headers(), &cfg.trusted_proxies, cfg.forwarded);
+        self.client = f.client.unwrap_or(self.client);
+        self.scheme = f.proto.unwrap_or(self.scheme);
+        f.host.map(|h| head.bytes_of(h))
     }
 
     /// Hand the socket to a streamed request body for the handler to read.
@@ -624,6 +655,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
     async fn fail(&mut self, e: ParseError) {
         self.started = Instant::now();
         self.log_head = None;
+        (self.client, self.scheme) = (self.peer.ip(), "http");
         if let Outcome::Close = self.error_outcome(e, Version::Http11).await {
             self.close().await;
         }

@@ -31,6 +31,9 @@ pub struct ExecutorStats {
     pub parse_errors: AtomicU64,
     /// Handler panics turned into 500s.
     pub handler_panics: AtomicU64,
+    /// Connections closed for their PROXY header: from a peer outside `--proxy-allow-from`,
+    /// missing, malformed or late.
+    pub proxy_refused: AtomicU64,
     /// Responses by status class: 1xx, 2xx, 3xx, 4xx, 5xx.
     pub status_classes: [AtomicU64; 5],
     /// Request durations (head received to response written), cumulative buckets.
@@ -139,6 +142,7 @@ pub struct Totals {
     pub requests: u64,
     pub in_flight: u64,
     pub handler_panics: u64,
+    pub proxy_refused: u64,
     pub status_classes: [u64; 5],
     pub duration_buckets: [u64; DURATION_BUCKETS_US.len()],
     pub duration_sum_us: u64,
@@ -153,6 +157,7 @@ impl Totals {
         self.connections_rejected += g(&s.connections_rejected);
         self.requests += g(&s.requests);
         self.handler_panics += g(&s.handler_panics);
+        self.proxy_refused += g(&s.proxy_refused);
         if gauges {
             self.connections_open += g(&s.connections_open);
             self.in_flight += g(&s.in_flight);

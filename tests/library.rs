@@ -334,3 +334,38 @@ fn tokio_mt_serves_a_handler_that_is_not_send() {
     }
     server.stop();
 }
+
+/// Answers `host scheme client` as the request sees them.
+async fn whoami(req: Request) -> Response {
+    Response::text(format!("{} {} {}", req.host().unwrap_or("-"), req.scheme(), req.client_addr()))
+}
+
+fn start_whoami(forwarded_host: bool) -> ServerHandle {
+    let mut cfg = ServerConfig { port: 0, workers: Some(1), ..ServerConfig::default() };
+    cfg.driver.forwarded.host = forwarded_host;
+    Server::new(cfg).start(|_exec: &ExecutorInfo| Router::new().get("/who", whoami)).expect("server start")
+}
+
+fn who(server: &ServerHandle, raw: &[u8]) -> String {
+    let mut c = Conn::open(server.local_addr());
+    c.send(raw);
+    let r = c.response(false);
+    assert_eq!(r.status, 200);
+    String::from_utf8(r.body).unwrap()
+}
+
+#[test]
+fn host_is_the_absolute_target_authority_and_a_forwarded_host_only_when_configured() {
+    let server = start_whoami(false);
+    let xfh = b"GET /who HTTP/1.1\r\nHost: app.example\r\nX-Forwarded-Host: evil.example\r\n\
+                X-Forwarded-For: 203.0.113.4\r\nX-Forwarded-Proto: https\r\n\r\n";
+    assert_eq!(who(&server, xfh), "app.example https 203.0.113.4");
+    // The authority of an absolute-form target wins over Host (RFC 9112 §3.2.2).
+    let absolute = b"GET http://target.example:8080/who HTTP/1.1\r\nHost: app.example\r\n\r\n";
+    assert_eq!(who(&server, absolute), "target.example:8080 http 127.0.0.1");
+    server.stop();
+
+    let server = start_whoami(true);
+    assert_eq!(who(&server, xfh), "evil.example https 203.0.113.4");
+    server.stop();
+}

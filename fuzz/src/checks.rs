@@ -24,7 +24,10 @@ use bytes::Bytes;
 use futures_core::Stream;
 use percore::conn::DriverConfig;
 use percore::http::body::decode_buffered;
-use percore::http::proxy::{forwarded, parse_proxy_header, ProxyHeader, ProxyProtocol, TrustedProxies};
+use percore::http::proxy::{
+    forwarded, parse_proxy_header, ForwardedHeaders, ForwardedRules, ProxyHeader, ProxyProtocol,
+    TrustedProxies,
+};
 use percore::http::{parse_head, BodyDecoder, Decoded, Framing, Limits, ParseError, Version};
 use percore::testing::{run_connection, Transcript};
 use percore::{Handler, Request, RequestBody, Response, ResponseBody, Router};
@@ -562,9 +565,14 @@ pub fn check_proxy(data: &[u8]) {
         .collect();
     for trusted in ["127.0.0.1,10.0.0.0/8,::1", "*"] {
         let trusted = TrustedProxies::parse(trusted).expect("literal");
-        let f = forwarded(fields.iter().copied(), &trusted);
-        if let Some(proto) = f.proto {
-            assert!(proto == "http" || proto == "https", "proto {proto:?}");
+        for family in [ForwardedHeaders::XForwarded, ForwardedHeaders::Forwarded] {
+            for host in [false, true] {
+                let f = forwarded(fields.iter().copied(), &trusted, ForwardedRules { family, host });
+                if let Some(proto) = f.proto {
+                    assert!(proto == "http" || proto == "https", "proto {proto:?}");
+                }
+                assert!(host || f.host.is_none(), "a forwarded host believed without --forwarded-host");
+            }
         }
     }
 }

@@ -2,6 +2,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use bytes::Bytes;
+
 use crate::http::{RequestHead, Version};
 
 use super::body::RequestBody;
@@ -14,44 +16,53 @@ pub struct Request {
     peer: SocketAddr,
     client: IpAddr,
     scheme: &'static str,
-    /// The peer is a trusted proxy (its forwarding headers are believed).
-    via_proxy: bool,
+    /// The host a trusted proxy says the client asked for (`--forwarded-host`).
+    forwarded_host: Option<Bytes>,
     body: RequestBody,
 }
 
 impl Request {
     pub fn new(head: RequestHead, peer: SocketAddr, body: RequestBody) -> Request {
-        Request { head, client: peer.ip(), peer, scheme: "http", via_proxy: false, body }
+        Request { head, client: peer.ip(), peer, scheme: "http", forwarded_host: None, body }
     }
 
-    /// Set what the connection driver learned from a trusted proxy.
-    pub fn with_client(mut self, client: IpAddr, scheme: &'static str, via_proxy: bool) -> Request {
+    /// Set what the connection driver learned from a trusted proxy: the client's address,
+    /// the scheme it used, and (with `--forwarded-host`) the host it asked for.
+    pub fn with_client(
+        mut self,
+        client: IpAddr,
+        scheme: &'static str,
+        forwarded_host: Option<Bytes>,
+    ) -> Request {
         self.client = client;
         self.scheme = scheme;
-        self.via_proxy = via_proxy;
+        self.forwarded_host = forwarded_host;
         self
     }
 
     /// The client's address: the peer's, unless the peer is a trusted proxy
-    /// (`--forwarded-allow-ips`) that says otherwise in `X-Forwarded-For` / `Forwarded`.
+    /// (`--forwarded-allow-ips`) that says otherwise in the header family that
+    /// `--forwarded-headers` names (`X-Forwarded-For` by default, or `Forwarded: for=`).
     pub fn client_addr(&self) -> IpAddr {
         self.client
     }
 
-    /// `http` or `https`: `https` when a trusted proxy says so (`X-Forwarded-Proto`,
-    /// `Forwarded: proto=`).
+    /// `http` or `https`: `https` when a trusted proxy says so (`X-Forwarded-Proto`, or
+    /// `Forwarded: proto=` with `--forwarded-headers forwarded`).
     pub fn scheme(&self) -> &'static str {
         self.scheme
     }
 
-    /// The host the client asked for: `X-Forwarded-Host` from a trusted proxy, else the
-    /// `Host` header.
+    /// The host the client asked for: what a trusted proxy says when `--forwarded-host` is
+    /// on, else the authority of an absolute-form target (RFC 9112 §3.2.2: it wins over
+    /// `Host`), else the `Host` header.
     pub fn host(&self) -> Option<&str> {
-        let forwarded = self.via_proxy.then(|| self.header("x-forwarded-host")).flatten();
-        forwarded
+        self.forwarded_host
+            .as_deref()
+            .or_else(|| self.head.authority().map(str::as_bytes))
             .or_else(|| self.header("host"))
             .and_then(|h| std::str::from_utf8(h).ok())
-            .map(|h| h.split(',').next().unwrap_or(h).trim())
+            .map(str::trim)
     }
 
     pub fn method(&self) -> &str {

@@ -9,7 +9,7 @@ pub mod file;
 
 use crate::conn::DriverConfig;
 use crate::cpus::parse_cpu_list;
-use crate::http::proxy::{ProxyProtocol, TrustedProxies};
+use crate::http::proxy::{ForwardedHeaders, ForwardedRules, ProxyProtocol, TrustedProxies};
 use crate::http::Limits;
 use crate::observe::access_log::{Format as AccessLogFormat, Target as AccessLogTarget};
 use crate::runtime::{IoBackend, RuntimeKind};
@@ -264,14 +264,31 @@ pub struct Cli {
     #[arg(long, env = "PERCORE_METRICS_PORT")]
     pub metrics_port: Option<u16>,
 
-    /// Peers whose X-Forwarded-For/-Proto/-Host and Forwarded headers are believed: a
-    /// comma-separated list of addresses and CIDRs, or `*`.
+    /// Peers whose forwarding headers are believed: a comma-separated list of addresses
+    /// and CIDRs, or `*`.
     #[arg(long, env = "PERCORE_FORWARDED_ALLOW_IPS", default_value = "127.0.0.1", value_parser = TrustedProxies::parse)]
     pub forwarded_allow_ips: TrustedProxies,
+
+    /// Which forwarding headers a trusted peer's requests are read with: `x-forwarded`
+    /// (X-Forwarded-For/-Proto, what nginx and the AWS ALB set) or `forwarded` (RFC 7239).
+    /// The other family is ignored, never mixed in.
+    #[arg(long, env = "PERCORE_FORWARDED_HEADERS", default_value = "x-forwarded", value_parser = ForwardedHeaders::parse)]
+    pub forwarded_headers: ForwardedHeaders,
+
+    /// Believe the host a trusted proxy names (X-Forwarded-Host, or `host=` in Forwarded).
+    /// Off by default: the ALB does not set it, so behind an ALB it comes from the client.
+    #[arg(long, env = "PERCORE_FORWARDED_HOST")]
+    pub forwarded_host: bool,
 
     /// Require a PROXY protocol header (AWS NLB) on every connection: off, v1, v2 or auto.
     #[arg(long, env = "PERCORE_PROXY_PROTOCOL", default_value = "off", value_parser = ProxyProtocol::parse)]
     pub proxy_protocol: ProxyProtocol,
+
+    /// Peers allowed to send a PROXY header (addresses and CIDRs, or `*`); a connection from
+    /// any other peer is closed unread and counted, so a client that bypasses the load
+    /// balancer cannot claim an address.
+    #[arg(long, env = "PERCORE_PROXY_ALLOW_FROM", default_value = "127.0.0.1,::1", value_parser = TrustedProxies::parse)]
+    pub proxy_allow_from: TrustedProxies,
 
     /// Listen backlog of each executor's socket.
     #[arg(long, env = "PERCORE_BACKLOG", default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -303,7 +320,9 @@ impl Cli {
                 body_timeout: self.body_timeout,
                 write_timeout: self.write_timeout,
                 trusted_proxies: self.forwarded_allow_ips.clone(),
+                forwarded: ForwardedRules { family: self.forwarded_headers, host: self.forwarded_host },
                 proxy_protocol: self.proxy_protocol,
+                proxy_allow_from: self.proxy_allow_from.clone(),
                 ..DriverConfig::default()
             },
             limit_concurrency: self.limit_concurrency.map(usize_of),

@@ -2,8 +2,8 @@
 //!
 //! - the PROXY protocol header (v1 text, v2 binary) that load balancers such as the AWS NLB
 //!   put before the first byte of a connection, parsed strictly;
-//! - `X-Forwarded-For` / `-Proto` / `-Host` and RFC 7239 `Forwarded`, believed only when the
-//!   peer is in `--forwarded-allow-ips`.
+//! - `X-Forwarded-For` / `-Proto` / `-Host` or RFC 7239 `Forwarded` (one family, chosen by
+//!   `--forwarded-headers`), believed only when the peer is in `--forwarded-allow-ips`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -190,7 +190,8 @@ fn parse_v2(buf: &[u8]) -> Result<Option<ProxyHeader>, ProxyError> {
     Ok(Some(ProxyHeader { source: if local { None } else { source }, len: 16 + body_len }))
 }
 
-/// `--forwarded-allow-ips`: the peers whose forwarding headers are believed.
+/// A set of addresses and networks: `--forwarded-allow-ips` (the peers whose forwarding
+/// headers are believed) and `--proxy-allow-from` (the peers allowed to send a PROXY header).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrustedProxies {
     any: bool,
@@ -205,6 +206,14 @@ impl Default for TrustedProxies {
 }
 
 impl TrustedProxies {
+    /// 127.0.0.1 and ::1: the default of `--proxy-allow-from`, as gunicorn's.
+    pub fn loopback() -> TrustedProxies {
+        TrustedProxies {
+            any: false,
+            nets: vec![(IpAddr::V4(Ipv4Addr::LOCALHOST), 32), (IpAddr::V6(Ipv6Addr::LOCALHOST), 128)],
+        }
+    }
+
     /// A comma-separated list of addresses and CIDRs, or `*`.
     pub fn parse(s: &str) -> Result<TrustedProxies, String> {
         let mut t = TrustedProxies { any: false, nets: Vec::new() };
@@ -218,7 +227,7 @@ impl TrustedProxies {
                 None => (item, None),
             };
             let ip: IpAddr =
-                addr.parse().map_err(|_| format!("invalid address {item:?} in --forwarded-allow-ips"))?;
+                addr.parse().map_err(|_| format!("invalid address {item:?} (addresses, CIDRs or *)"))?;
             let max = if ip.is_ipv4() { 32 } else { 128 };
             let prefix = match prefix {
                 None => max,
@@ -256,66 +265,159 @@ fn in_net(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
     }
 }
 
-/// What trusted forwarding headers say about the client.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Forwarded {
-    pub client: Option<IpAddr>,
-    pub proto: Option<&'static str>,
+/// `--forwarded-headers`: the one family of forwarding headers that is believed. The other
+/// family is ignored whole, never mixed in: nginx and the AWS ALB set `X-Forwarded-*` and pass
+/// a client's `Forwarded` through untouched, so believing both would let the client speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ForwardedHeaders {
+    /// `X-Forwarded-For` / `-Proto` (and `-Host` with `--forwarded-host`), as gunicorn and
+    /// uvicorn read them: what nginx and the ALB set.
+    #[default]
+    XForwarded,
+    /// RFC 7239 `Forwarded` (`for=`, `proto=`, and `host=` with `--forwarded-host`).
+    Forwarded,
 }
 
-/// Read the forwarding headers of a request from a trusted peer. `Forwarded` (RFC 7239)
-/// wins over `X-Forwarded-*`. Addresses are walked from the right (the hop nearest to us),
-/// skipping trusted proxies: the first untrusted one is the client, so a client cannot
-/// spoof its address by sending its own `X-Forwarded-For`.
+impl ForwardedHeaders {
+    pub fn parse(s: &str) -> Result<ForwardedHeaders, String> {
+        match s {
+            "x-forwarded" => Ok(ForwardedHeaders::XForwarded),
+            "forwarded" => Ok(ForwardedHeaders::Forwarded),
+            _ => Err(format!("invalid forwarded-header family {s:?} (x-forwarded or forwarded)")),
+        }
+    }
+}
+
+/// How forwarding headers from a trusted peer are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ForwardedRules {
+    pub family: ForwardedHeaders,
+    /// Believe the forwarded host (`X-Forwarded-Host` or `host=`). Off by default: the ALB
+    /// does not set it, so behind an ALB it would come from the client.
+    pub host: bool,
+}
+
+/// What trusted forwarding headers say about the client.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Forwarded<'a> {
+    pub client: Option<IpAddr>,
+    pub proto: Option<&'static str>,
+    /// The host the client asked for, when `ForwardedRules::host` is on and a proxy says it.
+    pub host: Option<&'a [u8]>,
+}
+
+/// Read the forwarding headers of a request whose peer is trusted, in the one family that
+/// `rules` names. Addresses are walked from the right (the hop nearest to us), skipping
+/// trusted proxies: the first untrusted one is the client, so a client cannot spoof its
+/// address by sending its own `X-Forwarded-For`. Proto and host come from the hop the walk
+/// stopped at (`Forwarded`) or from the nearest proxy's value (`X-Forwarded-*`: the last one).
 pub fn forwarded<'a>(
     headers: impl Iterator<Item = (&'a str, &'a [u8])>,
     trusted: &TrustedProxies,
-) -> Forwarded {
-    let mut rfc_for: Vec<&[u8]> = Vec::new();
-    let mut rfc_proto: Option<&[u8]> = None;
-    let mut xff: Vec<&[u8]> = Vec::new();
-    let mut xfp: Option<&[u8]> = None;
-    let mut saw_rfc = false;
+    rules: ForwardedRules,
+) -> Forwarded<'a> {
+    match rules.family {
+        ForwardedHeaders::XForwarded => x_forwarded(headers, trusted, rules.host),
+        ForwardedHeaders::Forwarded => rfc7239(headers, trusted, rules.host),
+    }
+}
+
+fn x_forwarded<'a>(
+    headers: impl Iterator<Item = (&'a str, &'a [u8])>,
+    trusted: &TrustedProxies,
+    want_host: bool,
+) -> Forwarded<'a> {
+    let mut hops: Vec<&[u8]> = Vec::new();
+    let mut proto: Option<&[u8]> = None;
+    let mut host: Option<&[u8]> = None;
     for (name, value) in headers {
-        if name.eq_ignore_ascii_case("forwarded") {
-            saw_rfc = true;
-            for element in value.split(|&b| b == b',') {
-                for pair in element.split(|&b| b == b';') {
-                    let pair = trim(pair);
-                    let Some(eq) = pair.iter().position(|&b| b == b'=') else { continue };
-                    let (k, v) = (trim(&pair[..eq]), trim(&pair[eq + 1..]));
-                    if k.eq_ignore_ascii_case(b"for") {
-                        rfc_for.push(v);
-                    } else if k.eq_ignore_ascii_case(b"proto") {
-                        rfc_proto = Some(v);
-                    }
-                }
-            }
-        } else if name.eq_ignore_ascii_case("x-forwarded-for") {
-            xff.extend(value.split(|&b| b == b',').map(trim));
+        if name.eq_ignore_ascii_case("x-forwarded-for") {
+            hops.extend(value.split(|&b| b == b',').map(trim));
         } else if name.eq_ignore_ascii_case("x-forwarded-proto") {
-            xfp = value.split(|&b| b == b',').map(trim).next_back();
+            proto = last_item(value).or(proto);
+        } else if want_host && name.eq_ignore_ascii_case("x-forwarded-host") {
+            host = last_item(value).or(host);
         }
     }
-    let (hops, proto) = if saw_rfc { (rfc_for, rfc_proto) } else { (xff, xfp) };
+    let client = walk(&hops, trusted).map(|(ip, _)| ip);
+    Forwarded { client, proto: proto.and_then(scheme), host }
+}
+
+fn rfc7239<'a>(
+    headers: impl Iterator<Item = (&'a str, &'a [u8])>,
+    trusted: &TrustedProxies,
+    want_host: bool,
+) -> Forwarded<'a> {
+    /// One forwarded-element: what one proxy saw of its client.
+    #[derive(Default)]
+    struct Element<'a> {
+        node: &'a [u8],
+        proto: Option<&'a [u8]>,
+        host: Option<&'a [u8]>,
+    }
+    let mut elements: Vec<Element<'a>> = Vec::new();
+    for (name, value) in headers {
+        if !name.eq_ignore_ascii_case("forwarded") {
+            continue;
+        }
+        for raw in value.split(|&b| b == b',') {
+            let mut element = Element::default();
+            for pair in raw.split(|&b| b == b';') {
+                let pair = trim(pair);
+                let Some(eq) = pair.iter().position(|&b| b == b'=') else { continue };
+                let (k, v) = (trim(&pair[..eq]), trim(&pair[eq + 1..]));
+                if k.eq_ignore_ascii_case(b"for") {
+                    element.node = v;
+                } else if k.eq_ignore_ascii_case(b"proto") {
+                    element.proto = Some(unquote(v));
+                } else if k.eq_ignore_ascii_case(b"host") {
+                    element.host = Some(unquote(v));
+                }
+            }
+            elements.push(element);
+        }
+    }
+    let nodes: Vec<&[u8]> = elements.iter().map(|e| e.node).collect();
+    let Some((client, at)) = walk(&nodes, trusted) else {
+        return Forwarded::default();
+    };
+    let element = &elements[at];
+    Forwarded {
+        client: Some(client),
+        proto: element.proto.and_then(scheme),
+        host: if want_host { element.host } else { None },
+    }
+}
+
+/// Walk `hops` from the right through trusted proxies; the first untrusted address (or the
+/// leftmost one, when all are trusted) is the client, with its index. A hop that is not an
+/// address (`unknown`, an obfuscated name, garbage) ends the walk at the hop before it.
+fn walk(hops: &[&[u8]], trusted: &TrustedProxies) -> Option<(IpAddr, usize)> {
     let mut client = None;
-    for hop in hops.iter().rev() {
+    for (i, hop) in hops.iter().enumerate().rev() {
         let Some(ip) = parse_node(hop) else { break };
-        client = Some(ip);
+        client = Some((ip, i));
         if !trusted.contains(ip) {
             break;
         }
     }
-    let proto = proto.map(unquote).and_then(|p| {
-        if p.eq_ignore_ascii_case(b"https") {
-            Some("https")
-        } else if p.eq_ignore_ascii_case(b"http") {
-            Some("http")
-        } else {
-            None
-        }
-    });
-    Forwarded { client, proto }
+    client
+}
+
+/// The last item of a comma-separated value: the one the nearest proxy appended.
+fn last_item(value: &[u8]) -> Option<&[u8]> {
+    value.split(|&b| b == b',').map(trim).next_back().filter(|v| !v.is_empty())
+}
+
+fn scheme(p: &[u8]) -> Option<&'static str> {
+    let p = unquote(p);
+    if p.eq_ignore_ascii_case(b"https") {
+        Some("https")
+    } else if p.eq_ignore_ascii_case(b"http") {
+        Some("http")
+    } else {
+        None
+    }
 }
 
 fn trim(v: &[u8]) -> &[u8] {
@@ -434,16 +536,75 @@ mod tests {
     #[test]
     fn forwarding_headers() {
         let trusted = TrustedProxies::parse("127.0.0.1,10.0.0.0/8").unwrap();
-        let f = |h: &[(&str, &str)]| forwarded(h.iter().map(|(n, v)| (*n, v.as_bytes())), &trusted);
+        let xf = ForwardedRules::default();
+        let f = |h: &[(&'static str, &'static str)], rules| {
+            forwarded(h.iter().map(|(n, v)| (*n, v.as_bytes())), &trusted, rules)
+        };
         // The client cannot spoof: the rightmost untrusted hop wins.
-        let r = f(&[("X-Forwarded-For", "6.6.6.6, 203.0.113.7, 10.0.0.5"), ("X-Forwarded-Proto", "https")]);
+        let r =
+            f(&[("X-Forwarded-For", "6.6.6.6, 203.0.113.7, 10.0.0.5"), ("X-Forwarded-Proto", "https")], xf);
         assert_eq!(r.client, Some("203.0.113.7".parse().unwrap()));
         assert_eq!(r.proto, Some("https"));
-        let r = f(&[("Forwarded", "for=\"[2001:db8::7]:443\";proto=https, for=10.0.0.9")]);
+        assert_eq!(f(&[("X-Forwarded-For", "_hidden")], xf).client, None);
+        assert_eq!(f(&[("X-Forwarded-Proto", "gopher")], xf).proto, None);
+        assert_eq!(f(&[], xf), Forwarded::default());
+        // The proto the nearest proxy set is the last one.
+        assert_eq!(f(&[("X-Forwarded-Proto", "https, http")], xf).proto, Some("http"));
+    }
+
+    #[test]
+    fn families_never_mix() {
+        let trusted = TrustedProxies::parse("127.0.0.1").unwrap();
+        let f = |h: &[(&'static str, &'static str)], rules| {
+            forwarded(h.iter().map(|(n, v)| (*n, v.as_bytes())), &trusted, rules)
+        };
+        let xf = ForwardedRules::default();
+        let rfc = ForwardedRules { family: ForwardedHeaders::Forwarded, host: false };
+        // What nginx sends for a client that wrote its own Forwarded header.
+        let nginx = [
+            ("Forwarded", "for=6.6.6.6;proto=https"),
+            ("X-Forwarded-For", "203.0.113.7"),
+            ("X-Forwarded-Proto", "http"),
+        ];
+        let r = f(&nginx, xf);
+        assert_eq!(r.client, Some("203.0.113.7".parse().unwrap()));
+        assert_eq!(r.proto, Some("http"));
+        // A Forwarded header without `for=` does not hide the real X-Forwarded-For.
+        let r = f(&[("Forwarded", "foo=bar"), ("X-Forwarded-For", "203.0.113.7")], xf);
+        assert_eq!(r.client, Some("203.0.113.7".parse().unwrap()));
+        // The RFC 7239 family ignores X-Forwarded-* whole.
+        let r = f(&[("X-Forwarded-For", "6.6.6.6"), ("X-Forwarded-Proto", "https")], rfc);
+        assert_eq!(r, Forwarded::default());
+        let r = f(&[("Forwarded", "for=\"[2001:db8::7]:443\";proto=https, for=127.0.0.1;proto=http")], rfc);
         assert_eq!(r.client, Some("2001:db8::7".parse().unwrap()));
+        // Proto comes from the hop where the walk stopped.
         assert_eq!(r.proto, Some("https"));
-        assert_eq!(f(&[("X-Forwarded-For", "_hidden")]).client, None);
-        assert_eq!(f(&[("X-Forwarded-Proto", "gopher")]).proto, None);
-        assert_eq!(f(&[]), Forwarded::default());
+        let r = f(&[("Forwarded", "for=6.6.6.6;proto=https, for=203.0.113.9;proto=http")], rfc);
+        assert_eq!(r.client, Some("203.0.113.9".parse().unwrap()));
+        assert_eq!(r.proto, Some("http"));
+    }
+
+    #[test]
+    fn forwarded_host_only_when_configured() {
+        let trusted = TrustedProxies::parse("127.0.0.1").unwrap();
+        let f = |h: &[(&'static str, &'static str)], rules| {
+            forwarded(h.iter().map(|(n, v)| (*n, v.as_bytes())), &trusted, rules)
+        };
+        let h = [("X-Forwarded-For", "203.0.113.7"), ("X-Forwarded-Host", "evil.example, app.example")];
+        assert_eq!(f(&h, ForwardedRules::default()).host, None);
+        let on = ForwardedRules { family: ForwardedHeaders::XForwarded, host: true };
+        assert_eq!(f(&h, on).host, Some(&b"app.example"[..]));
+        let rfc = ForwardedRules { family: ForwardedHeaders::Forwarded, host: true };
+        let r = f(&[("Forwarded", "for=203.0.113.7;host=\"app.example\"")], rfc);
+        assert_eq!(r.host, Some(&b"app.example"[..]));
+        assert_eq!(f(&h, rfc).host, None);
+    }
+
+    #[test]
+    fn loopback_allow_list() {
+        let l = TrustedProxies::loopback();
+        assert!(l.contains("127.0.0.1".parse().unwrap()));
+        assert!(l.contains("::1".parse().unwrap()));
+        assert!(!l.contains("127.0.0.2".parse().unwrap()));
     }
 }

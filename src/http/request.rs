@@ -84,6 +84,8 @@ pub struct ParsedHead {
     target: Span,
     path: Span,
     query: Option<Span>,
+    /// The authority of an absolute-form or authority-form (CONNECT) target.
+    authority: Option<Span>,
     headers: Vec<(Span, Span)>,
 }
 
@@ -130,6 +132,17 @@ impl RequestHead {
     /// The query string without its `?`, if any.
     pub fn query(&self) -> Option<&str> {
         self.parsed.query.as_ref().map(|q| self.str_at(q))
+    }
+
+    /// The authority (`host[:port]`) of an absolute-form target (`http://host/a`) or of a
+    /// CONNECT target; `None` for origin-form (`/a`), where `Host` names it.
+    pub fn authority(&self) -> Option<&str> {
+        self.parsed.authority.as_ref().map(|a| self.str_at(a))
+    }
+
+    /// `part` (a value borrowed from this head) as shared bytes, without a copy.
+    pub fn bytes_of(&self, part: &[u8]) -> Bytes {
+        self.bytes.slice_ref(part)
     }
 
     pub fn version(&self) -> Version {
@@ -222,7 +235,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<ParsedHead>, Par
     }
     check_field_lines(block, limits)?;
 
-    let (path, query) = split_target(method_str, target_str.as_bytes(), target.start)?;
+    let Target { path, query, authority } = split_target(method_str, target_str.as_bytes(), target.start)?;
 
     let mut headers = Vec::with_capacity(req.headers.len());
     let mut hosts = 0u32;
@@ -308,6 +321,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<ParsedHead>, Par
         target,
         path,
         query,
+        authority,
         headers,
     }))
 }
@@ -464,22 +478,32 @@ impl TransferCodings {
 
 const KNOWN_CODINGS: [&[u8]; 5] = [b"gzip", b"x-gzip", b"deflate", b"compress", b"x-compress"];
 
-/// Work out path and query from the target and check its form (RFC 9112 §3.2).
-fn split_target(method: &str, target: &[u8], offset: u32) -> Result<(Span, Option<Span>), ParseError> {
+/// Where the parts of a request target are.
+struct Target {
+    path: Span,
+    query: Option<Span>,
+    authority: Option<Span>,
+}
+
+/// Work out path, query and authority from the target and check its form (RFC 9112 §3.2).
+fn split_target(method: &str, target: &[u8], offset: u32) -> Result<Target, ParseError> {
     if target.is_empty() || !target.is_ascii() {
         return Err(ParseError::InvalidTarget);
     }
     let at = |from: usize, to: usize| -> Span { offset + from as u32..offset + to as u32 };
-    let path_start = if target[0] == b'/' {
-        0
+    if method == "CONNECT" {
+        // authority-form only (RFC 9112 §3.2.3): `host:port`, nothing else.
+        check_authority(target, true)?;
+        let all = at(0, target.len());
+        return Ok(Target { path: all.clone(), query: None, authority: Some(all) });
+    }
+    let (path_start, authority) = if target[0] == b'/' {
+        (0, None)
     } else if target == b"*" {
         if method != "OPTIONS" {
             return Err(ParseError::InvalidTarget);
         }
-        return Ok((at(0, 1), None));
-    } else if method == "CONNECT" {
-        // authority-form: host:port, no path.
-        return Ok((at(0, target.len()), None));
+        return Ok(Target { path: at(0, 1), query: None, authority: None });
     } else {
         // absolute-form: scheme "://" authority [path-abempty] ["?" query]
         let scheme_end = target.windows(3).position(|w| w == b"://").ok_or(ParseError::InvalidTarget)?;
@@ -490,14 +514,47 @@ fn split_target(method: &str, target: &[u8], offset: u32) -> Result<(Span, Optio
         let authority_start = scheme_end + 3;
         let rest = &target[authority_start..];
         let authority_len = rest.iter().position(|&b| b == b'/' || b == b'?').unwrap_or(rest.len());
-        if authority_len == 0 {
-            return Err(ParseError::InvalidTarget);
-        }
-        authority_start + authority_len
+        check_authority(&rest[..authority_len], false)?;
+        (authority_start + authority_len, Some(at(authority_start, authority_start + authority_len)))
     };
     let rest = &target[path_start..];
-    match rest.iter().position(|&b| b == b'?') {
-        Some(q) => Ok((at(path_start, path_start + q), Some(at(path_start + q + 1, target.len())))),
-        None => Ok((at(path_start, target.len()), None)),
+    let (path, query) = match rest.iter().position(|&b| b == b'?') {
+        Some(q) => (at(path_start, path_start + q), Some(at(path_start + q + 1, target.len()))),
+        None => (at(path_start, target.len()), None),
+    };
+    Ok(Target { path, query, authority })
+}
+
+/// An authority as a target may carry it: `host[:port]` with a non-empty host and no
+/// userinfo (RFC 9110 §4.2.4: `http://user:pass@host/` is refused), the port all digits
+/// and, for CONNECT, present.
+fn check_authority(authority: &[u8], port_required: bool) -> Result<(), ParseError> {
+    let (host, port) = if let Some(inner) = authority.strip_prefix(b"[") {
+        // IP-literal: an IPv6 address in brackets.
+        let close = inner.iter().position(|&b| b == b']').ok_or(ParseError::InvalidTarget)?;
+        let literal = std::str::from_utf8(&inner[..close]).map_err(|_| ParseError::InvalidTarget)?;
+        literal.parse::<std::net::Ipv6Addr>().map_err(|_| ParseError::InvalidTarget)?;
+        match &inner[close + 1..] {
+            [] => (&inner[..close], None),
+            [b':', port @ ..] => (&inner[..close], Some(port)),
+            _ => return Err(ParseError::InvalidTarget),
+        }
+    } else {
+        match authority.iter().position(|&b| b == b':') {
+            Some(colon) => (&authority[..colon], Some(&authority[colon + 1..])),
+            None => (authority, None),
+        }
+    };
+    let host_ok = !host.is_empty()
+        && (authority.starts_with(b"[")
+            || host.iter().all(|&b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b)));
+    let port_ok = match port {
+        None => !port_required,
+        Some(p) => p.len() <= 5 && p.iter().all(u8::is_ascii_digit) && !(port_required && p.is_empty()),
+    };
+    if host_ok && port_ok {
+        Ok(())
+    } else {
+        Err(ParseError::InvalidTarget)
     }
 }

@@ -188,7 +188,43 @@ fn target_forms() {
     assert_eq!(h.path(), "*");
     let h = ok(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
     assert_eq!(h.path(), "example.com:443");
+    assert_eq!(h.authority(), Some("example.com:443"));
     assert_eq!(err(b"GET http:// HTTP/1.1\r\nHost: x\r\n\r\n"), InvalidTarget);
+}
+
+#[test]
+fn absolute_form_authority_is_checked_and_kept() {
+    let h = ok(b"GET http://app.example:8080/p HTTP/1.1\r\nHost: other\r\n\r\n");
+    assert_eq!(h.authority(), Some("app.example:8080"));
+    let h = ok(b"GET http://[2001:db8::1]:80/p HTTP/1.1\r\nHost: other\r\n\r\n");
+    assert_eq!(h.authority(), Some("[2001:db8::1]:80"));
+    assert_eq!(ok(b"GET /p HTTP/1.1\r\nHost: h\r\n\r\n").authority(), None);
+    // RFC 9110 §4.2.4: no userinfo; RFC 9112 §3.2.2: a host must be there.
+    for bad in [
+        &b"GET http://u:p@host/ HTTP/1.1\r\nHost: host\r\n\r\n"[..],
+        b"GET http://u@host/ HTTP/1.1\r\nHost: host\r\n\r\n",
+        b"GET http://:8080/ HTTP/1.1\r\nHost: host\r\n\r\n",
+        b"GET http:///p HTTP/1.1\r\nHost: host\r\n\r\n",
+        b"GET http://host:80x/ HTTP/1.1\r\nHost: host\r\n\r\n",
+        b"GET http://[nothex]/ HTTP/1.1\r\nHost: host\r\n\r\n",
+        b"GET http://ho\"st/ HTTP/1.1\r\nHost: host\r\n\r\n",
+    ] {
+        assert_eq!(err(bad), InvalidTarget, "{:?}", String::from_utf8_lossy(bad));
+    }
+}
+
+#[test]
+fn connect_needs_authority_form() {
+    for bad in [
+        &b"CONNECT / HTTP/1.1\r\nHost: h\r\n\r\n"[..],
+        b"CONNECT /x:443 HTTP/1.1\r\nHost: h\r\n\r\n",
+        b"CONNECT example.com HTTP/1.1\r\nHost: h\r\n\r\n",
+        b"CONNECT :443 HTTP/1.1\r\nHost: h\r\n\r\n",
+        b"CONNECT http://example.com:443 HTTP/1.1\r\nHost: h\r\n\r\n",
+        b"CONNECT u@example.com:443 HTTP/1.1\r\nHost: h\r\n\r\n",
+    ] {
+        assert_eq!(err(bad), InvalidTarget, "{:?}", String::from_utf8_lossy(bad));
+    }
 }
 
 #[test]

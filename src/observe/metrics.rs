@@ -28,6 +28,7 @@ pub fn render(state: &ServerState) -> String {
         sum.requests += t.requests;
         sum.in_flight += t.in_flight;
         sum.handler_panics += t.handler_panics;
+        sum.proxy_refused += t.proxy_refused;
         sum.duration_sum_us += t.duration_sum_us;
         sum.duration_count += t.duration_count;
         for i in 0..5 {
@@ -120,6 +121,13 @@ pub fn render(state: &ServerState) -> String {
         "counter",
         "Handler panics answered with 500.",
         sum.handler_panics,
+    );
+    simple(
+        &mut w,
+        "percore_proxy_protocol_refused_total",
+        "counter",
+        "Connections closed for their PROXY header (peer not in --proxy-allow-from, missing, malformed, late).",
+        sum.proxy_refused,
     );
     simple(
         &mut w,

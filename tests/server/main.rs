@@ -24,3 +24,4 @@ mod resources;
 mod routes;
 mod supervisor;
 mod timeouts;
+mod trust;

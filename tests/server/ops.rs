@@ -183,9 +183,11 @@ fn forwarded_headers_are_believed_only_from_allowed_peers() {
     assert_eq!(client_in_log(&[], req), "203.0.113.9");
     assert_eq!(client_in_log(&["--forwarded-allow-ips", "10.0.0.0/8"], req), "127.0.0.1");
     assert_eq!(client_in_log(&["--forwarded-allow-ips", "*"], req), "203.0.113.9");
-    // RFC 7239, and a client cannot hide behind a forged leftmost entry.
+    // RFC 7239 only when that family is chosen, and a client cannot hide behind a forged
+    // leftmost entry.
     let rfc = b"GET /plaintext HTTP/1.1\r\nHost: h\r\nForwarded: for=198.51.100.1;proto=https\r\n\r\n";
-    assert_eq!(client_in_log(&[], rfc), "198.51.100.1");
+    assert_eq!(client_in_log(&["--forwarded-headers", "forwarded"], rfc), "198.51.100.1");
+    assert_eq!(client_in_log(&[], rfc), "127.0.0.1");
     let chain = b"GET /plaintext HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 6.6.6.6, 203.0.113.9\r\n\r\n";
     assert_eq!(client_in_log(&[], chain), "203.0.113.9");
 }

@@ -41,3 +41,5 @@ mod supervisor;
 mod support;
 #[path = "../server/timeouts.rs"]
 mod timeouts;
+#[path = "../server/trust.rs"]
+mod trust;
