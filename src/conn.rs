@@ -35,7 +35,8 @@ use crate::http::response::{
     LAST_CHUNK,
 };
 use crate::http::{
-    parse_head, BodyDecoder, DateCache, Decoded, Framing, Limits, ParseError, ParsedHead, Version,
+    parse_head, BodyDecoder, DateCache, Decoded, Framing, HeadProgress, Limits, ParseError, ParsedHead,
+    Version,
 };
 use crate::io::{catch_panic, first_of, timeout, Either, Timer, TimerSlot, Transport};
 use crate::latch::Latch;
@@ -325,13 +326,16 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         let ctx = self.ctx.clone();
         let cfg = &ctx.config;
         let mut deadline: Option<Instant> = first.then(|| Instant::now() + cfg.header_timeout);
+        let mut progress = HeadProgress::default();
         loop {
             let started = !self.rbuf.is_empty();
             if started {
-                match parse_head(&self.rbuf, &cfg.limits) {
-                    Ok(Some(parsed)) => return Ok(parsed),
-                    Ok(None) => {}
-                    Err(e) => return Err(Wait::Error(e)),
+                if progress.needs_parse(&self.rbuf, &cfg.limits) {
+                    match parse_head(&self.rbuf, &cfg.limits) {
+                        Ok(Some(parsed)) => return Ok(parsed),
+                        Ok(None) => {}
+                        Err(e) => return Err(Wait::Error(e)),
+                    }
                 }
                 deadline.get_or_insert_with(|| Instant::now() + cfg.header_timeout);
             }
@@ -383,7 +387,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         let version = head.version();
         let keep_alive = head.keep_alive() && !ctx.config.keep_alive.is_zero();
         let expect_continue = head.expect_continue();
-        let decoder = BodyDecoder::new(head.framing(), ctx.config.limits.max_body);
+        let decoder = BodyDecoder::with_limits(head.framing(), &ctx.config.limits);
 
         let mut wire = None;
         let body = match head.framing() {
@@ -508,7 +512,8 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         let length = match &body {
             _ if !allows_body => BodyLength::Forbidden,
             // HTTP/1.0 has no chunked coding: a streamed body ends when the connection does.
-            ResponseBody::Stream(_) if version == Version::Http10 && send_body => BodyLength::CloseDelimited,
+            // (For HEAD as well: its head must be the one a GET would get, never chunked.)
+            ResponseBody::Stream(_) if version == Version::Http10 => BodyLength::CloseDelimited,
             ResponseBody::Stream(_) => BodyLength::Chunked,
             ResponseBody::Full(b) => BodyLength::Known(b.len() as u64),
             ResponseBody::Empty => BodyLength::Known(0),

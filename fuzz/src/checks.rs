@@ -447,7 +447,14 @@ pub fn decode_in_pieces(
                 assert!(
                     matches!(
                         e,
-                        ParseError::InvalidChunk | ParseError::BodyTooLarge | ParseError::HeadersTooLarge
+                        ParseError::InvalidChunk
+                            | ParseError::BodyTooLarge
+                            | ParseError::TooMuchFraming
+                            | ParseError::HeadersTooLarge
+                            | ParseError::HeaderFieldTooLarge
+                            | ParseError::TooManyHeaders
+                            | ParseError::InvalidHeaderName
+                            | ParseError::InvalidHeaderValue
                     ),
                     "unexpected body error {e:?}"
                 );

@@ -86,6 +86,13 @@ async fn delay(req: Request) -> Response {
     Response::text(format!("waited {ms} ms\n"))
 }
 
+thread_local! {
+    /// The bytes `/stream` sends, made once per executor and shared by its responses, so a
+    /// client that asks for large chunks and never reads holds only what the server itself
+    /// buffers for it (see the README's per-connection worst case), not a copy of its own.
+    static STREAM_CHUNK: Bytes = Bytes::from(vec![b'x'; MAX_STREAM_CHUNK_SIZE]);
+}
+
 /// `chunks` chunks of `size` bytes each, chunked.
 async fn stream(req: Request) -> Response {
     let chunks = match req.query_param("chunks").map(str::parse::<usize>) {
@@ -98,7 +105,7 @@ async fn stream(req: Request) -> Response {
         Some(Ok(n)) if (1..=MAX_STREAM_CHUNK_SIZE).contains(&n) => n,
         _ => return bad_request("size must be an integer from 1 to 1048576"),
     };
-    let chunk = Bytes::from(vec![b'x'; size]);
+    let chunk = STREAM_CHUNK.with(|c| c.slice(..size));
     Response::stream(Repeat { left: chunks, chunk })
         .with_header("content-type", Bytes::from_static(b"application/octet-stream"))
 }

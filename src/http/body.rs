@@ -8,11 +8,15 @@ use std::ops::Range;
 
 use super::error::ParseError;
 use super::is_tchar;
-use super::request::Framing;
+use super::request::{Framing, Limits};
 
-/// Longest chunk-size line (size, extensions) accepted, and longest trailer section.
+/// Longest chunk-size line (size, extensions) accepted.
 const MAX_CHUNK_LINE: usize = 4096;
-const MAX_TRAILERS: usize = 16 * 1024;
+/// Framing bytes (chunk-size lines with their extensions, and CRLFs) a chunked body may
+/// carry beyond an allowance of 16 bytes plus twice the data of each chunk. Extensions mean
+/// nothing to this server; without a bound, a client could make it read gigabytes of them
+/// for a tiny body (CVE-2023-39326 in Go, CVE-2024-22019 in Node, which bound them alike).
+const MAX_FRAMING_EXCESS: u64 = 16 * 1024;
 
 /// What one call to [`BodyDecoder::decode`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,12 +37,19 @@ pub enum BodyDecoder {
 }
 
 impl BodyDecoder {
-    /// A decoder for `framing`, refusing bodies over `max_body` bytes.
+    /// A decoder for `framing`, refusing bodies over `max_body` bytes; trailers are held to
+    /// the default header limits.
     pub fn new(framing: Framing, max_body: u64) -> BodyDecoder {
+        BodyDecoder::with_limits(framing, &Limits { max_body, ..Limits::default() })
+    }
+
+    /// A decoder for `framing` under `limits`: the body to `max_body`, trailer fields to the
+    /// same limits as header fields.
+    pub fn with_limits(framing: Framing, limits: &Limits) -> BodyDecoder {
         match framing {
             Framing::None => BodyDecoder::Length { remaining: 0 },
             Framing::Length(n) => BodyDecoder::Length { remaining: n },
-            Framing::Chunked => BodyDecoder::Chunked(ChunkedDecoder::new(max_body)),
+            Framing::Chunked => BodyDecoder::Chunked(ChunkedDecoder::with_limits(limits)),
         }
     }
 
@@ -98,8 +109,10 @@ enum State {
     DataLf,
     /// At the start of a trailer line (or the final empty line).
     TrailerStart,
-    /// Inside a trailer field line.
-    Trailer,
+    /// Inside a trailer field's name, up to its colon.
+    TrailerName,
+    /// Inside a trailer field's value, up to CR.
+    TrailerValue,
     /// Saw CR in a trailer line; LF must follow. `empty` if the line was empty (end of body).
     TrailerLf {
         empty: bool,
@@ -108,27 +121,48 @@ enum State {
 }
 
 /// Chunked transfer coding decoder (RFC 9112 §7.1), strict about line endings: every line
-/// must end in CRLF, sizes are bare hex without sign or prefix, and extensions and trailers
-/// are skipped within fixed bounds.
+/// must end in CRLF, sizes are bare hex without sign or prefix, extensions are skipped within
+/// a bound on framing bytes per data byte, and trailer fields are checked like header fields
+/// (syntax, and the same limits) before they are skipped.
 #[derive(Debug, Clone)]
 pub struct ChunkedDecoder {
     state: State,
     size: u64,
-    line_len: usize,
-    trailer_len: usize,
+    /// Bytes of the current chunk-size or trailer line.
+    line_len: u32,
+    /// Bytes of the trailer section so far, and its fields.
+    trailer_len: u32,
+    trailer_fields: u32,
+    /// Framing bytes beyond the allowance (see `MAX_FRAMING_EXCESS`).
+    excess: u64,
     total: u64,
     max_body: u64,
+    max_field: u32,
+    max_fields: u32,
+    max_block: u32,
 }
 
 impl ChunkedDecoder {
+    /// A decoder for bodies up to `max_body` bytes, trailers held to the default limits.
     pub fn new(max_body: u64) -> ChunkedDecoder {
+        ChunkedDecoder::with_limits(&Limits { max_body, ..Limits::default() })
+    }
+
+    /// A decoder for bodies up to `limits.max_body`, trailer fields held to the header limits.
+    pub fn with_limits(limits: &Limits) -> ChunkedDecoder {
+        let clamp = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
         ChunkedDecoder {
             state: State::Size { digits: 0 },
             size: 0,
             line_len: 0,
             trailer_len: 0,
+            trailer_fields: 0,
+            excess: 0,
             total: 0,
-            max_body,
+            max_body: limits.max_body,
+            max_field: clamp(limits.max_header_field),
+            max_fields: clamp(limits.max_headers),
+            max_block: clamp(limits.max_header_block),
         }
     }
 
@@ -180,6 +214,7 @@ impl ChunkedDecoder {
                     if b != b'\n' {
                         return Err(ParseError::InvalidChunk);
                     }
+                    self.count_framing()?;
                     self.line_len = 0;
                     if self.size == 0 {
                         self.state = State::TrailerStart;
@@ -216,18 +251,36 @@ impl ChunkedDecoder {
                         b'\r' => State::TrailerLf { empty: true },
                         // A trailer field starts with a token character; whitespace here
                         // would be obs-fold, and a bare LF is a missing CR.
-                        _ if is_tchar(b) => State::Trailer,
+                        _ if is_tchar(b) => {
+                            self.trailer_fields += 1;
+                            if self.trailer_fields > self.max_fields {
+                                return Err(ParseError::TooManyHeaders);
+                            }
+                            State::TrailerName
+                        }
+                        b' ' | b'\t' => return Err(ParseError::InvalidHeaderName),
                         _ => return Err(ParseError::InvalidChunk),
                     };
-                    self.bump_trailer()?;
+                    self.bump_trailer(b)?;
                 }
-                State::Trailer => {
+                State::TrailerName => {
+                    match b {
+                        b':' => self.state = State::TrailerValue,
+                        _ if is_tchar(b) => {}
+                        // Whitespace before the colon included (RFC 9112 §5.1).
+                        _ => return Err(ParseError::InvalidHeaderName),
+                    }
+                    self.bump_trailer(b)?;
+                }
+                State::TrailerValue => {
                     match b {
                         b'\r' => self.state = State::TrailerLf { empty: false },
                         b'\t' | b' '..=b'~' | 0x80..=0xff => {}
-                        _ => return Err(ParseError::InvalidChunk),
+                        // A line ending without CR: framing, not a bad value.
+                        b'\n' => return Err(ParseError::InvalidChunk),
+                        _ => return Err(ParseError::InvalidHeaderValue),
                     }
-                    self.bump_trailer()?;
+                    self.bump_trailer(b)?;
                 }
                 State::TrailerLf { empty } => {
                     if b != b'\n' {
@@ -237,6 +290,7 @@ impl ChunkedDecoder {
                         self.state = State::Done;
                         return Ok(Decoded::Done { consumed: i + 1 });
                     }
+                    self.line_len = 0;
                     self.state = State::TrailerStart;
                 }
                 State::Done => return Ok(Decoded::Done { consumed: i }),
@@ -251,16 +305,36 @@ impl ChunkedDecoder {
 
     fn bump_line(&mut self) -> Result<(), ParseError> {
         self.line_len += 1;
-        if self.line_len > MAX_CHUNK_LINE {
+        if self.line_len as usize > MAX_CHUNK_LINE {
             return Err(ParseError::InvalidChunk);
         }
         Ok(())
     }
 
-    fn bump_trailer(&mut self) -> Result<(), ParseError> {
+    /// Count a finished chunk-size line (and the CRLF after its data) against the framing
+    /// allowance: 16 bytes plus twice the chunk's size for free, the rest piles up.
+    fn count_framing(&mut self) -> Result<(), ParseError> {
+        let line = u64::from(self.line_len) + 1 + if self.size > 0 { 2 } else { 0 };
+        let allowance = self.size.saturating_mul(2).saturating_add(16);
+        self.excess = (self.excess + line).saturating_sub(allowance);
+        if self.excess > MAX_FRAMING_EXCESS {
+            return Err(ParseError::TooMuchFraming);
+        }
+        Ok(())
+    }
+
+    /// Count one byte of a trailer line (the CR that ends it excluded from the line, as for
+    /// header fields) against the header limits.
+    fn bump_trailer(&mut self, b: u8) -> Result<(), ParseError> {
         self.trailer_len += 1;
-        if self.trailer_len > MAX_TRAILERS {
+        if self.trailer_len > self.max_block {
             return Err(ParseError::HeadersTooLarge);
+        }
+        if b != b'\r' {
+            self.line_len += 1;
+            if self.line_len > self.max_field {
+                return Err(ParseError::HeaderFieldTooLarge);
+            }
         }
         Ok(())
     }

@@ -48,6 +48,8 @@ pub enum ParseError {
     InvalidChunk,
     /// The body is larger than the configured limit.
     BodyTooLarge,
+    /// A chunked body with far more framing (chunk extensions, size lines) than data.
+    TooMuchFraming,
     /// The connection ended in the middle of a body.
     IncompleteBody,
     /// The request head did not arrive within the header timeout.
@@ -58,7 +60,7 @@ pub enum ParseError {
 
 impl ParseError {
     /// Every kind, in `index()` order (for per-kind counters).
-    pub const ALL: [ParseError; 23] = [
+    pub const ALL: [ParseError; 24] = [
         ParseError::InvalidMethod,
         ParseError::InvalidTarget,
         ParseError::MalformedHead,
@@ -79,6 +81,7 @@ impl ParseError {
         ParseError::UnsupportedExpectation,
         ParseError::InvalidChunk,
         ParseError::BodyTooLarge,
+        ParseError::TooMuchFraming,
         ParseError::IncompleteBody,
         ParseError::HeadTimeout,
         ParseError::BodyTimeout,
@@ -98,7 +101,7 @@ impl ParseError {
             HeaderFieldTooLarge | HeadersTooLarge | TooManyHeaders => 431,
             UnsupportedTransferCoding => 501,
             UnsupportedExpectation => 417,
-            BodyTooLarge => 413,
+            BodyTooLarge | TooMuchFraming => 413,
             HeadTimeout | BodyTimeout => 408,
             InvalidMethod
             | InvalidTarget
@@ -140,6 +143,7 @@ impl ParseError {
             UnsupportedExpectation => "unsupported_expectation",
             InvalidChunk => "invalid_chunk",
             BodyTooLarge => "body_too_large",
+            TooMuchFraming => "too_much_framing",
             IncompleteBody => "incomplete_body",
             HeadTimeout => "head_timeout",
             BodyTimeout => "body_timeout",
@@ -171,6 +175,7 @@ impl fmt::Display for ParseError {
             UnsupportedExpectation => "unsupported expectation",
             InvalidChunk => "malformed chunked body",
             BodyTooLarge => "request body too large",
+            TooMuchFraming => "chunk extensions and size lines far larger than the data they frame",
             IncompleteBody => "connection closed before the body was complete",
             HeadTimeout => "request head not received in time",
             BodyTimeout => "request body not received in time",

@@ -326,6 +326,48 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<ParsedHead>, Par
     }))
 }
 
+/// What is known of a head that is still arriving, so that a client sending it a few bytes
+/// per read does not make the server parse it from its start on every read (a 64 KiB head
+/// one byte at a time would cost 64 Ki full parses).
+///
+/// A full parse can only have a new answer when a line was completed since the last one (the
+/// head may now be complete, or a finished line may break a rule), or when the line still
+/// arriving has grown past the smallest line limit. Otherwise the bytes that arrived are
+/// scanned once, and only they.
+#[derive(Debug, Clone, Default)]
+pub struct HeadProgress {
+    /// Bytes of the buffer already scanned.
+    scanned: usize,
+    /// Where the line still arriving starts.
+    line_start: usize,
+    /// Whether the request line is complete (the line arriving is a header field).
+    past_request_line: bool,
+}
+
+impl HeadProgress {
+    /// Whether `parse_head(buf)` must run now; `buf` is the previous buffer plus what was read
+    /// since (a head being read, nothing consumed from its front).
+    pub fn needs_parse(&mut self, buf: &[u8], limits: &Limits) -> bool {
+        let from = self.scanned.min(buf.len());
+        self.scanned = buf.len();
+        if let Some(nl) = buf[from..].iter().rposition(|&b| b == b'\n') {
+            self.line_start = from + nl + 1;
+            // Empty lines before the request line do not end it (RFC 9112 §2.2).
+            self.past_request_line =
+                self.past_request_line || buf[..self.line_start].iter().any(|&b| b != b'\r' && b != b'\n');
+            return true;
+        }
+        // Within every limit so far: nothing a parse could refuse or finish yet.
+        // Before the request line is done, empty lines before it count towards its limit.
+        let (line, line_limit) = if self.past_request_line {
+            (buf.len() - self.line_start, limits.max_header_field)
+        } else {
+            (buf.len(), limits.max_request_line)
+        };
+        line > line_limit || buf.len() > limits.max_request_line.saturating_add(limits.max_header_block)
+    }
+}
+
 /// A head that is still arriving must already respect the limits, or a client could make the
 /// server buffer without bound.
 fn check_partial(

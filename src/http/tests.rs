@@ -228,6 +228,15 @@ fn connect_needs_authority_form() {
 }
 
 #[test]
+fn a_streamed_body_to_http10_is_never_chunked() {
+    // The driver picks the length; the encoder must then write no framing header at all.
+    let mut out = BytesMut::new();
+    encode_head(&mut out, 200, std::iter::empty(), BodyLength::CloseDelimited, ConnectionHeader::Close, b"d");
+    let text = String::from_utf8(out.to_vec()).unwrap().to_ascii_lowercase();
+    assert!(!text.contains("transfer-encoding") && !text.contains("content-length"), "{text}");
+}
+
+#[test]
 fn expect_continue() {
     assert!(ok(b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue\r\nContent-Length: 3\r\n\r\n")
         .expect_continue());
@@ -335,6 +344,70 @@ fn content_length_bodies() {
 }
 
 #[test]
+fn trailer_fields_are_checked_like_header_fields() {
+    let limits = Limits { max_header_field: 20, max_headers: 2, max_header_block: 36, ..Limits::default() };
+    let decode = |raw: &[u8]| {
+        let mut dec = BodyDecoder::with_limits(Framing::Chunked, &limits);
+        let mut pos = 0;
+        loop {
+            match dec.decode(&raw[pos..])? {
+                Decoded::Data { consumed, .. } | Decoded::NeedMore { consumed } if consumed > 0 => {
+                    pos += consumed
+                }
+                Decoded::Done { .. } => return Ok(()),
+                _ => panic!("incomplete: {:?}", String::from_utf8_lossy(raw)),
+            }
+        }
+    };
+    assert_eq!(decode(b"0\r\nA: 1\r\nB: 2\r\n\r\n"), Ok(()));
+    let cases: &[(&[u8], ParseError)] = &[
+        (b"0\r\nBad Trailer: x\r\n\r\n", InvalidHeaderName),
+        (b"0\r\n trailer: obs-fold\r\n\r\n", InvalidHeaderName),
+        (b"0\r\nNoColon\r\n\r\n", InvalidHeaderName),
+        (b"0\r\nA : 1\r\n\r\n", InvalidHeaderName),
+        (b"0\r\nA: x\x01y\r\n\r\n", InvalidHeaderValue),
+        (b"0\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", TooManyHeaders),
+        (b"0\r\nLong: 0123456789abcdef\r\n\r\n", HeaderFieldTooLarge),
+        (b"0\r\nA: 0123456789abcd\r\nB: 0123456789abcd\r\n\r\n", HeadersTooLarge),
+    ];
+    for (raw, want) in cases {
+        assert_eq!(decode(raw), Err(*want), "for {:?}", String::from_utf8_lossy(raw));
+    }
+}
+
+#[test]
+fn chunk_extensions_are_bounded_by_the_data_they_frame() {
+    // 1,000 one-byte chunks, each with a 4,090-byte extension: refused long before the end.
+    let mut raw = Vec::new();
+    for _ in 0..1000 {
+        raw.extend_from_slice(b"1;");
+        raw.extend(std::iter::repeat_n(b'e', 4090));
+        raw.extend_from_slice(b"\r\nx\r\n");
+    }
+    raw.extend_from_slice(b"0\r\n\r\n");
+    let mut dec = BodyDecoder::new(Framing::Chunked, 1024);
+    let mut pos = 0;
+    let err = loop {
+        match dec.decode(&raw[pos..]) {
+            Ok(Decoded::Data { consumed, .. }) | Ok(Decoded::NeedMore { consumed }) => pos += consumed,
+            Ok(Decoded::Done { .. }) => panic!("accepted {} bytes of extensions", raw.len()),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err, TooMuchFraming);
+    assert_eq!(err.status(), 413);
+    assert!(pos < 32 * 1024, "read {pos} bytes of framing before refusing");
+    // Ordinary small chunks with short extensions, and many tiny chunks, are fine.
+    let mut ok_raw = Vec::new();
+    for _ in 0..5000 {
+        ok_raw.extend_from_slice(b"1;n=v\r\nx\r\n");
+    }
+    ok_raw.extend_from_slice(b"0\r\n\r\n");
+    let (data, _) = decode_buffered(&BodyDecoder::new(Framing::Chunked, 1 << 20), &ok_raw).unwrap().unwrap();
+    assert_eq!(data.len(), 5000);
+}
+
+#[test]
 fn malformed_chunks_are_refused() {
     let cases: &[&[u8]] = &[
         b"zz\r\nhello\r\n0\r\n\r\n",
@@ -348,8 +421,7 @@ fn malformed_chunks_are_refused() {
         b"5\r\rhello\r\n0\r\n\r\n",
         b"5 x\r\nhello\r\n0\r\n\r\n",
         b"5;a\x00b\r\nhello\r\n0\r\n\r\n",
-        b"0\r\nBad Trailer\n\r\n",
-        b"0\r\n trailer: obs-fold\r\n\r\n",
+        b"0\r\nTrailer: x\n\r\n",
         b"0\r\n\n",
     ];
     for raw in cases {
@@ -398,4 +470,54 @@ fn encodes_responses() {
     encode_chunk(&mut out, b"hello world, this is 31 bytes!!");
     encode_chunk(&mut out, b"");
     assert_eq!(&out[..], b"1f\r\nhello world, this is 31 bytes!!\r\n");
+}
+
+/// Feed `raw` one byte per "read"; returns how many full parses ran and the final answer.
+/// Whenever `HeadProgress` skips a parse, a parse would have said "incomplete".
+fn feed_byte_by_byte(
+    raw: &[u8],
+    limits: &Limits,
+    verify: bool,
+) -> (usize, Result<Option<usize>, ParseError>) {
+    let mut progress = super::HeadProgress::default();
+    let mut parses = 0;
+    for end in 1..=raw.len() {
+        let buf = &raw[..end];
+        if progress.needs_parse(buf, limits) {
+            parses += 1;
+            match parse_head(buf, limits) {
+                Ok(None) => {}
+                other => return (parses, other.map(|h| h.map(|h| h.len))),
+            }
+        } else if verify {
+            assert_eq!(parse_head(buf, limits).map(|h| h.is_some()), Ok(false), "skipped a parse at {end}");
+        }
+    }
+    (parses, Ok(None))
+}
+
+#[test]
+fn a_head_arriving_byte_by_byte_is_parsed_once_per_line() {
+    let limits = Limits::default();
+    let mut raw = b"GET /p HTTP/1.1\r\nHost: h\r\n".to_vec();
+    for i in 0..60 {
+        raw.extend_from_slice(format!("X-Filler-{i}: {}\r\n", "v".repeat(1000)).as_bytes());
+    }
+    raw.extend_from_slice(b"\r\n");
+    let (parses, result) = feed_byte_by_byte(&raw, &limits, false);
+    assert_eq!(result, Ok(Some(raw.len())));
+    assert!(parses <= 64, "{parses} parses for a {}-byte head of 63 lines", raw.len());
+    // Limits still bite while a line is arriving, whichever line it is.
+    let long_line = [b"GET /".as_slice(), &[b'a'; 9000]].concat();
+    assert_eq!(feed_byte_by_byte(&long_line, &limits, false).1, Err(RequestLineTooLong));
+    let long_field = [b"GET / HTTP/1.1\r\nX: ".as_slice(), &[b'a'; 9000]].concat();
+    assert_eq!(feed_byte_by_byte(&long_field, &limits, false).1, Err(HeaderFieldTooLarge));
+    let tight = Limits { max_request_line: 64, max_header_field: 16 * 1024, ..Limits::default() };
+    let (_, r) = feed_byte_by_byte(&[b"\r\n\r\nGET /".as_slice(), &[b'a'; 100]].concat(), &tight, true);
+    assert_eq!(r, Err(RequestLineTooLong));
+    // A skipped parse never hides an answer: every prefix of a small head, checked.
+    let small = b"\r\nPOST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nA: b\r\n\r\n";
+    let small_limits = Limits { max_request_line: 20, max_header_field: 12, ..Limits::default() };
+    assert_eq!(feed_byte_by_byte(small, &small_limits, true).1, Err(HeaderFieldTooLarge));
+    assert_eq!(feed_byte_by_byte(small, &limits, true).1, Ok(Some(small.len())));
 }

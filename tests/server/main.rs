@@ -22,6 +22,7 @@ mod ops;
 mod pipelining;
 mod resources;
 mod routes;
+mod strict;
 mod supervisor;
 mod timeouts;
 mod trust;

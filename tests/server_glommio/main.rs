@@ -34,6 +34,8 @@ mod pipelining;
 mod resources;
 #[path = "../server/routes.rs"]
 mod routes;
+#[path = "../server/strict.rs"]
+mod strict;
 #[path = "../server/supervisor.rs"]
 mod supervisor;
 #[allow(dead_code)]
