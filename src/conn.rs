@@ -75,6 +75,14 @@ pub struct DriverConfig {
     pub keep_alive: Duration,
     /// Longest gap between two reads of a request body.
     pub body_timeout: Duration,
+    /// Slowest average a request body may arrive at, in bytes per second, after the first
+    /// `body_timeout` (0: no minimum). A body must be complete within `body_timeout` plus one
+    /// second for every `body_min_rate` bytes received, so a client that trickles a byte now
+    /// and then cannot hold a request open for ever.
+    pub body_min_rate: u64,
+    /// Paths that `--limit-concurrency` never refuses (health checks must be answered while
+    /// the server is saturated, or a load balancer takes a healthy instance out of service).
+    pub limit_exempt_paths: Vec<String>,
     /// Longest time one write may take (a client that stops reading).
     pub write_timeout: Duration,
     /// How long to keep reading after FIN before closing.
@@ -98,6 +106,8 @@ impl Default for DriverConfig {
             header_timeout: Duration::from_secs(10),
             keep_alive: Duration::from_secs(75),
             body_timeout: Duration::from_secs(30),
+            body_min_rate: 500,
+            limit_exempt_paths: vec!["/health".to_string(), "/ready".to_string()],
             write_timeout: Duration::from_secs(30),
             linger: Duration::from_secs(2),
             access_log: None,
@@ -123,8 +133,39 @@ pub struct ConnCtx<H> {
     pub stop: Latch,
     /// This executor's access log buffer, when the access log is on.
     pub access_log: Option<LocalAccessLog>,
-    in_flight: Cell<usize>,
+    slots: Rc<Slots>,
     max_in_flight: usize,
+}
+
+/// Requests of one executor inside a handler, for `--limit-concurrency` (the local count) and
+/// `/metrics` (the shared gauge). A request waiting for its client to send more of its body
+/// steps out for that wait: a slot stands for work of the server, not of a slow client.
+pub(crate) struct Slots {
+    taken: Cell<usize>,
+    stats: Arc<ExecutorStats>,
+}
+
+impl Slots {
+    fn enter(&self) -> InFlight<'_> {
+        self.add(1);
+        InFlight(self)
+    }
+
+    /// Give the slot back until the guard is dropped.
+    fn step_out(&self) -> SteppedOut<'_> {
+        self.sub(1);
+        SteppedOut(self)
+    }
+
+    fn add(&self, n: usize) {
+        self.taken.set(self.taken.get() + n);
+        ExecutorStats::add(&self.stats.in_flight, n as u64);
+    }
+
+    fn sub(&self, n: usize) {
+        self.taken.set(self.taken.get() - n);
+        ExecutorStats::sub(&self.stats.in_flight, n as u64);
+    }
 }
 
 impl<H> ConnCtx<H> {
@@ -142,18 +183,19 @@ impl<H> ConnCtx<H> {
             config,
             handler,
             date: RefCell::new(DateCache::new()),
-            stats,
             state,
             drain: Latch::new(),
             stop: Latch::new(),
-            in_flight: Cell::new(0),
+            slots: Rc::new(Slots { taken: Cell::new(0), stats: stats.clone() }),
+            stats,
             max_in_flight,
         }
     }
 
-    /// Requests currently inside a handler on this executor.
+    /// Requests currently inside a handler on this executor (not counting those waiting for
+    /// their client to send more of the body).
     pub fn in_flight(&self) -> usize {
-        self.in_flight.get()
+        self.slots.taken.get()
     }
 }
 
@@ -377,7 +419,9 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         // response is ever logged with an earlier request's forwarded client).
         let forwarded_host = self.learn_client(&head);
 
-        if ctx.in_flight.get() >= ctx.max_in_flight {
+        if ctx.slots.taken.get() >= ctx.max_in_flight
+            && !ctx.config.limit_exempt_paths.iter().any(|p| p == head.path())
+        {
             // --limit-concurrency: refuse rather than queue (the body is left unread, so the
             // connection closes).
             return self.write_response(Response::status_text(503), false, head.version(), true).await;
@@ -413,7 +457,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             Request::new(head, self.peer, body).with_client(self.client, self.scheme, forwarded_host);
         let mut must_close = false;
         let response = {
-            let _in_flight = InFlight::enter(&ctx.in_flight, &ctx.stats);
+            let _in_flight = ctx.slots.enter();
             match catch_panic(ctx.handler.call(request)).await {
                 Ok(response) => response,
                 Err(panic) => {
@@ -493,6 +537,10 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             wire: shared,
             body_timeout: cfg.body_timeout,
             write_timeout: cfg.write_timeout,
+            min_rate: cfg.body_min_rate,
+            first_read: None,
+            received: 0,
+            slots: self.ctx.slots.clone(),
             _timer: PhantomData,
         }))
     }
@@ -820,22 +868,21 @@ fn error_response(e: ParseError) -> Response {
         .with_body(body)
 }
 
-/// Counts a request in flight for as long as it lives.
-/// (The local count enforces `--limit-concurrency`; the shared one is for `/metrics`.)
-struct InFlight<'a>(&'a Cell<usize>, &'a ExecutorStats);
-
-impl<'a> InFlight<'a> {
-    fn enter(count: &'a Cell<usize>, stats: &'a ExecutorStats) -> Self {
-        count.set(count.get() + 1);
-        ExecutorStats::add(&stats.in_flight, 1);
-        InFlight(count, stats)
-    }
-}
+/// Holds a slot of [`Slots`] for as long as it lives.
+struct InFlight<'a>(&'a Slots);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.set(self.0.get() - 1);
-        ExecutorStats::sub(&self.1.in_flight, 1);
+        self.0.sub(1);
+    }
+}
+
+/// A slot given back while a request waits for its client; taken again when dropped.
+struct SteppedOut<'a>(&'a Slots);
+
+impl Drop for SteppedOut<'_> {
+    fn drop(&mut self) {
+        self.0.add(1);
     }
 }
 
@@ -864,6 +911,13 @@ struct StreamBody<T, K> {
     wire: Rc<RefCell<BodyWire<T>>>,
     body_timeout: Duration,
     write_timeout: Duration,
+    /// The whole-body deadline: `body_timeout` after the first read, plus a second for each
+    /// `min_rate` bytes received (`min_rate` 0: none).
+    min_rate: u64,
+    first_read: Option<Instant>,
+    received: u64,
+    /// The executor's slots, stepped out of while waiting for the client.
+    slots: Rc<Slots>,
     _timer: PhantomData<fn() -> K>,
 }
 
@@ -874,6 +928,18 @@ impl<T: Transport, K: Timer> BodySource for StreamBody<T, K> {
 }
 
 impl<T: Transport, K: Timer> StreamBody<T, K> {
+    /// How long the next read may wait: the gap limit, cut short by the whole-body deadline.
+    fn read_wait(&mut self) -> Duration {
+        let first = *self.first_read.get_or_insert_with(Instant::now);
+        if self.min_rate == 0 {
+            return self.body_timeout;
+        }
+        let earned = Duration::from_secs_f64(self.received as f64 / self.min_rate as f64);
+        let deadline = first + self.body_timeout + earned;
+        // Zero makes the read time out at once (408).
+        self.body_timeout.min(deadline.saturating_duration_since(Instant::now()))
+    }
+
     async fn next(&mut self) -> Option<Result<Bytes, BodyError>> {
         loop {
             // Decode what is buffered; take the socket out only when a read is needed, so no
@@ -920,7 +986,11 @@ impl<T: Transport, K: Timer> StreamBody<T, K> {
                 if rbuf.capacity() - rbuf.len() < MIN_READ_SPACE {
                     rbuf.reserve(READ_GROW);
                 }
-                rbuf = match timeout::<K, _>(self.body_timeout, io.read(rbuf)).await {
+                let wait = self.read_wait();
+                let waiting = self.slots.step_out();
+                let read = timeout::<K, _>(wait, io.read(rbuf)).await;
+                drop(waiting);
+                rbuf = match read {
                     None => {
                         failure = Some(ParseError::BodyTimeout);
                         BytesMut::new()
@@ -929,6 +999,7 @@ impl<T: Transport, K: Timer> StreamBody<T, K> {
                         if n == 0 {
                             failure = Some(ParseError::IncompleteBody);
                         }
+                        self.received += n as u64;
                         buf
                     }
                     Some((Err(_), buf)) => {

@@ -202,6 +202,12 @@ pub struct Cli {
     #[arg(long, env = "PERCORE_BODY_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
     pub body_timeout: Duration,
 
+    /// Slowest average a request body may arrive at, in bytes per second (0: no minimum): a
+    /// body must be complete within --body-timeout plus one second per this many bytes
+    /// received, else 408 (Apache's mod_reqtimeout MinRate).
+    #[arg(long, env = "PERCORE_BODY_MIN_RATE", default_value_t = 500)]
+    pub body_min_rate: u64,
+
     /// Longest time a write may wait for a client that stops reading.
     #[arg(long, env = "PERCORE_WRITE_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
     pub write_timeout: Duration,
@@ -209,6 +215,11 @@ pub struct Cli {
     /// Requests in flight for the whole process (split across executors); more get 503.
     #[arg(long, env = "PERCORE_LIMIT_CONCURRENCY", value_parser = clap::value_parser!(u64).range(1..))]
     pub limit_concurrency: Option<u64>,
+
+    /// Paths that --limit-concurrency never refuses, comma-separated (health checks must be
+    /// answered while the server is saturated); empty for none.
+    #[arg(long, env = "PERCORE_LIMIT_CONCURRENCY_EXEMPT", default_value = "/health,/ready", value_parser = parse_path_list)]
+    pub limit_concurrency_exempt: PathList,
 
     /// Open connections for the whole process (split across executors); more get 503.
     #[arg(long, env = "PERCORE_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
@@ -318,6 +329,8 @@ impl Cli {
                 header_timeout: self.header_timeout,
                 keep_alive: self.keep_alive,
                 body_timeout: self.body_timeout,
+                body_min_rate: self.body_min_rate,
+                limit_exempt_paths: self.limit_concurrency_exempt.0.clone(),
                 write_timeout: self.write_timeout,
                 trusted_proxies: self.forwarded_allow_ips.clone(),
                 forwarded: ForwardedRules { family: self.forwarded_headers, host: self.forwarded_host },
@@ -350,6 +363,19 @@ impl Cli {
 /// several values.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CpuList(pub Vec<usize>);
+
+/// A comma-separated list of paths, each starting with `/`. (A newtype, as `CpuList`.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathList(pub Vec<String>);
+
+fn parse_path_list(s: &str) -> Result<PathList, String> {
+    let paths: Vec<String> =
+        s.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_string).collect();
+    match paths.iter().find(|p| !p.starts_with('/')) {
+        Some(bad) => Err(format!("{bad:?} is not a path (paths start with /)")),
+        None => Ok(PathList(paths)),
+    }
+}
 
 fn parse_cpus(s: &str) -> Result<CpuList, String> {
     parse_cpu_list(s).map(CpuList)
@@ -442,6 +468,10 @@ mod tests {
         assert_eq!(from_cli.driver.header_timeout, lib.driver.header_timeout);
         assert_eq!(from_cli.driver.keep_alive, lib.driver.keep_alive);
         assert_eq!(from_cli.driver.body_timeout, lib.driver.body_timeout);
+        assert_eq!(from_cli.driver.body_min_rate, lib.driver.body_min_rate);
+        assert_eq!(from_cli.driver.limit_exempt_paths, lib.driver.limit_exempt_paths);
+        assert_eq!(from_cli.driver.forwarded, lib.driver.forwarded);
+        assert_eq!(from_cli.driver.proxy_allow_from, lib.driver.proxy_allow_from);
         assert_eq!(from_cli.driver.write_timeout, lib.driver.write_timeout);
     }
 }

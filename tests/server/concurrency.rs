@@ -104,3 +104,63 @@ fn max_connections_refuses_with_503() {
     });
     assert!(ok, "a slot frees up when a connection closes");
 }
+
+#[test]
+fn trickling_uploads_take_no_concurrency_slot() {
+    let s = ServerProc::start(&["--workers", "1", "--limit-concurrency", "2"]);
+    // Two uploads that send a byte now and then: their handlers wait on the client.
+    let mut slow: Vec<Client> = (0..2).map(|_| s.client()).collect();
+    for c in slow.iter_mut() {
+        c.send(b"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\nx");
+    }
+    for round in 0..3 {
+        thread::sleep(Duration::from_millis(400));
+        for c in slow.iter_mut() {
+            c.send(b"x");
+        }
+        for path in ["/plaintext", "/health", "/ready"] {
+            let r = s.request(&get(path));
+            assert_eq!(r.status, 200, "{path} while two uploads trickle (round {round})");
+        }
+    }
+}
+
+#[test]
+fn health_and_ready_are_answered_while_saturated() {
+    let s = ServerProc::start(&["--workers", "1", "--limit-concurrency", "1"]);
+    let mut busy = s.client();
+    busy.send(&get("/delay?ms=1500"));
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(s.request(&get("/plaintext")).status, 503, "the one slot is taken");
+    assert_eq!(s.request(&get("/health")).status, 200);
+    assert_eq!(s.request(&get("/ready")).status, 200);
+    assert_eq!(busy.response().status, 200);
+}
+
+#[test]
+fn a_body_below_the_minimum_rate_times_out() {
+    let s = ServerProc::start(&["--workers", "1", "--body-timeout", "1s", "--body-min-rate", "100"]);
+    let mut c = s.client();
+    c.send(b"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 1000\r\n\r\n");
+    let t0 = Instant::now();
+    // A byte every 300 ms: each gap is well within --body-timeout, the rate far below 100/s.
+    let mut closed = false;
+    while t0.elapsed() < Duration::from_secs(5) {
+        thread::sleep(Duration::from_millis(300));
+        if std::io::Write::write_all(&mut c.stream, b"x").is_err() {
+            closed = true;
+            break;
+        }
+        c.stream.set_nonblocking(true).unwrap();
+        let mut probe = [0u8; 1];
+        let answered = matches!(c.stream.peek(&mut probe), Ok(n) if n > 0);
+        c.stream.set_nonblocking(false).unwrap();
+        if answered {
+            break;
+        }
+    }
+    assert!(t0.elapsed() < Duration::from_secs(4), "still reading a 3 B/s body after {:?}", t0.elapsed());
+    if !closed {
+        assert_eq!(c.response().status, 408);
+    }
+}
