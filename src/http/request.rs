@@ -249,7 +249,15 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<ParsedHead>, Par
         headers.push((span(h.name.as_bytes()), span(h.value)));
         let name = h.name.as_bytes();
         match name.len() {
-            4 if name.eq_ignore_ascii_case(b"host") => hosts += 1,
+            4 if name.eq_ignore_ascii_case(b"host") => {
+                hosts += 1;
+                // `uri-host [ ":" port ]` (RFC 9112 §3.2), or empty when the target has no
+                // authority; anything else (a path, userinfo, spaces, a bad port) is refused.
+                let value = trim_ows(h.value);
+                if !value.is_empty() && check_authority(value, false).is_err() {
+                    return Err(ParseError::InvalidHost);
+                }
+            }
             6 if name.eq_ignore_ascii_case(b"expect") => {
                 let v = trim_ows(h.value);
                 if v.eq_ignore_ascii_case(b"100-continue") {

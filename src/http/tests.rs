@@ -214,6 +214,20 @@ fn absolute_form_authority_is_checked_and_kept() {
 }
 
 #[test]
+fn host_must_be_a_host_and_optional_port() {
+    for good in ["example.com", "example.com:8080", "127.0.0.1", "[::1]:80", "xn--bcher-kva.example", ""] {
+        let raw = format!("GET / HTTP/1.1\r\nHost: {good}\r\n\r\n");
+        ok(raw.as_bytes());
+    }
+    for bad in
+        ["exa mple.com", "example.com/path", "user@example.com", "example.com:80x", "[::1", ":80", "a:1:2"]
+    {
+        let raw = format!("GET / HTTP/1.1\r\nHost: {bad}\r\n\r\n");
+        assert_eq!(err(raw.as_bytes()), InvalidHost, "Host: {bad}");
+    }
+}
+
+#[test]
 fn connect_needs_authority_form() {
     for bad in [
         &b"CONNECT / HTTP/1.1\r\nHost: h\r\n\r\n"[..],
