@@ -707,7 +707,11 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
     /// Answer a refused request and close.
     async fn fail(&mut self, e: ParseError) {
         self.started = Instant::now();
-        self.log_head = None;
+        // The access log still names what was asked for, when the request line was read.
+        self.log_head = match self.ctx.access_log {
+            Some(_) => crate::http::refused_request_line(&self.rbuf, &self.ctx.config.limits),
+            None => None,
+        };
         (self.client, self.scheme) = (self.peer.ip(), "http");
         if let Outcome::Close = self.error_outcome(e, Version::Http11).await {
             self.close().await;

@@ -334,6 +334,51 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<ParsedHead>, Par
     }))
 }
 
+/// The request line of a head that was refused (too large, malformed further on, late), for
+/// the access log: a head with that line and no fields, when the line is complete and well
+/// formed (`METHOD SP target SP HTTP/1.x`) within `max_request_line`; `None` otherwise.
+pub fn refused_request_line(buf: &[u8], limits: &Limits) -> Option<RequestHead> {
+    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n')?;
+    let rest = &buf[start..];
+    let end = rest.iter().take(limits.max_request_line + 2).position(|&b| b == b'\n')?;
+    let line = rest[..end].strip_suffix(b"\r")?;
+    let mut parts = line.split(|&b| b == b' ');
+    let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
+    let version = match version {
+        b"HTTP/1.1" => Version::Http11,
+        b"HTTP/1.0" => Version::Http10,
+        _ => return None,
+    };
+    let target_ok = !target.is_empty() && target.iter().all(|&b| b.is_ascii_graphic());
+    if parts.next().is_some() || method.is_empty() || !method.iter().all(|&b| is_tchar(b)) || !target_ok {
+        return None;
+    }
+    let len = start + end + 1;
+    let at = |part: &[u8]| -> Span {
+        let from = (part.as_ptr() as usize - buf.as_ptr() as usize) as u32;
+        from..from + part.len() as u32
+    };
+    let target_span = at(target);
+    let method_str = std::str::from_utf8(method).ok()?;
+    // A target whose form is wrong still shows as sent; its path is then all of it.
+    let Target { path, query, authority } = split_target(method_str, target, target_span.start)
+        .unwrap_or(Target { path: target_span.clone(), query: None, authority: None });
+    let parsed = ParsedHead {
+        len,
+        version,
+        framing: Framing::None,
+        keep_alive: false,
+        expect_continue: false,
+        method: at(method),
+        target: target_span,
+        path,
+        query,
+        authority,
+        headers: Vec::new(),
+    };
+    Some(parsed.into_head(Bytes::copy_from_slice(&buf[..len])))
+}
+
 /// What is known of a head that is still arriving, so that a client sending it a few bytes
 /// per read does not make the server parse it from its start on every read (a 64 KiB head
 /// one byte at a time would cost 64 Ki full parses).

@@ -535,3 +535,17 @@ fn a_head_arriving_byte_by_byte_is_parsed_once_per_line() {
     assert_eq!(feed_byte_by_byte(small, &small_limits, true).1, Err(HeaderFieldTooLarge));
     assert_eq!(feed_byte_by_byte(small, &limits, true).1, Ok(Some(small.len())));
 }
+
+#[test]
+fn a_refused_head_still_has_its_request_line_for_the_log() {
+    let limits = Limits::default();
+    let h = super::refused_request_line(b"POST /up?x=1 HTTP/1.1\r\nContent-Length: 99999999999\r\n", &limits)
+        .expect("line");
+    assert_eq!((h.method(), h.target(), h.path(), h.query()), ("POST", "/up?x=1", "/up", Some("x=1")));
+    assert_eq!(h.version(), Version::Http11);
+    assert_eq!(h.headers().count(), 0);
+    assert!(super::refused_request_line(b"GET /partial", &limits).is_none());
+    assert!(super::refused_request_line(b"G\x01T / HTTP/1.1\r\n", &limits).is_none());
+    assert!(super::refused_request_line(b"GET / HTTP/2.0\r\n", &limits).is_none());
+    assert!(super::refused_request_line(b"GET /a b HTTP/1.1\r\n", &limits).is_none());
+}
