@@ -4,6 +4,7 @@
 //! `percore check-config [FLAGS]` validates the configuration and prints the effective one.
 
 use std::ffi::OsString;
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -26,12 +27,13 @@ fn main() -> ExitCode {
         Ok(l) => l,
         Err(LoadError::Args(e)) => e.exit(),
         Err(e) => {
-            eprintln!("percore: {e}");
+            say(&format!("percore: {e}"));
             return ExitCode::from(2);
         }
     };
     if check_only {
-        print!("{}", file::render(&loaded));
+        // A reader that went away (`| head`) is not a reason to panic.
+        let _ = std::io::stdout().lock().write_all(file::render(&loaded).as_bytes());
         return ExitCode::SUCCESS;
     }
     serve(loaded, &args)
@@ -39,7 +41,7 @@ fn main() -> ExitCode {
 
 fn serve(loaded: Loaded, args: &[OsString]) -> ExitCode {
     let cli = loaded.cli;
-    init_logging(cli.log_level, cli.log_format);
+    let _log_control = init_logging(cli.log_level, cli.log_format);
     raise_fd_limit();
     let debug_routes = cli.debug_routes;
     if debug_routes {
@@ -96,6 +98,12 @@ fn serve(loaded: Loaded, args: &[OsString]) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A message to stderr for the operator, before logging is set up; a stderr that is gone
+/// (a closed pipe) loses it instead of panicking as `eprintln!` would.
+fn say(message: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{message}");
 }
 
 /// Raise the soft open-files limit to the hard one: each connection is a descriptor, and

@@ -327,3 +327,94 @@ fn several_bind_addresses() {
     }
     drop(s);
 }
+
+/// A percore whose log pipes were closed by their reader; killed (by PID) when dropped.
+struct Orphaned {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl Orphaned {
+    /// Start percore with stderr, and stdout when `stdout_too`, on pipes; read stderr up to
+    /// the ready line, then close the read ends, as `percore 2>&1 | head -1` or a log
+    /// collector that died would.
+    fn start(args: &[&str], stdout_too: bool) -> Orphaned {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        let mut cmd = Command::new(bin());
+        cmd.args(["--port", "0", "--workers", "1", "--log-format", "json"]).args(args);
+        let stdout = if stdout_too { Stdio::piped() } else { Stdio::null() };
+        let mut child = with_runtime(&mut cmd)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn percore");
+        drop(child.stdout.take());
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        // The reader (and with it the pipe) ends once the ready line is read, or when the
+        // process dies.
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("percore ready") {
+                    let _ = tx.send(json_field(&line, "address").expect("address"));
+                    return;
+                }
+            }
+        });
+        let Ok(addr) = rx.recv_timeout(Duration::from_secs(20)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("percore did not become ready");
+        };
+        // Let the reader thread return and close its end.
+        std::thread::sleep(Duration::from_millis(100));
+        Orphaned { child, addr: addr.parse().unwrap() }
+    }
+
+    fn signal(&mut self, sig: libc::c_int) {
+        assert!(self.child.try_wait().unwrap().is_none(), "percore exited before signal {sig}");
+        // SAFETY: kill(2) on our own child, not yet reaped (checked above).
+        assert_eq!(unsafe { libc::kill(self.child.id() as libc::pid_t, sig) }, 0);
+    }
+
+    fn request(&self, raw: &[u8]) -> Response {
+        let mut c = Client::new(connect(self.addr));
+        c.send(raw);
+        c.response()
+    }
+
+    /// SIGTERM, then the exit status (`None`: still running after 15 s).
+    fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        self.signal(libc::SIGTERM);
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_secs(15) {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Orphaned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_closed_stderr_pipe_does_not_end_the_server() {
+    let mut s = Orphaned::start(&[], false);
+    // Every one of these logs lines that now meet EPIPE.
+    s.signal(libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(s.child.try_wait().unwrap().is_none(), "percore died when its stderr reader went away");
+    assert_eq!(s.request(b"GET /plaintext HTTP/1.1\r\nHost: h\r\n\r\n").status, 200);
+    let status = s.terminate().expect("percore did not stop on SIGTERM");
+    assert_eq!(status.code(), Some(0), "exit status {status:?}");
+}
