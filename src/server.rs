@@ -163,8 +163,13 @@ impl Server {
         });
 
         let mut cfg = cfg;
-        cfg.driver.access_log = AccessLog::start(&cfg.access_log, cfg.access_log_format.clone())
-            .map_err(|e| ServerError::AccessLog(e.to_string()))?;
+        cfg.driver.access_log = AccessLog::start(
+            &cfg.access_log,
+            cfg.access_log_format.clone(),
+            cfg.access_log_buffer,
+            state.access_log_dropped_counter(),
+        )
+        .map_err(|e| ServerError::AccessLog(e.to_string()))?;
         for t in &mut templates {
             t.driver.access_log = cfg.driver.access_log.clone();
         }

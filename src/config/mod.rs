@@ -48,6 +48,8 @@ pub struct ServerConfig {
     /// Where access log lines go.
     pub access_log: AccessLogTarget,
     pub access_log_format: AccessLogFormat,
+    /// Most bytes of access log lines waiting for the writer; more are dropped and counted.
+    pub access_log_buffer: usize,
     /// Serve `/metrics` on this port too, on its own thread (the main port has it as well,
     /// through the app).
     pub metrics_port: Option<u16>,
@@ -83,6 +85,7 @@ impl Default for ServerConfig {
             inherit_sockets: true,
             access_log: AccessLogTarget::Off,
             access_log_format: AccessLogFormat::parse("combined").expect("built-in format"),
+            access_log_buffer: crate::observe::access_log::DEFAULT_BUFFER,
             metrics_port: None,
         }
     }
@@ -259,6 +262,12 @@ pub struct Cli {
     #[arg(long, env = "PERCORE_ACCESS_LOG_FORMAT", default_value = "combined", value_parser = AccessLogFormat::parse)]
     pub access_log_format: AccessLogFormat,
 
+    /// Most bytes of access log lines waiting to be written; when the output cannot keep up
+    /// (a full disk, a pipe nobody reads), further lines are dropped and counted
+    /// (percore_access_log_dropped_total) instead of growing memory or blocking executors.
+    #[arg(long, env = "PERCORE_ACCESS_LOG_BUFFER", default_value = "16MiB", value_parser = parse_size)]
+    pub access_log_buffer: u64,
+
     /// Also serve GET /metrics on this port, on a thread of its own (keep it off the public
     /// interface; the main port serves /metrics too).
     #[arg(long, env = "PERCORE_METRICS_PORT")]
@@ -322,6 +331,7 @@ impl Cli {
             inherit_sockets: true,
             access_log: AccessLogTarget::parse(&self.access_log),
             access_log_format: self.access_log_format.clone(),
+            access_log_buffer: usize_of(self.access_log_buffer),
             metrics_port: self.metrics_port,
         }
     }
@@ -424,5 +434,6 @@ mod tests {
         assert_eq!(from_cli.driver.keep_alive, lib.driver.keep_alive);
         assert_eq!(from_cli.driver.body_timeout, lib.driver.body_timeout);
         assert_eq!(from_cli.driver.write_timeout, lib.driver.write_timeout);
+        assert_eq!(from_cli.access_log_buffer, lib.access_log_buffer);
     }
 }

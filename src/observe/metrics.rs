@@ -129,6 +129,13 @@ pub fn render(state: &ServerState) -> String {
         state.restarts(),
     );
     simple(&mut w, "percore_executor_stalls_total", "counter", "Executors found stalled.", state.stalls());
+    simple(
+        &mut w,
+        "percore_access_log_dropped_total",
+        "counter",
+        "Access log lines dropped because its queue was full or its output failed.",
+        state.access_log_dropped(),
+    );
     simple(&mut w, "percore_executors", "gauge", "Executor slots.", slots.len() as u64);
     simple(&mut w, "percore_draining", "gauge", "1 while draining.", u64::from(state.is_draining()));
     let _ = writeln!(

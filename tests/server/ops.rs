@@ -328,40 +328,61 @@ fn several_bind_addresses() {
     drop(s);
 }
 
-/// A percore whose log pipes were closed by their reader; killed (by PID) when dropped.
-struct Orphaned {
-    child: std::process::Child,
-    addr: std::net::SocketAddr,
+/// What a [`Piped`] server's stdout is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stdout {
+    /// /dev/null.
+    Null,
+    /// A pipe whose read end is closed at once (writes fail with EPIPE).
+    Closed,
+    /// A pipe nobody reads (writes block once it is full).
+    Unread,
 }
 
-impl Orphaned {
-    /// Start percore with stderr, and stdout when `stdout_too`, on pipes; read stderr up to
-    /// the ready line, then close the read ends, as `percore 2>&1 | head -1` or a log
-    /// collector that died would.
-    fn start(args: &[&str], stdout_too: bool) -> Orphaned {
+/// A percore whose stdout/stderr are pipes treated badly; killed (by PID) when dropped.
+struct Piped {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    /// Held open, never read (for [`Stdout::Unread`]).
+    _stdout: Option<std::process::ChildStdout>,
+    /// stderr lines read, when it is kept open.
+    logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Piped {
+    /// Start percore with `args` and `env`; stderr is a pipe read up to the ready line and
+    /// then closed (as `percore 2>&1 | head -1`, or a log collector that died, would), or
+    /// read throughout when `keep_stderr`.
+    fn start(args: &[&str], env: &[(&str, &str)], stdout: Stdout, keep_stderr: bool) -> Piped {
         use std::io::BufRead;
         use std::process::Stdio;
         let mut cmd = Command::new(bin());
         cmd.args(["--port", "0", "--workers", "1", "--log-format", "json"]).args(args);
-        let stdout = if stdout_too { Stdio::piped() } else { Stdio::null() };
+        cmd.envs(env.iter().copied());
+        let out = if stdout == Stdout::Null { Stdio::null() } else { Stdio::piped() };
         let mut child = with_runtime(&mut cmd)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
-            .stdout(stdout)
+            .stdout(out)
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn percore");
-        drop(child.stdout.take());
+        let held = child.stdout.take().filter(|_| stdout == Stdout::Unread);
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
-        // The reader (and with it the pipe) ends once the ready line is read, or when the
-        // process dies.
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = logs.clone();
+        // The reader (and with it the pipe) ends after the ready line unless `keep_stderr`,
+        // and anyway when the process dies.
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
                 if line.contains("percore ready") {
                     let _ = tx.send(json_field(&line, "address").expect("address"));
-                    return;
+                    if !keep_stderr {
+                        return;
+                    }
                 }
+                sink.lock().unwrap().push(line);
             }
         });
         let Ok(addr) = rx.recv_timeout(Duration::from_secs(20)) else {
@@ -371,7 +392,19 @@ impl Orphaned {
         };
         // Let the reader thread return and close its end.
         std::thread::sleep(Duration::from_millis(100));
-        Orphaned { child, addr: addr.parse().unwrap() }
+        Piped { child, addr: addr.parse().unwrap(), _stdout: held, logs }
+    }
+
+    /// How many stderr lines (read so far) contain `needle`.
+    fn log_count(&self, needle: &str) -> usize {
+        self.logs.lock().unwrap().iter().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Resident memory, in KiB.
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS");
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
 
     fn signal(&mut self, sig: libc::c_int) {
@@ -400,7 +433,7 @@ impl Orphaned {
     }
 }
 
-impl Drop for Orphaned {
+impl Drop for Piped {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -409,7 +442,7 @@ impl Drop for Orphaned {
 
 #[test]
 fn a_closed_stderr_pipe_does_not_end_the_server() {
-    let mut s = Orphaned::start(&[], false);
+    let mut s = Piped::start(&[], &[], Stdout::Null, false);
     // Every one of these logs lines that now meet EPIPE.
     s.signal(libc::SIGHUP);
     std::thread::sleep(Duration::from_millis(1500));
@@ -417,4 +450,48 @@ fn a_closed_stderr_pipe_does_not_end_the_server() {
     assert_eq!(s.request(b"GET /plaintext HTTP/1.1\r\nHost: h\r\n\r\n").status, 200);
     let status = s.terminate().expect("percore did not stop on SIGTERM");
     assert_eq!(status.code(), Some(0), "exit status {status:?}");
+}
+
+#[test]
+fn a_closed_access_log_pipe_drops_lines_and_the_server_goes_on() {
+    let mut s = Piped::start(&["--access-log", "-"], &[], Stdout::Closed, true);
+    let get = b"GET /plaintext HTTP/1.1\r\nHost: h\r\n\r\n";
+    for _ in 0..3 {
+        assert_eq!(s.request(get).status, 200);
+        // Past an executor tick (100 ms), so each line is handed to the writer.
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let m = s.request(b"GET /metrics HTTP/1.1\r\nHost: h\r\n\r\n").text();
+    assert!(sample(&m, "percore_access_log_dropped_total") >= 3.0, "{m}");
+    assert_eq!(s.log_count("cannot write the access log"), 1, "said once: {:?}", s.logs.lock().unwrap());
+    let status = s.terminate().expect("percore did not stop on SIGTERM");
+    assert_eq!(status.code(), Some(0), "exit status {status:?}");
+}
+
+#[test]
+fn an_unread_access_log_pipe_bounds_memory_and_counts_dropped_lines() {
+    let _heavy = heavy();
+    // Set through the environment, so that a percore without the setting still starts.
+    let env = [("PERCORE_ACCESS_LOG_BUFFER", "1MiB")];
+    let s = Piped::start(&["--access-log", "-"], &env, Stdout::Unread, true);
+    let value = "v".repeat(8000);
+    let one =
+        format!("GET /plaintext HTTP/1.1\r\nHost: h\r\nUser-Agent: {value}\r\nReferer: {value}\r\n\r\n");
+    let batch = one.repeat(50);
+    let mut c = Client::new(connect(s.addr));
+    let before = s.rss_kib();
+    // 4000 lines of 16 KB each if the values were logged whole: 64 MB.
+    for _ in 0..80 {
+        c.send(batch.as_bytes());
+        for _ in 0..50 {
+            assert_eq!(c.response().status, 200);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let grown = s.rss_kib().saturating_sub(before);
+    assert!(grown < 24 * 1024, "RSS grew by {grown} KiB with a 1 MiB access log budget");
+    let m = s.request(b"GET /metrics HTTP/1.1\r\nHost: h\r\n\r\n").text();
+    let dropped = sample(&m, "percore_access_log_dropped_total");
+    assert!(dropped >= 2000.0, "dropped {dropped} of 4000 lines");
+    assert_eq!(s.log_count("access log output is not keeping up"), 1, "the warning is given once");
 }
