@@ -495,3 +495,47 @@ fn an_unread_access_log_pipe_bounds_memory_and_counts_dropped_lines() {
     assert!(dropped >= 2000.0, "dropped {dropped} of 4000 lines");
     assert_eq!(s.log_count("access log output is not keeping up"), 1, "the warning is given once");
 }
+
+#[test]
+fn a_slow_client_on_the_metrics_port_does_not_block_scrapes() {
+    use std::io::{Read, Write};
+    let s = ServerProc::start(&["--metrics-port", "0"]);
+    assert!(s.wait_log("metrics on their own port", Duration::from_secs(5)));
+    let line = s.logs().into_iter().find(|l| l.contains("metrics on their own port")).unwrap();
+    let addr: std::net::SocketAddr = json_field(&line, "address").unwrap().parse().unwrap();
+
+    // A client that trickles a request head, one byte a second, for up to 12 s.
+    let started = std::time::Instant::now();
+    let mut slow = connect(addr);
+    let mut watch = slow.try_clone().unwrap();
+    let trickle = std::thread::spawn(move || {
+        for b in b"GET /metrics HTTP".iter().take(12) {
+            if slow.write_all(&[*b]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+
+    let asked = std::time::Instant::now();
+    let mut scrape = Client::new(connect(addr));
+    scrape.stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    scrape.send(b"GET /metrics HTTP/1.1\r\nHost: h\r\n\r\n");
+    let r = scrape.response();
+    assert_eq!(r.status, 200);
+    assert!(asked.elapsed() < Duration::from_secs(2), "the scrape waited {:?}", asked.elapsed());
+
+    // The trickling client is cut at the whole-request deadline (5 s), not kept while it
+    // keeps sending.
+    watch.set_read_timeout(Some(Duration::from_secs(9))).unwrap();
+    let mut b = [0u8; 64];
+    let ended = match watch.read(&mut b) {
+        Ok(0) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        Ok(n) => panic!("unexpected answer to a partial head: {:?}", String::from_utf8_lossy(&b[..n])),
+    };
+    assert!(ended, "the trickling client was not cut");
+    assert!(started.elapsed() < Duration::from_secs(8), "cut after {:?}", started.elapsed());
+    trickle.join().unwrap();
+}
