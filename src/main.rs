@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use percore::app::demo::{demo_app, with_debug_routes};
 use percore::config::file::{self, LoadError, Loaded};
-use percore::observe::init_logging;
+use percore::config::APPLIED_ON_RELOAD;
+use percore::observe::{init_logging, LogControl};
 use percore::supervisor::signals::{self, Signal};
 use percore::{Command, ExecutorInfo, Server, Shutdown};
 
@@ -40,8 +41,8 @@ fn main() -> ExitCode {
 }
 
 fn serve(loaded: Loaded, args: &[OsString]) -> ExitCode {
-    let cli = loaded.cli;
-    let _log_control = init_logging(cli.log_level, cli.log_format);
+    let log_control = init_logging(loaded.cli.log_level, loaded.cli.log_format);
+    let cli = &loaded.cli;
     raise_fd_limit();
     let debug_routes = cli.debug_routes;
     if debug_routes {
@@ -62,6 +63,7 @@ fn serve(loaded: Loaded, args: &[OsString]) -> ExitCode {
         }
     };
 
+    let mut reloader = Reloader { started: loaded, current: None, log_control };
     let mut stopping = false;
     while !handle.is_finished() {
         let Some(signal) = signals::wait(Duration::from_millis(100)) else { continue };
@@ -78,13 +80,7 @@ fn serve(loaded: Loaded, args: &[OsString]) -> ExitCode {
                 tracing::warn!(?signal, "stopping now");
                 handle.send(Command::StopNow);
             }
-            Signal::Hup => match file::load(args) {
-                Ok(reloaded) => handle.send(Command::Reload(Some(Box::new(reloaded.cli.server_config())))),
-                // The configuration in force stays, and so do the executors.
-                Err(e) => {
-                    tracing::error!(error = %e, "reload refused: the configuration does not load; nothing changed")
-                }
-            },
+            Signal::Hup => reloader.reload(args, &handle),
             Signal::Usr2 if !stopping => handle.send(Command::Upgrade),
             Signal::Usr1 => handle.reopen_logs(),
             Signal::Usr2 => tracing::info!(?signal, "signal ignored while stopping"),
@@ -96,6 +92,60 @@ fn serve(loaded: Loaded, args: &[OsString]) -> ExitCode {
         Err(e) => {
             tracing::error!("{e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// SIGHUP on the binary's side: read the configuration again, say what changed, apply the
+/// log level, and hand the rest to the supervisor.
+struct Reloader {
+    /// The configuration the process started with: settings that need a restart are
+    /// compared with it, so every reload repeats what is still not in force.
+    started: Loaded,
+    /// The configuration of the last reload (`None`: none yet).
+    current: Option<Loaded>,
+    log_control: LogControl,
+}
+
+impl Reloader {
+    fn reload(&mut self, args: &[OsString], handle: &percore::ServerHandle) {
+        match file::load(args) {
+            Ok(new) => {
+                self.report(&new);
+                handle.send(Command::Reload(Some(Box::new(new.cli.server_config()))));
+                self.current = Some(new);
+            }
+            // The configuration in force stays, and so do the executors.
+            Err(e) => {
+                tracing::error!(error = %e, "reload refused: the configuration does not load; nothing changed")
+            }
+        }
+    }
+
+    /// Apply the log level of `new`; name in one warning the changed settings that wait for
+    /// a restart, and in one line those applied.
+    fn report(&self, new: &Loaded) {
+        let previous = self.current.as_ref().unwrap_or(&self.started);
+        let mut applied: Vec<&str> =
+            file::changed(previous, new).into_iter().filter(|k| APPLIED_ON_RELOAD.contains(k)).collect();
+        let not_applied: Vec<&str> = file::changed(&self.started, new)
+            .into_iter()
+            .filter(|k| !APPLIED_ON_RELOAD.contains(k))
+            .collect();
+        if applied.contains(&"log-level") {
+            if let Err(e) = self.log_control.set_level(new.cli.log_level) {
+                tracing::warn!(reason = %e, "reload: log-level changed in the configuration but is not applied");
+                applied.retain(|k| *k != "log-level");
+            }
+        }
+        if !not_applied.is_empty() {
+            tracing::warn!(
+                settings = not_applied.join(", "),
+                "reload: these settings changed in the configuration but take effect only after a restart"
+            );
+        }
+        if !applied.is_empty() {
+            tracing::info!(settings = applied.join(", "), "reload: applying the changed settings");
         }
     }
 }

@@ -91,6 +91,36 @@ impl Default for ServerConfig {
     }
 }
 
+/// The settings (file keys) a SIGHUP applies: the new executors take the request limits,
+/// timeouts, proxy settings, capacity and supervisor settings; the log level and the access
+/// log format change in place. Every other setting needs a restart, and a reload that
+/// changes one names it in a warning. (A list of what is applied, so that a setting added
+/// later is reported as needing a restart until its reload is wired up.)
+pub const APPLIED_ON_RELOAD: [&str; 22] = [
+    "log-level",
+    "access-log-format",
+    "max-body-size",
+    "max-request-line",
+    "max-header-size",
+    "max-headers-size",
+    "max-headers",
+    "header-timeout",
+    "keep-alive",
+    "body-timeout",
+    "write-timeout",
+    "forwarded-allow-ips",
+    "proxy-protocol",
+    "limit-concurrency",
+    "max-connections",
+    "graceful-timeout",
+    "drain-delay",
+    "timeout",
+    "stall-detect",
+    "max-stuck",
+    "max-requests",
+    "max-requests-jitter",
+];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,

@@ -539,3 +539,52 @@ fn a_slow_client_on_the_metrics_port_does_not_block_scrapes() {
     assert!(started.elapsed() < Duration::from_secs(8), "cut after {:?}", started.elapsed());
     trickle.join().unwrap();
 }
+
+#[test]
+fn sighup_applies_log_level_and_access_log_format_and_names_what_needs_a_restart() {
+    let dir = temp("reload-report");
+    let file = dir.join("percore.toml");
+    let log = dir.join("access.log");
+    let common = format!("access-log = {:?}\nmax-body-size = \"8\"\n", log.to_str().unwrap());
+    std::fs::write(
+        &file,
+        format!("{common}log-format = \"json\"\nlog-level = \"info\"\naccess-log-format = \"%(s)s\"\n"),
+    )
+    .unwrap();
+    // No --log-format flag: the file's log-format is the one in force.
+    let mut s = ServerProc::spawn(&["--config", file.to_str().unwrap(), "--port", "0", "--workers", "1"])
+        .expect("server did not start");
+    let bad = b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n";
+    assert_eq!(s.request(bad).status, 400);
+    assert_eq!(log_lines(&log, 1), vec!["400"]);
+
+    let metrics_port = free_port();
+    std::fs::write(
+        &file,
+        format!(
+            "{common}log-format = \"text\"\nlog-level = \"debug\"\naccess-log-format = \"%(m)s %(U)s\"\n\
+             metrics-port = {metrics_port}\nbacklog = 100\n"
+        ),
+    )
+    .unwrap();
+    s.signal(libc::SIGHUP);
+    assert!(s.wait_log("reload done", Duration::from_secs(10)), "{:#?}", s.logs());
+
+    let logs = s.logs();
+    let warnings: Vec<&String> =
+        logs.iter().filter(|l| l.contains("take effect only after a restart")).collect();
+    assert_eq!(warnings.len(), 1, "one warning line: {logs:#?}");
+    let named = json_field(warnings[0], "settings").unwrap();
+    let mut named: Vec<&str> = named.split(", ").collect();
+    named.sort_unstable();
+    assert_eq!(named, vec!["backlog", "log-format", "metrics-port"], "{}", warnings[0]);
+
+    // log-level took effect: the debug line for a refused request appears.
+    assert_eq!(s.log_count("refusing request"), 0, "not logged at info");
+    assert_eq!(s.request(bad).status, 400);
+    assert!(s.wait_log("refusing request", Duration::from_secs(5)), "log-level debug not applied");
+    // access-log-format took effect for the new executors.
+    assert_eq!(s.request(b"GET /plaintext HTTP/1.1\r\nHost: h\r\n\r\n").status, 200);
+    let lines = log_lines(&log, 3);
+    assert_eq!(lines.last().map(String::as_str), Some("GET /plaintext"), "{lines:?}");
+}
