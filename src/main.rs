@@ -24,7 +24,8 @@ fn main() -> ExitCode {
     if check_only {
         args.remove(1);
     }
-    let loaded = match file::load(&args) {
+    let load = if check_only { file::load_for_check } else { file::load };
+    let loaded = match load(&args) {
         Ok(l) => l,
         Err(LoadError::Args(e)) => e.exit(),
         Err(e) => {
@@ -33,11 +34,28 @@ fn main() -> ExitCode {
         }
     };
     if check_only {
-        // A reader that went away (`| head`) is not a reason to panic.
-        let _ = std::io::stdout().lock().write_all(file::render(&loaded).as_bytes());
-        return ExitCode::SUCCESS;
+        return check_config(&loaded);
     }
     serve(loaded, &args)
+}
+
+/// `percore check-config`: refuse what the server would refuse at start (exit 2), say the
+/// warnings, print the effective configuration.
+fn check_config(loaded: &Loaded) -> ExitCode {
+    match Server::new(loaded.cli.server_config()).check() {
+        Ok(warnings) => {
+            for w in warnings {
+                say(&format!("percore: warning: {w}"));
+            }
+            // A reader that went away (`| head`) is not a reason to panic.
+            let _ = std::io::stdout().lock().write_all(file::render(loaded).as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            say(&format!("percore: the server would not start: {e}"));
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn serve(loaded: Loaded, args: &[OsString]) -> ExitCode {

@@ -77,7 +77,18 @@ impl std::error::Error for LoadError {}
 /// Parse `args` (with the program name first), read the config file if one is named, and
 /// merge them.
 pub fn load(args: &[OsString]) -> Result<Loaded, LoadError> {
-    let first = Cli::command().try_get_matches_from(args).map_err(LoadError::Args)?;
+    load_with(Cli::command(), args)
+}
+
+/// [`load`] for `percore check-config` (its own usage and `--help`).
+pub fn load_for_check(args: &[OsString]) -> Result<Loaded, LoadError> {
+    load_with(Cli::check_config_command(), args)
+}
+
+/// [`load`], with `command` parsing the command line first (so that its usage and help are
+/// the ones shown).
+fn load_with(command: clap::Command, args: &[OsString]) -> Result<Loaded, LoadError> {
+    let first = command.try_get_matches_from(args).map_err(LoadError::Args)?;
     let path: Option<PathBuf> = first.get_one::<PathBuf>("config").cloned();
     let mut from_file = BTreeSet::new();
     let mut merged: Vec<OsString> = args.to_vec();

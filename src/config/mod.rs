@@ -148,12 +148,38 @@ impl LogLevel {
     }
 }
 
+/// The command besides serving, listed under `percore --help`.
+const COMMANDS_HELP: &str = "Commands:
+  check-config [FLAGS]  Check the configuration (flags, environment, --config file) as the
+                        server would at start, without serving, and print the effective one
+                        (see `percore check-config --help`)";
+
+/// `percore check-config --help`.
+const CHECK_CONFIG_ABOUT: &str = "Check the configuration without serving: the flags, PERCORE_* \
+environment variables and --config file are merged and validated as `percore` would at start \
+(values, --cpus inside the CPU set, --workers, the runtime and IO backend, the addresses, the \
+access log file), then the effective configuration is printed as TOML with where each value \
+came from. A metrics port that is in use is a warning (the running server holds it). Exit status \
+0 when the server would start with it, 2 when not. The listening port is not tried.";
+
+impl Cli {
+    /// The command line of `percore check-config`: the same flags, its own usage and help.
+    pub fn check_config_command() -> clap::Command {
+        use clap::CommandFactory;
+        Cli::command()
+            .bin_name("percore check-config")
+            .about("Check the configuration without serving, and print the effective one")
+            .long_about(CHECK_CONFIG_ABOUT)
+            .after_help("")
+    }
+}
+
 /// percore: a thread-per-core io_uring HTTP/1.1 server.
 ///
 /// Durations take a unit (`500ms`, `10s`, `2m`) or are seconds; sizes take `KiB`/`MiB`/`GiB`
 /// (or `k`/`m`/`g`) or are bytes.
 #[derive(Debug, Parser)]
-#[command(name = "percore", version, about, long_about = None)]
+#[command(name = "percore", version, about, long_about = None, after_help = COMMANDS_HELP)]
 pub struct Cli {
     /// A TOML file with a key for any flag below (`port = 8080`, `max-body-size = "1MiB"`).
     /// Flags and environment variables override it. Re-read on SIGHUP.

@@ -513,6 +513,42 @@ impl Sink {
     }
 }
 
+/// Whether the server could open `target` (for `percore check-config`), without creating or
+/// changing anything: an existing file must open for appending, a new one needs a writable
+/// directory.
+pub fn check_target(target: &Target) -> io::Result<()> {
+    let Target::File(path) = target else { return Ok(()) };
+    if path.exists() {
+        return OpenOptions::new().append(true).open(path).map(drop).map_err(|e| in_path(path, e));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    let meta = std::fs::metadata(dir).map_err(|e| in_path(dir, e))?;
+    if !meta.is_dir() {
+        return Err(in_path(dir, io::Error::new(io::ErrorKind::NotADirectory, "not a directory")));
+    }
+    writable(dir).map_err(|e| in_path(dir, e))
+}
+
+/// `e`, naming `path`.
+fn in_path(path: &std::path::Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+/// access(2): whether this process may create files in `dir`.
+fn writable(dir: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
+    // SAFETY: access(2) with a valid NUL-terminated path.
+    match unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
 fn open(path: &PathBuf) -> io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }

@@ -588,3 +588,36 @@ fn sighup_applies_log_level_and_access_log_format_and_names_what_needs_a_restart
     let lines = log_lines(&log, 3);
     assert_eq!(lines.last().map(String::as_str), Some("GET /plaintext"), "{lines:?}");
 }
+
+#[test]
+fn check_config_refuses_what_the_server_refuses_and_is_listed_in_help() {
+    let refused = [
+        (vec!["--cpus", "99"], "--cpus"),
+        (vec!["--workers", "0"], "--workers"),
+        (vec!["--access-log", "/nonexistent-percore-dir/access.log"], "access log"),
+    ];
+    for (args, needle) in refused {
+        let (ok, _, err) = check_config(&args, &[]);
+        assert!(!ok, "check-config {args:?} must be refused like the server refuses it: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    // A metrics port in use is a warning: the running server holds it during a reload.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let (ok, out, err) = check_config(&["--metrics-port", &port], &[]);
+    assert!(ok, "{err}");
+    assert!(err.contains("warning") && err.contains("--metrics-port"), "{err}");
+    assert!(out.contains(&format!("metrics-port = {port}  # command line")), "{out}");
+
+    let help = Command::new(bin()).arg("--help").output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&help.stdout).contains("check-config"),
+        "percore --help lists check-config"
+    );
+    let own = Command::new(bin()).args(["check-config", "--help"]).output().unwrap();
+    let text = String::from_utf8_lossy(&own.stdout);
+    assert!(own.status.success());
+    assert!(text.contains("Usage: percore check-config"), "{text}");
+    assert!(text.contains("without serving"), "{text}");
+}
