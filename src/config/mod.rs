@@ -475,6 +475,45 @@ mod tests {
         assert!(parse_size("1TiB").is_err());
     }
 
+    fn repo_file(name: &str) -> String {
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(name)).unwrap()
+    }
+
+    /// README's flags table must render as one table (a blank line would end it) with a row
+    /// for every flag.
+    #[test]
+    fn readme_flags_table_is_one_table_with_every_flag() {
+        use clap::CommandFactory;
+        let readme = repo_file("README.md");
+        let section = readme.split("\n## Flags\n").nth(1).expect("a Flags section");
+        let start = section.find("| flag | env | default | meaning |").expect("the flags table");
+        let rows: Vec<&str> = section[start..].lines().take_while(|l| l.starts_with('|')).collect();
+        for arg in Cli::command().get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if matches!(long, "help" | "version") {
+                continue;
+            }
+            let flag = format!("`--{long}`");
+            assert!(
+                rows.iter()
+                    .any(|r| r.starts_with(&format!("| {flag}")) || r.contains(&format!(", {flag} |"))),
+                "{flag} has no row in README's flags table"
+            );
+        }
+    }
+
+    #[test]
+    fn example_config_lists_every_runtime() {
+        let example = repo_file("deploy/percore.toml");
+        for kind in [RuntimeKind::Monoio, RuntimeKind::Glommio, RuntimeKind::Tokio, RuntimeKind::TokioMt] {
+            assert!(
+                example.contains(&format!("\"{}\"", kind.name())),
+                "deploy/percore.toml does not name runtime {}",
+                kind.name()
+            );
+        }
+    }
+
     #[test]
     fn cli_defaults_match_library_defaults() {
         let cli = Cli::try_parse_from(["percore"]).unwrap();
