@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use percore::app::demo::{demo_app, with_debug_routes};
 use percore::config::file::{self, LoadError, Loaded};
-use percore::config::APPLIED_ON_RELOAD;
+use percore::config::{LogFormat, LogLevel, APPLIED_ON_RELOAD};
 use percore::observe::{init_logging, LogControl};
 use percore::supervisor::signals::{self, Signal};
 use percore::{Command, ExecutorInfo, Server, Shutdown};
@@ -42,6 +42,8 @@ fn main() -> ExitCode {
 /// `percore check-config`: refuse what the server would refuse at start (exit 2), say the
 /// warnings, print the effective configuration.
 fn check_config(loaded: &Loaded) -> ExitCode {
+    // The checks log what they would log at start (e.g. a fallback from io_uring to epoll).
+    let _ = init_logging(LogLevel::Warn, LogFormat::Text);
     match Server::new(loaded.cli.server_config()).check() {
         Ok(warnings) => {
             for w in warnings {

@@ -84,7 +84,10 @@ pub enum Command {
     /// Close everything and exit now (SIGQUIT, a second SIGTERM).
     StopNow,
     /// Replace every executor, one at a time, new first (SIGHUP), with a new configuration
-    /// if one is given (settings that need new sockets or threads wait for a restart).
+    /// if one is given. Settings that need new sockets or threads (addresses, workers,
+    /// cores, backlog, runtime, the access log's output and budget, the metrics port) keep
+    /// their value until a restart; saying so is the caller's job (the binary names them in
+    /// one warning, from the configuration file's keys).
     Reload(Option<Box<ServerConfig>>),
     /// Start the executable again on the same sockets, then drain this process (SIGUSR2).
     Upgrade,
