@@ -4,12 +4,14 @@
 //! `percore check-config [FLAGS]` validates the configuration and prints the effective one.
 
 use std::ffi::OsString;
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use percore::app::demo::{demo_app, with_debug_routes};
 use percore::config::file::{self, LoadError, Loaded};
-use percore::observe::init_logging;
+use percore::config::{LogFormat, LogLevel, APPLIED_ON_RELOAD};
+use percore::observe::{init_logging, LogControl};
 use percore::supervisor::signals::{self, Signal};
 use percore::{Command, ExecutorInfo, Server, Shutdown};
 
@@ -22,24 +24,45 @@ fn main() -> ExitCode {
     if check_only {
         args.remove(1);
     }
-    let loaded = match file::load(&args) {
+    let load = if check_only { file::load_for_check } else { file::load };
+    let loaded = match load(&args) {
         Ok(l) => l,
         Err(LoadError::Args(e)) => e.exit(),
         Err(e) => {
-            eprintln!("percore: {e}");
+            say(&format!("percore: {e}"));
             return ExitCode::from(2);
         }
     };
     if check_only {
-        print!("{}", file::render(&loaded));
-        return ExitCode::SUCCESS;
+        return check_config(&loaded);
     }
     serve(loaded, &args)
 }
 
+/// `percore check-config`: refuse what the server would refuse at start (exit 2), say the
+/// warnings, print the effective configuration.
+fn check_config(loaded: &Loaded) -> ExitCode {
+    // The checks log what they would log at start (e.g. a fallback from io_uring to epoll).
+    let _ = init_logging(LogLevel::Warn, LogFormat::Text);
+    match Server::new(loaded.cli.server_config()).check() {
+        Ok(warnings) => {
+            for w in warnings {
+                say(&format!("percore: warning: {w}"));
+            }
+            // A reader that went away (`| head`) is not a reason to panic.
+            let _ = std::io::stdout().lock().write_all(file::render(loaded).as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            say(&format!("percore: the server would not start: {e}"));
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn serve(loaded: Loaded, args: &[OsString]) -> ExitCode {
-    let cli = loaded.cli;
-    init_logging(cli.log_level, cli.log_format);
+    let log_control = init_logging(loaded.cli.log_level, loaded.cli.log_format);
+    let cli = &loaded.cli;
     raise_fd_limit();
     let debug_routes = cli.debug_routes;
     if debug_routes {
@@ -60,6 +83,7 @@ fn serve(loaded: Loaded, args: &[OsString]) -> ExitCode {
         }
     };
 
+    let mut reloader = Reloader { started: loaded, current: None, log_control };
     let mut stopping = false;
     while !handle.is_finished() {
         let Some(signal) = signals::wait(Duration::from_millis(100)) else { continue };
@@ -76,13 +100,7 @@ fn serve(loaded: Loaded, args: &[OsString]) -> ExitCode {
                 tracing::warn!(?signal, "stopping now");
                 handle.send(Command::StopNow);
             }
-            Signal::Hup => match file::load(args) {
-                Ok(reloaded) => handle.send(Command::Reload(Some(Box::new(reloaded.cli.server_config())))),
-                // The configuration in force stays, and so do the executors.
-                Err(e) => {
-                    tracing::error!(error = %e, "reload refused: the configuration does not load; nothing changed")
-                }
-            },
+            Signal::Hup => reloader.reload(args, &handle),
             Signal::Usr2 if !stopping => handle.send(Command::Upgrade),
             Signal::Usr1 => handle.reopen_logs(),
             Signal::Usr2 => tracing::info!(?signal, "signal ignored while stopping"),
@@ -96,6 +114,66 @@ fn serve(loaded: Loaded, args: &[OsString]) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// SIGHUP on the binary's side: read the configuration again, say what changed, apply the
+/// log level, and hand the rest to the supervisor.
+struct Reloader {
+    /// The configuration the process started with: settings that need a restart are
+    /// compared with it, so every reload repeats what is still not in force.
+    started: Loaded,
+    /// The configuration of the last reload (`None`: none yet).
+    current: Option<Loaded>,
+    log_control: LogControl,
+}
+
+impl Reloader {
+    fn reload(&mut self, args: &[OsString], handle: &percore::ServerHandle) {
+        match file::load(args) {
+            Ok(new) => {
+                self.report(&new);
+                handle.send(Command::Reload(Some(Box::new(new.cli.server_config()))));
+                self.current = Some(new);
+            }
+            // The configuration in force stays, and so do the executors.
+            Err(e) => {
+                tracing::error!(error = %e, "reload refused: the configuration does not load; nothing changed")
+            }
+        }
+    }
+
+    /// Apply the log level of `new`; name in one warning the changed settings that wait for
+    /// a restart, and in one line those applied.
+    fn report(&self, new: &Loaded) {
+        let previous = self.current.as_ref().unwrap_or(&self.started);
+        let mut applied: Vec<&str> =
+            file::changed(previous, new).into_iter().filter(|k| APPLIED_ON_RELOAD.contains(k)).collect();
+        let not_applied: Vec<&str> = file::changed(&self.started, new)
+            .into_iter()
+            .filter(|k| !APPLIED_ON_RELOAD.contains(k))
+            .collect();
+        if applied.contains(&"log-level") {
+            if let Err(e) = self.log_control.set_level(new.cli.log_level) {
+                tracing::warn!(reason = %e, "reload: log-level changed in the configuration but is not applied");
+                applied.retain(|k| *k != "log-level");
+            }
+        }
+        if !not_applied.is_empty() {
+            tracing::warn!(
+                settings = not_applied.join(", "),
+                "reload: these settings changed in the configuration but take effect only after a restart"
+            );
+        }
+        if !applied.is_empty() {
+            tracing::info!(settings = applied.join(", "), "reload: applying the changed settings");
+        }
+    }
+}
+
+/// A message to stderr for the operator, before logging is set up; a stderr that is gone
+/// (a closed pipe) loses it instead of panicking as `eprintln!` would.
+fn say(message: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{message}");
 }
 
 /// Raise the soft open-files limit to the hard one: each connection is a descriptor, and

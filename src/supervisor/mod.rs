@@ -84,7 +84,10 @@ pub enum Command {
     /// Close everything and exit now (SIGQUIT, a second SIGTERM).
     StopNow,
     /// Replace every executor, one at a time, new first (SIGHUP), with a new configuration
-    /// if one is given (settings that need new sockets or threads wait for a restart).
+    /// if one is given. Settings that need new sockets or threads (addresses, workers,
+    /// cores, backlog, runtime, the access log's output and budget, the metrics port) keep
+    /// their value until a restart; saying so is the caller's job (the binary names them in
+    /// one warning, from the configuration file's keys).
     Reload(Option<Box<ServerConfig>>),
     /// Start the executable again on the same sockets, then drain this process (SIGUSR2).
     Upgrade,
@@ -367,7 +370,9 @@ impl Supervisor {
     }
 
     /// Take a new configuration for the executors started from now on. Settings tied to the
-    /// sockets or threads (address, workers, cores, backlog) keep their value until restart.
+    /// sockets or threads (address, workers, cores, backlog, the access log's output, the
+    /// metrics port) keep their value until restart; the caller says which ones changed
+    /// (the binary names them in one warning, from the configuration file's keys).
     fn apply(&mut self, new: ServerConfig) {
         let old = &self.server_config;
         let fixed = [
@@ -380,20 +385,25 @@ impl Supervisor {
             ("backlog", old.backlog != new.backlog),
             ("runtime", old.runtime != new.runtime),
             ("io-backend", old.io_backend != new.io_backend),
+            ("access-log", old.access_log != new.access_log),
+            ("access-log-buffer", old.access_log_buffer != new.access_log_buffer),
+            ("metrics-port", old.metrics_port != new.metrics_port),
         ];
-        for (name, changed) in fixed {
-            if changed {
-                tracing::warn!(
-                    setting = name,
-                    "changed in the configuration; it takes effect only after a restart"
-                );
-            }
+        let kept: Vec<&str> = fixed.iter().filter(|(_, changed)| *changed).map(|(name, _)| *name).collect();
+        if !kept.is_empty() {
+            tracing::debug!(settings = kept.join(", "), "kept until restart");
         }
         let workers = self.slots.len();
         for (i, slot) in self.slots.iter_mut().enumerate() {
-            // The access log writer belongs to the process; it stays (reopen it with SIGUSR1).
-            slot.template.driver =
-                DriverConfig { access_log: slot.template.driver.access_log.clone(), ..new.driver.clone() };
+            // The access log writer belongs to the process and stays (reopen it with SIGUSR1);
+            // the new executors write the new format.
+            let access_log = slot
+                .template
+                .driver
+                .access_log
+                .as_ref()
+                .map(|log| log.with_format(new.access_log_format.clone()));
+            slot.template.driver = DriverConfig { access_log, ..new.driver.clone() };
             slot.template.max_in_flight = share(new.limit_concurrency, workers, i);
             slot.template.max_connections = share(new.max_connections, workers, i);
         }
@@ -404,6 +414,9 @@ impl Supervisor {
             cpus: old.cpus.clone(),
             runtime: old.runtime,
             io_backend: old.io_backend,
+            access_log: old.access_log.clone(),
+            access_log_buffer: old.access_log_buffer,
+            metrics_port: old.metrics_port,
             ..new
         };
         tracing::info!("new configuration applied");
