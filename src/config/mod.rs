@@ -96,7 +96,7 @@ impl Default for ServerConfig {
 /// log format change in place. Every other setting needs a restart, and a reload that
 /// changes one names it in a warning. (A list of what is applied, so that a setting added
 /// later is reported as needing a restart until its reload is wired up.)
-pub const APPLIED_ON_RELOAD: [&str; 22] = [
+pub const APPLIED_ON_RELOAD: [&str; 27] = [
     "log-level",
     "access-log-format",
     "max-body-size",
@@ -107,10 +107,15 @@ pub const APPLIED_ON_RELOAD: [&str; 22] = [
     "header-timeout",
     "keep-alive",
     "body-timeout",
+    "body-min-rate",
     "write-timeout",
     "forwarded-allow-ips",
+    "forwarded-headers",
+    "forwarded-host",
     "proxy-protocol",
+    "proxy-allow-from",
     "limit-concurrency",
+    "limit-concurrency-exempt",
     "max-connections",
     "graceful-timeout",
     "drain-delay",
