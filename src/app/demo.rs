@@ -10,6 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_core::Stream;
 
+use super::builtin::builtin_routes;
 use super::request::Request;
 use super::response::Response;
 use super::router::Router;
@@ -21,20 +22,19 @@ const MAX_DELAY_MS: u64 = 600_000;
 const MAX_STREAM_CHUNKS: usize = 1_000_000;
 const MAX_STREAM_CHUNK_SIZE: usize = 1024 * 1024;
 
-/// The demo routes: `/plaintext`, `/json`, `/echo`, `/health`, `/ready`, `/metrics`,
-/// `/delay`, `/stream`.
+/// The demo app as the `percore` binary serves it: the built-in routes (`/health`,
+/// `/ready`, `/metrics`) and the demo routes.
 pub fn demo_app(state: Arc<ServerState>) -> Router {
-    Router::new()
-        .get("/metrics", crate::observe::metrics::handler(state.clone()))
+    demo_routes(builtin_routes(state))
+}
+
+/// Add the demo routes to `router`: `/plaintext`, `/json`, `/echo`, `/delay`, `/stream`.
+pub fn demo_routes(router: Router) -> Router {
+    router
         .get("/plaintext", plaintext)
         .get("/json", json)
         .post("/echo", echo)
         .put("/echo", echo)
-        .get("/health", health)
-        .get("/ready", move |_req: Request| {
-            let draining = state.is_draining();
-            async move { ready(draining) }
-        })
         .get("/delay", delay)
         .get("/stream", stream)
 }
@@ -47,20 +47,6 @@ async fn plaintext(_req: Request) -> Response {
 
 async fn json(_req: Request) -> Response {
     Response::json(Bytes::from_static(br#"{"message":"Hello, World!"}"#))
-}
-
-async fn health(_req: Request) -> Response {
-    Response::json(Bytes::from_static(br#"{"status":"healthy"}"#))
-}
-
-fn ready(draining: bool) -> Response {
-    if draining {
-        let mut r = Response::json(Bytes::from_static(br#"{"status":"draining"}"#));
-        r.set_status(503);
-        r
-    } else {
-        Response::json(Bytes::from_static(br#"{"status":"ready"}"#))
-    }
 }
 
 /// The body back, with the request's content type. The server's `--max-body-size` bounds it.

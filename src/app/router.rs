@@ -77,6 +77,11 @@ impl Router {
         self.route("DELETE", path, handler)
     }
 
+    /// Whether a route exists for `path` (with any method).
+    pub fn serves(&self, path: &str) -> bool {
+        self.routes.iter().any(|r| r.path == path)
+    }
+
     fn all_methods(&self) -> String {
         let mut names: Vec<String> = Vec::new();
         for route in &self.routes {

@@ -169,6 +169,16 @@ impl RequestHead {
             .map(move |(n, v)| (self.str_at(n), &self.bytes[v.start as usize..v.end as usize]))
     }
 
+    /// Whether the client accepts trailer fields in a chunked response (`TE: trailers`).
+    pub fn accepts_trailers(&self) -> bool {
+        self.headers()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("te"))
+            .flat_map(|(_, v)| v.split(|&b| b == b','))
+            .any(|t| {
+                t.split(|&b| b == b';').next().is_some_and(|c| trim_ows(c).eq_ignore_ascii_case(b"trailers"))
+            })
+    }
+
     /// The first value of a header, matched case-insensitively.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         self.headers().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
