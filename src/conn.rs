@@ -683,7 +683,14 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
                 }
             };
             let data = match item {
-                None => return self.end_stream(length, *sent, trailers),
+                None => {
+                    let ended = self.end_stream(length, *sent, trailers);
+                    if ended.is_err() {
+                        // What was sent goes out; the close that follows tells it is short.
+                        let _ = self.flush().await;
+                    }
+                    return ended;
+                }
                 Some(Err(e)) => {
                     tracing::warn!(peer = %self.peer, error = %e, "response stream failed; closing connection");
                     let _ = self.flush().await;

@@ -7,6 +7,7 @@ pub const RUNTIME: &str = "monoio";
 #[allow(dead_code)]
 mod support;
 
+mod axum_app;
 mod backend;
 mod basics;
 mod chunked;

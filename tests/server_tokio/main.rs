@@ -4,6 +4,8 @@
 /// The runtime every server in this test binary runs.
 pub const RUNTIME: &str = "tokio";
 
+#[path = "../server/axum_app.rs"]
+mod axum_app;
 #[path = "../server/backend.rs"]
 mod backend;
 #[path = "../server/basics.rs"]
