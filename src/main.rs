@@ -48,7 +48,7 @@ fn serve(loaded: Loaded, args: &[OsString]) -> ExitCode {
     let handle = match Server::new(cli.server_config()).start(move |executor: &ExecutorInfo| {
         let app = demo_app(executor.state.clone());
         if debug_routes {
-            with_debug_routes(app)
+            with_debug_routes(app, executor.index)
         } else {
             app
         }

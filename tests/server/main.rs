@@ -9,6 +9,7 @@ mod support;
 
 mod backend;
 mod basics;
+mod chaos;
 mod chunked;
 mod cli;
 mod concurrency;

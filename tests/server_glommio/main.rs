@@ -8,6 +8,8 @@ pub const RUNTIME: &str = "glommio";
 mod backend;
 #[path = "../server/basics.rs"]
 mod basics;
+#[path = "../server/chaos.rs"]
+mod chaos;
 #[path = "../server/chunked.rs"]
 mod chunked;
 #[path = "../server/cli.rs"]
