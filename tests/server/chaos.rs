@@ -169,7 +169,7 @@ fn a_crash_at_the_descriptor_limit_keeps_the_healthy_executor_serving() {
     let mut doomed = on_executor(&s, 1);
     // Use up the descriptors: more idle connections than the process may hold.
     let hogs: Vec<TcpStream> =
-        (0..limit as usize + 40).filter_map(|_| TcpStream::connect(s.addr).ok()).collect();
+        (0..4 * limit as usize).filter_map(|_| TcpStream::connect(s.addr).ok()).collect();
     assert_log(&s, "out of file descriptors", Duration::from_secs(5), "descriptors used up");
     healthy.send(&get("/delay?ms=2000"));
     doomed.send(&get("/crash"));
