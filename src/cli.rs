@@ -112,7 +112,7 @@ where
     }
     let handle = match Server::new(cli.server_config()).start(move |executor: &ExecutorInfo| {
         let builtins = builtin_routes(executor.state.clone());
-        let builtins = if debug_routes { with_debug_routes(builtins) } else { builtins };
+        let builtins = if debug_routes { with_debug_routes(builtins, executor.index) } else { builtins };
         WithBuiltins::new(builtins, make_app(executor))
     }) {
         Ok(h) => h,

@@ -98,9 +98,14 @@ async fn stream(req: Request) -> Response {
 
 /// Add the `--debug-routes`: `GET /stall?ms=N` blocks the executor's thread for N ms (as a
 /// handler doing blocking work would), `GET /crash` makes the executor panic outside any
-/// handler. They exist to exercise the supervisor and must never face real clients.
-pub fn with_debug_routes(router: Router) -> Router {
-    router.get("/stall", stall).get("/crash", crash)
+/// handler, `GET /executor` names the executor slot (`executor`) that serves the connection,
+/// so a test can aim a request at one executor. They exist to exercise the supervisor and
+/// must never face real clients.
+pub fn with_debug_routes(router: Router, executor: usize) -> Router {
+    router
+        .get("/stall", stall)
+        .get("/crash", crash)
+        .get("/executor", move |_req: Request| async move { Response::text(format!("{executor}\n")) })
 }
 
 async fn stall(req: Request) -> Response {

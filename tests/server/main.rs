@@ -10,6 +10,7 @@ mod support;
 mod axum_app;
 mod backend;
 mod basics;
+mod chaos;
 mod chunked;
 mod cli;
 mod concurrency;

@@ -10,6 +10,8 @@ mod axum_app;
 mod backend;
 #[path = "../server/basics.rs"]
 mod basics;
+#[path = "../server/chaos.rs"]
+mod chaos;
 #[path = "../server/chunked.rs"]
 mod chunked;
 #[path = "../server/cli.rs"]
