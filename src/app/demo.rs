@@ -75,7 +75,7 @@ async fn delay(req: Request) -> Response {
 thread_local! {
     /// The bytes `/stream` sends, made once per executor and shared by its responses, so a
     /// client that asks for large chunks and never reads holds only what the server itself
-    /// buffers for it (see the README's per-connection worst case), not a copy of its own.
+    /// buffers for it (see docs/security.md, the per-connection worst case), not a copy of its own.
     static STREAM_CHUNK: Bytes = Bytes::from(vec![b'x'; MAX_STREAM_CHUNK_SIZE]);
 }
 

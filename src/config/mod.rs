@@ -529,13 +529,13 @@ mod tests {
         std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(name)).unwrap()
     }
 
-    /// README's flags table must render as one table (a blank line would end it) with a row
+    /// docs/flags.md's flags table must render as one table (a blank line would end it) with a row
     /// for every flag.
     #[test]
     fn readme_flags_table_is_one_table_with_every_flag() {
         use clap::CommandFactory;
-        let readme = repo_file("README.md");
-        let section = readme.split("\n## Flags\n").nth(1).expect("a Flags section");
+        let readme = repo_file("docs/flags.md");
+        let section = readme.split("# Flags\n").nth(1).expect("a Flags section");
         let start = section.find("| flag | env | default | meaning |").expect("the flags table");
         let rows: Vec<&str> = section[start..].lines().take_while(|l| l.starts_with('|')).collect();
         for arg in Cli::command().get_arguments() {
@@ -547,7 +547,7 @@ mod tests {
             assert!(
                 rows.iter()
                     .any(|r| r.starts_with(&format!("| {flag}")) || r.contains(&format!(", {flag} |"))),
-                "{flag} has no row in README's flags table"
+                "{flag} has no row in docs/flags.md's flags table"
             );
         }
     }
