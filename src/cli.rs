@@ -35,7 +35,16 @@ where
     H: Handler,
     F: Fn(&ExecutorInfo) -> H + Send + Sync + 'static,
 {
-    main_with(make_app)
+    run_with_args(std::env::args_os().collect(), make_app)
+}
+
+/// [`run`] with the command line given (program name first) instead of the process's.
+pub fn run_with_args<H, F>(args: Vec<OsString>, make_app: F) -> ExitCode
+where
+    H: Handler,
+    F: Fn(&ExecutorInfo) -> H + Send + Sync + 'static,
+{
+    main_with(args, make_app)
 }
 
 /// [`run`] for a `tower::Service` (an axum `Router`, a tower-http stack): `make_service`
@@ -49,7 +58,17 @@ where
     run(crate::tower::per_executor(make_service))
 }
 
-fn main_with<H, F>(make_app: F) -> ExitCode
+/// [`run_service`] with the command line given (program name first).
+#[cfg(feature = "tower")]
+pub fn run_service_with_args<S, F>(args: Vec<OsString>, make_service: F) -> ExitCode
+where
+    F: Fn(&ExecutorInfo) -> S + Send + Sync + 'static,
+    crate::tower::TowerHandler<S>: Handler,
+{
+    run_with_args(args, crate::tower::per_executor(make_service))
+}
+
+fn main_with<H, F>(mut args: Vec<OsString>, make_app: F) -> ExitCode
 where
     H: Handler,
     F: Fn(&ExecutorInfo) -> H + Send + Sync + 'static,
@@ -57,7 +76,6 @@ where
     // Before any thread exists, so every thread inherits the mask and signals are taken
     // only by the loop below.
     signals::block();
-    let mut args: Vec<OsString> = std::env::args_os().collect();
     let check_only = args.get(1).is_some_and(|a| a == "check-config");
     if check_only {
         args.remove(1);
