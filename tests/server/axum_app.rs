@@ -98,3 +98,34 @@ fn sigterm_drains_in_flight_axum_requests() {
     let status = s.wait_exit(Duration::from_secs(10)).expect("exited after the drain");
     assert_eq!(status.code(), Some(0), "{}", s.logs().join("\n"));
 }
+
+#[test]
+fn axum_requests_are_logged_counted_and_limited_like_native_ones() {
+    let dir = std::env::temp_dir().join(format!("percore-axum-{}-{}", std::process::id(), crate::RUNTIME));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("access.log");
+    let mut cmd = Command::new(example_bin());
+    cmd.args(["--port", "0", "--workers", "1", "--log-format", "json", "--max-body-size", "64"]).args([
+        "--access-log",
+        log.to_str().unwrap(),
+        "--access-log-format",
+        "json",
+    ]);
+    let s = ServerProc::spawn_command(cmd).expect("the axum example did not become ready");
+    let r = s.request(b"GET /users/5 HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.8\r\n\r\n");
+    assert_eq!(r.status, 200);
+    // --max-body-size holds for the app's body too: 413 before the app sees it.
+    let big = format!("POST /echo-json HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{}", "x".repeat(100));
+    assert_eq!(s.request(big.as_bytes()).status, 413);
+    let metrics = s.request(&get("/metrics")).text();
+    assert!(metrics.contains("percore_responses_total{class=\"2xx\"}"), "{metrics}");
+    let mut lines = Vec::new();
+    eventually(Duration::from_secs(5), || {
+        lines = std::fs::read_to_string(&log).unwrap_or_default().lines().map(str::to_string).collect();
+        lines.len() >= 2
+    });
+    let line = lines.iter().find(|l| l.contains("/users/5")).expect("the axum request in the access log");
+    assert_eq!(json_field(line, "client").as_deref(), Some("203.0.113.8"), "{line}");
+    assert!(line.contains("\"status\":200"), "{line}");
+}
