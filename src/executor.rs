@@ -20,6 +20,9 @@ use crate::state::{ExecutorStats, ServerState};
 
 /// How often the executor's timer task runs: heartbeat, date refresh, flag checks.
 pub const TICK: Duration = Duration::from_millis(100);
+/// The timer task's period once the executor has served its `--max-requests` share, so
+/// that it stops accepting soon after the supervisor asks it to drain.
+const SPENT_TICK: Duration = Duration::from_millis(5);
 /// Pause before accepting again when the process is out of file descriptors.
 const FD_EXHAUSTED_BACKOFF: Duration = Duration::from_millis(100);
 /// Connections being refused with 503 at once; beyond it, refusals are plain closes.
@@ -336,7 +339,12 @@ async fn ticker<R: Runtime, H: Handler>(admission: Rc<Admission<H>>) {
             ctx.drain.fire();
             ctx.stop.fire();
         }
-        R::sleep(TICK).await;
+        if ctx.spent.is_fired() {
+            // The supervisor is starting the replacement now: see its drain request soon.
+            R::sleep(SPENT_TICK).await;
+        } else {
+            first_of(R::sleep(TICK), ctx.spent.wait()).await;
+        }
     }
 }
 
