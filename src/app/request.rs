@@ -65,6 +65,11 @@ impl Request {
             .map(str::trim)
     }
 
+    /// The host a trusted proxy named, when `--forwarded-host` believes it.
+    pub fn forwarded_host(&self) -> Option<&[u8]> {
+        self.forwarded_host.as_deref()
+    }
+
     pub fn method(&self) -> &str {
         self.head.method()
     }
