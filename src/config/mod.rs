@@ -75,25 +75,27 @@ impl ServerConfig {
         addrs: &[std::net::SocketAddr],
     ) -> Result<Vec<bool>, crate::server::ServerError> {
         let mut explicit = Vec::new();
-        for b in &self.bind {
+        for (i, b) in self.bind.iter().enumerate() {
             if let (Some(tls), rest) = bind_scheme(b) {
                 if tls && self.tls.is_none() {
                     return Err(crate::server::ServerError::Tls(format!(
                         "--bind {b}: an https: address needs --certfile and --keyfile"
                     )));
                 }
-                explicit.push((crate::listen::resolve_bind(rest)?, tls));
+                explicit.push((i, crate::listen::resolve_bind(rest)?, tls));
             }
         }
         Ok(addrs
             .iter()
             .enumerate()
             .map(|(i, addr)| {
-                // By position when the addresses are this configuration's own binds (a
-                // port 0 is only known once bound), else by address (inherited sockets).
-                let own = (addrs.len() == self.bind.len()).then(|| bind_scheme(&self.bind[i]).0).flatten();
-                let inherited = explicit.iter().find(|(a, _)| a == addr).map(|(_, tls)| *tls);
-                own.or(inherited).unwrap_or(self.tls.is_some())
+                // By address (inherited sockets come in any order); a port 0 is only known
+                // once bound, so such an entry goes by its position among the binds.
+                let by_addr = explicit.iter().find(|(_, a, _)| a == addr);
+                let by_position = (addrs.len() == self.bind.len())
+                    .then(|| explicit.iter().find(|(j, a, _)| *j == i && a.port() == 0))
+                    .flatten();
+                by_addr.or(by_position).map_or(self.tls.is_some(), |(_, _, tls)| *tls)
             })
             .collect())
     }
@@ -611,6 +613,25 @@ mod tests {
         assert!(parse_size("-1").is_err());
         assert!(parse_size("0").is_err());
         assert!(parse_size("1TiB").is_err());
+    }
+
+    #[test]
+    fn tls_goes_to_every_address_but_those_written_http() {
+        let a: std::net::SocketAddr = "127.0.0.1:8443".parse().unwrap();
+        let b: std::net::SocketAddr = "127.0.0.1:9000".parse().unwrap();
+        let mut cfg = ServerConfig {
+            bind: vec!["127.0.0.1:8443".into(), "http:127.0.0.1:9000".into()],
+            tls: Some(TlsSettings::new("c.pem", "k.pem")),
+            ..ServerConfig::default()
+        };
+        assert_eq!(cfg.bind_addresses().unwrap(), vec![a, b]);
+        assert_eq!(cfg.tls_addresses(&[a, b]).unwrap(), vec![true, false]);
+        // Inherited sockets, in another order: matched by address.
+        assert_eq!(cfg.tls_addresses(&[b, a]).unwrap(), vec![false, true]);
+        cfg.tls = None;
+        assert_eq!(cfg.tls_addresses(&[a, b]).unwrap(), vec![false, false]);
+        cfg.bind = vec!["https:127.0.0.1:8443".into()];
+        assert!(cfg.tls_addresses(&[a]).unwrap_err().to_string().contains("needs --certfile"));
     }
 
     fn repo_file(name: &str) -> String {

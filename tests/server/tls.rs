@@ -448,3 +448,22 @@ fn curl_with_cacert() {
     assert!(out.status.success(), "curl: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.stdout, b"over tls");
 }
+
+/// Session tickets are on, and a ticket from one executor resumes on another (one ticket
+/// key set for all).
+#[test]
+fn sessions_resume_across_executors() {
+    let pki = Pki::new("resume");
+    let cert = pki.server("server", "localhost", KeyPair::generate().unwrap());
+    let s = server(&cert, &["--workers", "2"]);
+    let config = client_config(&pki, rustls::DEFAULT_VERSIONS, None);
+    let mut kinds = Vec::new();
+    for _ in 0..8 {
+        let tls = try_connect_with(s.addr, config.clone()).expect("TLS handshake");
+        kinds.push(tls.conn.handshake_kind());
+        // A response read after the handshake brings the ticket along.
+        assert_eq!(Client::new(tls).tap_request(&get("/plaintext")).status, 200);
+    }
+    assert_eq!(kinds[0], Some(rustls::HandshakeKind::Full));
+    assert!(kinds[1..].iter().all(|k| *k == Some(rustls::HandshakeKind::Resumed)), "{kinds:?}");
+}
