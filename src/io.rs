@@ -28,6 +28,17 @@ pub trait Transport: 'static {
 
     /// Send FIN (shutdown the write side) while still reading.
     fn shutdown_write(&mut self) -> io::Result<()>;
+
+    /// Whether the bytes travel encrypted (TLS): the request's own scheme is then `https`.
+    fn is_secure(&self) -> bool {
+        false
+    }
+
+    /// The subject of the client certificate the TLS handshake verified (mutual TLS), once
+    /// the handshake is done.
+    fn client_subject(&self) -> Option<std::sync::Arc<str>> {
+        None
+    }
 }
 
 /// The runtime's timer.

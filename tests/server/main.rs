@@ -27,4 +27,5 @@ mod routes;
 mod strict;
 mod supervisor;
 mod timeouts;
+mod tls;
 mod trust;
