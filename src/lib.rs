@@ -30,6 +30,7 @@ pub mod state;
 pub mod supervisor;
 pub mod testing;
 pub mod time;
+pub mod ws;
 
 pub use app::{BodyError, Handler, Request, RequestBody, Response, ResponseBody, Router};
 pub use config::ServerConfig;
