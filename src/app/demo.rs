@@ -22,7 +22,7 @@ const MAX_STREAM_CHUNKS: usize = 1_000_000;
 const MAX_STREAM_CHUNK_SIZE: usize = 1024 * 1024;
 
 /// The demo routes: `/plaintext`, `/json`, `/echo`, `/health`, `/ready`, `/metrics`,
-/// `/delay`, `/stream`.
+/// `/delay`, `/stream`, and the WebSocket echo `/ws`.
 pub fn demo_app(state: Arc<ServerState>) -> Router {
     Router::new()
         .get("/metrics", crate::observe::metrics::handler(state.clone()))
@@ -37,6 +37,16 @@ pub fn demo_app(state: Arc<ServerState>) -> Router {
         })
         .get("/delay", delay)
         .get("/stream", stream)
+        .ws("/ws", ws_echo)
+}
+
+/// `GET /ws`: every text or binary message comes back as it came, until the client closes.
+async fn ws_echo(_req: Request, ws: crate::ws::WebSocket) {
+    while let Some(message) = ws.recv().await {
+        if matches!(message, crate::ws::Message::Close(_)) || ws.send(message).await.is_err() {
+            break;
+        }
+    }
 }
 
 async fn plaintext(_req: Request) -> Response {

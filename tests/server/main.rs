@@ -26,3 +26,4 @@ mod strict;
 mod supervisor;
 mod timeouts;
 mod trust;
+mod websocket;

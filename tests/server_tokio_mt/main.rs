@@ -45,3 +45,5 @@ mod support;
 mod timeouts;
 #[path = "../server/trust.rs"]
 mod trust;
+#[path = "../server/websocket.rs"]
+mod websocket;
