@@ -58,7 +58,7 @@ pub async fn run<T: Transport, K: Timer>(io: T, leftover: BytesMut, upgrade: Upg
     let mut write = pin!(write_loop::<_, K>(writer, &shared, ctx.config.close_timeout, ctx.write_timeout));
     // The side loops are dropped as soon as the connection is finished: the reader's read in
     // flight holds the socket open, and the handler may still be running.
-    let mut read = pin!(Some(read_loop(reader, leftover, &shared, ctx.config.max_message)));
+    let mut read = pin!(Some(read_loop::<_, K>(reader, leftover, &shared, ctx.config)));
     let mut keepalive = pin!(Some(keepalive::<K>(&shared, ctx.config.ping_interval, ctx.config.ping_timeout)));
     let mut drain = pin!(Some(drain(&shared, ctx.drain, ctx.state)));
     let (mut handler_done, mut connection_done) = (false, false);
@@ -109,8 +109,12 @@ fn poll_side<F: Future<Output = ()>>(mut side: Pin<&mut Option<F>>, cx: &mut Con
 }
 
 /// Decode the peer's frames until its close frame, its end of stream or a protocol error.
-async fn read_loop<R: ReadHalf>(mut reader: R, mut rbuf: BytesMut, shared: &Shared, max_message: usize) {
-    let mut decoder = Decoder::new(max_message);
+async fn read_loop<R: ReadHalf, K: Timer>(mut reader: R, mut rbuf: BytesMut, shared: &Shared, config: &WsConfig) {
+    let mut decoder = Decoder::new(config.max_message);
+    // Before a close frame goes out (the peer's answered, or ours for its error), the handler
+    // takes the messages that came first and may still answer them: a close ends what it
+    // may send.
+    let taken = |s: &State| s.inbox.is_empty() || s.handler_gone || s.done;
     loop {
         loop {
             let event = match decoder.decode(&mut rbuf) {
@@ -118,6 +122,7 @@ async fn read_loop<R: ReadHalf>(mut reader: R, mut rbuf: BytesMut, shared: &Shar
                 Ok(None) => break,
                 Err(e) => {
                     tracing::debug!(error = %e, "WebSocket protocol error; failing the connection");
+                    timeout::<K, _>(config.close_timeout, driver_wait(shared, taken)).await;
                     shared.borrow_mut().fail(e.close_code(), e.reason());
                     return discard(reader, rbuf, shared).await;
                 }
@@ -140,6 +145,8 @@ async fn read_loop<R: ReadHalf>(mut reader: R, mut rbuf: BytesMut, shared: &Shar
                     continue;
                 }
                 Event::Close(close) => {
+                    // As for an error: the handler answers what came before the close first.
+                    timeout::<K, _>(config.close_timeout, driver_wait(shared, taken)).await;
                     let mut s = shared.borrow_mut();
                     s.peer_closed = true;
                     if !s.close_sent && !s.done {
@@ -300,3 +307,7 @@ async fn drain(shared: &Shared, latch: &Latch, state: &ServerState) {
         shared.borrow_mut().close(code, reason);
     }
 }
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;

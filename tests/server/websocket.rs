@@ -258,3 +258,12 @@ fn websockets_hold_no_concurrency_slot() {
     assert_eq!(first.read().unwrap(), Message::text("1"));
     assert_eq!(second.read().unwrap(), Message::text("2"));
 }
+
+#[test]
+fn recycling_an_executor_closes_its_websockets_with_1012() {
+    // --max-requests counts the upgrade: the executor is replaced while the server goes on.
+    let s = ServerProc::start(&["--max-requests", "1"]);
+    let mut stream = raw(&s, b"");
+    assert_eq!(close_code(&mut stream), 1012);
+    assert_eq!(s.request(&get("/plaintext")).status, 200, "the server goes on");
+}
