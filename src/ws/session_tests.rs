@@ -61,3 +61,22 @@ fn a_vanished_peer_ends_the_session_without_frames() {
     let log = serve(vec![HANDSHAKE.to_vec()]);
     assert!(after_head(&log.output()).is_empty());
 }
+
+#[test]
+fn the_handler_closes_with_its_own_code() {
+    use crate::app::{Request, Router};
+    use crate::ws::{Message, SendError, WebSocket};
+    let app = Router::new().ws("/ws", |_req: Request, ws: WebSocket| async move {
+        ws.send(Message::text("hi")).await.unwrap();
+        assert_eq!(ws.close(1005, "reserved"), Err(SendError::BadCloseCode(1005)));
+        assert_eq!(ws.close(4000, "done"), Ok(()));
+        assert_eq!(ws.close(4001, "twice"), Err(SendError::Closed));
+        assert_eq!(ws.send(Message::text("late")).await, Err(SendError::Closed));
+        // The peer's answer to the close still comes out of recv.
+        assert_eq!(ws.recv().await, Some(Message::Close(None)));
+        assert_eq!(ws.recv().await, None);
+    });
+    let log = run_connection(vec![HANDSHAKE.to_vec(), masked(0x88, b"")], DriverConfig::default(), app);
+    assert_eq!(after_head(&log.output()), &b"\x81\x02hi\x88\x06\x0f\xa0done"[..]);
+    assert!(log.shutdown);
+}

@@ -100,6 +100,9 @@ pub enum SendError {
     Closed,
     /// A close message is sent with [`WebSocket::close`], not `send`.
     CloseMessage,
+    /// A close code an endpoint may not send (RFC 6455 §7.4: 1004–1006, 1015, and codes
+    /// outside 1000–4999 that are not registered).
+    BadCloseCode(u16),
 }
 
 impl std::fmt::Display for SendError {
@@ -107,6 +110,7 @@ impl std::fmt::Display for SendError {
         f.write_str(match self {
             SendError::Closed => "the WebSocket is closing or closed",
             SendError::CloseMessage => "use WebSocket::close to send a close frame",
+            SendError::BadCloseCode(_) => "a close code that may not be sent",
         })
     }
 }
@@ -135,18 +139,23 @@ pub(crate) struct State {
     pub handler_gone: bool,
     /// A keepalive ping went out and its pong has not come back.
     pub ping_outstanding: bool,
-    /// The handler's `recv` and `send` waits, and the driver's.
-    recv_waker: Option<Waker>,
-    send_waker: Option<Waker>,
-    driver_waker: Option<Waker>,
+    /// Everything waiting for a change: the handler's `recv`s and `send`s (clones of one
+    /// WebSocket may wait in several tasks), and the driver.
+    wakers: Vec<Waker>,
 }
 
 impl State {
     /// Wake every waiter: something they may wait for changed.
     pub fn notify(&mut self) {
-        for waker in [self.recv_waker.take(), self.send_waker.take(), self.driver_waker.take()].into_iter().flatten()
-        {
+        for waker in self.wakers.drain(..) {
             waker.wake();
+        }
+    }
+
+    /// Be woken by the next `notify`.
+    fn register(&mut self, waker: &Waker) {
+        if !self.wakers.iter().any(|w| w.will_wake(waker)) {
+            self.wakers.push(waker.clone());
         }
     }
 
@@ -179,7 +188,7 @@ pub(crate) async fn driver_wait(shared: &Shared, ready: impl Fn(&State) -> bool)
         if ready(&s) {
             return Poll::Ready(());
         }
-        s.driver_waker = Some(cx.waker().clone());
+        s.register(cx.waker());
         Poll::Pending
     })
     .await
@@ -212,10 +221,11 @@ impl WebSocket {
                 s.notify(); // room in the inbox: the driver may read again
                 return Poll::Ready(Some(message));
             }
-            if s.peer_closed || s.peer_gone || s.done {
+            // After an error or an unanswered ping the server reads nothing more either.
+            if s.peer_closed || s.peer_gone || s.failing || s.done {
                 return Poll::Ready(None);
             }
-            s.recv_waker = Some(cx.waker().clone());
+            s.register(cx.waker());
             Poll::Pending
         })
         .await
@@ -234,7 +244,7 @@ impl WebSocket {
                 return Poll::Ready(Err(SendError::Closed));
             }
             if s.outbox.len() >= OUTBOX_HIGH_WATER {
-                s.send_waker = Some(cx.waker().clone());
+                s.register(cx.waker());
                 return Poll::Pending;
             }
             frame::encode(&mut s.outbox, opcode, payload);
@@ -244,11 +254,20 @@ impl WebSocket {
         .await
     }
 
-    /// Start the closing handshake with `code` and `reason`; the server waits for the
-    /// peer's close (up to `--ws-close-timeout`) and closes the connection. Messages the
-    /// peer sent before its close still come out of `recv`.
-    pub fn close(&self, code: u16, reason: &str) {
-        self.shared.borrow_mut().close(code, reason);
+    /// Start the closing handshake with `code` and `reason` (cut to the 123 bytes a close
+    /// frame has room for); the server waits for the peer's close (up to
+    /// `--ws-close-timeout`) and closes the connection. Messages the peer sent before its
+    /// close still come out of `recv`.
+    pub fn close(&self, code: u16, reason: &str) -> Result<(), SendError> {
+        if !frame::close_code_valid(code) {
+            return Err(SendError::BadCloseCode(code));
+        }
+        let mut s = self.shared.borrow_mut();
+        if s.close_sent || s.done {
+            return Err(SendError::Closed);
+        }
+        s.close(code, reason);
+        Ok(())
     }
 }
 
