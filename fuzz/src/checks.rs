@@ -1131,7 +1131,11 @@ pub enum WsEnd {
 
 /// Feed `input` to a frame decoder (limit `max`) in pieces of the given sizes (1 after
 /// they run out); every event and how it ended.
-pub fn ws_decode_in_pieces(input: &[u8], max: usize, pieces: &[usize]) -> (Vec<percore::ws::frame::Event>, WsEnd) {
+pub fn ws_decode_in_pieces(
+    input: &[u8],
+    max: usize,
+    pieces: &[usize],
+) -> (Vec<percore::ws::frame::Event>, WsEnd) {
     use percore::ws::frame::{Decoder, Event};
     let mut decoder = Decoder::new(max);
     let mut buf = bytes::BytesMut::new();
@@ -1144,8 +1148,12 @@ pub fn ws_decode_in_pieces(input: &[u8], max: usize, pieces: &[usize]) -> (Vec<p
                         assert!(std::str::from_utf8(t).is_ok(), "a text message that is not UTF-8");
                         assert!(t.len() <= max, "a {}-byte message over the limit {max}", t.len());
                     }
-                    Event::Binary(b) => assert!(b.len() <= max, "a {}-byte message over the limit {max}", b.len()),
-                    Event::Ping(p) | Event::Pong(p) => assert!(p.len() <= 125, "a {}-byte control frame", p.len()),
+                    Event::Binary(b) => {
+                        assert!(b.len() <= max, "a {}-byte message over the limit {max}", b.len())
+                    }
+                    Event::Ping(p) | Event::Pong(p) => {
+                        assert!(p.len() <= 125, "a {}-byte control frame", p.len())
+                    }
                     Event::Close(Some(c)) => {
                         assert!(percore::ws::frame::close_code_valid(c.code), "close code {}", c.code);
                         assert!(std::str::from_utf8(&c.reason).is_ok(), "a close reason that is not UTF-8");

@@ -8,13 +8,13 @@ use clap::{Parser, ValueEnum};
 pub mod file;
 
 use crate::conn::DriverConfig;
-use crate::ws::WsConfig;
 use crate::cpus::parse_cpu_list;
 use crate::http::proxy::{ForwardedHeaders, ForwardedRules, ProxyProtocol, TrustedProxies};
 use crate::http::Limits;
 use crate::observe::access_log::{Format as AccessLogFormat, Target as AccessLogTarget};
 use crate::runtime::{IoBackend, RuntimeKind};
 use crate::supervisor::SupervisorConfig;
+use crate::ws::WsConfig;
 
 /// Everything a [`crate::Server`] needs. `ServerConfig::default()` matches the CLI defaults.
 #[derive(Debug, Clone)]
@@ -418,7 +418,9 @@ fn parse_origin_list(s: &str) -> Result<OriginList, String> {
     let origins: Vec<String> =
         s.split(',').map(str::trim).filter(|o| !o.is_empty()).map(str::to_string).collect();
     match origins.iter().find(|o| *o != "*" && !o.contains("://")) {
-        Some(bad) => Err(format!("{bad:?} is not an origin (scheme://host[:port], e.g. https://app.example.com)")),
+        Some(bad) => {
+            Err(format!("{bad:?} is not an origin (scheme://host[:port], e.g. https://app.example.com)"))
+        }
         None => Ok(OriginList(origins)),
     }
 }
@@ -528,7 +530,9 @@ mod tests {
 
     #[test]
     fn ws_origins_are_checked() {
-        let cli = Cli::try_parse_from(["percore", "--ws-origins", "https://a.example, http://b.example:8080"]).unwrap();
+        let cli =
+            Cli::try_parse_from(["percore", "--ws-origins", "https://a.example, http://b.example:8080"])
+                .unwrap();
         assert_eq!(cli.server_config().driver.ws.origins, ["https://a.example", "http://b.example:8080"]);
         assert!(Cli::try_parse_from(["percore", "--ws-origins", "a.example"]).is_err());
     }

@@ -179,10 +179,7 @@ fn close_payloads() {
     let close = |payload: &[u8]| decode_all(&client(FIN | 8, payload), 3, 1024);
     assert_eq!(close(b"").unwrap(), vec![Event::Close(None)]);
     let ok = close(b"\x03\xE8bye").unwrap();
-    assert_eq!(
-        ok,
-        vec![Event::Close(Some(CloseFrame { code: 1000, reason: Bytes::from_static(b"bye") }))]
-    );
+    assert_eq!(ok, vec![Event::Close(Some(CloseFrame { code: 1000, reason: Bytes::from_static(b"bye") }))]);
     for valid in [1000, 1001, 1002, 1003, 1007, 1010, 1014, 3000, 4999] {
         assert!(close(&u16::to_be_bytes(valid)).is_ok(), "{valid}");
     }
@@ -198,7 +195,8 @@ fn server_frames_are_unmasked_with_minimal_lengths() {
     let mut out = BytesMut::new();
     encode(&mut out, OpCode::Text, b"hi");
     assert_eq!(&out[..], b"\x81\x02hi");
-    for (len, head) in [(125usize, vec![0x82, 125]), (126, vec![0x82, 126, 0, 126]), (65535, vec![0x82, 126, 255, 255])]
+    for (len, head) in
+        [(125usize, vec![0x82, 125]), (126, vec![0x82, 126, 0, 126]), (65535, vec![0x82, 126, 255, 255])]
     {
         let mut out = BytesMut::new();
         encode(&mut out, OpCode::Binary, &vec![0; len]);

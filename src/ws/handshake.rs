@@ -58,7 +58,9 @@ impl HandshakeError {
             .with_body(body);
         match self {
             HandshakeError::NotUpgrade => response.with_header("upgrade", Bytes::from_static(b"websocket")),
-            HandshakeError::BadVersion => response.with_header("sec-websocket-version", Bytes::from_static(b"13")),
+            HandshakeError::BadVersion => {
+                response.with_header("sec-websocket-version", Bytes::from_static(b"13"))
+            }
             HandshakeError::NotGet => response.with_header("allow", Bytes::from_static(b"GET")),
             _ => response,
         }
@@ -91,7 +93,9 @@ pub fn check(
     framing: Framing,
     headers: &[(&str, &[u8])],
 ) -> Result<Handshake, HandshakeError> {
-    let all = |name: &'static str| headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| *v);
+    let all = |name: &'static str| {
+        headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| *v)
+    };
     let tokens = |name: &'static str| all(name).flat_map(|v| v.split(|&b| b == b',')).map(<[u8]>::trim_ascii);
     let upgrade = tokens("upgrade").any(|t| t.eq_ignore_ascii_case(b"websocket"));
     let connection = tokens("connection").any(|t| t.eq_ignore_ascii_case(b"upgrade"));
@@ -143,7 +147,9 @@ pub fn origin_allowed(origin: Option<&[u8]>, allowed: &[String]) -> bool {
     match origin {
         None => true,
         Some(_) if allowed.is_empty() => true,
-        Some(origin) => allowed.iter().any(|a| a == "*" || a.as_bytes().eq_ignore_ascii_case(origin.trim_ascii())),
+        Some(origin) => {
+            allowed.iter().any(|a| a == "*" || a.as_bytes().eq_ignore_ascii_case(origin.trim_ascii()))
+        }
     }
 }
 
@@ -153,7 +159,12 @@ mod tests {
 
     const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
-    fn run(method: &str, version: Version, framing: Framing, headers: &[(&str, &str)]) -> Result<Handshake, HandshakeError> {
+    fn run(
+        method: &str,
+        version: Version,
+        framing: Framing,
+        headers: &[(&str, &str)],
+    ) -> Result<Handshake, HandshakeError> {
         let fields: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
         check(method, version, framing, &fields)
     }
@@ -206,7 +217,11 @@ mod tests {
         for key in ["", "not base64!", "AAAA", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"] {
             let mut h = good(&[]);
             h[3] = ("Sec-WebSocket-Key", key);
-            assert_eq!(run("GET", Version::Http11, Framing::None, &h), Err(HandshakeError::BadKey), "{key:?}");
+            assert_eq!(
+                run("GET", Version::Http11, Framing::None, &h),
+                Err(HandshakeError::BadKey),
+                "{key:?}"
+            );
         }
         let mut h = good(&[]);
         h.remove(3);

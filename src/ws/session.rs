@@ -12,12 +12,12 @@
 //!
 //! The session ends once the connection is finished and the handler has returned.
 
+use std::cell::RefCell;
 use std::future::{poll_fn, Future};
 use std::mem;
 use std::pin::pin;
-use std::rc::Rc;
-use std::cell::RefCell;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -59,7 +59,8 @@ pub async fn run<T: Transport, K: Timer>(io: T, leftover: BytesMut, upgrade: Upg
     // The side loops are dropped as soon as the connection is finished: the reader's read in
     // flight holds the socket open, and the handler may still be running.
     let mut read = pin!(Some(read_loop::<_, K>(reader, leftover, &shared, ctx.config)));
-    let mut keepalive = pin!(Some(keepalive::<K>(&shared, ctx.config.ping_interval, ctx.config.ping_timeout)));
+    let mut keepalive =
+        pin!(Some(keepalive::<K>(&shared, ctx.config.ping_interval, ctx.config.ping_timeout)));
     let mut drain = pin!(Some(drain(&shared, ctx.drain, ctx.state)));
     let (mut handler_done, mut connection_done) = (false, false);
     poll_fn(|cx| {
@@ -109,7 +110,12 @@ fn poll_side<F: Future<Output = ()>>(mut side: Pin<&mut Option<F>>, cx: &mut Con
 }
 
 /// Decode the peer's frames until its close frame, its end of stream or a protocol error.
-async fn read_loop<R: ReadHalf, K: Timer>(mut reader: R, mut rbuf: BytesMut, shared: &Shared, config: &WsConfig) {
+async fn read_loop<R: ReadHalf, K: Timer>(
+    mut reader: R,
+    mut rbuf: BytesMut,
+    shared: &Shared,
+    config: &WsConfig,
+) {
     let mut decoder = Decoder::new(config.max_message);
     // Before a close frame goes out (the peer's answered, or ours for its error), the handler
     // takes the messages that came first and may still answer them: a close ends what it

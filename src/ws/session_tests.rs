@@ -21,7 +21,8 @@ fn masked(b0: u8, payload: &[u8]) -> Vec<u8> {
 
 /// The server's bytes after its `101` head.
 fn after_head(output: &[u8]) -> &[u8] {
-    let head = std::str::from_utf8(&output[..output.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4]).unwrap();
+    let head = std::str::from_utf8(&output[..output.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4])
+        .unwrap();
     assert!(head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"), "{head}");
     assert!(head.contains("\r\nconnection: upgrade\r\n"), "{head}");
     assert!(head.contains("\r\nupgrade: websocket\r\n"), "{head}");

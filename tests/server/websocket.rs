@@ -120,8 +120,11 @@ fn echoes_text_and_binary() {
 fn client_close_code_is_echoed() {
     let s = ServerProc::start(&[]);
     let mut ws = open(&s);
-    ws.close(Some(tungstenite::protocol::CloseFrame { code: CloseCode::Library(4000), reason: "bye".into() }))
-        .unwrap();
+    ws.close(Some(tungstenite::protocol::CloseFrame {
+        code: CloseCode::Library(4000),
+        reason: "bye".into(),
+    }))
+    .unwrap();
     match ws.read() {
         Ok(Message::Close(Some(frame))) => assert_eq!(frame.code, CloseCode::Library(4000)),
         other => panic!("expected the close echoed, got {other:?}"),
@@ -166,7 +169,11 @@ fn protocol_errors_close_with_their_codes() {
         ("invalid UTF-8", frame(0x81, b"\xFF"), 1007),
         ("invalid UTF-8 in a first fragment", frame(0x01, b"ok\xED\xA0\x80"), 1007),
         ("over --ws-max-size", frame(0x82, &[0; 1025]), 1009),
-        ("over --ws-max-size across fragments", [frame(0x02, &[0; 1000]), frame(0x80, &[0; 25])].concat(), 1009),
+        (
+            "over --ws-max-size across fragments",
+            [frame(0x02, &[0; 1000]), frame(0x80, &[0; 25])].concat(),
+            1009,
+        ),
     ];
     for (what, wire, code) in cases {
         let mut stream = raw(&s, &wire);
