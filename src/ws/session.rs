@@ -260,7 +260,7 @@ async fn write_loop<W: WriteHalf, K: Timer>(
         let _ = writer.shutdown_write();
         if !shared.borrow().peer_closed {
             // Give the reader the time to see the peer close its side too (it discards).
-            timeout::<K, _>(close_timeout, driver_wait(shared, |s| s.peer_gone)).await;
+            timeout::<K, _>(close_timeout, driver_wait(shared, |s| s.peer_gone || s.peer_closed)).await;
         }
         return finish(shared);
     }

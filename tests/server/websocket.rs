@@ -274,3 +274,12 @@ fn recycling_an_executor_closes_its_websockets_with_1012() {
     assert_eq!(close_code(&mut stream), 1012);
     assert_eq!(s.request(&get("/plaintext")).status, 200, "the server goes on");
 }
+
+#[test]
+fn websockets_count_as_open_connections() {
+    let s = ServerProc::start(&["--max-connections", "1"]);
+    let mut ws = open(&s);
+    assert_eq!(s.request(&get("/plaintext")).status, 503, "the WebSocket holds the one connection");
+    ws.send(Message::text("still served")).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("still served"));
+}
