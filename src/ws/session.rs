@@ -30,12 +30,14 @@ use crate::io::{catch_panic, first_of, timeout, Either, ReadHalf, Timer, Transpo
 use crate::latch::Latch;
 use crate::state::ServerState;
 
-/// Room a read is given; a frame larger than this is read in several.
-const READ_SIZE: usize = 16 * 1024;
-/// Below this much spare room the read buffer grows before a read.
-const MIN_READ_SPACE: usize = 1024;
-/// The write buffer is kept between writes unless one large message grew it past this.
-const KEEP_WRITE_BUF: usize = 256 * 1024;
+/// The room reads start with, and never go below. A read in flight owns its buffer
+/// (io_uring), so this is what an idle WebSocket holds for reading.
+const READ_MIN: usize = 2 * 1024;
+/// The most room one read gets: a large message is read in pieces of this size.
+const READ_MAX: usize = 64 * 1024;
+/// The write buffer is kept between writes unless a large message grew it past this (an
+/// idle WebSocket should not hold on to the memory of its largest message).
+const KEEP_WRITE_BUF: usize = 16 * 1024;
 
 /// What the session needs from its executor.
 pub struct SessionCtx<'a> {
@@ -121,6 +123,7 @@ async fn read_loop<R: ReadHalf, K: Timer>(
     // takes the messages that came first and may still answer them: a close ends what it
     // may send.
     let taken = |s: &State| s.inbox.is_empty() || s.handler_gone || s.done;
+    let mut size = READ_MIN;
     loop {
         loop {
             let event = match decoder.decode(&mut rbuf) {
@@ -177,7 +180,7 @@ async fn read_loop<R: ReadHalf, K: Timer>(
                 s.notify();
             }
         }
-        match read_more(&mut reader, &mut rbuf).await {
+        match read_more(&mut reader, &mut rbuf, &mut size).await {
             true => {}
             false => return gone(shared),
         }
@@ -185,13 +188,30 @@ async fn read_loop<R: ReadHalf, K: Timer>(
 }
 
 /// One read into `rbuf`; false at end of stream or on an error.
-async fn read_more<R: ReadHalf>(reader: &mut R, rbuf: &mut BytesMut) -> bool {
-    if rbuf.capacity() - rbuf.len() < MIN_READ_SPACE {
-        rbuf.reserve(READ_SIZE);
+///
+/// `size` is the room reads get: doubled (up to `READ_MAX`) when a read fills all of it, as
+/// a large message streams in, and halved (down to `READ_MIN`) when a read uses less than a
+/// quarter, so that a WebSocket that goes quiet goes back to a small buffer.
+async fn read_more<R: ReadHalf>(reader: &mut R, rbuf: &mut BytesMut, size: &mut usize) -> bool {
+    if rbuf.is_empty() && rbuf.capacity() > 2 * *size {
+        *rbuf = BytesMut::with_capacity(*size);
+    } else if rbuf.capacity() - rbuf.len() < *size / 2 {
+        rbuf.reserve(*size);
     }
+    let room = rbuf.capacity() - rbuf.len();
     let (result, buf) = reader.read(mem::take(rbuf)).await;
     *rbuf = buf;
-    matches!(result, Ok(n) if n > 0)
+    match result {
+        Ok(n) if n > 0 => {
+            if n >= room && *size < READ_MAX {
+                *size *= 2;
+            } else if n < room / 4 && *size > READ_MIN {
+                *size /= 2;
+            }
+            true
+        }
+        _ => false,
+    }
 }
 
 /// The peer's side ended.
@@ -204,9 +224,10 @@ fn gone(shared: &Shared) {
 /// After a protocol error: read and drop whatever the peer still sends until it closes, so
 /// that unread bytes do not turn our close into a reset that could destroy the close frame.
 async fn discard<R: ReadHalf>(mut reader: R, mut rbuf: BytesMut, shared: &Shared) {
+    let mut size = READ_MIN;
     loop {
         rbuf.clear();
-        if !read_more(&mut reader, &mut rbuf).await {
+        if !read_more(&mut reader, &mut rbuf, &mut size).await {
             return gone(shared);
         }
     }

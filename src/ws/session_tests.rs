@@ -81,3 +81,27 @@ fn the_handler_closes_with_its_own_code() {
     assert_eq!(after_head(&log.output()), &b"\x81\x02hi\x88\x06\x0f\xa0done"[..]);
     assert!(log.shutdown);
 }
+
+#[test]
+fn a_large_message_does_not_leave_a_quiet_websocket_a_large_buffer() {
+    let big = vec![5u8; 200_000];
+    let mut head = vec![0x82, 0x80 | 127];
+    head.extend_from_slice(&(big.len() as u64).to_be_bytes());
+    head.extend_from_slice(&[0; 4]); // a zero mask leaves the payload as it is
+    let mut reads = vec![HANDSHAKE.to_vec(), [head, big].concat()];
+    reads.extend((0..8).map(|i| masked(0x81, format!("small {i}").as_bytes())));
+    reads.push(masked(0x88, b"\x03\xe8"));
+    let log = serve(reads);
+    let rooms = &log.read_rooms;
+    assert!(rooms.iter().any(|&r| r >= 32 * 1024), "a large message is read in large pieces: {rooms:?}");
+    let idle = *rooms.last().unwrap();
+    assert!(idle <= 4 * 1024, "the quiet WebSocket reads with {idle} bytes of room: {rooms:?}");
+    // Every message was echoed before the close was answered.
+    let out = log.output();
+    let frames = after_head(&out);
+    assert!(
+        frames.ends_with(b"\x81\x07small 7\x88\x02\x03\xe8"),
+        "{:?} (rooms {rooms:?})",
+        &frames[frames.len().saturating_sub(40)..]
+    );
+}
