@@ -283,3 +283,21 @@ fn websockets_count_as_open_connections() {
     ws.send(Message::text("still served")).unwrap();
     assert_eq!(ws.read().unwrap(), Message::text("still served"));
 }
+
+#[test]
+fn a_peer_that_stops_reading_is_cut_off_after_the_write_timeout() {
+    let s = ServerProc::start(&["--write-timeout", "1s"]);
+    let mut stream = raw(&s, b"");
+    stream.set_write_timeout(Some(Duration::from_secs(15))).unwrap();
+    let message = frame(0x82, &vec![0u8; 1 << 20]);
+    let started = std::time::Instant::now();
+    // The echoes fill both socket buffers, the server's send waits, it stops reading, and
+    // this client's writes stall too, until the server gives up on its write and closes.
+    let error = (0..512).find_map(|_| stream.write_all(&message).err());
+    let error = error.expect("the server never stopped taking 512 MiB from a client that does not read");
+    assert!(
+        !matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+        "the client's write stalled instead of the server closing: {error}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(12), "closed only after {:?}", started.elapsed());
+}
