@@ -7,8 +7,9 @@
 //! - **write**: write what `send` and the other loops encoded, then end the connection: after
 //!   a close frame, wait for the peer's (up to `close_timeout`), then FIN.
 //! - **keepalive**: a ping every `ping_interval`; no pong within `ping_timeout` is 1011.
-//! - **drain**: when the executor drains, close with 1001 (the server stops) or 1012 (it goes
-//!   on: reload, recycling), so no client sees a reset without a close frame.
+//! - **drain**: when the executor drains, tell the handler (`WebSocket::draining`), then close
+//!   with 1001 (the server stops) or 1012 (it goes on: reload, recycling), so no client sees a
+//!   reset without a close frame.
 //!
 //! The session ends once the connection is finished and the handler has returned.
 
@@ -63,7 +64,7 @@ pub async fn run<T: Transport, K: Timer>(io: T, leftover: BytesMut, upgrade: Upg
     let mut read = pin!(Some(read_loop::<_, K>(reader, leftover, &shared, ctx.config)));
     let mut keepalive =
         pin!(Some(keepalive::<K>(&shared, ctx.config.ping_interval, ctx.config.ping_timeout)));
-    let mut drain = pin!(Some(drain(&shared, ctx.drain, ctx.state)));
+    let mut drain = pin!(Some(drain::<K>(&shared, ctx.drain, ctx.state, ctx.config.close_timeout)));
     let (mut handler_done, mut connection_done) = (false, false);
     poll_fn(|cx| {
         if !handler_done {
@@ -73,7 +74,11 @@ pub async fn run<T: Transport, K: Timer>(io: T, leftover: BytesMut, upgrade: Upg
                 s.handler_gone = true;
                 s.inbox.clear();
                 match result {
-                    Ok(()) => s.close(code::NORMAL, ""),
+                    // After a drain notice, the handler's return is its goodbye.
+                    Ok(()) => {
+                        let code = s.draining.unwrap_or(code::NORMAL);
+                        s.close(code, "");
+                    }
                     Err(_) => {
                         tracing::error!("WebSocket handler panicked; closing with 1011");
                         s.close(code::INTERNAL_ERROR, "");
@@ -323,14 +328,25 @@ async fn keepalive<K: Timer>(shared: &Shared, interval: Duration, wait: Duration
     }
 }
 
-/// Close with 1001 when the server stops, 1012 when it goes on with other executors.
-async fn drain(shared: &Shared, latch: &Latch, state: &ServerState) {
+/// Close with 1001 when the server stops, 1012 when it goes on with other executors. A
+/// handler awaiting `WebSocket::draining` is told first and may close by itself, within
+/// `grace`.
+async fn drain<K: Timer>(shared: &Shared, latch: &Latch, state: &ServerState, grace: Duration) {
     let closing = |s: &State| s.close_sent || s.done;
     if let Either::Left(()) = first_of(latch.wait(), driver_wait(shared, closing)).await {
         let (code, reason) = match state.is_draining() {
             true => (code::GOING_AWAY, "server shutting down"),
             false => (code::SERVICE_RESTART, "server restarting"),
         };
+        let watched = {
+            let mut s = shared.borrow_mut();
+            s.draining = Some(code);
+            s.notify();
+            s.drain_watched
+        };
+        if watched {
+            timeout::<K, _>(grace, driver_wait(shared, closing)).await;
+        }
         shared.borrow_mut().close(code, reason);
     }
 }

@@ -139,6 +139,10 @@ pub(crate) struct State {
     pub handler_gone: bool,
     /// A keepalive ping went out and its pong has not come back.
     pub ping_outstanding: bool,
+    /// The executor is draining: the code the server closes with (1001 or 1012).
+    pub draining: Option<u16>,
+    /// The handler awaits [`WebSocket::draining`]: it gets time for its own goodbye.
+    pub drain_watched: bool,
     /// Everything waiting for a change: the handler's `recv`s and `send`s (clones of one
     /// WebSocket may wait in several tasks), and the driver.
     wakers: Vec<Waker>,
@@ -250,6 +254,28 @@ impl WebSocket {
             frame::encode(&mut s.outbox, opcode, payload);
             s.notify();
             Poll::Ready(Ok(()))
+        })
+        .await
+    }
+
+    /// Resolves when this WebSocket's executor drains (SIGTERM/SIGINT, SIGHUP reload,
+    /// `--max-requests` recycling, SIGUSR2 upgrade), with the code the server is about to
+    /// close with: 1001 when the server stops, 1012 when it goes on. A handler that awaits
+    /// this gets up to `--ws-close-timeout` to send its goodbye and [`close`](Self::close)
+    /// (or return) before the server closes with that code itself. `None` if the connection
+    /// closed first.
+    pub async fn draining(&self) -> Option<u16> {
+        poll_fn(|cx| {
+            let mut s = self.shared.borrow_mut();
+            s.drain_watched = true;
+            if let Some(code) = s.draining {
+                return Poll::Ready(Some(code));
+            }
+            if s.done {
+                return Poll::Ready(None);
+            }
+            s.register(cx.waker());
+            Poll::Pending
         })
         .await
     }
