@@ -1118,7 +1118,6 @@ pub fn check_differential(data: &[u8]) {
     check_driver_splits(data);
 }
 
-/// The checks by target name, for running a corpus directory.
 // --- WebSocket frames ------------------------------------------------------------------------
 
 /// How a WebSocket decoding run ended.
@@ -1200,6 +1199,7 @@ pub fn check_ws_frame(data: &[u8]) {
     }
 }
 
+/// The checks by target name, for running a corpus directory.
 pub fn check_for(target: &str) -> Option<fn(&[u8])> {
     Some(match target {
         "head" => check_head,

@@ -203,7 +203,8 @@ mod tests {
 
     #[test]
     fn refusals_and_their_statuses() {
-        let cases: Vec<(&str, Version, Framing, Vec<(&str, &str)>, HandshakeError, u16)> = vec![
+        type Case<'a> = (&'a str, Version, Framing, Vec<(&'a str, &'a str)>, HandshakeError, u16);
+        let cases: Vec<Case> = vec![
             ("GET", Version::Http11, Framing::None, vec![("Host", "x")], HandshakeError::NotUpgrade, 426),
             ("POST", Version::Http11, Framing::None, good(&[]), HandshakeError::NotGet, 405),
             ("GET", Version::Http10, Framing::None, good(&[]), HandshakeError::OldHttp, 400),

@@ -151,8 +151,8 @@ fn fragments_with_a_ping_between_them() {
 fn ping_gets_its_pong() {
     let s = ServerProc::start(&[]);
     let mut ws = open(&s);
-    ws.send(Message::Ping(b"are you there".to_vec().into())).unwrap();
-    assert_eq!(ws.read().unwrap(), Message::Pong(b"are you there".to_vec().into()));
+    ws.send(Message::Ping(b"are you there".to_vec())).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::Pong(b"are you there".to_vec()));
 }
 
 #[test]
