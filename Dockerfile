@@ -12,7 +12,7 @@
 # `--security-opt seccomp=unconfined`. The trade-off: operations submitted through a ring
 # are not seen by seccomp, and io_uring has been a frequent source of kernel privilege
 # escalations, so it widens the kernel attack surface of that container. See
-# README.md, "Containers and io_uring".
+# docs/deploying.md, "Containers and io_uring".
 #
 # deploy/check.sh lints this file with hadolint and checks its instructions with
 # dockerfile-parse (no Docker engine needed).
@@ -30,10 +30,15 @@ COPY . .
 # Cache mounts (BuildKit) keep the crate registry and target/ between builds, so a source
 # change recompiles percore, not its dependencies; the binary is copied out of the cached
 # target/ because cache mounts are not part of the image.
+# Your own binary (a crate whose main is `percore::cli::run` or `run_service`): put this
+# file in that crate and build with `--build-arg BIN=<its binary>`. The image installs it as
+# /usr/local/bin/percore, so the health check, the systemd unit and the Kubernetes and ECS
+# files work unchanged: it has the same flags, routes (/health, /ready, /metrics) and signals.
+ARG BIN=percore
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
-    cargo build --release --locked --bin percore \
- && install -D -m 0755 target/release/percore /out/percore
+    cargo build --release --locked --bin "${BIN}" \
+ && install -D -m 0755 "target/release/${BIN}" /out/percore
 
 # ---- runtime stage ----------------------------------------------------------------------
 # debian:bookworm-slim (~75 MB) over distroless/cc (~25 MB): it has bash for the health

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # deploy/check.sh: check the deployment kit (deploy/, Dockerfile, .dockerignore,
-# README.md "Deploying") with the real tools, and check that its numbers agree with each other
+# docs/deploying.md) with the real tools, and check that its numbers agree with each other
 # and with percore's flags.
 #
 #   bash deploy/check.sh          # from anywhere; exits non-zero on any real problem

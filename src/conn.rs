@@ -27,12 +27,13 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::app::body::{BodySource, ChunkFuture};
-use crate::app::{BodyError, Handler, Request, RequestBody, Response, ResponseBody};
+use crate::app::response::{BodyStream, FrameStream};
+use crate::app::{BodyError, Frame, Handler, Request, RequestBody, Response, ResponseBody};
 use crate::http::body::decode_buffered;
 use crate::http::proxy::{forwarded, parse_proxy_header, ForwardedRules, ProxyProtocol, TrustedProxies};
 use crate::http::response::{
-    encode_chunk, encode_chunk_size, encode_head, status_allows_body, BodyLength, ConnectionHeader, CONTINUE,
-    LAST_CHUNK,
+    encode_chunk, encode_chunk_size, encode_head, encode_last_chunk_with_trailers, status_allows_body,
+    BodyLength, ConnectionHeader, CONTINUE, LAST_CHUNK,
 };
 use crate::http::{
     parse_head, BodyDecoder, DateCache, Decoded, Framing, HeadProgress, Limits, ParseError, ParsedHead,
@@ -274,6 +275,8 @@ struct Conn<T, K, H> {
     peer_trusted: bool,
     /// When the current request's head was complete (for its duration).
     started: Instant,
+    /// The current request said `TE: trailers`: chunked trailers may be sent.
+    trailers_ok: bool,
     /// The current request's head, kept for its access log line when logging is on.
     log_head: Option<crate::http::RequestHead>,
     /// The timer of every read and write wait (one at a time).
@@ -294,6 +297,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             scheme: "http",
             peer_trusted: false,
             started: Instant::now(),
+            trailers_ok: false,
             log_head: None,
             timer: TimerSlot::new::<K>(),
             _timer: PhantomData,
@@ -437,6 +441,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
 
         let is_head = head.method() == "HEAD";
         let version = head.version();
+        self.trailers_ok = head.accepts_trailers();
         let keep_alive = head.keep_alive() && !ctx.config.keep_alive.is_zero();
         let expect_continue = head.expect_continue();
         let decoder = BodyDecoder::with_limits(head.framing(), &ctx.config.limits);
@@ -605,8 +610,11 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             _ if !allows_body => BodyLength::Forbidden,
             // HTTP/1.0 has no chunked coding: a streamed body ends when the connection does.
             // (For HEAD as well: its head must be the one a GET would get, never chunked.)
-            ResponseBody::Stream(_) if version == Version::Http10 => BodyLength::CloseDelimited,
-            ResponseBody::Stream(_) => BodyLength::Chunked,
+            ResponseBody::Frames { length: Some(n), .. } => BodyLength::Known(*n),
+            ResponseBody::Stream(_) | ResponseBody::Frames { .. } if version == Version::Http10 => {
+                BodyLength::CloseDelimited
+            }
+            ResponseBody::Stream(_) | ResponseBody::Frames { .. } => BodyLength::Chunked,
             ResponseBody::Full(b) => BodyLength::Known(b.len() as u64),
             ResponseBody::Empty => BodyLength::Known(0),
         };
@@ -644,7 +652,11 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             // Boxed: the stream's state is large and rare, and it would otherwise be part of
             // every connection's future, idle or not (the stream allocates anyway).
             ResponseBody::Stream(stream) if send_body => {
-                Box::pin(self.write_stream(stream, length == BodyLength::Chunked, &mut sent)).await
+                let frames: FrameStream = Box::pin(DataFrames(stream));
+                Box::pin(self.write_stream(frames, length, &mut sent)).await
+            }
+            ResponseBody::Frames { frames, .. } if send_body => {
+                Box::pin(self.write_stream(frames, length, &mut sent)).await
             }
             _ => Ok(()),
         };
@@ -685,14 +697,19 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         });
     }
 
-    /// Send a streamed body. Chunks that are ready at once are batched into one write;
-    /// the buffer is flushed whenever the stream has to wait.
+    /// Send a streamed body framed as `length` says (chunked, close-delimited, or exactly
+    /// `Known(n)` bytes). Chunks that are ready at once are batched into one write; the
+    /// buffer is flushed whenever the stream has to wait. A body that breaks (an error, a
+    /// panic, more or fewer bytes than its length) ends the connection without the end of
+    /// its framing, so the client can tell it is incomplete.
     async fn write_stream(
         &mut self,
-        mut stream: crate::app::response::BodyStream,
-        chunked: bool,
+        mut stream: FrameStream,
+        length: BodyLength,
         sent: &mut u64,
     ) -> Result<(), ()> {
+        let chunked = length == BodyLength::Chunked;
+        let mut trailers = None;
         loop {
             let polled =
                 poll_fn(|cx| Poll::Ready(catch_unwind(AssertUnwindSafe(|| stream.as_mut().poll_next(cx)))))
@@ -710,49 +727,92 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
                     return Err(());
                 }
             };
-            match item {
+            let data = match item {
                 None => {
-                    if chunked {
-                        self.wbuf.extend_from_slice(LAST_CHUNK);
+                    let ended = self.end_stream(length, *sent, trailers);
+                    if ended.is_err() {
+                        // What was sent goes out; the close that follows tells it is short.
+                        let _ = self.flush().await;
                     }
-                    return Ok(());
+                    return ended;
                 }
                 Some(Err(e)) => {
-                    // The client sees a truncated body (no last chunk), never a complete lie.
                     tracing::warn!(peer = %self.peer, error = %e, "response stream failed; closing connection");
                     let _ = self.flush().await;
                     return Err(());
                 }
-                Some(Ok(data)) if data.len() > INLINE_BODY_MAX => {
-                    *sent += data.len() as u64;
-                    if chunked {
-                        encode_chunk_size(&mut self.wbuf, data.len());
-                    }
-                    self.flush().await?;
-                    self.write_bytes(data).await?;
-                    if chunked {
-                        self.wbuf.extend_from_slice(b"\r\n");
-                    }
+                Some(Ok(Frame::Trailers(fields))) => {
+                    trailers = Some(fields);
+                    continue;
                 }
-                Some(Ok(data)) => {
-                    *sent += data.len() as u64;
-                    if chunked {
-                        encode_chunk(&mut self.wbuf, &data);
-                    } else {
-                        self.wbuf.extend_from_slice(&data);
-                    }
-                    if self.wbuf.len() >= WRITE_HIGH_WATER {
-                        self.flush().await?;
-                    }
+                Some(Ok(Frame::Data(data))) => data,
+            };
+            if data.is_empty() {
+                continue;
+            }
+            *sent += data.len() as u64;
+            if let BodyLength::Known(n) = length {
+                if *sent > n {
+                    tracing::warn!(peer = %self.peer, length = n, "response body longer than its length; closing connection");
+                    let _ = self.flush().await;
+                    return Err(());
+                }
+            }
+            if data.len() > INLINE_BODY_MAX {
+                if chunked {
+                    encode_chunk_size(&mut self.wbuf, data.len());
+                }
+                self.flush().await?;
+                self.write_bytes(data).await?;
+                if chunked {
+                    self.wbuf.extend_from_slice(b"\r\n");
+                }
+            } else {
+                if chunked {
+                    encode_chunk(&mut self.wbuf, &data);
+                } else {
+                    self.wbuf.extend_from_slice(&data);
+                }
+                if self.wbuf.len() >= WRITE_HIGH_WATER {
+                    self.flush().await?;
                 }
             }
         }
     }
 
+    /// The end of a streamed body: the last chunk (with trailers when the client accepts
+    /// them), or a check that a body of known length was whole.
+    fn end_stream(
+        &mut self,
+        length: BodyLength,
+        sent: u64,
+        trailers: Option<Vec<(std::borrow::Cow<'static, str>, Bytes)>>,
+    ) -> Result<(), ()> {
+        match length {
+            BodyLength::Chunked => match trailers.filter(|_| self.trailers_ok) {
+                Some(fields) => encode_last_chunk_with_trailers(
+                    &mut self.wbuf,
+                    fields.iter().map(|(n, v)| (n.as_ref(), &v[..])),
+                ),
+                None => self.wbuf.extend_from_slice(LAST_CHUNK),
+            },
+            BodyLength::Known(n) if sent != n => {
+                tracing::warn!(peer = %self.peer, length = n, sent, "response body shorter than its length; closing connection");
+                return Err(());
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
     /// Answer a refused request and close.
     async fn fail(&mut self, e: ParseError) {
         self.started = Instant::now();
-        self.log_head = None;
+        // The access log still names what was asked for, when the request line was read.
+        self.log_head = match self.ctx.access_log {
+            Some(_) => crate::http::refused_request_line(&self.rbuf, &self.ctx.config.limits),
+            None => None,
+        };
         (self.client, self.scheme) = (self.peer.ip(), "http");
         if let Outcome::Close = self.error_outcome(e, Version::Http11).await {
             self.close().await;
@@ -911,6 +971,20 @@ fn error_response(e: ParseError) -> Response {
     Response::new(status)
         .with_header("content-type", Bytes::from_static(b"text/plain; charset=utf-8"))
         .with_body(body)
+}
+
+/// A stream of data chunks seen as frames.
+struct DataFrames(BodyStream);
+
+impl futures_core::Stream for DataFrames {
+    type Item = std::io::Result<Frame>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Self::Item>> {
+        self.0.as_mut().poll_next(cx).map(|item| item.map(|r| r.map(Frame::Data)))
+    }
 }
 
 /// Holds a slot of [`Slots`] for as long as it lives.

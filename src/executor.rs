@@ -122,7 +122,11 @@ pub fn run<R: Runtime, H: Handler>(
             refusing: Rc::default(),
             max_connections: cfg.max_connections,
         });
-        spawn_guarded::<R, H>(ctx.clone(), ticker::<R, H>(admission.clone()));
+        let ticking = admission.clone();
+        spawn_guarded::<R, H>(ctx.clone(), async move {
+            let stop = ticking.ctx.clone();
+            first_of(ticker::<R, H>(ticking), stop.stop.wait()).await;
+        });
         let listening = Rc::new(Cell::new(listeners.len()));
         for listener in listeners {
             let (admission, listening) = (admission.clone(), listening.clone());
@@ -148,7 +152,12 @@ pub fn run<R: Runtime, H: Handler>(
                 R::sleep(Duration::from_millis(5)).await;
             }
         }
-        // One more turn of the driver so the last closes are submitted.
+        // Every task still pending (the ticker, refusals in progress) ends now: a task that
+        // outlives its runtime is never dropped, and holds what it refers to for the life of
+        // the process (its handler state on monoio; on glommio also the executor's eventfd,
+        // through the task header), one leak per replaced executor.
+        ctx.stop.fire();
+        // One more turn of the driver so those tasks finish and the last closes are submitted.
         R::sleep(Duration::from_millis(1)).await;
         tracing::debug!(executor = cfg.index, "executor finished");
     });

@@ -15,6 +15,7 @@
 //! ```
 
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod cpus;
@@ -30,6 +31,8 @@ pub mod state;
 pub mod supervisor;
 pub mod testing;
 pub mod time;
+#[cfg(feature = "tower")]
+pub mod tower;
 pub mod ws;
 
 pub use app::{BodyError, Handler, Request, RequestBody, Response, ResponseBody, Router};

@@ -94,6 +94,31 @@ impl Server {
         Server { config }
     }
 
+    /// Check, without serving, what [`Server::start`] would refuse before it binds: the
+    /// cores (`--cpus`, `--workers`), the runtime and IO backend, the addresses, the access
+    /// log's file. The listening port is not tried (a running server holds it while its
+    /// configuration is checked for a reload); a metrics port that is taken is a warning.
+    /// Returns the warnings.
+    pub fn check(&self) -> Result<Vec<String>, ServerError> {
+        let cfg = &self.config;
+        let plan = plan_cores(cfg)?;
+        let mut warnings = plan.warnings.clone();
+        runtime::prepare(cfg.runtime, cfg.io_backend, &plan.cores).map_err(ServerError::Runtime)?;
+        cfg.bind_addresses()?;
+        crate::observe::access_log::check_target(&cfg.access_log)
+            .map_err(|e| ServerError::AccessLog(e.to_string()))?;
+        if let Some(port) = cfg.metrics_port.filter(|p| *p != 0) {
+            let addr = listen::resolve(&cfg.host, port)?;
+            if let Err(e) = TcpListener::bind(addr) {
+                warnings.push(format!(
+                    "--metrics-port {port}: cannot bind {addr} now ({e}); fine if this percore is running, \
+                     else the server will not start"
+                ));
+            }
+        }
+        Ok(warnings)
+    }
+
     /// Start serving and block until the server ends (it ends only through a
     /// [`ServerHandle`] command or an error, so this suits servers stopped by their process).
     pub fn run<H, F>(self, make_handler: F) -> Result<Shutdown, ServerError>
@@ -113,14 +138,7 @@ impl Server {
         F: Fn(&ExecutorInfo) -> H + Send + Sync + 'static,
     {
         let cfg = self.config;
-        let plan = cpus::plan(
-            cfg.workers,
-            cfg.cpus.as_deref(),
-            cfg.pin,
-            &cpus::allowed_cpus(),
-            cpus::cgroup_cpu_limit(),
-        )
-        .map_err(ServerError::Cpus)?;
+        let plan = plan_cores(&cfg)?;
         for warning in &plan.warnings {
             tracing::warn!("{warning}");
         }
@@ -163,8 +181,13 @@ impl Server {
         });
 
         let mut cfg = cfg;
-        cfg.driver.access_log = AccessLog::start(&cfg.access_log, cfg.access_log_format.clone())
-            .map_err(|e| ServerError::AccessLog(e.to_string()))?;
+        cfg.driver.access_log = AccessLog::start(
+            &cfg.access_log,
+            cfg.access_log_format.clone(),
+            cfg.access_log_buffer,
+            state.access_log_dropped_counter(),
+        )
+        .map_err(|e| ServerError::AccessLog(e.to_string()))?;
         for t in &mut templates {
             t.driver.access_log = cfg.driver.access_log.clone();
         }
@@ -203,6 +226,12 @@ impl Server {
         let access_log = cfg.driver.access_log.clone();
         Ok(ServerHandle { addrs, state, commands, thread: Some(thread), driver, access_log, metrics })
     }
+}
+
+/// The executors' cores, from `--workers`, `--cpus`, the CPU set and the cgroup quota.
+fn plan_cores(cfg: &ServerConfig) -> Result<cpus::CpuPlan, ServerError> {
+    cpus::plan(cfg.workers, cfg.cpus.as_deref(), cfg.pin, &cpus::allowed_cpus(), cpus::cgroup_cpu_limit())
+        .map_err(ServerError::Cpus)
 }
 
 /// One listening socket per executor slot: inherited (socket activation, upgrade) or bound

@@ -189,6 +189,9 @@ pub struct ServerState {
     /// Per slot, the counters of instances that are gone.
     retired: Mutex<Vec<Totals>>,
     restarts: AtomicU64,
+    /// Access log lines dropped (queue full, output failing); written by the access log,
+    /// which holds its own reference.
+    access_log_dropped: Arc<AtomicU64>,
     stalls: AtomicU64,
     driver: OnceLock<&'static str>,
     runtime: OnceLock<&'static str>,
@@ -203,6 +206,7 @@ impl ServerState {
             live: Mutex::new(Vec::new()),
             retired: Mutex::new(vec![Totals::default(); executors]),
             restarts: AtomicU64::new(0),
+            access_log_dropped: Arc::new(AtomicU64::new(0)),
             stalls: AtomicU64::new(0),
             driver: OnceLock::new(),
             runtime: OnceLock::new(),
@@ -249,6 +253,16 @@ impl ServerState {
     }
 
     /// Executors started to replace others (crashes, stalls, recycling, reloads).
+    /// The counter the access log counts its dropped lines in.
+    pub fn access_log_dropped_counter(&self) -> Arc<AtomicU64> {
+        self.access_log_dropped.clone()
+    }
+
+    /// Access log lines dropped so far.
+    pub fn access_log_dropped(&self) -> u64 {
+        self.access_log_dropped.load(Relaxed)
+    }
+
     pub fn restarts(&self) -> u64 {
         self.restarts.load(Relaxed)
     }

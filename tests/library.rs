@@ -414,3 +414,47 @@ fn a_websocket_handler_hears_the_drain_and_says_goodbye() {
     assert!(matches!(ws.read(), Err(tungstenite::Error::ConnectionClosed)));
     assert_eq!(server.join().unwrap(), percore::Shutdown::Drained);
 }
+
+// --- nothing outlives a replaced executor -----------------------------------------------
+
+/// Counts its drops: a stand-in for everything an executor's handler holds.
+struct DropCounter(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for DropCounter {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Every replaced executor lets go of its handler (and so of everything its tasks held):
+/// a task left pending when its runtime ends is never dropped, which leaked memory per
+/// reload on monoio and an eventfd per executor on glommio.
+#[test]
+fn replaced_executors_drop_their_handlers() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    for kind in [percore::RuntimeKind::Monoio, percore::RuntimeKind::Tokio, percore::RuntimeKind::Glommio] {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let cfg = ServerConfig { port: 0, workers: Some(2), runtime: kind, ..ServerConfig::default() };
+        let counted = drops.clone();
+        let handle = Server::new(cfg)
+            .start(move |_exec: &ExecutorInfo| {
+                let token = DropCounter(counted.clone());
+                app().get("/token", move |_req: Request| {
+                    let _held = &token;
+                    async { Response::text("ok") }
+                })
+            })
+            .expect("server start");
+        for _ in 0..3 {
+            handle.send(percore::Command::Reload(None));
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while drops.load(Ordering::SeqCst) < 6 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let dropped = drops.load(Ordering::SeqCst);
+        handle.stop();
+        assert_eq!(dropped, 6, "{kind:?}: handlers dropped after 3 reloads of 2 executors");
+    }
+}

@@ -693,6 +693,8 @@ impl Handler for FuzzApp {
             ResponseBody::Full(b) => Some(b.to_vec()),
             // Only /stream streams: what it sends follows from the query.
             ResponseBody::Stream(_) => Some(stream_chunks(query.as_deref()).concat()),
+            // The demo app sends no framed bodies (tower services do).
+            ResponseBody::Frames { .. } => None,
         };
         self.log.borrow_mut().push(call);
         response

@@ -10,6 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_core::Stream;
 
+use super::builtin::builtin_routes;
 use super::request::Request;
 use super::response::Response;
 use super::router::Router;
@@ -21,20 +22,20 @@ const MAX_DELAY_MS: u64 = 600_000;
 const MAX_STREAM_CHUNKS: usize = 1_000_000;
 const MAX_STREAM_CHUNK_SIZE: usize = 1024 * 1024;
 
-/// The demo routes: `/plaintext`, `/json`, `/echo`, `/health`, `/ready`, `/metrics`,
-/// `/delay`, `/stream`, and the WebSocket echo `/ws`.
+/// The demo app as the `percore` binary serves it: the built-in routes (`/health`,
+/// `/ready`, `/metrics`) and the demo routes.
 pub fn demo_app(state: Arc<ServerState>) -> Router {
-    Router::new()
-        .get("/metrics", crate::observe::metrics::handler(state.clone()))
+    demo_routes(builtin_routes(state))
+}
+
+/// Add the demo routes to `router`: `/plaintext`, `/json`, `/echo`, `/delay`, `/stream`,
+/// and the WebSocket echo `/ws`.
+pub fn demo_routes(router: Router) -> Router {
+    router
         .get("/plaintext", plaintext)
         .get("/json", json)
         .post("/echo", echo)
         .put("/echo", echo)
-        .get("/health", health)
-        .get("/ready", move |_req: Request| {
-            let draining = state.is_draining();
-            async move { ready(draining) }
-        })
         .get("/delay", delay)
         .get("/stream", stream)
         .ws("/ws", ws_echo)
@@ -57,20 +58,6 @@ async fn plaintext(_req: Request) -> Response {
 
 async fn json(_req: Request) -> Response {
     Response::json(Bytes::from_static(br#"{"message":"Hello, World!"}"#))
-}
-
-async fn health(_req: Request) -> Response {
-    Response::json(Bytes::from_static(br#"{"status":"healthy"}"#))
-}
-
-fn ready(draining: bool) -> Response {
-    if draining {
-        let mut r = Response::json(Bytes::from_static(br#"{"status":"draining"}"#));
-        r.set_status(503);
-        r
-    } else {
-        Response::json(Bytes::from_static(br#"{"status":"ready"}"#))
-    }
 }
 
 /// The body back, with the request's content type. The server's `--max-body-size` bounds it.
@@ -99,7 +86,7 @@ async fn delay(req: Request) -> Response {
 thread_local! {
     /// The bytes `/stream` sends, made once per executor and shared by its responses, so a
     /// client that asks for large chunks and never reads holds only what the server itself
-    /// buffers for it (see the README's per-connection worst case), not a copy of its own.
+    /// buffers for it (see docs/security.md, the per-connection worst case), not a copy of its own.
     static STREAM_CHUNK: Bytes = Bytes::from(vec![b'x'; MAX_STREAM_CHUNK_SIZE]);
 }
 
@@ -122,9 +109,14 @@ async fn stream(req: Request) -> Response {
 
 /// Add the `--debug-routes`: `GET /stall?ms=N` blocks the executor's thread for N ms (as a
 /// handler doing blocking work would), `GET /crash` makes the executor panic outside any
-/// handler. They exist to exercise the supervisor and must never face real clients.
-pub fn with_debug_routes(router: Router) -> Router {
-    router.get("/stall", stall).get("/crash", crash)
+/// handler, `GET /executor` names the executor slot (`executor`) that serves the connection,
+/// so a test can aim a request at one executor. They exist to exercise the supervisor and
+/// must never face real clients.
+pub fn with_debug_routes(router: Router, executor: usize) -> Router {
+    router
+        .get("/stall", stall)
+        .get("/crash", crash)
+        .get("/executor", move |_req: Request| async move { Response::text(format!("{executor}\n")) })
 }
 
 async fn stall(req: Request) -> Response {

@@ -2,6 +2,7 @@
 //! and the built-in demo routes. Nothing here knows about sockets or runtimes.
 
 pub mod body;
+pub mod builtin;
 pub mod demo;
 pub mod handler;
 pub mod request;
@@ -11,5 +12,5 @@ pub mod router;
 pub use body::{BodyError, RequestBody};
 pub use handler::{DynHandler, Handler};
 pub use request::Request;
-pub use response::{Response, ResponseBody};
+pub use response::{Frame, Response, ResponseBody};
 pub use router::Router;

@@ -10,12 +10,31 @@ use futures_core::Stream;
 /// A stream of body chunks, sent with chunked transfer coding.
 pub type BodyStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>>>>;
 
+/// One piece of a framed response body: data, or the trailer fields that end it.
+#[derive(Debug, Clone)]
+pub enum Frame {
+    Data(Bytes),
+    /// Sent as chunked trailers when the client said `TE: trailers`, otherwise dropped.
+    /// Framing fields (`content-length`, `transfer-encoding`, ...) are always dropped.
+    Trailers(Vec<(Cow<'static, str>, Bytes)>),
+}
+
+/// A stream of [`Frame`]s.
+pub type FrameStream = Pin<Box<dyn Stream<Item = std::io::Result<Frame>>>>;
+
 /// A response body.
 pub enum ResponseBody {
     Empty,
     Full(Bytes),
     /// Sent chunk by chunk as the stream yields; an error ends the connection mid-body.
     Stream(BodyStream),
+    /// Frames as they come: with `length`, sent with `Content-Length` (a stream that yields
+    /// more or less than that ends the connection, so a client never takes a short body for
+    /// a whole one); without, chunked, its trailers included.
+    Frames {
+        frames: FrameStream,
+        length: Option<u64>,
+    },
 }
 
 /// An HTTP response. The server adds `date`, the framing headers and `connection` itself.
@@ -93,6 +112,17 @@ impl Response {
         self
     }
 
+    /// A body of [`Frame`]s, with its exact length when known (then sent with
+    /// `Content-Length`; otherwise chunked, trailers included).
+    pub fn with_frames(
+        mut self,
+        frames: impl Stream<Item = std::io::Result<Frame>> + 'static,
+        length: Option<u64>,
+    ) -> Response {
+        self.body = ResponseBody::Frames { frames: Box::pin(frames), length };
+        self
+    }
+
     pub fn status(&self) -> u16 {
         self.status
     }
@@ -144,6 +174,8 @@ impl fmt::Debug for Response {
             ResponseBody::Empty => "empty".to_string(),
             ResponseBody::Full(b) => format!("{} bytes", b.len()),
             ResponseBody::Stream(_) => "stream".to_string(),
+            ResponseBody::Frames { length: Some(n), .. } => format!("{n} bytes in frames"),
+            ResponseBody::Frames { length: None, .. } => "frames".to_string(),
         };
         f.debug_struct("Response")
             .field("status", &self.status)

@@ -88,6 +88,11 @@ impl Router {
         self.get(path, crate::ws::WsRoute::new(&[], f))
     }
 
+    /// Whether a route exists for `path` (with any method).
+    pub fn serves(&self, path: &str) -> bool {
+        self.routes.iter().any(|r| r.path == path)
+    }
+
     fn all_methods(&self) -> String {
         let mut names: Vec<String> = Vec::new();
         for route in &self.routes {

@@ -77,7 +77,18 @@ impl std::error::Error for LoadError {}
 /// Parse `args` (with the program name first), read the config file if one is named, and
 /// merge them.
 pub fn load(args: &[OsString]) -> Result<Loaded, LoadError> {
-    let first = Cli::command().try_get_matches_from(args).map_err(LoadError::Args)?;
+    load_with(Cli::command(), args)
+}
+
+/// [`load`] for `percore check-config` (its own usage and `--help`).
+pub fn load_for_check(args: &[OsString]) -> Result<Loaded, LoadError> {
+    load_with(Cli::check_config_command(), args)
+}
+
+/// [`load`], with `command` parsing the command line first (so that its usage and help are
+/// the ones shown).
+fn load_with(command: clap::Command, args: &[OsString]) -> Result<Loaded, LoadError> {
+    let first = command.try_get_matches_from(args).map_err(LoadError::Args)?;
     let path: Option<PathBuf> = first.get_one::<PathBuf>("config").cloned();
     let mut from_file = BTreeSet::new();
     let mut merged: Vec<OsString> = args.to_vec();
@@ -164,6 +175,17 @@ fn read_file(path: &Path) -> Result<Vec<(String, Vec<String>)>, LoadError> {
     Ok(out)
 }
 
+/// The settings whose value differs between `a` and `b` (their keys, in flag order).
+pub fn changed<'a>(a: &'a Loaded, b: &Loaded) -> Vec<&'a str> {
+    a.settings
+        .iter()
+        .filter(|(key, value, _)| {
+            b.settings.iter().find(|(k, _, _)| k == key).map(|(_, v, _)| v) != Some(value)
+        })
+        .map(|(key, _, _)| key.as_str())
+        .collect()
+}
+
 /// The effective configuration as TOML, one line per setting with its source, for
 /// `percore check-config`.
 pub fn render(loaded: &Loaded) -> String {
@@ -217,6 +239,22 @@ mod tests {
         let text = render(&loaded);
         assert!(text.contains("max-body-size = \"1MiB\"  # config file"), "{text}");
         std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn changed_settings_are_named() {
+        let a = load(&args(&["--port", "1", "--log-level", "warn"])).unwrap();
+        let b = load(&args(&["--port", "2", "--log-level", "warn", "--metrics-port", "9"])).unwrap();
+        assert_eq!(changed(&a, &b), vec!["port", "metrics-port"]);
+        assert!(changed(&a, &a).is_empty());
+    }
+
+    #[test]
+    fn every_setting_applied_on_reload_is_a_setting() {
+        let a = load(&args(&[])).unwrap();
+        for key in crate::config::APPLIED_ON_RELOAD {
+            assert!(a.settings.iter().any(|(k, _, _)| k == key), "{key} is not a setting");
+        }
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub struct ServerConfig {
     /// Where access log lines go.
     pub access_log: AccessLogTarget,
     pub access_log_format: AccessLogFormat,
+    /// Most bytes of access log lines waiting for the writer; more are dropped and counted.
+    pub access_log_buffer: usize,
     /// Serve `/metrics` on this port too, on its own thread (the main port has it as well,
     /// through the app).
     pub metrics_port: Option<u16>,
@@ -84,10 +86,46 @@ impl Default for ServerConfig {
             inherit_sockets: true,
             access_log: AccessLogTarget::Off,
             access_log_format: AccessLogFormat::parse("combined").expect("built-in format"),
+            access_log_buffer: crate::observe::access_log::DEFAULT_BUFFER,
             metrics_port: None,
         }
     }
 }
+
+/// The settings (file keys) a SIGHUP applies: the new executors take the request limits,
+/// timeouts, proxy settings, capacity and supervisor settings; the log level and the access
+/// log format change in place. Every other setting needs a restart, and a reload that
+/// changes one names it in a warning. (A list of what is applied, so that a setting added
+/// later is reported as needing a restart until its reload is wired up.)
+pub const APPLIED_ON_RELOAD: [&str; 27] = [
+    "log-level",
+    "access-log-format",
+    "max-body-size",
+    "max-request-line",
+    "max-header-size",
+    "max-headers-size",
+    "max-headers",
+    "header-timeout",
+    "keep-alive",
+    "body-timeout",
+    "body-min-rate",
+    "write-timeout",
+    "forwarded-allow-ips",
+    "forwarded-headers",
+    "forwarded-host",
+    "proxy-protocol",
+    "proxy-allow-from",
+    "limit-concurrency",
+    "limit-concurrency-exempt",
+    "max-connections",
+    "graceful-timeout",
+    "drain-delay",
+    "timeout",
+    "stall-detect",
+    "max-stuck",
+    "max-requests",
+    "max-requests-jitter",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -116,12 +154,38 @@ impl LogLevel {
     }
 }
 
+/// The command besides serving, listed under `percore --help`.
+const COMMANDS_HELP: &str = "Commands:
+  check-config [FLAGS]  Check the configuration (flags, environment, --config file) as the
+                        server would at start, without serving, and print the effective one
+                        (see `percore check-config --help`)";
+
+/// `percore check-config --help`.
+const CHECK_CONFIG_ABOUT: &str = "Check the configuration without serving: the flags, PERCORE_* \
+environment variables and --config file are merged and validated as `percore` would at start \
+(values, --cpus inside the CPU set, --workers, the runtime and IO backend, the addresses, the \
+access log file), then the effective configuration is printed as TOML with where each value \
+came from. A metrics port that is in use is a warning (the running server holds it). Exit status \
+0 when the server would start with it, 2 when not. The listening port is not tried.";
+
+impl Cli {
+    /// The command line of `percore check-config`: the same flags, its own usage and help.
+    pub fn check_config_command() -> clap::Command {
+        use clap::CommandFactory;
+        Cli::command()
+            .bin_name("percore check-config")
+            .about("Check the configuration without serving, and print the effective one")
+            .long_about(CHECK_CONFIG_ABOUT)
+            .after_help("")
+    }
+}
+
 /// percore: a thread-per-core io_uring HTTP/1.1 server.
 ///
 /// Durations take a unit (`500ms`, `10s`, `2m`) or are seconds; sizes take `KiB`/`MiB`/`GiB`
 /// (or `k`/`m`/`g`) or are bytes.
 #[derive(Debug, Parser)]
-#[command(name = "percore", version, about, long_about = None)]
+#[command(name = "percore", version, about, long_about = None, after_help = COMMANDS_HELP)]
 pub struct Cli {
     /// A TOML file with a key for any flag below (`port = 8080`, `max-body-size = "1MiB"`).
     /// Flags and environment variables override it. Re-read on SIGHUP.
@@ -271,6 +335,12 @@ pub struct Cli {
     #[arg(long, env = "PERCORE_ACCESS_LOG_FORMAT", default_value = "combined", value_parser = AccessLogFormat::parse)]
     pub access_log_format: AccessLogFormat,
 
+    /// Most bytes of access log lines waiting to be written; when the output cannot keep up
+    /// (a full disk, a pipe nobody reads), further lines are dropped and counted
+    /// (percore_access_log_dropped_total) instead of growing memory or blocking executors.
+    #[arg(long, env = "PERCORE_ACCESS_LOG_BUFFER", default_value = "16MiB", value_parser = parse_size)]
+    pub access_log_buffer: u64,
+
     /// Also serve GET /metrics on this port, on a thread of its own (keep it off the public
     /// interface; the main port serves /metrics too).
     #[arg(long, env = "PERCORE_METRICS_PORT")]
@@ -387,6 +457,7 @@ impl Cli {
             inherit_sockets: true,
             access_log: AccessLogTarget::parse(&self.access_log),
             access_log_format: self.access_log_format.clone(),
+            access_log_buffer: usize_of(self.access_log_buffer),
             metrics_port: self.metrics_port,
         }
     }
@@ -502,6 +573,45 @@ mod tests {
         assert!(parse_size("1TiB").is_err());
     }
 
+    fn repo_file(name: &str) -> String {
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(name)).unwrap()
+    }
+
+    /// docs/flags.md's flags table must render as one table (a blank line would end it) with a row
+    /// for every flag.
+    #[test]
+    fn readme_flags_table_is_one_table_with_every_flag() {
+        use clap::CommandFactory;
+        let readme = repo_file("docs/flags.md");
+        let section = readme.split("# Flags\n").nth(1).expect("a Flags section");
+        let start = section.find("| flag | env | default | meaning |").expect("the flags table");
+        let rows: Vec<&str> = section[start..].lines().take_while(|l| l.starts_with('|')).collect();
+        for arg in Cli::command().get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if matches!(long, "help" | "version") {
+                continue;
+            }
+            let flag = format!("`--{long}`");
+            assert!(
+                rows.iter()
+                    .any(|r| r.starts_with(&format!("| {flag}")) || r.contains(&format!(", {flag} |"))),
+                "{flag} has no row in docs/flags.md's flags table"
+            );
+        }
+    }
+
+    #[test]
+    fn example_config_lists_every_runtime() {
+        let example = repo_file("deploy/percore.toml");
+        for kind in [RuntimeKind::Monoio, RuntimeKind::Glommio, RuntimeKind::Tokio, RuntimeKind::TokioMt] {
+            assert!(
+                example.contains(&format!("\"{}\"", kind.name())),
+                "deploy/percore.toml does not name runtime {}",
+                kind.name()
+            );
+        }
+    }
+
     #[test]
     fn cli_defaults_match_library_defaults() {
         let cli = Cli::try_parse_from(["percore"]).unwrap();
@@ -526,6 +636,7 @@ mod tests {
         assert_eq!(from_cli.driver.ws.ping_interval, lib.driver.ws.ping_interval);
         assert_eq!(from_cli.driver.ws.ping_timeout, lib.driver.ws.ping_timeout);
         assert_eq!(from_cli.driver.ws.origins, lib.driver.ws.origins);
+        assert_eq!(from_cli.access_log_buffer, lib.access_log_buffer);
     }
 
     #[test]

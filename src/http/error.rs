@@ -32,6 +32,8 @@ pub enum ParseError {
     MissingHost,
     /// More than one Host header.
     DuplicateHost,
+    /// A Host value that is not `uri-host [ ":" port ]` (RFC 9112 §3.2, RFC 3986 §3.2.2).
+    InvalidHost,
     /// Both Content-Length and Transfer-Encoding (RFC 9112 §6.3 rule 3: a smuggling vector).
     ContentLengthWithTransferEncoding,
     /// A Content-Length that is not plain digits, overflows, or disagrees with another one.
@@ -60,7 +62,7 @@ pub enum ParseError {
 
 impl ParseError {
     /// Every kind, in `index()` order (for per-kind counters).
-    pub const ALL: [ParseError; 24] = [
+    pub const ALL: [ParseError; 25] = [
         ParseError::InvalidMethod,
         ParseError::InvalidTarget,
         ParseError::MalformedHead,
@@ -73,6 +75,7 @@ impl ParseError {
         ParseError::TooManyHeaders,
         ParseError::MissingHost,
         ParseError::DuplicateHost,
+        ParseError::InvalidHost,
         ParseError::ContentLengthWithTransferEncoding,
         ParseError::InvalidContentLength,
         ParseError::InvalidTransferEncoding,
@@ -110,6 +113,7 @@ impl ParseError {
             | InvalidHeaderValue
             | MissingHost
             | DuplicateHost
+            | InvalidHost
             | ContentLengthWithTransferEncoding
             | InvalidContentLength
             | InvalidTransferEncoding
@@ -135,6 +139,7 @@ impl ParseError {
             TooManyHeaders => "too_many_headers",
             MissingHost => "missing_host",
             DuplicateHost => "duplicate_host",
+            InvalidHost => "invalid_host",
             ContentLengthWithTransferEncoding => "content_length_with_transfer_encoding",
             InvalidContentLength => "invalid_content_length",
             InvalidTransferEncoding => "invalid_transfer_encoding",
@@ -167,6 +172,7 @@ impl fmt::Display for ParseError {
             TooManyHeaders => "too many header fields",
             MissingHost => "HTTP/1.1 request without Host header",
             DuplicateHost => "more than one Host header",
+            InvalidHost => "Host is not host[:port]",
             ContentLengthWithTransferEncoding => "both Content-Length and Transfer-Encoding",
             InvalidContentLength => "invalid Content-Length",
             InvalidTransferEncoding => "Transfer-Encoding must end with a single chunked",

@@ -12,7 +12,9 @@ pub mod response;
 pub use body::{BodyDecoder, Decoded};
 pub use date::DateCache;
 pub use error::ParseError;
-pub use request::{parse_head, Framing, HeadProgress, Limits, ParsedHead, RequestHead, Version};
+pub use request::{
+    parse_head, refused_request_line, Framing, HeadProgress, Limits, ParsedHead, RequestHead, Version,
+};
 
 /// `tchar` from RFC 9110 §5.6.2: the bytes a token (method, field name) may hold.
 pub(crate) fn is_tchar(b: u8) -> bool {

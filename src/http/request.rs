@@ -169,6 +169,16 @@ impl RequestHead {
             .map(move |(n, v)| (self.str_at(n), &self.bytes[v.start as usize..v.end as usize]))
     }
 
+    /// Whether the client accepts trailer fields in a chunked response (`TE: trailers`).
+    pub fn accepts_trailers(&self) -> bool {
+        self.headers()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("te"))
+            .flat_map(|(_, v)| v.split(|&b| b == b','))
+            .any(|t| {
+                t.split(|&b| b == b';').next().is_some_and(|c| trim_ows(c).eq_ignore_ascii_case(b"trailers"))
+            })
+    }
+
     /// The first value of a header, matched case-insensitively.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         self.headers().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
@@ -249,7 +259,15 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<ParsedHead>, Par
         headers.push((span(h.name.as_bytes()), span(h.value)));
         let name = h.name.as_bytes();
         match name.len() {
-            4 if name.eq_ignore_ascii_case(b"host") => hosts += 1,
+            4 if name.eq_ignore_ascii_case(b"host") => {
+                hosts += 1;
+                // `uri-host [ ":" port ]` (RFC 9112 §3.2), or empty when the target has no
+                // authority; anything else (a path, userinfo, spaces, a bad port) is refused.
+                let value = trim_ows(h.value);
+                if !value.is_empty() && check_authority(value, false).is_err() {
+                    return Err(ParseError::InvalidHost);
+                }
+            }
             6 if name.eq_ignore_ascii_case(b"expect") => {
                 let v = trim_ows(h.value);
                 if v.eq_ignore_ascii_case(b"100-continue") {
@@ -324,6 +342,51 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<ParsedHead>, Par
         authority,
         headers,
     }))
+}
+
+/// The request line of a head that was refused (too large, malformed further on, late), for
+/// the access log: a head with that line and no fields, when the line is complete and well
+/// formed (`METHOD SP target SP HTTP/1.x`) within `max_request_line`; `None` otherwise.
+pub fn refused_request_line(buf: &[u8], limits: &Limits) -> Option<RequestHead> {
+    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n')?;
+    let rest = &buf[start..];
+    let end = rest.iter().take(limits.max_request_line + 2).position(|&b| b == b'\n')?;
+    let line = rest[..end].strip_suffix(b"\r")?;
+    let mut parts = line.split(|&b| b == b' ');
+    let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
+    let version = match version {
+        b"HTTP/1.1" => Version::Http11,
+        b"HTTP/1.0" => Version::Http10,
+        _ => return None,
+    };
+    let target_ok = !target.is_empty() && target.iter().all(|&b| b.is_ascii_graphic());
+    if parts.next().is_some() || method.is_empty() || !method.iter().all(|&b| is_tchar(b)) || !target_ok {
+        return None;
+    }
+    let len = start + end + 1;
+    let at = |part: &[u8]| -> Span {
+        let from = (part.as_ptr() as usize - buf.as_ptr() as usize) as u32;
+        from..from + part.len() as u32
+    };
+    let target_span = at(target);
+    let method_str = std::str::from_utf8(method).ok()?;
+    // A target whose form is wrong still shows as sent; its path is then all of it.
+    let Target { path, query, authority } = split_target(method_str, target, target_span.start)
+        .unwrap_or(Target { path: target_span.clone(), query: None, authority: None });
+    let parsed = ParsedHead {
+        len,
+        version,
+        framing: Framing::None,
+        keep_alive: false,
+        expect_continue: false,
+        method: at(method),
+        target: target_span,
+        path,
+        query,
+        authority,
+        headers: Vec::new(),
+    };
+    Some(parsed.into_head(Bytes::copy_from_slice(&buf[..len])))
 }
 
 /// What is known of a head that is still arriving, so that a client sending it a few bytes

@@ -107,6 +107,25 @@ pub fn encode_chunk_size(out: &mut BytesMut, len: usize) {
 /// The last chunk and the empty trailer section.
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
+/// Append the last chunk with trailer fields. Fields the server owns (framing) and fields
+/// that are not a token name with a value free of CR, LF and NUL are left out.
+pub fn encode_last_chunk_with_trailers<'a>(
+    out: &mut BytesMut,
+    trailers: impl Iterator<Item = (&'a str, &'a [u8])>,
+) {
+    out.put_slice(b"0\r\n");
+    for (name, value) in trailers {
+        let name_ok = !name.is_empty() && name.bytes().all(super::is_tchar) && !is_server_owned(name);
+        if name_ok && !value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+            out.put_slice(name.as_bytes());
+            out.put_slice(b": ");
+            out.put_slice(value);
+            out.put_slice(b"\r\n");
+        }
+    }
+    out.put_slice(b"\r\n");
+}
+
 /// The interim response sent when a handler starts reading a body the client is holding back.
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 

@@ -214,6 +214,20 @@ fn absolute_form_authority_is_checked_and_kept() {
 }
 
 #[test]
+fn host_must_be_a_host_and_optional_port() {
+    for good in ["example.com", "example.com:8080", "127.0.0.1", "[::1]:80", "xn--bcher-kva.example", ""] {
+        let raw = format!("GET / HTTP/1.1\r\nHost: {good}\r\n\r\n");
+        ok(raw.as_bytes());
+    }
+    for bad in
+        ["exa mple.com", "example.com/path", "user@example.com", "example.com:80x", "[::1", ":80", "a:1:2"]
+    {
+        let raw = format!("GET / HTTP/1.1\r\nHost: {bad}\r\n\r\n");
+        assert_eq!(err(raw.as_bytes()), InvalidHost, "Host: {bad}");
+    }
+}
+
+#[test]
 fn connect_needs_authority_form() {
     for bad in [
         &b"CONNECT / HTTP/1.1\r\nHost: h\r\n\r\n"[..],
@@ -520,4 +534,18 @@ fn a_head_arriving_byte_by_byte_is_parsed_once_per_line() {
     let small_limits = Limits { max_request_line: 20, max_header_field: 12, ..Limits::default() };
     assert_eq!(feed_byte_by_byte(small, &small_limits, true).1, Err(HeaderFieldTooLarge));
     assert_eq!(feed_byte_by_byte(small, &limits, true).1, Ok(Some(small.len())));
+}
+
+#[test]
+fn a_refused_head_still_has_its_request_line_for_the_log() {
+    let limits = Limits::default();
+    let h = super::refused_request_line(b"POST /up?x=1 HTTP/1.1\r\nContent-Length: 99999999999\r\n", &limits)
+        .expect("line");
+    assert_eq!((h.method(), h.target(), h.path(), h.query()), ("POST", "/up?x=1", "/up", Some("x=1")));
+    assert_eq!(h.version(), Version::Http11);
+    assert_eq!(h.headers().count(), 0);
+    assert!(super::refused_request_line(b"GET /partial", &limits).is_none());
+    assert!(super::refused_request_line(b"G\x01T / HTTP/1.1\r\n", &limits).is_none());
+    assert!(super::refused_request_line(b"GET / HTTP/2.0\r\n", &limits).is_none());
+    assert!(super::refused_request_line(b"GET /a b HTTP/1.1\r\n", &limits).is_none());
 }

@@ -4,12 +4,20 @@
 //! Writing never blocks an executor: each executor appends lines to its own buffer, which
 //! it hands to a writer thread when the buffer fills or on its next tick (100 ms). The
 //! writer thread reopens the file on request (SIGUSR1, for logrotate).
+//!
+//! Memory stays bounded whatever happens to the output: what was handed over and not yet
+//! written is capped by a byte budget (`--access-log-buffer`); past it, and when the output
+//! fails (a closed pipe), lines are dropped and counted (`percore_access_log_dropped_total`)
+//! instead of blocking executors or queueing without end. Header values are cut at
+//! [`MAX_VALUE`] bytes, so a client cannot make one line large either.
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -18,6 +26,13 @@ use crate::http::RequestHead;
 
 /// A buffer is handed to the writer once it holds this much.
 const FLUSH_AT: usize = 64 * 1024;
+
+/// Longest header value (and request id) written to a line; longer ones are cut and end in
+/// `...`. Eight KiB `User-Agent`s and `Referer`s otherwise make each line 16 KiB.
+pub const MAX_VALUE: usize = 1024;
+
+/// The default `--access-log-buffer`: lines handed to the writer and not yet written.
+pub const DEFAULT_BUFFER: usize = 16 << 20;
 
 /// Where the log goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,8 +131,9 @@ pub struct Entry<'a> {
 }
 
 impl Entry<'_> {
-    fn request_header(&self, name: &str) -> Option<&[u8]> {
-        self.head.and_then(|h| h.header(name))
+    /// A request header's value, cut at [`MAX_VALUE`].
+    fn request_header(&self, name: &str) -> Option<Cow<'_, [u8]>> {
+        self.head.and_then(|h| h.header(name)).map(clip)
     }
 
     fn request_line(&self) -> String {
@@ -146,7 +162,7 @@ pub fn format_line(format: &Format, entry: &Entry<'_>, out: &mut Vec<u8>) {
 
 fn atom(a: &str, e: &Entry<'_>, out: &mut Vec<u8>) {
     let head = e.head;
-    let dash = |v: Option<&[u8]>| v.filter(|v| !v.is_empty()).map_or(b"-".to_vec(), sanitize);
+    let dash = |v: Option<Cow<'_, [u8]>>| v.filter(|v| !v.is_empty()).map_or(b"-".to_vec(), |v| sanitize(&v));
     let text: Vec<u8> = match a {
         "h" => e.client.to_string().into_bytes(),
         "l" | "u" => b"-".to_vec(),
@@ -170,9 +186,11 @@ fn atom(a: &str, e: &Entry<'_>, out: &mut Vec<u8>) {
         _ if a.ends_with("}i") => dash(e.request_header(&a[1..a.len() - 2])),
         _ if a.ends_with("}o") => {
             let name = &a[1..a.len() - 2];
-            dash(e.response_headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| *v))
+            dash(e.response_headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| clip(v)))
         }
-        _ if a.ends_with("}e") => dash(std::env::var(&a[1..a.len() - 2]).ok().as_deref().map(str::as_bytes)),
+        _ if a.ends_with("}e") => {
+            dash(std::env::var(&a[1..a.len() - 2]).ok().as_deref().map(|v| clip(v.as_bytes())))
+        }
         _ => b"-".to_vec(),
     };
     out.extend_from_slice(&text);
@@ -191,7 +209,7 @@ fn json_line(e: &Entry<'_>, out: &mut Vec<u8>) {
         ("bytes", e.bytes.to_string()),
         ("duration_us", e.duration.as_micros().to_string()),
         ("executor", e.executor.to_string()),
-        ("request_id", json_str(e.request_id)),
+        ("request_id", json_opt(Some(clip(e.request_id.as_bytes())))),
         ("user_agent", json_opt(e.request_header("user-agent"))),
         ("referer", json_opt(e.request_header("referer"))),
     ];
@@ -208,9 +226,9 @@ fn json_line(e: &Entry<'_>, out: &mut Vec<u8>) {
     out.push(b'}');
 }
 
-fn json_opt(v: Option<&[u8]>) -> String {
+fn json_opt(v: Option<impl AsRef<[u8]>>) -> String {
     match v {
-        Some(v) => json_str(&String::from_utf8_lossy(v)),
+        Some(v) => json_str(&String::from_utf8_lossy(v.as_ref())),
         None => "null".to_string(),
     }
 }
@@ -231,6 +249,17 @@ fn json_str(s: &str) -> String {
     }
     out.push('"');
     out
+}
+
+/// `v`, or its first [`MAX_VALUE`] bytes followed by `...` when it is longer.
+fn clip(v: &[u8]) -> Cow<'_, [u8]> {
+    if v.len() <= MAX_VALUE {
+        return Cow::Borrowed(v);
+    }
+    let mut cut = Vec::with_capacity(MAX_VALUE + 3);
+    cut.extend_from_slice(&v[..MAX_VALUE]);
+    cut.extend_from_slice(b"...");
+    Cow::Owned(cut)
 }
 
 /// Bytes from the client, made safe for a text log line: quotes, backslashes and
@@ -288,35 +317,123 @@ enum Message {
     Reopen,
 }
 
+/// The bound between the executors and the writer thread.
+///
+/// Touched once per handed-over buffer (64 KiB or a 100 ms tick), never per request, so
+/// the shared atomics stay off the request path.
+#[derive(Debug)]
+struct Queue {
+    /// Bytes handed to the writer and not yet written.
+    bytes: AtomicUsize,
+    /// Most bytes `bytes` may reach (`--access-log-buffer`).
+    budget: usize,
+    /// Lines dropped (queue full, or the output failing); `/metrics` reads it.
+    dropped: Arc<AtomicU64>,
+    /// Whether the "queue full" warning was given (it is given once).
+    warned_full: AtomicBool,
+}
+
+impl Queue {
+    /// Take room for `len` bytes; false when that would pass the budget.
+    fn reserve(&self, len: usize) -> bool {
+        let before = self.bytes.fetch_add(len, Relaxed);
+        if before + len <= self.budget {
+            return true;
+        }
+        self.bytes.fetch_sub(len, Relaxed);
+        false
+    }
+
+    /// `len` bytes left the queue (written, or dropped by the writer).
+    fn release(&self, len: usize) {
+        self.bytes.fetch_sub(len, Relaxed);
+    }
+
+    /// Count the lines of `lines` as dropped.
+    fn drop_lines(&self, lines: &[u8]) {
+        let n = lines.iter().filter(|&&b| b == b'\n').count() as u64;
+        self.dropped.fetch_add(n, Relaxed);
+    }
+
+    /// The queue is full: drop `lines`, and say so the first time.
+    fn overflow(&self, lines: &[u8]) {
+        self.drop_lines(lines);
+        if !self.warned_full.swap(true, Relaxed) {
+            tracing::warn!(
+                budget_bytes = self.budget,
+                "access log output is not keeping up: lines are dropped while its queue is full \
+                 (counted in percore_access_log_dropped_total; this is said once)"
+            );
+        }
+    }
+}
+
 /// The shared end of the access log: a format and the channel to the writer thread.
 #[derive(Clone)]
 pub struct AccessLog {
     format: Arc<Format>,
     tx: Sender<Message>,
+    queue: Arc<Queue>,
 }
 
 impl std::fmt::Debug for AccessLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AccessLog").field("format", &self.format).finish()
+        f.debug_struct("AccessLog").field("format", &self.format).field("queue", &self.queue).finish()
     }
 }
 
 impl AccessLog {
-    /// Start the writer thread (opening the file now, so a bad path fails at start).
-    pub fn start(target: &Target, format: Format) -> io::Result<Option<AccessLog>> {
+    /// Start the writer thread (opening the file now, so a bad path fails at start). At most
+    /// `budget` bytes wait for the writer; lines beyond it are dropped and counted in
+    /// `dropped`.
+    pub fn start(
+        target: &Target,
+        format: Format,
+        budget: usize,
+        dropped: Arc<AtomicU64>,
+    ) -> io::Result<Option<AccessLog>> {
         let sink = match target {
             Target::Off => return Ok(None),
             Target::Stdout => Sink::Stdout,
             Target::File(path) => Sink::File(path.clone(), open(path)?),
         };
+        let queue = Arc::new(Queue {
+            bytes: AtomicUsize::new(0),
+            budget,
+            dropped,
+            warned_full: AtomicBool::new(false),
+        });
         let (tx, rx) = mpsc::channel();
-        std::thread::Builder::new().name("percore-access-log".into()).spawn(move || write_loop(sink, rx))?;
-        Ok(Some(AccessLog { format: Arc::new(format), tx }))
+        let writer = queue.clone();
+        std::thread::Builder::new()
+            .name("percore-access-log".into())
+            .spawn(move || write_loop(sink, rx, &writer))?;
+        Ok(Some(AccessLog { format: Arc::new(format), tx, queue }))
+    }
+
+    /// The same log (writer, queue) with another format, for executors started from now on
+    /// (a SIGHUP that changed `access-log-format`).
+    pub fn with_format(&self, format: Format) -> AccessLog {
+        AccessLog { format: Arc::new(format), ..self.clone() }
     }
 
     /// Reopen the file (after logrotate moved it).
     pub fn reopen(&self) {
         let _ = self.tx.send(Message::Reopen);
+    }
+
+    /// Hand `lines` to the writer, or drop them when the queue is full.
+    fn hand_over(&self, lines: Vec<u8>) {
+        if !self.queue.reserve(lines.len()) {
+            self.queue.overflow(&lines);
+            return;
+        }
+        let len = lines.len();
+        if let Err(mpsc::SendError(Message::Lines(lost))) = self.tx.send(Message::Lines(lines)) {
+            // The writer thread is gone (it cannot start lines after a panic): count them.
+            self.queue.release(len);
+            self.queue.drop_lines(&lost);
+        }
     }
 
     /// This executor's buffer.
@@ -360,8 +477,7 @@ impl LocalAccessLog {
         let mut buf = self.buf.borrow_mut();
         format_line(&self.shared.format, entry, &mut buf);
         if buf.len() >= FLUSH_AT {
-            let full = std::mem::take(&mut *buf);
-            let _ = self.shared.tx.send(Message::Lines(full));
+            self.shared.hand_over(std::mem::take(&mut *buf));
         }
     }
 
@@ -369,8 +485,7 @@ impl LocalAccessLog {
     pub fn flush(&self) {
         let mut buf = self.buf.borrow_mut();
         if !buf.is_empty() {
-            let full = std::mem::take(&mut *buf);
-            let _ = self.shared.tx.send(Message::Lines(full));
+            self.shared.hand_over(std::mem::take(&mut *buf));
         }
     }
 }
@@ -386,36 +501,101 @@ enum Sink {
     File(PathBuf, File),
 }
 
+impl Sink {
+    fn write(&mut self, lines: &[u8]) -> io::Result<()> {
+        match self {
+            Sink::Stdout => {
+                let mut out = io::stdout().lock();
+                out.write_all(lines).and_then(|()| out.flush())
+            }
+            Sink::File(_, f) => f.write_all(lines),
+        }
+    }
+}
+
+/// Whether the server could open `target` (for `percore check-config`), without creating or
+/// changing anything: an existing file must open for appending, a new one needs a writable
+/// directory.
+pub fn check_target(target: &Target) -> io::Result<()> {
+    let Target::File(path) = target else { return Ok(()) };
+    if path.exists() {
+        return OpenOptions::new().append(true).open(path).map(drop).map_err(|e| in_path(path, e));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    let meta = std::fs::metadata(dir).map_err(|e| in_path(dir, e))?;
+    if !meta.is_dir() {
+        return Err(in_path(dir, io::Error::new(io::ErrorKind::NotADirectory, "not a directory")));
+    }
+    writable(dir).map_err(|e| in_path(dir, e))
+}
+
+/// `e`, naming `path`.
+fn in_path(path: &std::path::Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+/// access(2): whether this process may create files in `dir`.
+fn writable(dir: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
+    // SAFETY: access(2) with a valid NUL-terminated path.
+    match unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
 fn open(path: &PathBuf) -> io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
 
-fn write_loop(mut sink: Sink, rx: Receiver<Message>) {
+/// The writer thread: write what arrives; a failed write drops its lines (counted) and is
+/// logged once until writing works again, so a reader that went away (EPIPE) or a full disk
+/// neither ends the server nor floods its log.
+fn write_loop(mut sink: Sink, rx: Receiver<Message>, queue: &Queue) {
+    let mut failing = false;
     for msg in rx {
         match msg {
             Message::Lines(lines) => {
-                let result = match &mut sink {
-                    Sink::Stdout => io::stdout().lock().write_all(&lines),
-                    Sink::File(_, f) => f.write_all(&lines),
-                };
-                if let Err(e) = result {
-                    tracing::warn!(error = %e, "cannot write the access log");
-                }
-            }
-            Message::Reopen => {
-                if let Sink::File(path, file) = &mut sink {
-                    match open(path) {
-                        Ok(f) => {
-                            *file = f;
-                            tracing::info!(path = %path.display(), "access log reopened");
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, path = %path.display(), "cannot reopen the access log")
+                let result = sink.write(&lines);
+                queue.release(lines.len());
+                match result {
+                    Ok(()) if failing => {
+                        failing = false;
+                        tracing::info!("access log writes work again");
+                    }
+                    Ok(()) => {}
+                    Err(e) => {
+                        queue.drop_lines(&lines);
+                        if !failing {
+                            failing = true;
+                            tracing::warn!(
+                                error = %e,
+                                "cannot write the access log; dropping its lines until writes work again \
+                                 (counted in percore_access_log_dropped_total)"
+                            );
                         }
                     }
                 }
             }
+            Message::Reopen => reopen(&mut sink),
         }
+    }
+}
+
+/// SIGUSR1: open the file's path again (logrotate moved the old one away).
+fn reopen(sink: &mut Sink) {
+    let Sink::File(path, file) = sink else { return };
+    match open(path) {
+        Ok(f) => {
+            *file = f;
+            tracing::info!(path = %path.display(), "access log reopened");
+        }
+        Err(e) => tracing::error!(error = %e, path = %path.display(), "cannot reopen the access log"),
     }
 }
 
@@ -466,5 +646,76 @@ mod tests {
         assert!(json.contains("\"duration_us\":1234") && json.contains("\"request_id\":\"abc\""), "{json}");
         assert!(Format::parse("%(zz)s").is_err());
         assert!(Format::parse("%(h").is_err());
+    }
+
+    /// The file's text once `done` says so (the writer thread writes it), within 5 s.
+    fn read_when(path: &PathBuf, done: impl Fn(&str) -> bool) -> String {
+        let start = std::time::Instant::now();
+        loop {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            if done(&text) || start.elapsed() > Duration::from_secs(5) {
+                return text;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn entry(head: &RequestHead) -> Entry<'_> {
+        Entry {
+            time: UNIX_EPOCH,
+            client: "10.0.0.1".parse().unwrap(),
+            scheme: "http",
+            head: Some(head),
+            status: 200,
+            bytes: 1,
+            duration: Duration::ZERO,
+            executor: 0,
+            request_id: "r",
+            response_headers: &[],
+        }
+    }
+
+    #[test]
+    fn long_header_values_are_cut() {
+        let long = "u".repeat(4 * 1024);
+        let raw = format!("GET / HTTP/1.1\r\nHost: x\r\nUser-Agent: {long}\r\nReferer: {long}\r\n\r\n");
+        let h = head(raw.as_bytes());
+        let e = entry(&h);
+        let cut = format!("{}...", "u".repeat(MAX_VALUE));
+        let combined = line("combined", &e);
+        assert!(combined.len() < 3 * MAX_VALUE, "{} bytes", combined.len());
+        assert!(combined.ends_with(&format!("\"{cut}\" \"{cut}\"\n")), "{combined}");
+        let json = line("json", &e);
+        assert!(json.contains(&format!("\"user_agent\":\"{cut}\"")), "{json}");
+        assert!(json.len() < 3 * MAX_VALUE, "{} bytes", json.len());
+        let short = head(b"GET / HTTP/1.1\r\nHost: x\r\nUser-Agent: ua\r\n\r\n");
+        assert!(line("%(a)s", &entry(&short)) == "ua\n");
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_lines() {
+        let path = std::env::temp_dir().join(format!("percore-al-{}-full.log", std::process::id()));
+        let dropped = Arc::new(AtomicU64::new(0));
+        // Room for about one line.
+        let log = AccessLog::start(
+            &Target::File(path.clone()),
+            Format::parse("%(s)s %(U)s").unwrap(),
+            12,
+            dropped.clone(),
+        )
+        .unwrap()
+        .unwrap();
+        let h = head(b"GET /abcdef HTTP/1.1\r\nHost: x\r\n\r\n");
+        let local = log.local(0);
+        local.log(&entry(&h));
+        local.log(&entry(&h));
+        local.flush();
+        assert_eq!(dropped.load(Relaxed), 2, "a buffer over the budget is dropped whole");
+        local.log(&entry(&h));
+        local.flush();
+        let written = read_when(&path, |text| !text.is_empty());
+        assert_eq!(written, "200 /abcdef\n");
+        assert_eq!(dropped.load(Relaxed), 2);
+        std::fs::remove_file(path).unwrap();
     }
 }

@@ -4,9 +4,10 @@
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -137,6 +138,13 @@ pub fn render(state: &ServerState) -> String {
         state.restarts(),
     );
     simple(&mut w, "percore_executor_stalls_total", "counter", "Executors found stalled.", state.stalls());
+    simple(
+        &mut w,
+        "percore_access_log_dropped_total",
+        "counter",
+        "Access log lines dropped because its queue was full or its output failed.",
+        state.access_log_dropped(),
+    );
     simple(&mut w, "percore_executors", "gauge", "Executor slots.", slots.len() as u64);
     simple(&mut w, "percore_draining", "gauge", "1 while draining.", u64::from(state.is_draining()));
     let _ = writeln!(
@@ -162,36 +170,75 @@ pub fn handler(state: Arc<ServerState>) -> impl Fn(Request) -> std::future::Read
     }
 }
 
-/// Serve `GET /metrics` on a port of its own (`--metrics-port`), on a plain thread: scrapes
-/// never touch an executor, and the port can be kept off the public interface.
+/// Scrapes answered at once on `--metrics-port`; a connection beyond them is closed at once.
+const MAX_SCRAPES: usize = 16;
+/// The whole time a scrape connection gets to send its request head (not per read: a client
+/// trickling a byte at a time is cut here too).
+const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+/// The longest a response write may wait on a client that does not read.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The most of a request head read; the request line is all that matters.
+const MAX_HEAD: usize = 4096;
+
+/// Serve `GET /metrics` on a port of its own (`--metrics-port`): scrapes never touch an
+/// executor, and the port can be kept off the public interface.
+///
+/// Each connection gets a thread of its own (at most [`MAX_SCRAPES`] at once) and a
+/// whole-request deadline, so one slow or stuck client cannot hold up every scrape.
 pub fn serve_on(
     listener: TcpListener,
     state: Arc<ServerState>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("percore-metrics".into()).spawn(move || {
+        let active = Arc::new(AtomicUsize::new(0));
         for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-            let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
-            let mut buf = [0u8; 4096];
-            let mut len = 0;
-            while len < buf.len() && !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut buf[len..]) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => len += n,
-                }
+            let Ok(stream) = stream else { continue };
+            if active.fetch_add(1, Relaxed) >= MAX_SCRAPES {
+                active.fetch_sub(1, Relaxed);
+                continue; // dropped: closed
             }
-            let line = buf[..len].split(|&b| b == b'\r').next().unwrap_or_default();
-            let (status, body) = if line.starts_with(b"GET /metrics ") || line.starts_with(b"GET /metrics?") {
-                ("200 OK", render(&state))
-            } else {
-                ("404 Not Found", "404 Not Found\n".to_string())
-            };
-            let head = format!(
-                "HTTP/1.1 {status}\r\ncontent-type: {CONTENT_TYPE}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(body.as_bytes()));
+            let (state, done) = (state.clone(), active.clone());
+            let spawned = std::thread::Builder::new().name("percore-scrape".into()).spawn(move || {
+                answer(stream, &state);
+                done.fetch_sub(1, Relaxed);
+            });
+            if spawned.is_err() {
+                active.fetch_sub(1, Relaxed);
+            }
         }
     })
+}
+
+/// Read one request head (within [`REQUEST_DEADLINE`]) and answer it; close.
+fn answer(mut stream: TcpStream, state: &ServerState) {
+    let Some(head) = read_head(&mut stream, Instant::now() + REQUEST_DEADLINE) else { return };
+    let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
+    let (status, body) = if line.starts_with(b"GET /metrics ") || line.starts_with(b"GET /metrics?") {
+        ("200 OK", render(state))
+    } else {
+        ("404 Not Found", "404 Not Found\n".to_string())
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: {CONTENT_TYPE}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    let _ = stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(body.as_bytes()));
+}
+
+/// The request head (up to [`MAX_HEAD`] bytes), or `None` if the client closed or the
+/// deadline passed first.
+fn read_head(stream: &mut TcpStream, deadline: Instant) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; MAX_HEAD];
+    let mut len = 0;
+    while len < buf.len() && !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+        let left = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())?;
+        stream.set_read_timeout(Some(left)).ok()?;
+        match stream.read(&mut buf[len..]) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => len += n,
+        }
+    }
+    buf.truncate(len);
+    Some(buf)
 }

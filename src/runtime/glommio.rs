@@ -68,6 +68,8 @@ impl Runtime for Glommio {
         Fut: Future,
     {
         crate::time::install(boxed_sleep);
+        #[cfg(feature = "tokio")]
+        let _tokio = super::tokio::enter_outbound_context()?;
         // Unbound: the thread is already pinned by the server, inside the process's CPU set.
         let ex = LocalExecutorBuilder::new(Placement::Unbound).io_memory(IO_MEMORY).make().map_err(to_io)?;
         Ok(ex.run(main("io_uring")))

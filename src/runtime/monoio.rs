@@ -135,6 +135,8 @@ impl Runtime for Monoio {
         Fut: Future,
     {
         crate::time::install(boxed_sleep);
+        #[cfg(feature = "tokio")]
+        let _tokio = super::tokio::enter_outbound_context()?;
         // The driver was decided once for all executors (see `prepare`).
         if USE_URING.load(Ordering::Relaxed) {
             let mut rt = RuntimeBuilder::<IoUringDriver>::new().enable_timer().build()?;

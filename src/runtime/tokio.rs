@@ -213,3 +213,31 @@ impl WriteHalf for TokioWrite {
         shutdown(self.0.as_ref().as_raw_fd(), libc::SHUT_WR)
     }
 }
+
+/// The tokio runtime that executors of the other runtimes (monoio, glommio) enter, so that a
+/// handler's tokio-bound calls (`tokio::time::sleep`, `tokio::net`, a reqwest or sqlx
+/// client, tower-http's timeouts) work there instead of panicking on every request. Its one
+/// worker thread drives those timers and sockets and wakes the executor's task when they are
+/// ready: a cross-thread wake-up per event, which is the cost of running tokio-bound code on
+/// an io_uring executor (`--runtime tokio` has none). `tokio::task::spawn_local` still needs
+/// `--runtime tokio`.
+static OUTBOUND: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+
+/// Enter the outbound tokio runtime on this thread for as long as the guard lives (built on
+/// first use).
+pub fn enter_outbound_context() -> io::Result<tokio::runtime::EnterGuard<'static>> {
+    let rt = match OUTBOUND.get() {
+        Some(rt) => rt,
+        None => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("percore-tokio-io")
+                .enable_io()
+                .enable_time()
+                .build()?;
+            // Lost race: another executor built it first; this one is dropped unused.
+            OUTBOUND.get_or_init(|| rt)
+        }
+    };
+    Ok(rt.enter())
+}

@@ -36,6 +36,9 @@ const CRASH_LIMIT: usize = 5;
 const CRASH_WINDOW: Duration = Duration::from_secs(60);
 /// After asking executors to stop, how long to wait for their threads before leaving them.
 const STOP_JOIN_WAIT: Duration = Duration::from_secs(1);
+/// First and longest wait before retrying to start an executor that could not start.
+const RESTART_BACKOFF_MIN: Duration = Duration::from_millis(100);
+const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How often `STATUS=` is refreshed.
 const STATUS_EVERY: Duration = Duration::from_secs(2);
 
@@ -84,7 +87,10 @@ pub enum Command {
     /// Close everything and exit now (SIGQUIT, a second SIGTERM).
     StopNow,
     /// Replace every executor, one at a time, new first (SIGHUP), with a new configuration
-    /// if one is given (settings that need new sockets or threads wait for a restart).
+    /// if one is given. Settings that need new sockets or threads (addresses, workers,
+    /// cores, backlog, runtime, the access log's output and budget, the metrics port) keep
+    /// their value until a restart; saying so is the caller's job (the binary names them in
+    /// one warning, from the configuration file's keys).
     Reload(Option<Box<ServerConfig>>),
     /// Start the executable again on the same sockets, then drain this process (SIGUSR2).
     Upgrade,
@@ -137,8 +143,18 @@ struct Slot {
     /// The current executor's heartbeat as last seen, and when it last moved.
     beat: u64,
     beat_at: Instant,
-    /// New connections are steered away from this slot (its heartbeat is late).
+    /// New connections are steered away from this slot (its heartbeat is late, or it has
+    /// no executor).
     stalled: bool,
+    /// Set while the slot has no executor (it died and a new one could not start yet).
+    restart: Option<Restart>,
+}
+
+/// When to try again to start an executor in an empty slot, and the wait after that.
+#[derive(Debug, Clone, Copy)]
+struct Restart {
+    at: Instant,
+    backoff: Duration,
 }
 
 /// An executor on its way out (recycled, reloaded): draining until `deadline`.
@@ -159,6 +175,8 @@ pub struct Supervisor {
     rng: u64,
     last_status: Instant,
     last_watchdog: Instant,
+    /// When the heartbeats were last looked at (to notice the supervisor oversleeping).
+    last_look: Instant,
     /// Executors given up on while stuck: their threads still exist until they wake.
     abandoned: Vec<Instance>,
     /// Round-robin position for handing off connections rescued from a stalled slot.
@@ -200,6 +218,7 @@ impl Supervisor {
                     beat: 0,
                     beat_at: now,
                     stalled: false,
+                    restart: None,
                 })
                 .collect(),
             retiring: Vec::new(),
@@ -211,6 +230,7 @@ impl Supervisor {
             rng: seed(),
             last_status: now,
             last_watchdog: now,
+            last_look: now,
             abandoned: Vec::new(),
             handoff_next: 0,
             steerable,
@@ -230,6 +250,10 @@ impl Supervisor {
                 }
             }
         }
+        // Whoever owns the sockets owns their steering: inherited sockets (an upgrade) may
+        // still carry the program of the process before, steering away from an executor
+        // of its that was stalled. Every executor here is fresh, so this detaches it.
+        sup.steer();
         Ok((sup, driver))
     }
 
@@ -244,6 +268,9 @@ impl Supervisor {
                     if let Some(pid) = self.start_successor() {
                         return Ok(self.hand_over(&commands, pid));
                     }
+                    // The sockets stay ours: so does their steering, which the new process
+                    // may have reset before it failed.
+                    self.steer();
                 }
                 Ok(Command::StopNow) | Err(RecvTimeoutError::Disconnected) => {
                     self.notifier.send("STOPPING=1");
@@ -255,8 +282,10 @@ impl Supervisor {
             }
             self.reap()?;
             self.recycle();
-            self.retire();
-            self.watch_stalls()?;
+            self.retire()?;
+            if let Err(e) = self.watch_stalls() {
+                return Err(self.leave_drained(&commands, e));
+            }
             self.ping();
         }
     }
@@ -367,7 +396,9 @@ impl Supervisor {
     }
 
     /// Take a new configuration for the executors started from now on. Settings tied to the
-    /// sockets or threads (address, workers, cores, backlog) keep their value until restart.
+    /// sockets or threads (address, workers, cores, backlog, the access log's output, the
+    /// metrics port) keep their value until restart; the caller says which ones changed
+    /// (the binary names them in one warning, from the configuration file's keys).
     fn apply(&mut self, new: ServerConfig) {
         let old = &self.server_config;
         let fixed = [
@@ -380,20 +411,25 @@ impl Supervisor {
             ("backlog", old.backlog != new.backlog),
             ("runtime", old.runtime != new.runtime),
             ("io-backend", old.io_backend != new.io_backend),
+            ("access-log", old.access_log != new.access_log),
+            ("access-log-buffer", old.access_log_buffer != new.access_log_buffer),
+            ("metrics-port", old.metrics_port != new.metrics_port),
         ];
-        for (name, changed) in fixed {
-            if changed {
-                tracing::warn!(
-                    setting = name,
-                    "changed in the configuration; it takes effect only after a restart"
-                );
-            }
+        let kept: Vec<&str> = fixed.iter().filter(|(_, changed)| *changed).map(|(name, _)| *name).collect();
+        if !kept.is_empty() {
+            tracing::debug!(settings = kept.join(", "), "kept until restart");
         }
         let workers = self.slots.len();
         for (i, slot) in self.slots.iter_mut().enumerate() {
-            // The access log writer belongs to the process; it stays (reopen it with SIGUSR1).
-            slot.template.driver =
-                DriverConfig { access_log: slot.template.driver.access_log.clone(), ..new.driver.clone() };
+            // The access log writer belongs to the process and stays (reopen it with SIGUSR1);
+            // the new executors write the new format.
+            let access_log = slot
+                .template
+                .driver
+                .access_log
+                .as_ref()
+                .map(|log| log.with_format(new.access_log_format.clone()));
+            slot.template.driver = DriverConfig { access_log, ..new.driver.clone() };
             slot.template.max_in_flight = share(new.limit_concurrency, workers, i);
             slot.template.max_connections = share(new.max_connections, workers, i);
         }
@@ -404,74 +440,117 @@ impl Supervisor {
             cpus: old.cpus.clone(),
             runtime: old.runtime,
             io_backend: old.io_backend,
+            access_log: old.access_log.clone(),
+            access_log_buffer: old.access_log_buffer,
+            metrics_port: old.metrics_port,
             ..new
         };
         tracing::info!("new configuration applied");
     }
 
-    /// Executors that ended on their own are restarted; too many in a short time ends the
-    /// server with an error instead.
+    /// Executors that ended on their own are restarted; too many deaths in a short time
+    /// end the server with an error instead. A slot whose new executor cannot start (out of
+    /// descriptors, say) stays empty and is retried with backoff while the others serve.
     fn reap(&mut self) -> Result<(), ServerError> {
         for i in 0..self.slots.len() {
             let finished = self.slots[i].current.as_ref().is_some_and(|c| c.thread.is_finished());
-            if !finished {
-                continue;
+            if finished {
+                let dead = self.slots[i].current.take().expect("checked above");
+                self.state.retire(&dead.stats);
+                let reason = join_reason(dead.thread);
+                tracing::error!(executor = i, reason, "executor died; starting a new one");
+                self.count_death()?;
+                self.slots[i].restart = Some(Restart { at: Instant::now(), backoff: RESTART_BACKOFF_MIN });
             }
-            let dead = self.slots[i].current.take().expect("checked above");
-            self.state.retire(&dead.stats);
-            let reason = join_reason(dead.thread);
-            tracing::error!(executor = i, reason, "executor died; starting a new one");
-            let now = Instant::now();
-            self.crashes.push_back(now);
-            while self.crashes.front().is_some_and(|t| now.duration_since(*t) > CRASH_WINDOW) {
-                self.crashes.pop_front();
-            }
-            if self.crashes.len() >= CRASH_LIMIT {
-                tracing::error!(
-                    restarts = self.crashes.len(),
-                    window_s = CRASH_WINDOW.as_secs(),
-                    "executors keep dying; giving up so the service manager can restart the process"
-                );
-                self.stop_all();
-                return Err(ServerError::CrashLoop { restarts: self.crashes.len() });
-            }
-            match self.spawn_instance(i) {
-                Ok((instance, _)) => {
-                    self.state.count_restart();
-                    self.install(i, instance);
-                    tracing::info!(executor = i, "executor restarted");
-                }
-                Err(reason) => {
-                    self.stop_all();
-                    return Err(ServerError::Executor { index: i, reason });
-                }
-            }
+            self.restart_due(i);
         }
         Ok(())
     }
 
-    /// `--max-requests`: replace (at most) one executor per tick that served its share.
-    fn recycle(&mut self) {
-        let due = self.slots.iter().position(|s| {
-            s.current
-                .as_ref()
-                .is_some_and(|c| c.recycle_at.is_some_and(|n| ExecutorStats::get(&c.stats.requests) >= n))
-        });
-        if let Some(i) = due {
-            let served = self.slots[i].current.as_ref().map_or(0, |c| ExecutorStats::get(&c.stats.requests));
-            self.replace(i, &format!("recycled after {served} requests"));
+    /// Count a death towards the crash-loop limit; past it, stop everything and fail.
+    fn count_death(&mut self) -> Result<(), ServerError> {
+        let now = Instant::now();
+        self.crashes.push_back(now);
+        while self.crashes.front().is_some_and(|t| now.duration_since(*t) > CRASH_WINDOW) {
+            self.crashes.pop_front();
+        }
+        if self.crashes.len() >= CRASH_LIMIT {
+            tracing::error!(
+                restarts = self.crashes.len(),
+                window_s = CRASH_WINDOW.as_secs(),
+                "executors keep dying; giving up so the service manager can restart the process"
+            );
+            self.stop_all();
+            return Err(ServerError::CrashLoop { restarts: self.crashes.len() });
+        }
+        Ok(())
+    }
+
+    /// Start slot `i`'s executor again if the slot is empty and its retry is due. While it
+    /// is empty, new connections are steered to the other slots (and any queued on its
+    /// socket handed to them).
+    fn restart_due(&mut self, i: usize) {
+        let Some(restart) = self.slots[i].restart else { return };
+        if Instant::now() < restart.at {
+            return;
+        }
+        match self.spawn_instance(i) {
+            Ok((instance, _)) => {
+                self.state.count_restart();
+                self.install(i, instance);
+                self.slots[i].restart = None;
+                tracing::info!(executor = i, "executor restarted");
+                if std::mem::take(&mut self.slots[i].stalled) {
+                    self.steer();
+                }
+            }
+            Err(reason) => {
+                let backoff = (restart.backoff * 2).min(RESTART_BACKOFF_MAX);
+                tracing::error!(
+                    executor = i,
+                    reason,
+                    missing = what_is_missing(&reason),
+                    retry_in_ms = restart.backoff.as_millis() as u64,
+                    "cannot start a new executor; the other executors serve meanwhile"
+                );
+                self.slots[i].restart = Some(Restart { at: Instant::now() + restart.backoff, backoff });
+                if !std::mem::replace(&mut self.slots[i].stalled, true) {
+                    self.steer();
+                }
+            }
         }
     }
 
-    /// Forget retired executors that finished; stop those past their graceful timeout.
-    fn retire(&mut self) {
-        let now = Instant::now();
-        let state = &self.state;
-        self.retiring.retain_mut(|r| {
-            if r.instance.thread.is_finished() {
-                state.retire(&r.instance.stats);
-                return false;
+    /// `--max-requests`: replace every executor that served its share (each new first).
+    fn recycle(&mut self) {
+        for i in 0..self.slots.len() {
+            let served = self.slots[i].current.as_ref().and_then(|c| {
+                let served = ExecutorStats::get(&c.stats.requests);
+                c.recycle_at.is_some_and(|n| served >= n).then_some(served)
+            });
+            if let Some(served) = served {
+                self.replace(i, &format!("recycled after {served} requests"));
             }
+        }
+    }
+
+    /// Forget retired executors that finished; stop those past their graceful timeout. One
+    /// that died rather than finished its drain (it may have crashed just before it was
+    /// told to leave) is a death like any other.
+    fn retire(&mut self) -> Result<(), ServerError> {
+        let now = Instant::now();
+        let mut deaths = Vec::new();
+        let mut kept = Vec::with_capacity(self.retiring.len());
+        for r in self.retiring.drain(..) {
+            if r.instance.thread.is_finished() {
+                self.state.retire(&r.instance.stats);
+                let slot = r.instance.stats.slot;
+                if let Err(reason) = r.instance.thread.join().map_err(panic_reason) {
+                    deaths.push((slot, reason));
+                }
+                continue;
+            }
+            let mut r = r;
             if now >= r.deadline && !r.stop_sent {
                 tracing::warn!(
                     open = ExecutorStats::get(&r.instance.stats.connections_open),
@@ -480,22 +559,55 @@ impl Supervisor {
                 r.instance.stats.request_stop();
                 r.stop_sent = true;
             }
-            true
-        });
+            kept.push(r);
+        }
+        self.retiring = kept;
+        for (slot, reason) in deaths {
+            tracing::error!(executor = slot, reason, "executor died while being replaced");
+            self.count_death()?;
+        }
+        Ok(())
     }
 
-    /// Note which heartbeats moved since the last look.
+    /// Note which heartbeats moved since the last look. Time in which the supervisor itself
+    /// did not run (the whole process frozen by SIGSTOP, a cgroup freezer, docker pause, a
+    /// debugger or a VM migration, or starved of CPU) is not held against an executor: its
+    /// heartbeat could not move either, so a still heartbeat's baseline moves on by that
+    /// much. A real stall is seen as fast as ever, the supervisor then running on time.
     fn tick_heartbeats(&mut self) {
         let now = Instant::now();
+        let unseen = self.unwatched(now);
+        let mut excused = 0;
         for slot in &mut self.slots {
             if let Some(c) = &slot.current {
                 let beat = ExecutorStats::get(&c.stats.heartbeat);
                 if beat != slot.beat {
                     slot.beat = beat;
                     slot.beat_at = now;
+                } else if !unseen.is_zero() {
+                    slot.beat_at = (slot.beat_at + unseen).min(now);
+                    excused += 1;
                 }
             }
         }
+        if excused > 0 {
+            tracing::warn!(
+                paused_ms = unseen.as_millis() as u64,
+                executors = excused,
+                "the supervisor did not run for a while (process frozen or starved of CPU); \
+                 not counting that time against the executors' heartbeats"
+            );
+        }
+    }
+
+    /// How long, up to `now`, the supervisor did not watch beyond its usual tick (zero
+    /// unless that is long enough to matter for stall detection).
+    fn unwatched(&mut self, now: Instant) -> Duration {
+        let gap = now.duration_since(std::mem::replace(&mut self.last_look, now)).saturating_sub(TICK);
+        if gap < (self.config.stall_detect / 2).max(2 * TICK) {
+            return Duration::ZERO;
+        }
+        gap
     }
 
     /// Whether every executor's heartbeat moved within `within`.
@@ -589,7 +701,7 @@ impl Supervisor {
         );
         while started.elapsed() < self.config.drain_delay {
             let left = self.config.drain_delay.saturating_sub(started.elapsed()).min(TICK);
-            if stop_requested(commands.recv_timeout(left)) {
+            if stop_now(commands.recv_timeout(left)) {
                 self.stop_all();
                 return Shutdown::Stopped;
             }
@@ -616,6 +728,15 @@ impl Supervisor {
         self.wait_drained(commands, started)
     }
 
+    /// Leave with `error` in good order: the executors that still serve are drained first
+    /// (their in-flight requests finish within the graceful timeout), instead of being
+    /// reset when the process exits.
+    fn leave_drained(&mut self, commands: &Receiver<Command>, error: ServerError) -> ServerError {
+        tracing::error!(error = %error, "leaving: draining the executors that still serve first");
+        self.drain(commands);
+        error
+    }
+
     /// Wait until every executor has drained; at the graceful timeout, cut what is left.
     fn wait_drained(&mut self, commands: &Receiver<Command>, started: Instant) -> Shutdown {
         let deadline = Instant::now() + self.config.graceful_timeout;
@@ -635,7 +756,7 @@ impl Supervisor {
                 self.stop_all();
                 return Shutdown::DrainTimedOut { cut };
             }
-            if stop_requested(commands.recv_timeout(TICK)) {
+            if stop_now(commands.recv_timeout(TICK)) {
                 tracing::warn!("second stop request: stopping now");
                 self.stop_all();
                 return Shutdown::Stopped;
@@ -703,9 +824,29 @@ impl Supervisor {
     }
 }
 
-/// While draining, a second request to stop (or the handle going away) ends it at once.
-fn stop_requested(cmd: Result<Command, RecvTimeoutError>) -> bool {
-    matches!(cmd, Ok(Command::StopNow | Command::Drain) | Err(RecvTimeoutError::Disconnected))
+/// While draining (after SIGTERM, or after handing the sockets to a successor): whether a
+/// command ends the drain at once. Only a request to stop now does (a second SIGTERM, or
+/// SIGQUIT), or the handle going away. A graceful stop request is the drain already under
+/// way: after an upgrade it is the first SIGTERM the old process gets, and cutting its
+/// in-flight requests then would lose them (gunicorn's USR2 + TERM drains too). Reloads
+/// and upgrades make no sense on executors that are leaving; they are ignored, with a word.
+fn stop_now(cmd: Result<Command, RecvTimeoutError>) -> bool {
+    match cmd {
+        Ok(Command::StopNow) | Err(RecvTimeoutError::Disconnected) => true,
+        Ok(Command::Drain) => {
+            tracing::info!("already draining; send SIGTERM again (or SIGQUIT) to stop at once");
+            false
+        }
+        Ok(Command::Reload(_)) => {
+            tracing::info!("reload ignored while draining");
+            false
+        }
+        Ok(Command::Upgrade) => {
+            tracing::info!("upgrade ignored while draining");
+            false
+        }
+        Err(RecvTimeoutError::Timeout) => false,
+    }
 }
 
 fn seed() -> u64 {
@@ -718,10 +859,101 @@ fn seed() -> u64 {
 fn join_reason(thread: JoinHandle<()>) -> String {
     match thread.join() {
         Ok(()) => "exited".to_string(),
-        Err(panic) => panic
-            .downcast_ref::<&str>()
-            .map(|s| format!("panicked: {s}"))
-            .or_else(|| panic.downcast_ref::<String>().map(|s| format!("panicked: {s}")))
-            .unwrap_or_else(|| "panicked".to_string()),
+        Err(panic) => panic_reason(panic),
+    }
+}
+
+/// A thread's panic payload, as words.
+fn panic_reason(panic: Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| format!("panicked: {s}"))
+        .or_else(|| panic.downcast_ref::<String>().map(|s| format!("panicked: {s}")))
+        .unwrap_or_else(|| "panicked".to_string())
+}
+
+/// What an executor that cannot start lacks, in operator's terms, judged from the error.
+fn what_is_missing(reason: &str) -> &'static str {
+    if reason.contains("Too many open files")
+        || reason.contains("os error 24")
+        || reason.contains("os error 23")
+    {
+        "file descriptors: the process is at RLIMIT_NOFILE (raise LimitNOFILE= / ulimit -n, or lower \
+         --max-connections); retrying as connections close"
+    } else if reason.contains("Cannot allocate memory") || reason.contains("os error 12") {
+        "memory (or locked memory for io_uring: RLIMIT_MEMLOCK)"
+    } else if reason.contains("Resource temporarily unavailable") || reason.contains("os error 11") {
+        "threads or processes (RLIMIT_NPROC, TasksMax=)"
+    } else {
+        "unknown (see the reason)"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    /// A stand-in executor thread: reports that it serves, beats, and leaves when asked to
+    /// drain or stop. Enough for the supervisor's bookkeeping, without a runtime.
+    fn fake_spawn() -> Arc<SpawnFn> {
+        Arc::new(|cfg: ExecutorConfig, report: Sender<StartReport>| {
+            std::thread::Builder::new().name("fake-executor".into()).spawn(move || {
+                let stats = cfg.stats;
+                let _ = report.send(Ok("fake"));
+                while !stats.drain_requested() && !stats.stop_requested() {
+                    ExecutorStats::add(&stats.heartbeat, 1);
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                stats.drain_seen.store(true, Relaxed);
+            })
+        })
+    }
+
+    /// A supervisor of `workers` fake executors on loopback sockets.
+    fn supervisor(workers: usize, mut config: ServerConfig) -> Supervisor {
+        let addr = "127.0.0.1:0".parse().unwrap();
+        let (group, addr) = crate::listen::bind_group(addr, workers, 16, false).unwrap();
+        let templates = (0..workers)
+            .map(|index| SlotTemplate {
+                index,
+                core: None,
+                addresses: vec![addr],
+                driver: DriverConfig::default(),
+                max_in_flight: usize::MAX,
+                max_connections: usize::MAX,
+            })
+            .collect();
+        let listeners = group.into_iter().map(|l| vec![l]).collect();
+        config.workers = Some(workers);
+        let state = Arc::new(ServerState::new(workers));
+        let (sup, _) = Supervisor::start(
+            templates,
+            listeners,
+            fake_spawn(),
+            state,
+            config,
+            Notifier::disabled(),
+            true,
+            true,
+        )
+        .unwrap();
+        sup
+    }
+
+    /// Every executor past `--max-requests` is recycled in the same tick: under heavy load
+    /// one recycle per tick let executors serve many times their share.
+    #[test]
+    fn recycles_every_due_executor_at_once() {
+        let mut config = ServerConfig::default();
+        config.supervisor.max_requests = Some(10);
+        let mut sup = supervisor(3, config);
+        for slot in &sup.slots {
+            let stats = &slot.current.as_ref().unwrap().stats;
+            stats.requests.store(50, Relaxed);
+        }
+        sup.recycle();
+        assert_eq!(sup.state.restarts(), 3, "all three executors past their share replaced in one tick");
+        sup.stop_all();
     }
 }

@@ -107,7 +107,7 @@ impl Supervisor {
     }
 
     /// Point the reuseport group at the healthy slots.
-    fn steer(&self) {
+    pub(super) fn steer(&self) {
         if !self.steerable {
             return;
         }

@@ -7,8 +7,10 @@ pub const RUNTIME: &str = "monoio";
 #[allow(dead_code)]
 mod support;
 
+mod axum_app;
 mod backend;
 mod basics;
+mod chaos;
 mod chunked;
 mod cli;
 mod concurrency;

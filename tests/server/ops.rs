@@ -329,3 +329,297 @@ fn several_bind_addresses() {
     }
     drop(s);
 }
+
+/// What a [`Piped`] server's stdout is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stdout {
+    /// /dev/null.
+    Null,
+    /// A pipe whose read end is closed at once (writes fail with EPIPE).
+    Closed,
+    /// A pipe nobody reads (writes block once it is full).
+    Unread,
+}
+
+/// A percore whose stdout/stderr are pipes treated badly; killed (by PID) when dropped.
+struct Piped {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    /// Held open, never read (for [`Stdout::Unread`]).
+    _stdout: Option<std::process::ChildStdout>,
+    /// stderr lines read, when it is kept open.
+    logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Piped {
+    /// Start percore with `args` and `env`; stderr is a pipe read up to the ready line and
+    /// then closed (as `percore 2>&1 | head -1`, or a log collector that died, would), or
+    /// read throughout when `keep_stderr`.
+    fn start(args: &[&str], env: &[(&str, &str)], stdout: Stdout, keep_stderr: bool) -> Piped {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        let mut cmd = Command::new(bin());
+        cmd.args(["--port", "0", "--workers", "1", "--log-format", "json"]).args(args);
+        cmd.envs(env.iter().copied());
+        let out = if stdout == Stdout::Null { Stdio::null() } else { Stdio::piped() };
+        let mut child = with_runtime(&mut cmd)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn percore");
+        let held = child.stdout.take().filter(|_| stdout == Stdout::Unread);
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = logs.clone();
+        // The reader (and with it the pipe) ends after the ready line unless `keep_stderr`,
+        // and anyway when the process dies.
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("percore ready") {
+                    let _ = tx.send(json_field(&line, "address").expect("address"));
+                    if !keep_stderr {
+                        return;
+                    }
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let Ok(addr) = rx.recv_timeout(Duration::from_secs(20)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("percore did not become ready");
+        };
+        // Let the reader thread return and close its end.
+        std::thread::sleep(Duration::from_millis(100));
+        Piped { child, addr: addr.parse().unwrap(), _stdout: held, logs }
+    }
+
+    /// How many stderr lines (read so far) contain `needle`.
+    fn log_count(&self, needle: &str) -> usize {
+        self.logs.lock().unwrap().iter().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Resident memory, in KiB.
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS");
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    fn signal(&mut self, sig: libc::c_int) {
+        assert!(self.child.try_wait().unwrap().is_none(), "percore exited before signal {sig}");
+        // SAFETY: kill(2) on our own child, not yet reaped (checked above).
+        assert_eq!(unsafe { libc::kill(self.child.id() as libc::pid_t, sig) }, 0);
+    }
+
+    fn request(&self, raw: &[u8]) -> Response {
+        let mut c = Client::new(connect(self.addr));
+        c.send(raw);
+        c.response()
+    }
+
+    /// SIGTERM, then the exit status (`None`: still running after 15 s).
+    fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        self.signal(libc::SIGTERM);
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_secs(15) {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Piped {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_closed_stderr_pipe_does_not_end_the_server() {
+    let mut s = Piped::start(&[], &[], Stdout::Null, false);
+    // Every one of these logs lines that now meet EPIPE.
+    s.signal(libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(s.child.try_wait().unwrap().is_none(), "percore died when its stderr reader went away");
+    assert_eq!(s.request(b"GET /plaintext HTTP/1.1\r\nHost: h\r\n\r\n").status, 200);
+    let status = s.terminate().expect("percore did not stop on SIGTERM");
+    assert_eq!(status.code(), Some(0), "exit status {status:?}");
+}
+
+#[test]
+fn a_closed_access_log_pipe_drops_lines_and_the_server_goes_on() {
+    let mut s = Piped::start(&["--access-log", "-"], &[], Stdout::Closed, true);
+    let get = b"GET /plaintext HTTP/1.1\r\nHost: h\r\n\r\n";
+    for _ in 0..3 {
+        assert_eq!(s.request(get).status, 200);
+        // Past an executor tick (100 ms), so each line is handed to the writer.
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let m = s.request(b"GET /metrics HTTP/1.1\r\nHost: h\r\n\r\n").text();
+    assert!(sample(&m, "percore_access_log_dropped_total") >= 3.0, "{m}");
+    assert_eq!(s.log_count("cannot write the access log"), 1, "said once: {:?}", s.logs.lock().unwrap());
+    let status = s.terminate().expect("percore did not stop on SIGTERM");
+    assert_eq!(status.code(), Some(0), "exit status {status:?}");
+}
+
+#[test]
+fn an_unread_access_log_pipe_bounds_memory_and_counts_dropped_lines() {
+    let _heavy = heavy();
+    // Set through the environment, so that a percore without the setting still starts.
+    let env = [("PERCORE_ACCESS_LOG_BUFFER", "1MiB")];
+    let s = Piped::start(&["--access-log", "-"], &env, Stdout::Unread, true);
+    let value = "v".repeat(8000);
+    let one =
+        format!("GET /plaintext HTTP/1.1\r\nHost: h\r\nUser-Agent: {value}\r\nReferer: {value}\r\n\r\n");
+    let batch = one.repeat(50);
+    let mut c = Client::new(connect(s.addr));
+    let before = s.rss_kib();
+    // 4000 lines of 16 KB each if the values were logged whole: 64 MB.
+    for _ in 0..80 {
+        c.send(batch.as_bytes());
+        for _ in 0..50 {
+            assert_eq!(c.response().status, 200);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let grown = s.rss_kib().saturating_sub(before);
+    assert!(grown < 24 * 1024, "RSS grew by {grown} KiB with a 1 MiB access log budget");
+    let m = s.request(b"GET /metrics HTTP/1.1\r\nHost: h\r\n\r\n").text();
+    let dropped = sample(&m, "percore_access_log_dropped_total");
+    assert!(dropped >= 2000.0, "dropped {dropped} of 4000 lines");
+    assert_eq!(s.log_count("access log output is not keeping up"), 1, "the warning is given once");
+}
+
+#[test]
+fn a_slow_client_on_the_metrics_port_does_not_block_scrapes() {
+    use std::io::{Read, Write};
+    let s = ServerProc::start(&["--metrics-port", "0"]);
+    assert!(s.wait_log("metrics on their own port", Duration::from_secs(5)));
+    let line = s.logs().into_iter().find(|l| l.contains("metrics on their own port")).unwrap();
+    let addr: std::net::SocketAddr = json_field(&line, "address").unwrap().parse().unwrap();
+
+    // A client that trickles a request head, one byte a second, for up to 12 s.
+    let started = std::time::Instant::now();
+    let mut slow = connect(addr);
+    let mut watch = slow.try_clone().unwrap();
+    let trickle = std::thread::spawn(move || {
+        for b in b"GET /metrics HTTP".iter().take(12) {
+            if slow.write_all(&[*b]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+
+    let asked = std::time::Instant::now();
+    let mut scrape = Client::new(connect(addr));
+    scrape.stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    scrape.send(b"GET /metrics HTTP/1.1\r\nHost: h\r\n\r\n");
+    let r = scrape.response();
+    assert_eq!(r.status, 200);
+    assert!(asked.elapsed() < Duration::from_secs(2), "the scrape waited {:?}", asked.elapsed());
+
+    // The trickling client is cut at the whole-request deadline (5 s), not kept while it
+    // keeps sending.
+    watch.set_read_timeout(Some(Duration::from_secs(9))).unwrap();
+    let mut b = [0u8; 64];
+    let ended = match watch.read(&mut b) {
+        Ok(0) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        Ok(n) => panic!("unexpected answer to a partial head: {:?}", String::from_utf8_lossy(&b[..n])),
+    };
+    assert!(ended, "the trickling client was not cut");
+    assert!(started.elapsed() < Duration::from_secs(8), "cut after {:?}", started.elapsed());
+    trickle.join().unwrap();
+}
+
+#[test]
+fn sighup_applies_log_level_and_access_log_format_and_names_what_needs_a_restart() {
+    let dir = temp("reload-report");
+    let file = dir.join("percore.toml");
+    let log = dir.join("access.log");
+    let common = format!("access-log = {:?}\nmax-body-size = \"8\"\n", log.to_str().unwrap());
+    std::fs::write(
+        &file,
+        format!("{common}log-format = \"json\"\nlog-level = \"info\"\naccess-log-format = \"%(s)s\"\n"),
+    )
+    .unwrap();
+    // No --log-format flag: the file's log-format is the one in force.
+    let mut s = ServerProc::spawn(&["--config", file.to_str().unwrap(), "--port", "0", "--workers", "1"])
+        .expect("server did not start");
+    let bad = b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n";
+    assert_eq!(s.request(bad).status, 400);
+    assert_eq!(log_lines(&log, 1), vec!["400"]);
+
+    let metrics_port = free_port();
+    std::fs::write(
+        &file,
+        format!(
+            "{common}log-format = \"text\"\nlog-level = \"debug\"\naccess-log-format = \"%(m)s %(U)s\"\n\
+             metrics-port = {metrics_port}\nbacklog = 100\n"
+        ),
+    )
+    .unwrap();
+    s.signal(libc::SIGHUP);
+    assert!(s.wait_log("reload done", Duration::from_secs(10)), "{:#?}", s.logs());
+
+    let logs = s.logs();
+    let warnings: Vec<&String> =
+        logs.iter().filter(|l| l.contains("take effect only after a restart")).collect();
+    assert_eq!(warnings.len(), 1, "one warning line: {logs:#?}");
+    let named = json_field(warnings[0], "settings").unwrap();
+    let mut named: Vec<&str> = named.split(", ").collect();
+    named.sort_unstable();
+    assert_eq!(named, vec!["backlog", "log-format", "metrics-port"], "{}", warnings[0]);
+
+    // log-level took effect: the debug line for a refused request appears.
+    assert_eq!(s.log_count("refusing request"), 0, "not logged at info");
+    assert_eq!(s.request(bad).status, 400);
+    assert!(s.wait_log("refusing request", Duration::from_secs(5)), "log-level debug not applied");
+    // access-log-format took effect for the new executors.
+    assert_eq!(s.request(b"GET /plaintext HTTP/1.1\r\nHost: h\r\n\r\n").status, 200);
+    let lines = log_lines(&log, 3);
+    assert_eq!(lines.last().map(String::as_str), Some("GET /plaintext"), "{lines:?}");
+}
+
+#[test]
+fn check_config_refuses_what_the_server_refuses_and_is_listed_in_help() {
+    let refused = [
+        (vec!["--cpus", "99"], "--cpus"),
+        (vec!["--workers", "0"], "--workers"),
+        (vec!["--access-log", "/nonexistent-percore-dir/access.log"], "access log"),
+    ];
+    for (args, needle) in refused {
+        let (ok, _, err) = check_config(&args, &[]);
+        assert!(!ok, "check-config {args:?} must be refused like the server refuses it: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    // A metrics port in use is a warning: the running server holds it during a reload.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let (ok, out, err) = check_config(&["--metrics-port", &port], &[]);
+    assert!(ok, "{err}");
+    assert!(err.contains("warning") && err.contains("--metrics-port"), "{err}");
+    assert!(out.contains(&format!("metrics-port = {port}  # command line")), "{out}");
+
+    let help = Command::new(bin()).arg("--help").output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&help.stdout).contains("check-config"),
+        "percore --help lists check-config"
+    );
+    let own = Command::new(bin()).args(["check-config", "--help"]).output().unwrap();
+    let text = String::from_utf8_lossy(&own.stdout);
+    assert!(own.status.success());
+    assert!(text.contains("Usage: percore check-config"), "{text}");
+    assert!(text.contains("without serving"), "{text}");
+}

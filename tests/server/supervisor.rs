@@ -21,15 +21,15 @@ use crate::support::*;
 
 /// One response as read by [`read_response`].
 #[derive(Debug)]
-struct Resp {
-    status: u16,
-    close: bool,
-    body: Vec<u8>,
+pub(crate) struct Resp {
+    pub(crate) status: u16,
+    pub(crate) close: bool,
+    pub(crate) body: Vec<u8>,
 }
 
 /// Read one Content-Length-framed response from `s` (`buf` keeps bytes between calls).
 /// `Err` says why no full response came: EOF, reset, timeout, or a malformed response.
-fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Resp, String> {
+pub(crate) fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Resp, String> {
     let mut chunk = [0u8; 8192];
     let mut fill = |s: &mut TcpStream, buf: &mut Vec<u8>, what: &str| -> Result<(), String> {
         match s.read(&mut chunk) {
@@ -94,7 +94,7 @@ fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Resp, String> {
 }
 
 /// Connect with a bounded wait and set socket timeouts.
-fn dial(addr: SocketAddr, connect: Duration, io: Duration) -> std::io::Result<TcpStream> {
+pub(crate) fn dial(addr: SocketAddr, connect: Duration, io: Duration) -> std::io::Result<TcpStream> {
     let s = TcpStream::connect_timeout(&addr, connect)?;
     s.set_read_timeout(Some(io))?;
     s.set_write_timeout(Some(io))?;
@@ -103,7 +103,7 @@ fn dial(addr: SocketAddr, connect: Duration, io: Duration) -> std::io::Result<Tc
 }
 
 /// `GET path` with `Connection: close` on a fresh connection; the response, or why none.
-fn fetch(addr: SocketAddr, path: &str, limit: Duration) -> Result<Resp, String> {
+pub(crate) fn fetch(addr: SocketAddr, path: &str, limit: Duration) -> Result<Resp, String> {
     let mut s = dial(addr, limit, limit).map_err(|e| format!("connect failed: {:?} {e}", e.kind()))?;
     let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).map_err(|e| format!("write failed: {e}"))?;
@@ -112,7 +112,7 @@ fn fetch(addr: SocketAddr, path: &str, limit: Duration) -> Result<Resp, String> 
 
 /// `fetch` that must answer 200 within `limit`.
 #[track_caller]
-fn assert_serves(addr: SocketAddr, path: &str, limit: Duration, context: &str) {
+pub(crate) fn assert_serves(addr: SocketAddr, path: &str, limit: Duration, context: &str) {
     match fetch(addr, path, limit) {
         Ok(r) => assert_eq!(r.status, 200, "{context}: GET {path} answered {} {:?}", r.status, r.body),
         Err(e) => panic!("{context}: GET {path} got no response: {e}"),
@@ -319,7 +319,7 @@ fn load_client(addr: SocketAddr, stop: &AtomicBool, c: &Counters) {
 
 /// The exit status within `limit`, or fail (the process is killed when `s` drops).
 #[track_caller]
-fn expect_exit(s: &mut ServerProc, limit: Duration, context: &str) -> ExitStatus {
+pub(crate) fn expect_exit(s: &mut ServerProc, limit: Duration, context: &str) -> ExitStatus {
     match s.wait_exit(limit) {
         Some(st) => st,
         None => panic!("{context}: the server did not exit within {limit:?}; logs:\n{}", s.logs().join("\n")),
@@ -327,7 +327,7 @@ fn expect_exit(s: &mut ServerProc, limit: Duration, context: &str) -> ExitStatus
 }
 
 #[track_caller]
-fn assert_log(s: &ServerProc, needle: &str, limit: Duration, context: &str) {
+pub(crate) fn assert_log(s: &ServerProc, needle: &str, limit: Duration, context: &str) {
     assert!(
         s.wait_log(needle, limit),
         "{context}: no log line containing {needle:?} within {limit:?}; logs:\n{}",
@@ -336,7 +336,7 @@ fn assert_log(s: &ServerProc, needle: &str, limit: Duration, context: &str) {
 }
 
 /// A client with `path` sent and (probably) in its handler.
-fn in_flight(s: &ServerProc, path: &str) -> Client {
+pub(crate) fn in_flight(s: &ServerProc, path: &str) -> Client {
     let mut c = s.client();
     c.send(&get(path));
     thread::sleep(Duration::from_millis(300));
@@ -573,7 +573,7 @@ fn max_requests_recycles_under_load_losing_nothing() {
 // 9: crashes.
 
 /// Ask the executor that takes this connection to crash; the response may or may not come.
-fn crash(addr: SocketAddr) {
+pub(crate) fn crash(addr: SocketAddr) {
     let _ = fetch(addr, "/crash", Duration::from_secs(2));
 }
 

@@ -152,3 +152,15 @@ fn a_refused_request_never_logs_an_earlier_forwarded_client() {
         assert_eq!(json_field(line, "client").unwrap(), "127.0.0.1", "{line}");
     }
 }
+
+#[test]
+fn a_request_refused_after_its_request_line_is_logged_with_method_and_target() {
+    let (s, log) = logged_server("refused-line", &["--max-body-size", "10"]);
+    let mut c = s.client();
+    c.send(b"POST /echo?big=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\n");
+    assert_eq!(c.response().status, 413);
+    let line = json_lines(&log, 1).remove(0);
+    assert_eq!(json_field(&line, "method").as_deref(), Some("POST"), "{line}");
+    assert_eq!(json_field(&line, "target").as_deref(), Some("/echo?big=1"), "{line}");
+    assert!(line.contains("\"status\":413"), "{line}");
+}

@@ -4,10 +4,14 @@
 /// The runtime every server in this test binary runs.
 pub const RUNTIME: &str = "tokio-mt";
 
+#[path = "../server/axum_app.rs"]
+mod axum_app;
 #[path = "../server/backend.rs"]
 mod backend;
 #[path = "../server/basics.rs"]
 mod basics;
+#[path = "../server/chaos.rs"]
+mod chaos;
 #[path = "../server/chunked.rs"]
 mod chunked;
 #[path = "../server/cli.rs"]

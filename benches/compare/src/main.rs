@@ -11,6 +11,7 @@
 //! spreads and ratios to hyper-mt, in `results/` as markdown, CSV and an SVG chart.
 //! `compare --help` lists the options.
 
+mod axum_app;
 mod hyper_ref;
 mod idle;
 mod procfs;
@@ -185,7 +186,13 @@ OPTIONS:
   --port-base PORT       first port (default 18100)
 
   compare serve-hyper --mode mt|tpc --threads N --cpus LIST --port P
-                         run the hyper reference server alone";
+                         run the hyper reference server alone
+  compare serve-axum --threads N --port P
+                         the axum router on axum::serve
+  compare serve-percore-axum [PERCORE FLAGS]
+                         the axum router on percore (cli::run_service)
+
+  The axum comparison: --servers axum-serve,percore-axum-tokio,percore-axum-monoio,percore-monoio,hyper-mt";
 
 fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -294,6 +301,28 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("serve-hyper") {
         std::process::exit(serve_hyper(&args[1..]));
+    }
+    if args.first().map(String::as_str) == Some("serve-percore-axum") {
+        // percore's own command line (every flag after the subcommand) around the router.
+        let _ = args;
+        let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        argv.remove(1);
+        std::process::exit(match percore::cli::run_service_with_args(argv, |_exec| axum_app::router()) {
+            code if code == std::process::ExitCode::SUCCESS => 0,
+            _ => 1,
+        });
+    }
+    if args.first().map(String::as_str) == Some("serve-axum") {
+        let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+        let threads = value("--threads").and_then(|v| v.parse().ok()).unwrap_or(1);
+        let port = value("--port").and_then(|v| v.parse().ok()).unwrap_or(8080);
+        std::process::exit(match axum_app::serve_axum(threads, port) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("serve-axum: {e}");
+                1
+            }
+        });
     }
     if args.first().map(String::as_str) == Some("scaling-from-csv") {
         std::process::exit(match scaling_from_csv(&args[1..]) {

@@ -427,6 +427,9 @@ fn color(k: Kind) -> &'static str {
         Kind::HyperMt => "#1f77b4",
         Kind::HyperTpc => "#17becf",
         Kind::Nginx => "#2ca02c",
+        Kind::AxumServe => "#7f7f7f",
+        Kind::PercoreAxumTokio => "#e377c2",
+        Kind::PercoreAxumMonoio => "#bcbd22",
     }
 }
 

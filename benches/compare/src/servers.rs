@@ -17,9 +17,13 @@ pub enum Kind {
     HyperMt,
     HyperTpc,
     Nginx,
+    AxumServe,
+    PercoreAxumTokio,
+    PercoreAxumMonoio,
 }
 
 impl Kind {
+    /// The servers a plain run compares (the axum ones are asked for by name).
     pub const ALL: [Kind; 7] = [
         Kind::PercoreMonoio,
         Kind::PercoreTokio,
@@ -29,9 +33,19 @@ impl Kind {
         Kind::HyperTpc,
         Kind::Nginx,
     ];
+    /// The axum comparison: the same `Router` on `axum::serve` and on percore.
+    pub const AXUM: [Kind; 3] = [Kind::AxumServe, Kind::PercoreAxumTokio, Kind::PercoreAxumMonoio];
 
     pub fn is_percore(self) -> bool {
-        matches!(self, Kind::PercoreMonoio | Kind::PercoreTokio | Kind::PercoreTokioMt | Kind::PercoreGlommio)
+        matches!(
+            self,
+            Kind::PercoreMonoio
+                | Kind::PercoreTokio
+                | Kind::PercoreTokioMt
+                | Kind::PercoreGlommio
+                | Kind::PercoreAxumTokio
+                | Kind::PercoreAxumMonoio
+        )
     }
 
     pub fn name(self) -> &'static str {
@@ -43,6 +57,9 @@ impl Kind {
             Kind::HyperMt => "hyper-mt",
             Kind::HyperTpc => "hyper-tpc",
             Kind::Nginx => "nginx",
+            Kind::AxumServe => "axum-serve",
+            Kind::PercoreAxumTokio => "percore-axum-tokio",
+            Kind::PercoreAxumMonoio => "percore-axum-monoio",
         }
     }
 
@@ -55,11 +72,14 @@ impl Kind {
             Kind::HyperMt => "hyper 1.x on a tokio multi-thread runtime (`worker_threads` = cores), one listener: the reference",
             Kind::HyperTpc => "hyper 1.x thread-per-core: a tokio `current_thread` runtime per core, pinned, own `SO_REUSEPORT` listener",
             Kind::Nginx => "nginx `return 200` (worker_processes = cores, `reuseport`, access log off)",
+            Kind::AxumServe => "an axum 0.8 `Router` on `axum::serve`, tokio multi-thread runtime (`worker_threads` = cores)",
+            Kind::PercoreAxumTokio => "the same axum `Router` on percore (`cli::run_service`), `--runtime tokio`",
+            Kind::PercoreAxumMonoio => "the same axum `Router` on percore (`cli::run_service`), `--runtime monoio`",
         }
     }
 
     pub fn parse(s: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.name() == s)
+        Kind::ALL.into_iter().chain(Kind::AXUM).find(|k| k.name() == s)
     }
 }
 
@@ -108,6 +128,16 @@ impl Server {
                 cmd.arg(&progs.percore)
                     .args(["--runtime", runtime, "--io-backend", "auto", "--workers", &n, "--cpus", &list])
                     .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--log-level", "warn"]);
+            }
+            Kind::PercoreAxumTokio | Kind::PercoreAxumMonoio => {
+                let runtime = if kind == Kind::PercoreAxumTokio { "tokio" } else { "monoio" };
+                cmd.arg(&progs.me)
+                    .arg("serve-percore-axum")
+                    .args(["--runtime", runtime, "--io-backend", "auto", "--workers", &n, "--cpus", &list])
+                    .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--log-level", "warn"]);
+            }
+            Kind::AxumServe => {
+                cmd.arg(&progs.me).args(["serve-axum", "--threads", &n, "--port", &port.to_string()]);
             }
             Kind::HyperMt | Kind::HyperTpc => {
                 let mode = if kind == Kind::HyperMt { "mt" } else { "tpc" };

@@ -1,0 +1,61 @@
+//! The routes every percore server answers beside its app, as the `percore` binary does:
+//! `/health`, `/ready` (503 while draining) and `/metrics`. Load balancers, systemd health
+//! checks, Kubernetes probes and Prometheus find them on a user's own binary too.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::handler::Handler;
+use super::request::Request;
+use super::response::Response;
+use super::router::Router;
+use crate::state::ServerState;
+
+/// `/health`, `/ready` and `/metrics` on a [`Router`].
+pub fn builtin_routes(state: Arc<ServerState>) -> Router {
+    Router::new().get("/metrics", crate::observe::metrics::handler(state.clone())).get("/health", health).get(
+        "/ready",
+        move |_req: Request| {
+            let draining = state.is_draining();
+            async move { ready(draining) }
+        },
+    )
+}
+
+async fn health(_req: Request) -> Response {
+    Response::json(Bytes::from_static(br#"{"status":"healthy"}"#))
+}
+
+fn ready(draining: bool) -> Response {
+    if draining {
+        let mut r = Response::json(Bytes::from_static(br#"{"status":"draining"}"#));
+        r.set_status(503);
+        r
+    } else {
+        Response::json(Bytes::from_static(br#"{"status":"ready"}"#))
+    }
+}
+
+/// An app with the built-in routes in front: a request for one of their paths goes to them,
+/// every other request to the app.
+pub struct WithBuiltins<H> {
+    builtins: Router,
+    app: H,
+}
+
+impl<H> WithBuiltins<H> {
+    pub fn new(builtins: Router, app: H) -> WithBuiltins<H> {
+        WithBuiltins { builtins, app }
+    }
+}
+
+impl<H: Handler> Handler for WithBuiltins<H> {
+    async fn call(&self, req: Request) -> Response {
+        if self.builtins.serves(req.path()) {
+            self.builtins.call(req).await
+        } else {
+            self.app.call(req).await
+        }
+    }
+}

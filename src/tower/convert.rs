@@ -1,0 +1,131 @@
+//! Requests and responses between percore's types and the `http` crate's.
+
+use std::borrow::Cow;
+use std::fmt::Display;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use futures_core::Stream;
+use http::header::{HeaderName, HeaderValue};
+
+use super::{Body, ClientInfo, ExecutorIndex, PeerAddr};
+use crate::app::{Frame, Request, Response};
+use crate::http::{Framing, Version};
+
+/// Why a request could not become an `http::Request` (nothing the codec lets through should
+/// hit this; a 400 if it does).
+#[derive(Debug)]
+pub enum ConvertError {
+    Method,
+    Target,
+    Header(String),
+}
+
+impl Display for ConvertError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConvertError::Method => f.write_str("method"),
+            ConvertError::Target => f.write_str("request target"),
+            ConvertError::Header(name) => write!(f, "header {name}"),
+        }
+    }
+}
+
+/// The request as an `http::Request`: header values share the head's bytes (no copy), the
+/// body is streamed from the connection.
+pub fn to_http(mut req: Request, executor: usize) -> Result<http::Request<Body>, ConvertError> {
+    let method = http::Method::from_bytes(req.method().as_bytes()).map_err(|_| ConvertError::Method)?;
+    let uri: http::Uri = req.target().parse().map_err(|_| ConvertError::Target)?;
+    let version = match req.version() {
+        Version::Http10 => http::Version::HTTP_10,
+        Version::Http11 => http::Version::HTTP_11,
+    };
+    let mut headers = http::HeaderMap::with_capacity(req.head().headers().count());
+    for (name, value) in req.head().headers() {
+        let header = HeaderName::from_bytes(name.as_bytes())
+            .ok()
+            .zip(HeaderValue::from_maybe_shared(req.head().bytes_of(value)).ok());
+        let Some((name, value)) = header else {
+            return Err(ConvertError::Header(name.to_string()));
+        };
+        headers.append(name, value);
+    }
+    let length = match req.head().framing() {
+        Framing::None => Some(0),
+        Framing::Length(n) => Some(n),
+        Framing::Chunked => None,
+    };
+    let client =
+        ClientInfo { addr: req.client_addr(), scheme: req.scheme(), host: req.host().map(str::to_string) };
+    let peer = req.peer_addr();
+    let body = Body::new(req.take_body(), length);
+    let mut request = http::Request::new(body);
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = version;
+    *request.headers_mut() = headers;
+    let extensions = request.extensions_mut();
+    extensions.insert(PeerAddr(peer));
+    extensions.insert(client);
+    extensions.insert(ExecutorIndex(executor));
+    #[cfg(feature = "axum")]
+    extensions.insert(axum::extract::ConnectInfo(peer));
+    Ok(request)
+}
+
+/// The service's response as percore's: an exact `size_hint` becomes `Content-Length`,
+/// anything else is sent chunked as its frames come, trailers included.
+pub fn from_http<B>(response: http::Response<B>) -> Response
+where
+    B: http_body::Body<Data = Bytes> + 'static,
+    B::Error: Display,
+{
+    let (parts, body) = response.into_parts();
+    let mut out = Response::new(parts.status.as_u16());
+    for (name, value) in &parts.headers {
+        // `http` checked both: a token name, a value without CR, LF or NUL.
+        out.insert_header(name.as_str().to_owned(), Bytes::copy_from_slice(value.as_bytes()));
+    }
+    let length = body.size_hint().exact();
+    if length == Some(0) && body.is_end_stream() {
+        return out;
+    }
+    out.with_frames(HttpFrames(Box::pin(body)), length)
+}
+
+/// An `http_body::Body` as a stream of percore frames.
+struct HttpFrames<B>(Pin<Box<B>>);
+
+impl<B> Stream for HttpFrames<B>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Display,
+{
+    type Item = std::io::Result<Frame>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let frame = match self.0.as_mut().poll_frame(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(std::io::Error::other(e.to_string())))),
+            Poll::Ready(Some(Ok(frame))) => frame,
+        };
+        let frame = match frame.into_data() {
+            Ok(mut data) => Frame::Data(data.copy_to_bytes(data.remaining())),
+            Err(frame) => match frame.into_trailers() {
+                Ok(trailers) => Frame::Trailers(
+                    trailers
+                        .iter()
+                        .map(|(n, v)| {
+                            (Cow::Owned(n.as_str().to_owned()), Bytes::copy_from_slice(v.as_bytes()))
+                        })
+                        .collect(),
+                ),
+                // A frame kind this server does not know: nothing to send.
+                Err(_) => Frame::Data(Bytes::new()),
+            },
+        };
+        Poll::Ready(Some(Ok(frame)))
+    }
+}

@@ -1,0 +1,256 @@
+//! tower services through `percore::tower`, in this process (`Server::start`): what the
+//! adapter itself decides — response framing from `size_hint`, trailers, broken bodies,
+//! service errors, panics, the request body's size hint and `100 Continue`, the extensions.
+
+use std::convert::Infallible;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body as AxumBody;
+use axum::extract::{Extension, Request as AxumRequest};
+use axum::routing::{get, post};
+use axum::Router;
+use bytes::Bytes;
+use http_body::{Body as _, Frame, SizeHint};
+use percore::tower::{per_executor, ClientInfo, ExecutorIndex, PeerAddr};
+use percore::{RuntimeKind, Server, ServerConfig, ServerHandle};
+
+/// A body of one data frame and then trailers (size unknown: sent chunked).
+struct WithTrailers(Option<Bytes>, bool);
+
+impl http_body::Body for WithTrailers {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if let Some(data) = self.0.take() {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        if !self.1 {
+            self.1 = true;
+            let mut t = http::HeaderMap::new();
+            t.insert("x-checksum", http::HeaderValue::from_static("abc"));
+            t.insert("content-length", http::HeaderValue::from_static("99"));
+            return Poll::Ready(Some(Ok(Frame::trailers(t))));
+        }
+        Poll::Ready(None)
+    }
+}
+
+/// Claims `claimed` bytes but yields `actual`.
+struct WrongLength {
+    claimed: u64,
+    actual: Option<Bytes>,
+}
+
+impl http_body::Body for WrongLength {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.actual.take().map(|d| Ok(Frame::data(d))))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.claimed)
+    }
+}
+
+fn app() -> Router {
+    Router::new()
+        .route("/full", get(|| async { "exactly this" }))
+        .route(
+            "/stream",
+            get(|| async {
+                let chunks = futures_lite_stream(vec!["one ", "two ", "three"]);
+                AxumBody::from_stream(chunks)
+            }),
+        )
+        .route(
+            "/trailers",
+            get(|| async { AxumBody::new(WithTrailers(Some(Bytes::from_static(b"data")), false)) }),
+        )
+        .route(
+            "/short",
+            get(|| async {
+                AxumBody::new(WrongLength { claimed: 10, actual: Some(Bytes::from_static(b"abc")) })
+            }),
+        )
+        .route(
+            "/broken",
+            get(|| async {
+                let items: Vec<Result<Bytes, std::io::Error>> = vec![
+                    Ok(Bytes::from_static(b"partial")),
+                    Err(std::io::Error::other("upstream went away")),
+                ];
+                AxumBody::from_stream(IterStream(items.into_iter()))
+            }),
+        )
+        .route("/panic", get(panics))
+        .route(
+            "/hint",
+            post(|req: AxumRequest| async move {
+                let exact = req.body().size_hint().exact();
+                let body = axum::body::to_bytes(req.into_body(), 1 << 20).await.unwrap();
+                format!("{exact:?} {}", body.len())
+            }),
+        )
+        .route(
+            "/who",
+            get(
+                |Extension(peer): Extension<PeerAddr>,
+                 Extension(client): Extension<ClientInfo>,
+                 Extension(ExecutorIndex(exec)): Extension<ExecutorIndex>| async move {
+                    format!("{} {} {} {}", peer.0.ip(), client.addr, client.scheme, exec)
+                },
+            ),
+        )
+}
+
+async fn panics() -> &'static str {
+    panic!("boom (expected by the test)")
+}
+
+/// A stream over an iterator (no extra crate for the test).
+struct IterStream<I>(I);
+
+impl<I: Iterator + Unpin> futures_core::Stream for IterStream<I> {
+    type Item = I::Item;
+    fn poll_next(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<I::Item>> {
+        Poll::Ready(self.0.next())
+    }
+}
+
+fn futures_lite_stream(
+    parts: Vec<&'static str>,
+) -> IterStream<std::vec::IntoIter<Result<Bytes, Infallible>>> {
+    IterStream(
+        parts.into_iter().map(|p| Ok(Bytes::from_static(p.as_bytes()))).collect::<Vec<_>>().into_iter(),
+    )
+}
+
+fn start(runtime: RuntimeKind) -> ServerHandle {
+    let cfg = ServerConfig { port: 0, workers: Some(1), runtime, ..ServerConfig::default() };
+    Server::new(cfg).start(per_executor(|_exec| app())).expect("server start")
+}
+
+/// Send `raw` on a new connection and read until the server closes or `limit` passes.
+fn exchange(addr: SocketAddr, raw: &[u8]) -> String {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s.write_all(raw).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn get_close(path: &str, extra: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}\r\n").into_bytes()
+}
+
+fn check_runtime(runtime: RuntimeKind) {
+    let server = start(runtime);
+    let addr = server.local_addr();
+    let r = exchange(addr, &get_close("/full", ""));
+    assert!(r.contains("content-length: 12\r\n") && r.ends_with("exactly this"), "{runtime:?}: {r}");
+
+    let r = exchange(addr, &get_close("/stream", ""));
+    assert!(r.contains("transfer-encoding: chunked\r\n"), "{r}");
+    assert!(r.ends_with("4\r\none \r\n4\r\ntwo \r\n5\r\nthree\r\n0\r\n\r\n"), "{r}");
+
+    // Trailers only for a client that said TE: trailers; framing fields never.
+    let r = exchange(addr, &get_close("/trailers", "TE: trailers\r\n"));
+    assert!(r.ends_with("4\r\ndata\r\n0\r\nx-checksum: abc\r\n\r\n"), "{r}");
+    let r = exchange(addr, &get_close("/trailers", ""));
+    assert!(r.ends_with("4\r\ndata\r\n0\r\n\r\n"), "{r}");
+
+    // A body shorter than its length, or one that fails: cut, never complete-looking.
+    let r = exchange(addr, &get_close("/short", ""));
+    assert!(r.contains("content-length: 10\r\n") && r.ends_with("abc"), "{r}");
+    let r = exchange(addr, &get_close("/broken", ""));
+    assert!(r.contains("partial") && !r.ends_with("0\r\n\r\n"), "{r}");
+
+    let r = exchange(addr, &get_close("/panic", ""));
+    assert!(r.starts_with("HTTP/1.1 500"), "{r}");
+
+    // The request body: exact size hint for Content-Length, none for chunked; 100 Continue.
+    let r = exchange(
+        addr,
+        b"POST /hint HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello",
+    );
+    assert!(r.ends_with("Some(5) 5"), "{r}");
+    let r = exchange(
+        addr,
+        b"POST /hint HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    );
+    assert!(r.ends_with("None 3"), "{r}");
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"POST /hint HTTP/1.1\r\nHost: x\r\nConnection: close\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 25];
+    s.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"HTTP/1.1 100 Continue\r\n\r\n");
+    s.write_all(b"abc").unwrap();
+    let mut rest = String::new();
+    let _ = s.read_to_string(&mut rest);
+    assert!(rest.ends_with("Some(3) 3"), "{rest}");
+
+    // Extensions: the peer, the client as a trusted proxy (127.0.0.1) says, the executor.
+    let r =
+        exchange(addr, &get_close("/who", "X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\n"));
+    assert!(r.ends_with("127.0.0.1 203.0.113.9 https 0"), "{r}");
+    server.stop();
+}
+
+#[test]
+fn tower_services_on_monoio() {
+    check_runtime(RuntimeKind::Monoio);
+}
+
+#[test]
+fn tower_services_on_tokio() {
+    check_runtime(RuntimeKind::Tokio);
+}
+
+#[test]
+fn tower_services_on_glommio() {
+    check_runtime(RuntimeKind::Glommio);
+}
+
+#[test]
+fn a_service_error_is_a_500() {
+    #[derive(Clone)]
+    struct Failing;
+    impl tower_service::Service<http::Request<percore::tower::Body>> for Failing {
+        type Response = http::Response<String>;
+        type Error = String;
+        type Future = std::future::Ready<Result<http::Response<String>, String>>;
+        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), String>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, _req: http::Request<percore::tower::Body>) -> Self::Future {
+            std::future::ready(Err("database unavailable".to_string()))
+        }
+    }
+    let cfg = ServerConfig { port: 0, workers: Some(1), ..ServerConfig::default() };
+    let server = Server::new(cfg).start(per_executor(|_exec| Failing)).expect("server start");
+    let r = exchange(server.local_addr(), &get_close("/", ""));
+    assert!(r.starts_with("HTTP/1.1 500"), "{r}");
+    server.stop();
+}
