@@ -137,6 +137,10 @@ pub struct ConnCtx<H> {
     pub drain: Latch,
     /// Fired when this executor must stop at once.
     pub stop: Latch,
+    /// Fired when this executor has served its `--max-requests` share: every response from
+    /// then on closes its connection, until the supervisor (woken at once) has started the
+    /// replacement and told this executor to drain.
+    pub spent: Latch,
     /// This executor's access log buffer, when the access log is on.
     pub access_log: Option<LocalAccessLog>,
     slots: Rc<Slots>,
@@ -192,9 +196,20 @@ impl<H> ConnCtx<H> {
             state,
             drain: Latch::new(),
             stop: Latch::new(),
+            spent: Latch::new(),
             slots: Rc::new(Slots { taken: Cell::new(0), stats: stats.clone() }),
             stats,
             max_in_flight,
+        }
+    }
+
+    /// Count a request; the one that reaches `--max-requests` fires [`ConnCtx::spent`] and
+    /// wakes the supervisor (once per executor: the lock is not on every request's path).
+    fn count_request(&self) {
+        ExecutorStats::add(&self.stats.requests, 1);
+        if !self.spent.is_fired() && self.stats.recycle_due() {
+            self.spent.fire();
+            self.state.nudge_supervisor();
         }
     }
 
@@ -424,7 +439,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             let len = parsed.len;
             parsed.into_head(self.rbuf.split_to(len).freeze())
         };
-        ExecutorStats::add(&ctx.stats.requests, 1);
+        ctx.count_request();
         self.started = Instant::now();
         self.log_head = ctx.access_log.as_ref().map(|_| head.clone());
         // Who the client is, from this request alone (before anything can refuse it, so no
@@ -511,7 +526,11 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
                 return Box::pin(self.upgrade(response, upgrade, version)).await;
             }
         }
-        let close = must_close || !keep_alive || response.wants_close() || ctx.drain.is_fired();
+        let close = must_close
+            || !keep_alive
+            || response.wants_close()
+            || ctx.drain.is_fired()
+            || ctx.spent.is_fired();
         self.write_response(response, is_head, version, close).await
     }
 

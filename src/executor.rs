@@ -20,6 +20,9 @@ use crate::state::{ExecutorStats, ServerState};
 
 /// How often the executor's timer task runs: heartbeat, date refresh, flag checks.
 pub const TICK: Duration = Duration::from_millis(100);
+/// The timer task's period once the executor has served its `--max-requests` share, so
+/// that it stops accepting soon after the supervisor asks it to drain.
+const SPENT_TICK: Duration = Duration::from_millis(5);
 /// Pause before accepting again when the process is out of file descriptors.
 const FD_EXHAUSTED_BACKOFF: Duration = Duration::from_millis(100);
 /// Connections being refused with 503 at once; beyond it, refusals are plain closes.
@@ -77,12 +80,14 @@ pub struct ExecutorConfig {
 pub fn run<R: Runtime, H: Handler>(
     cfg: ExecutorConfig,
     make_handler: &(dyn Fn(&ExecutorInfo) -> H + Send + Sync),
-    started: impl FnOnce(Result<&'static str, String>),
+    started: impl FnOnce(Result<&'static str, String>) + Send,
 ) {
     // Reported exactly once: from inside the runtime, or below if no runtime could be built.
-    let started = Cell::new(Some(started));
+    // (A mutex, not a cell: the runtime may run the executor on a thread of its own.)
+    let started = std::sync::Mutex::new(Some(started));
     let report = |r: Result<&'static str, String>| {
-        if let Some(f) = started.take() {
+        let once = started.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(f) = once {
             f(r)
         }
     };
@@ -91,7 +96,10 @@ pub fn run<R: Runtime, H: Handler>(
         let listeners = match cfg.listeners.into_iter().map(R::listener).collect::<std::io::Result<Vec<_>>>()
         {
             Ok(l) => l,
-            Err(e) => return report(Err(format!("cannot adopt listener: {e}"))),
+            Err(e) => {
+                report(Err(format!("cannot adopt listener: {e}")));
+                return None;
+            }
         };
         let info = ExecutorInfo { index: cfg.index, core: cfg.core, state: cfg.state.clone() };
         let ctx = Rc::new(ConnCtx::new(
@@ -160,15 +168,22 @@ pub fn run<R: Runtime, H: Handler>(
         // One more turn of the driver so those tasks finish and the last closes are submitted.
         R::sleep(Duration::from_millis(1)).await;
         tracing::debug!(executor = cfg.index, "executor finished");
+        // Taken where the tasks ran: the thread that runs the runtime may outlive this
+        // executor and serve the next one (glommio's pool).
+        TASK_PANIC.with(|p| p.borrow_mut().take())
     });
-    if let Err(e) = result {
-        tracing::error!(executor = index, error = %e, "cannot start runtime");
-        report(Err(format!("cannot start runtime: {e}")));
-    }
+    let panic = match result {
+        Ok(panic) => panic,
+        Err(e) => {
+            tracing::error!(executor = index, error = %e, "cannot start runtime");
+            report(Err(format!("cannot start runtime: {e}")));
+            None
+        }
+    };
     // A task panicked outside any handler: the executor stopped cleanly, and now its thread
     // ends with that panic, for the supervisor to start a new one (the same on every runtime:
     // tokio and glommio would otherwise contain the panic and run on without the task).
-    if let Some(panic) = TASK_PANIC.with(|p| p.borrow_mut().take()) {
+    if let Some(panic) = panic {
         std::panic::resume_unwind(panic);
     }
 }
@@ -296,7 +311,8 @@ async fn ticker<R: Runtime, H: Handler>(admission: Rc<Admission<H>>) {
     let ctx = &admission.ctx;
     let mut second = 0u64;
     loop {
-        if CRASH_REQUESTED.with(Cell::get) {
+        // Reset as it fires: the thread may go on to run another executor (glommio's pool).
+        if CRASH_REQUESTED.with(|c| c.replace(false)) {
             panic!("executor crash requested (debug route)");
         }
         for stream in ctx.stats.take_handoffs() {
@@ -323,7 +339,12 @@ async fn ticker<R: Runtime, H: Handler>(admission: Rc<Admission<H>>) {
             ctx.drain.fire();
             ctx.stop.fire();
         }
-        R::sleep(TICK).await;
+        if ctx.spent.is_fired() {
+            // The supervisor is starting the replacement now: see its drain request soon.
+            R::sleep(SPENT_TICK).await;
+        } else {
+            first_of(R::sleep(TICK), ctx.spent.wait()).await;
+        }
     }
 }
 

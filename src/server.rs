@@ -349,6 +349,7 @@ impl ServerHandle {
     /// Ask the supervisor to do something; see [`Command`].
     pub fn send(&self, command: Command) {
         let _ = self.commands.send(command);
+        self.state.nudge_supervisor();
     }
 
     /// Whether the server has ended (then [`ServerHandle::join`] returns at once).
@@ -385,6 +386,7 @@ impl Drop for ServerHandle {
     fn drop(&mut self) {
         if self.thread.is_some() {
             let _ = self.commands.send(Command::StopNow);
+            self.state.nudge_supervisor();
             let _ = self.join_inner();
         }
     }

@@ -5,7 +5,8 @@
 
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::Duration;
 
 use crate::http::ParseError;
 
@@ -56,6 +57,9 @@ pub struct ExecutorStats {
     pub serving: AtomicBool,
     /// The executor thread's kernel thread id, for operators inspecting a stall.
     pub tid: AtomicU64,
+    /// `--max-requests` with this instance's jitter (0: never recycled), set by the
+    /// supervisor before the instance starts, so the executor knows when it is due.
+    recycle_at: AtomicU64,
     /// Connections the supervisor accepted on a stalled executor's socket and hands to
     /// this one; `handoff_pending` says there is something to take (checked each tick).
     handoff: Mutex<Vec<TcpStream>>,
@@ -121,6 +125,21 @@ impl ExecutorStats {
             return Vec::new();
         }
         std::mem::take(&mut *self.handoff.lock().unwrap())
+    }
+
+    /// Recycle this instance once it has counted `at` requests (`None`: never).
+    pub fn set_recycle_at(&self, at: Option<u64>) {
+        self.recycle_at.store(at.unwrap_or(0), Relaxed);
+    }
+
+    /// The request count at which this instance is recycled, if any.
+    pub fn recycle_at(&self) -> Option<u64> {
+        Some(self.recycle_at.load(Relaxed)).filter(|&n| n > 0)
+    }
+
+    /// Whether this instance has served its `--max-requests` share.
+    pub fn recycle_due(&self) -> bool {
+        self.recycle_at().is_some_and(|n| Self::get(&self.requests) >= n)
     }
 
     pub fn drain_requested(&self) -> bool {
@@ -195,6 +214,10 @@ pub struct ServerState {
     stalls: AtomicU64,
     driver: OnceLock<&'static str>,
     runtime: OnceLock<&'static str>,
+    /// Set (and signalled) when something needs the supervisor before its next tick: a
+    /// command, or an executor that reached `--max-requests`.
+    nudged: Mutex<bool>,
+    nudge: Condvar,
 }
 
 impl ServerState {
@@ -210,7 +233,22 @@ impl ServerState {
             stalls: AtomicU64::new(0),
             driver: OnceLock::new(),
             runtime: OnceLock::new(),
+            nudged: Mutex::new(false),
+            nudge: Condvar::new(),
         }
+    }
+
+    /// Wake the supervisor now instead of at its next tick.
+    pub fn nudge_supervisor(&self) {
+        *self.nudged.lock().unwrap() = true;
+        self.nudge.notify_one();
+    }
+
+    /// Wait until nudged or until `timeout` has passed (by the supervisor).
+    pub fn wait_for_nudge(&self, timeout: Duration) {
+        let nudged = self.nudged.lock().unwrap();
+        let (mut nudged, _) = self.nudge.wait_timeout_while(nudged, timeout, |n| !*n).unwrap();
+        *nudged = false;
     }
 
     /// Whether the server is draining (`/ready` answers 503).

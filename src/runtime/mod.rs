@@ -192,7 +192,7 @@ pub fn run_executor<H: Handler>(
     kind: RuntimeKind,
     cfg: ExecutorConfig,
     make_handler: &(dyn Fn(&ExecutorInfo) -> H + Send + Sync),
-    started: impl FnOnce(Result<&'static str, String>),
+    started: impl FnOnce(Result<&'static str, String>) + Send,
 ) {
     match kind {
         #[cfg(feature = "monoio")]
@@ -243,10 +243,15 @@ pub trait Runtime: Timer + Sized {
 
     /// Build a runtime on the current thread and run `main` on it to completion. `main` is
     /// told which IO driver the runtime got (e.g. `io_uring`, `epoll`).
+    ///
+    /// `main` and its output are `Send` because a runtime may run `main` on a thread of its
+    /// own that it keeps for the next executor (glommio: see `glommio::pool`), while the
+    /// calling thread waits; the future `main` returns is made, run and dropped there.
     fn block_on<F, Fut>(main: F) -> io::Result<Fut::Output>
     where
-        F: FnOnce(&'static str) -> Fut,
-        Fut: Future;
+        F: FnOnce(&'static str) -> Fut + Send,
+        Fut: Future,
+        Fut::Output: Send;
 
     /// Adopt a bound, listening, non-blocking socket. Called inside `block_on`.
     fn listener(listener: std::net::TcpListener) -> io::Result<Self::Listener>;

@@ -131,8 +131,9 @@ impl Runtime for Monoio {
 
     fn block_on<F, Fut>(main: F) -> io::Result<Fut::Output>
     where
-        F: FnOnce(&'static str) -> Fut,
+        F: FnOnce(&'static str) -> Fut + Send,
         Fut: Future,
+        Fut::Output: Send,
     {
         crate::time::install(boxed_sleep);
         #[cfg(feature = "tokio")]

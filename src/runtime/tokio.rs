@@ -48,8 +48,9 @@ impl Runtime for Tokio {
 
     fn block_on<F, Fut>(main: F) -> io::Result<Fut::Output>
     where
-        F: FnOnce(&'static str) -> Fut,
+        F: FnOnce(&'static str) -> Fut + Send,
         Fut: Future,
+        Fut::Output: Send,
     {
         crate::time::install(boxed_sleep);
         let rt = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build()?;
@@ -114,8 +115,9 @@ impl Runtime for TokioMt {
 
     fn block_on<F, Fut>(main: F) -> io::Result<Fut::Output>
     where
-        F: FnOnce(&'static str) -> Fut,
+        F: FnOnce(&'static str) -> Fut + Send,
         Fut: Future,
+        Fut::Output: Send,
     {
         let workers = std::thread::available_parallelism().map_or(1, usize::from);
         let rt = prepare_shared(workers, Vec::new())?;

@@ -16,7 +16,7 @@ pub mod upgrade;
 use std::collections::VecDeque;
 use std::io;
 use std::net::TcpListener;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -129,8 +129,6 @@ pub struct SlotTemplate {
 struct Instance {
     stats: Arc<ExecutorStats>,
     thread: JoinHandle<()>,
-    /// Recycle once this many requests are served.
-    recycle_at: Option<u64>,
 }
 
 /// One executor slot: its socket (owned here for the life of the server) and current
@@ -262,7 +260,7 @@ impl Supervisor {
         self.notifier.send(&format!("READY=1\nSTATUS={}\nMAINPID={}", self.status(), std::process::id()));
         upgrade::report_ready();
         loop {
-            match commands.recv_timeout(TICK) {
+            match self.next_command(&commands) {
                 Ok(Command::Drain) => return Ok(self.drain(&commands)),
                 Ok(Command::Upgrade) => {
                     if let Some(pid) = self.start_successor() {
@@ -290,8 +288,22 @@ impl Supervisor {
         }
     }
 
+    /// The next command, waiting at most a tick; a nudge (an executor that served its
+    /// `--max-requests`) ends the wait early, so a replacement starts at once.
+    fn next_command(&self, commands: &Receiver<Command>) -> Result<Command, RecvTimeoutError> {
+        match commands.try_recv() {
+            Err(TryRecvError::Empty) => self.state.wait_for_nudge(TICK),
+            other => return other.map_err(|_| RecvTimeoutError::Disconnected),
+        }
+        commands.try_recv().map_err(|e| match e {
+            TryRecvError::Empty => RecvTimeoutError::Timeout,
+            TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+        })
+    }
+
     /// Start an executor for slot `i` and wait until it serves.
     fn spawn_instance(&mut self, i: usize) -> Result<(Instance, &'static str), String> {
+        let recycle_at = self.recycle_threshold();
         let slot = &self.slots[i];
         if slot.listeners.is_empty() {
             return Err("the slot's listeners are closed".to_string());
@@ -303,6 +315,7 @@ impl Supervisor {
             .collect::<io::Result<Vec<_>>>()
             .map_err(|e| format!("cannot duplicate listener: {e}"))?;
         let stats = Arc::new(ExecutorStats::for_slot(i));
+        stats.set_recycle_at(recycle_at);
         let t = &slot.template;
         let cfg = ExecutorConfig {
             index: t.index,
@@ -317,12 +330,11 @@ impl Supervisor {
         };
         let (tx, rx) = mpsc::channel();
         let thread = (self.spawn)(cfg, tx).map_err(|e| format!("cannot start thread: {e}"))?;
-        let recycle_at = self.recycle_threshold();
         match rx.recv_timeout(START_TIMEOUT) {
             Ok(Ok(driver)) => {
                 self.state.register(&stats);
                 self.state.set_driver(driver);
-                Ok((Instance { stats, thread, recycle_at }, driver))
+                Ok((Instance { stats, thread }, driver))
             }
             Ok(Err(reason)) => Err(reason),
             Err(_) => {
@@ -526,7 +538,7 @@ impl Supervisor {
         for i in 0..self.slots.len() {
             let served = self.slots[i].current.as_ref().and_then(|c| {
                 let served = ExecutorStats::get(&c.stats.requests);
-                c.recycle_at.is_some_and(|n| served >= n).then_some(served)
+                c.stats.recycle_due().then_some(served)
             });
             if let Some(served) = served {
                 self.replace(i, &format!("recycled after {served} requests"));

@@ -1,5 +1,7 @@
-//! glommio: io_uring, the Seastar-style thread-per-core runtime. Each executor runs one
-//! `LocalExecutor` on its (already pinned) thread, with its own SO_REUSEPORT listener.
+//! glommio: io_uring, the Seastar-style thread-per-core runtime. Each executor runs on one
+//! `LocalExecutor`, with its own SO_REUSEPORT listener. The `LocalExecutor`s are pooled and
+//! reused from one executor to the next (see [`pool`]): glommio 0.9 leaks a descriptor for
+//! every one it drops.
 //!
 //! glommio's own accept is an io_uring accept operation: the kernel would take a connection
 //! off the queue for an executor whose thread may be blocked, and a cancelled accept could
@@ -19,10 +21,12 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::{LocalExecutorBuilder, Placement};
+use glommio::{LocalExecutor, LocalExecutorBuilder, Placement};
 
 use super::{shutdown, Listener, Runtime};
 use crate::io::{ReadHalf, Timer, Transport, WriteHalf};
+
+mod pool;
 
 /// Memory glommio registers per executor for its own buffered file IO (percore uses none);
 /// kept small because registered buffers count against RLIMIT_MEMLOCK.
@@ -47,14 +51,16 @@ fn to_io<E: std::fmt::Display>(e: E) -> io::Error {
     io::Error::other(e.to_string())
 }
 
-/// Build (and drop) a glommio executor on a thread of its own, to learn whether glommio can
-/// run here (io_uring allowed, enough locked memory).
+/// Learn whether glommio can run here (io_uring allowed, enough locked memory) by running
+/// nothing on a pooled executor: the one built for it serves the first executor after.
 pub fn probe() -> io::Result<()> {
-    std::thread::spawn(|| {
-        LocalExecutorBuilder::new(Placement::Unbound).io_memory(IO_MEMORY).make().map(drop).map_err(to_io)
-    })
-    .join()
-    .unwrap_or_else(|_| Err(io::Error::other("the glommio probe panicked")))
+    pool::run(|_ex| ())
+}
+
+/// Build the glommio executor a pool worker keeps for its whole life.
+fn make_executor() -> io::Result<LocalExecutor> {
+    // Unbound: each job runs with the affinity of the thread that handed it over.
+    LocalExecutorBuilder::new(Placement::Unbound).io_memory(IO_MEMORY).make().map_err(to_io)
 }
 
 impl Runtime for Glommio {
@@ -64,15 +70,18 @@ impl Runtime for Glommio {
 
     fn block_on<F, Fut>(main: F) -> io::Result<Fut::Output>
     where
-        F: FnOnce(&'static str) -> Fut,
+        F: FnOnce(&'static str) -> Fut + Send,
         Fut: Future,
+        Fut::Output: Send,
     {
-        crate::time::install(boxed_sleep);
-        #[cfg(feature = "tokio")]
-        let _tokio = super::tokio::enter_outbound_context()?;
-        // Unbound: the thread is already pinned by the server, inside the process's CPU set.
-        let ex = LocalExecutorBuilder::new(Placement::Unbound).io_memory(IO_MEMORY).make().map_err(to_io)?;
-        Ok(ex.run(main("io_uring")))
+        // Not an executor of its own: glommio never frees one (see `pool`). The worker's
+        // thread gets what this thread would have: its timer and the tokio context.
+        pool::run(|ex| {
+            crate::time::install(boxed_sleep);
+            #[cfg(feature = "tokio")]
+            let _tokio = super::tokio::enter_outbound_context()?;
+            Ok(ex.run(main("io_uring")))
+        })?
     }
 
     fn listener(listener: std::net::TcpListener) -> io::Result<GlommioListener> {
@@ -90,7 +99,15 @@ impl Runtime for Glommio {
     }
 
     fn spawn<F: Future<Output = ()> + 'static>(task: F) {
-        drop(glommio::spawn_local(task).detach());
+        // Counted while it exists, so the pool knows the executor is clean before reuse.
+        let live = pool::LiveTask::new();
+        drop(
+            glommio::spawn_local(async move {
+                let _live = live;
+                task.await
+            })
+            .detach(),
+        );
     }
 }
 
