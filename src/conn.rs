@@ -288,6 +288,8 @@ struct Conn<T, K, H> {
     scheme: &'static str,
     /// Whether the TCP peer is in `--forwarded-allow-ips`.
     peer_trusted: bool,
+    /// The verified client certificate's subject (mutual TLS), for the access log.
+    client_cert: Option<Arc<str>>,
     /// When the current request's head was complete (for its duration).
     started: Instant,
     /// The current request said `TE: trailers`: chunked trailers may be sent.
@@ -311,6 +313,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             client: peer.ip(),
             scheme: "http",
             peer_trusted: false,
+            client_cert: None,
             started: Instant::now(),
             trailers_ok: false,
             log_head: None,
@@ -445,6 +448,8 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         // Who the client is, from this request alone (before anything can refuse it, so no
         // response is ever logged with an earlier request's forwarded client).
         let forwarded_host = self.learn_client(&head);
+        // Taken now: a streamed body takes the transport away until the handler is done.
+        self.client_cert = self.io.as_ref().and_then(|io| io.client_subject());
 
         if ctx.slots.taken.get() >= ctx.max_in_flight
             && !ctx.config.limit_exempt_paths.iter().any(|p| p == head.path())
@@ -481,8 +486,9 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             return Outcome::Abort; // flushing before the body failed
         }
 
-        let request =
-            Request::new(head, self.peer, body).with_client(self.client, self.scheme, forwarded_host);
+        let request = Request::new(head, self.peer, body)
+            .with_client(self.client, self.scheme, forwarded_host)
+            .with_client_cert_subject(self.client_cert.clone());
         let mut must_close = false;
         let response = {
             let _in_flight = ctx.slots.enter();
@@ -567,7 +573,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
     /// Set the client and scheme of the request `head` (the peer's own, unless the peer is a
     /// trusted proxy that says otherwise); returns the host the proxy names, if believed.
     fn learn_client(&mut self, head: &crate::http::RequestHead) -> Option<Bytes> {
-        (self.client, self.scheme) = (self.peer.ip(), "http");
+        (self.client, self.scheme) = (self.peer.ip(), self.own_scheme());
         if !self.peer_trusted {
             return None;
         }
@@ -576,6 +582,14 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         self.client = f.client.unwrap_or(self.client);
         self.scheme = f.proto.unwrap_or(self.scheme);
         f.host.map(|h| head.bytes_of(h))
+    }
+
+    /// The scheme of the connection itself: `https` when the transport is TLS.
+    fn own_scheme(&self) -> &'static str {
+        match &self.io {
+            Some(io) if io.is_secure() => "https",
+            _ => "http",
+        }
     }
 
     /// Hand the socket to a streamed request body for the handler to read.
@@ -713,6 +727,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             executor: log.executor(),
             request_id: &request_id,
             response_headers: &response_headers,
+            client_cert: self.client_cert.as_deref(),
         });
     }
 
@@ -832,7 +847,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             Some(_) => crate::http::refused_request_line(&self.rbuf, &self.ctx.config.limits),
             None => None,
         };
-        (self.client, self.scheme) = (self.peer.ip(), "http");
+        (self.client, self.scheme) = (self.peer.ip(), self.own_scheme());
         if let Outcome::Close = self.error_outcome(e, Version::Http11).await {
             self.close().await;
         }

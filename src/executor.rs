@@ -17,6 +17,7 @@ use crate::conn::{self, ConnCtx, DriverConfig};
 use crate::io::first_of;
 use crate::runtime::{Listener, Runtime};
 use crate::state::{ExecutorStats, ServerState};
+use crate::tls::{TlsConfig, TlsStream};
 
 /// How often the executor's timer task runs: heartbeat, date refresh, flag checks.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -65,6 +66,8 @@ pub struct ExecutorConfig {
     /// This executor's handles on its slot's listening sockets (one per bound address).
     pub listeners: Vec<std::net::TcpListener>,
     pub addresses: Vec<SocketAddr>,
+    /// Per address (as `listeners`): the TLS configuration it serves with (`None`: plain).
+    pub tls: Vec<Option<Arc<TlsConfig>>>,
     pub driver: DriverConfig,
     /// This executor's share of `--limit-concurrency`.
     pub max_in_flight: usize,
@@ -131,16 +134,18 @@ pub fn run<R: Runtime, H: Handler>(
             max_connections: cfg.max_connections,
         });
         let ticking = admission.clone();
+        let security = Security { addresses: cfg.addresses.clone(), tls: cfg.tls.clone() };
         spawn_guarded::<R, H>(ctx.clone(), async move {
             let stop = ticking.ctx.clone();
-            first_of(ticker::<R, H>(ticking), stop.stop.wait()).await;
+            first_of(ticker::<R, H>(ticking, security), stop.stop.wait()).await;
         });
         let listening = Rc::new(Cell::new(listeners.len()));
-        for listener in listeners {
+        for (i, listener) in listeners.into_iter().enumerate() {
             let (admission, listening) = (admission.clone(), listening.clone());
+            let tls = cfg.tls.get(i).cloned().flatten();
             spawn_guarded::<R, H>(admission.ctx.clone(), async move {
                 let stop = admission.ctx.clone();
-                first_of(listen::<R, H>(&listener, &admission), stop.stop.wait()).await;
+                first_of(listen::<R, H>(&listener, &admission, tls.as_ref()), stop.stop.wait()).await;
                 drop(listener);
                 listening.set(listening.get() - 1);
             });
@@ -222,7 +227,18 @@ struct Admission<H> {
 }
 
 impl<H: Handler> Admission<H> {
-    fn admit<R: Runtime>(&self, io: R::Io, peer: SocketAddr) {
+    /// Serve `io`, over TLS when the address it came in on has a TLS configuration.
+    fn admit<R: Runtime>(&self, io: R::Io, peer: SocketAddr, tls: Option<&Arc<TlsConfig>>) {
+        match tls {
+            None => self.admit_io::<R, R::Io>(io, peer),
+            Some(tls) => match TlsStream::new(io, tls, peer, self.ctx.stats.clone()) {
+                Ok(io) => self.admit_io::<R, TlsStream<R::Io>>(io, peer),
+                Err(e) => tracing::debug!(peer = %peer, error = %e, "cannot start a TLS connection"),
+            },
+        }
+    }
+
+    fn admit_io<R: Runtime, T: crate::io::Transport>(&self, io: T, peer: SocketAddr) {
         let ctx = self.ctx.clone();
         ExecutorStats::add(&ctx.stats.connections_accepted, 1);
         if self.open.get() >= self.max_connections {
@@ -231,7 +247,7 @@ impl<H: Handler> Admission<H> {
                 let slot = Counted::new(self.refusing.clone(), None);
                 spawn_guarded::<R, H>(ctx.clone(), async move {
                     let stop = ctx.clone();
-                    first_of(conn::refuse::<R::Io, R, H>(io, peer, ctx), stop.stop.wait()).await;
+                    first_of(conn::refuse::<T, R, H>(io, peer, ctx), stop.stop.wait()).await;
                     drop(slot);
                 });
             }
@@ -240,7 +256,7 @@ impl<H: Handler> Admission<H> {
         let slot = Counted::new(self.open.clone(), Some(ctx.stats.clone()));
         spawn_guarded::<R, H>(ctx.clone(), async move {
             let stop = ctx.clone();
-            first_of(conn::serve::<R::Io, R, H>(io, peer, ctx), stop.stop.wait()).await;
+            first_of(conn::serve::<T, R, H>(io, peer, ctx), stop.stop.wait()).await;
             drop(slot);
         });
     }
@@ -248,19 +264,23 @@ impl<H: Handler> Admission<H> {
 
 /// One listener's life: accept until the executor drains; then serve what is already queued
 /// on the socket and let go of it.
-async fn listen<R: Runtime, H: Handler>(listener: &R::Listener, admission: &Admission<H>) {
+async fn listen<R: Runtime, H: Handler>(
+    listener: &R::Listener,
+    admission: &Admission<H>,
+    tls: Option<&Arc<TlsConfig>>,
+) {
     let ctx = &admission.ctx;
-    first_of(accept_loop::<R, H>(listener, admission), ctx.drain.wait()).await;
+    first_of(accept_loop::<R, H>(listener, admission, tls), ctx.drain.wait()).await;
     if ctx.state.sockets_closing() {
         // Server shutdown: the socket now ignores new SYNs; keep accepting while the
         // handshakes already under way complete.
-        first_of(accept_loop::<R, H>(listener, admission), R::sleep(LISTEN_SETTLE)).await;
+        first_of(accept_loop::<R, H>(listener, admission, tls), R::sleep(LISTEN_SETTLE)).await;
     }
     // Serve what is queued, unless the socket is shared and stays open: then the other
     // executors (or the replacement) take it, with keep-alive.
     if ctx.state.sockets_closing() || !R::SHARED_LISTENER {
         while let Ok(Some((io, peer))) = listener.try_accept() {
-            admission.admit::<R>(io, peer);
+            admission.admit::<R>(io, peer, tls);
         }
     }
     if ctx.state.sockets_closing() {
@@ -271,13 +291,17 @@ async fn listen<R: Runtime, H: Handler>(listener: &R::Listener, admission: &Admi
 }
 
 /// Accept connections until the future is dropped (drain or stop).
-async fn accept_loop<R: Runtime, H: Handler>(listener: &R::Listener, admission: &Admission<H>) {
+async fn accept_loop<R: Runtime, H: Handler>(
+    listener: &R::Listener,
+    admission: &Admission<H>,
+    tls: Option<&Arc<TlsConfig>>,
+) {
     let mut fd_exhausted = false;
     loop {
         match listener.accept().await {
             Ok((io, peer)) => {
                 fd_exhausted = false;
-                admission.admit::<R>(io, peer);
+                admission.admit::<R>(io, peer, tls);
             }
             Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) => {
                 if !fd_exhausted {
@@ -307,7 +331,7 @@ async fn accept_loop<R: Runtime, H: Handler>(listener: &R::Listener, admission: 
 /// The executor's own timer: advances the heartbeat (so a blocked thread visibly stops),
 /// refreshes the cached `date` each second, and turns the supervisor's flags into the local
 /// drain and stop latches.
-async fn ticker<R: Runtime, H: Handler>(admission: Rc<Admission<H>>) {
+async fn ticker<R: Runtime, H: Handler>(admission: Rc<Admission<H>>, security: Security) {
     let ctx = &admission.ctx;
     let mut second = 0u64;
     loop {
@@ -316,8 +340,9 @@ async fn ticker<R: Runtime, H: Handler>(admission: Rc<Admission<H>>) {
             panic!("executor crash requested (debug route)");
         }
         for stream in ctx.stats.take_handoffs() {
+            let tls = stream.local_addr().ok().and_then(|local| security.tls_for(local));
             match stream.peer_addr().and_then(|peer| Ok((R::adopt_stream(stream)?, peer))) {
-                Ok((io, peer)) => admission.admit::<R>(io, peer),
+                Ok((io, peer)) => admission.admit::<R>(io, peer, tls.as_ref()),
                 Err(e) => tracing::debug!(error = %e, "cannot adopt a handed-off connection"),
             }
         }
@@ -345,6 +370,23 @@ async fn ticker<R: Runtime, H: Handler>(admission: Rc<Admission<H>>) {
         } else {
             first_of(R::sleep(TICK), ctx.spent.wait()).await;
         }
+    }
+}
+
+/// Which of the executor's addresses serve TLS, for connections handed over by the
+/// supervisor (known by the local address they came in on).
+struct Security {
+    addresses: Vec<SocketAddr>,
+    tls: Vec<Option<Arc<TlsConfig>>>,
+}
+
+impl Security {
+    fn tls_for(&self, local: SocketAddr) -> Option<Arc<TlsConfig>> {
+        let i = self
+            .addresses
+            .iter()
+            .position(|a| a.port() == local.port() && (a.ip() == local.ip() || a.ip().is_unspecified()))?;
+        self.tls.get(i).cloned().flatten()
     }
 }
 

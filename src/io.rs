@@ -39,6 +39,17 @@ pub trait Transport: 'static {
 
     /// Send FIN (shutdown the write side) while still reading.
     fn shutdown_write(&mut self) -> io::Result<()>;
+
+    /// Whether the bytes travel encrypted (TLS): the request's own scheme is then `https`.
+    fn is_secure(&self) -> bool {
+        false
+    }
+
+    /// The subject of the client certificate the TLS handshake verified (mutual TLS), once
+    /// the handshake is done.
+    fn client_subject(&self) -> Option<std::sync::Arc<str>> {
+        None
+    }
 }
 
 /// The read side of a split [`Transport`].
@@ -52,8 +63,9 @@ pub trait WriteHalf: 'static {
     /// As [`Transport::write_all`].
     fn write_all(&mut self, buf: BytesMut) -> impl Future<Output = (io::Result<()>, BytesMut)>;
 
-    /// As [`Transport::shutdown_write`].
-    fn shutdown_write(&mut self) -> io::Result<()>;
+    /// As [`Transport::shutdown_write`], once what the transport still holds for the peer
+    /// is written (a TLS `close_notify`): FIN.
+    fn shutdown(&mut self) -> impl Future<Output = io::Result<()>>;
 }
 
 /// The runtime's timer.

@@ -31,6 +31,7 @@ pub mod state;
 pub mod supervisor;
 pub mod testing;
 pub mod time;
+pub mod tls;
 #[cfg(feature = "tower")]
 pub mod tower;
 pub mod ws;

@@ -19,6 +19,7 @@ use crate::runtime;
 use crate::state::ServerState;
 use crate::supervisor::notify::Notifier;
 use crate::supervisor::{Command, Shutdown, SlotTemplate, SpawnFn, StartReport, Supervisor};
+use crate::tls::TlsConfig;
 
 /// Why a server could not start or ended abnormally.
 #[derive(Debug)]
@@ -43,6 +44,8 @@ pub enum ServerError {
     AccessLog(String),
     /// The runtime or IO backend asked for cannot run here.
     Runtime(String),
+    /// The TLS certificate, key or client CAs cannot be used.
+    Tls(String),
 }
 
 impl fmt::Display for ServerError {
@@ -64,7 +67,7 @@ impl fmt::Display for ServerError {
             ServerError::Supervisor(msg) => write!(f, "supervisor failed: {msg}"),
             ServerError::Inherit(msg) => write!(f, "cannot use the inherited sockets: {msg}"),
             ServerError::AccessLog(msg) => write!(f, "cannot open the access log: {msg}"),
-            ServerError::Runtime(msg) => f.write_str(msg),
+            ServerError::Runtime(msg) | ServerError::Tls(msg) => f.write_str(msg),
             ServerError::Stuck { executors } => {
                 write!(f, "{executors} executors are stuck past --timeout; giving up")
             }
@@ -105,6 +108,10 @@ impl Server {
         let mut warnings = plan.warnings.clone();
         runtime::prepare(cfg.runtime, cfg.io_backend, &plan.cores).map_err(ServerError::Runtime)?;
         cfg.bind_addresses()?;
+        cfg.tls_addresses(&[])?;
+        if let Some(tls) = &cfg.tls {
+            TlsConfig::load(tls).map_err(|e| ServerError::Tls(e.to_string()))?;
+        }
         crate::observe::access_log::check_target(&cfg.access_log)
             .map_err(|e| ServerError::AccessLog(e.to_string()))?;
         if let Some(port) = cfg.metrics_port.filter(|p| *p != 0) {
@@ -147,6 +154,12 @@ impl Server {
             runtime::prepare(cfg.runtime, cfg.io_backend, &plan.cores).map_err(ServerError::Runtime)?;
         let (listeners, addrs, steerable, owned) = listeners(&cfg, workers, kind.shares_listener())?;
         let addr = addrs[0];
+        let tls = match &cfg.tls {
+            Some(settings) => Some(TlsConfig::load(settings).map_err(|e| ServerError::Tls(e.to_string()))?),
+            None => None,
+        };
+        let secure = cfg.tls_addresses(&addrs)?;
+        let tls: Vec<Option<Arc<TlsConfig>>> = secure.iter().map(|&s| tls.clone().filter(|_| s)).collect();
         let state = Arc::new(ServerState::new(workers));
         state.set_runtime(kind.name());
         state.set_driver(planned_driver);
@@ -159,6 +172,7 @@ impl Server {
                 index,
                 core,
                 addresses: addrs.clone(),
+                tls: tls.clone(),
                 driver: cfg.driver.clone(),
                 max_in_flight: share(cfg.limit_concurrency, workers, index),
                 max_connections: share(cfg.max_connections, workers, index),
@@ -217,7 +231,9 @@ impl Server {
             steerable,
             owned,
         )?;
-        tracing::info!(address = %addr, addresses = ?addrs, workers, runtime = kind.name(), driver, "percore ready");
+        let https: Vec<SocketAddr> =
+            addrs.iter().zip(&secure).filter(|(_, s)| **s).map(|(a, _)| *a).collect();
+        tracing::info!(address = %addr, addresses = ?addrs, https = ?https, workers, runtime = kind.name(), driver, "percore ready");
         let (commands, rx) = mpsc::channel();
         let thread = thread::Builder::new()
             .name("percore-supervisor".into())

@@ -35,6 +35,9 @@ pub struct ExecutorStats {
     /// Connections closed for their PROXY header: from a peer outside `--proxy-allow-from`,
     /// missing, malformed or late.
     pub proxy_refused: AtomicU64,
+    /// TLS handshakes that failed (bad or no client certificate, protocol or cipher the
+    /// server refuses, plain HTTP on the TLS port, a client gone mid-handshake).
+    pub tls_handshake_failures: AtomicU64,
     /// Responses by status class: 1xx, 2xx, 3xx, 4xx, 5xx.
     pub status_classes: [AtomicU64; 5],
     /// Request durations (head received to response written), cumulative buckets.
@@ -162,6 +165,7 @@ pub struct Totals {
     pub in_flight: u64,
     pub handler_panics: u64,
     pub proxy_refused: u64,
+    pub tls_handshake_failures: u64,
     pub status_classes: [u64; 5],
     pub duration_buckets: [u64; DURATION_BUCKETS_US.len()],
     pub duration_sum_us: u64,
@@ -177,6 +181,7 @@ impl Totals {
         self.requests += g(&s.requests);
         self.handler_panics += g(&s.handler_panics);
         self.proxy_refused += g(&s.proxy_refused);
+        self.tls_handshake_failures += g(&s.tls_handshake_failures);
         if gauges {
             self.connections_open += g(&s.connections_open);
             self.in_flight += g(&s.in_flight);

@@ -106,7 +106,7 @@ impl WriteHalf for MemoryWrite {
         (Ok(()), buf)
     }
 
-    fn shutdown_write(&mut self) -> io::Result<()> {
+    async fn shutdown(&mut self) -> io::Result<()> {
         self.log.borrow_mut().shutdown = true;
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! The request a handler receives.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -18,12 +19,22 @@ pub struct Request {
     scheme: &'static str,
     /// The host a trusted proxy says the client asked for (`--forwarded-host`).
     forwarded_host: Option<Bytes>,
+    /// The verified client certificate's subject (mutual TLS).
+    client_cert_subject: Option<Arc<str>>,
     body: RequestBody,
 }
 
 impl Request {
     pub fn new(head: RequestHead, peer: SocketAddr, body: RequestBody) -> Request {
-        Request { head, client: peer.ip(), peer, scheme: "http", forwarded_host: None, body }
+        Request {
+            head,
+            client: peer.ip(),
+            peer,
+            scheme: "http",
+            forwarded_host: None,
+            client_cert_subject: None,
+            body,
+        }
     }
 
     /// Set what the connection driver learned from a trusted proxy: the client's address,
@@ -40,6 +51,19 @@ impl Request {
         self
     }
 
+    /// Set the subject of the client certificate the TLS handshake verified.
+    pub fn with_client_cert_subject(mut self, subject: Option<Arc<str>>) -> Request {
+        self.client_cert_subject = subject;
+        self
+    }
+
+    /// The subject of the client's certificate, verified against `--ca-certs` in the TLS
+    /// handshake (mutual TLS), as RFC 4514 text, most specific part first:
+    /// `CN=alice,O=Example`. `None` over plain HTTP or when the client sent none.
+    pub fn client_cert_subject(&self) -> Option<&str> {
+        self.client_cert_subject.as_deref()
+    }
+
     /// The client's address: the peer's, unless the peer is a trusted proxy
     /// (`--forwarded-allow-ips`) that says otherwise in the header family that
     /// `--forwarded-headers` names (`X-Forwarded-For` by default, or `Forwarded: for=`).
@@ -47,8 +71,8 @@ impl Request {
         self.client
     }
 
-    /// `http` or `https`: `https` when a trusted proxy says so (`X-Forwarded-Proto`, or
-    /// `Forwarded: proto=` with `--forwarded-headers forwarded`).
+    /// `http` or `https`: `https` over TLS, or when a trusted proxy says so
+    /// (`X-Forwarded-Proto`, or `Forwarded: proto=` with `--forwarded-headers forwarded`).
     pub fn scheme(&self) -> &'static str {
         self.scheme
     }
@@ -63,6 +87,11 @@ impl Request {
             .or_else(|| self.header("host"))
             .and_then(|h| std::str::from_utf8(h).ok())
             .map(str::trim)
+    }
+
+    /// The host a trusted proxy named, when `--forwarded-host` believes it.
+    pub fn forwarded_host(&self) -> Option<&[u8]> {
+        self.forwarded_host.as_deref()
     }
 
     pub fn method(&self) -> &str {

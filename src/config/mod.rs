@@ -14,6 +14,7 @@ use crate::http::Limits;
 use crate::observe::access_log::{Format as AccessLogFormat, Target as AccessLogTarget};
 use crate::runtime::{IoBackend, RuntimeKind};
 use crate::supervisor::SupervisorConfig;
+use crate::tls::{CertReqs, TlsSettings, TlsVersion};
 use crate::ws::WsConfig;
 
 /// Everything a [`crate::Server`] needs. `ServerConfig::default()` matches the CLI defaults.
@@ -22,8 +23,11 @@ pub struct ServerConfig {
     pub host: String,
     /// 0 picks a free port (all executors share it).
     pub port: u16,
-    /// `HOST:PORT` addresses to listen on; when empty, `host:port`.
+    /// `HOST:PORT` addresses to listen on; when empty, `host:port`. With TLS on, an
+    /// `http:` prefix makes one address plain (and `https:` says TLS explicitly).
     pub bind: Vec<String>,
+    /// Serve TLS (`--certfile`, `--keyfile`, ...) on every address not marked `http:`.
+    pub tls: Option<TlsSettings>,
     /// The runtime executors run.
     pub runtime: RuntimeKind,
     /// io_uring or epoll (for runtimes that offer both).
@@ -62,7 +66,51 @@ impl ServerConfig {
         if self.bind.is_empty() {
             return Ok(vec![crate::listen::resolve(&self.host, self.port)?]);
         }
-        self.bind.iter().map(|b| crate::listen::resolve_bind(b)).collect()
+        self.bind.iter().map(|b| crate::listen::resolve_bind(bind_scheme(b).1)).collect()
+    }
+
+    /// Whether each address of `addrs` (the bound or inherited ones) serves TLS: as its
+    /// `--bind` entry's `http:`/`https:` prefix says, else whenever TLS is configured.
+    pub fn tls_addresses(
+        &self,
+        addrs: &[std::net::SocketAddr],
+    ) -> Result<Vec<bool>, crate::server::ServerError> {
+        let mut explicit = Vec::new();
+        for (i, b) in self.bind.iter().enumerate() {
+            if let (Some(tls), rest) = bind_scheme(b) {
+                if tls && self.tls.is_none() {
+                    return Err(crate::server::ServerError::Tls(format!(
+                        "--bind {b}: an https: address needs --certfile and --keyfile"
+                    )));
+                }
+                explicit.push((i, crate::listen::resolve_bind(rest)?, tls));
+            }
+        }
+        Ok(addrs
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| {
+                // By address (inherited sockets come in any order); a port 0 is only known
+                // once bound, so such an entry goes by its position among the binds.
+                let by_addr = explicit.iter().find(|(_, a, _)| a == addr);
+                let by_position = (addrs.len() == self.bind.len())
+                    .then(|| explicit.iter().find(|(j, a, _)| *j == i && a.port() == 0))
+                    .flatten();
+                by_addr.or(by_position).map_or(self.tls.is_some(), |(_, _, tls)| *tls)
+            })
+            .collect())
+    }
+}
+
+/// Split a `--bind` entry's scheme prefix off: `http:` (plain, even with TLS configured)
+/// or `https:` (TLS); `None` when there is none.
+pub fn bind_scheme(bind: &str) -> (Option<bool>, &str) {
+    if let Some(rest) = bind.strip_prefix("http:") {
+        (Some(false), rest)
+    } else if let Some(rest) = bind.strip_prefix("https:") {
+        (Some(true), rest)
+    } else {
+        (None, bind)
     }
 }
 
@@ -72,6 +120,7 @@ impl Default for ServerConfig {
             host: "127.0.0.1".to_string(),
             port: 8000,
             bind: Vec::new(),
+            tls: None,
             runtime: RuntimeKind::default(),
             io_backend: IoBackend::Auto,
             workers: None,
@@ -97,8 +146,13 @@ impl Default for ServerConfig {
 /// log format change in place. Every other setting needs a restart, and a reload that
 /// changes one names it in a warning. (A list of what is applied, so that a setting added
 /// later is reported as needing a restart until its reload is wired up.)
-pub const APPLIED_ON_RELOAD: [&str; 27] = [
+pub const APPLIED_ON_RELOAD: [&str; 32] = [
     "log-level",
+    "certfile",
+    "keyfile",
+    "ca-certs",
+    "cert-reqs",
+    "tls-min-version",
     "access-log-format",
     "max-body-size",
     "max-request-line",
@@ -201,9 +255,34 @@ pub struct Cli {
     pub port: u16,
 
     /// Address to listen on, as HOST:PORT (`0.0.0.0:8000`, `[::]:8000`); repeat it (or give
-    /// a comma-separated list) for several. Replaces --host/--port when given.
+    /// a comma-separated list) for several. Replaces --host/--port when given. With
+    /// --certfile every address serves TLS, except one written `http:HOST:PORT` (plain);
+    /// `https:HOST:PORT` says TLS explicitly.
     #[arg(short, long, env = "PERCORE_BIND", value_delimiter = ',')]
     pub bind: Vec<String>,
+
+    /// Serve HTTPS with this PEM certificate chain (the server's certificate first, then
+    /// intermediates, as certbot's fullchain.pem). Re-read on SIGHUP.
+    #[arg(long, env = "PERCORE_CERTFILE", requires = "keyfile")]
+    pub certfile: Option<std::path::PathBuf>,
+
+    /// The PEM private key of --certfile: RSA, ECDSA or Ed25519, in PKCS#8, PKCS#1 or SEC1.
+    /// Re-read on SIGHUP.
+    #[arg(long, env = "PERCORE_KEYFILE", requires = "certfile")]
+    pub keyfile: Option<std::path::PathBuf>,
+
+    /// PEM file of the CAs that sign client certificates (mutual TLS; with --cert-reqs).
+    #[arg(long, env = "PERCORE_CA_CERTS", requires = "certfile")]
+    pub ca_certs: Option<std::path::PathBuf>,
+
+    /// Client certificates: none (not asked for), optional (verified when sent) or required
+    /// (no valid certificate, no connection) [default: none]
+    #[arg(long, env = "PERCORE_CERT_REQS", requires = "certfile", value_parser = CertReqs::parse)]
+    pub cert_reqs: Option<CertReqs>,
+
+    /// Oldest TLS version accepted: 1.2 or 1.3 [default: 1.2]
+    #[arg(long, env = "PERCORE_TLS_MIN_VERSION", requires = "certfile", value_parser = TlsVersion::parse)]
+    pub tls_min_version: Option<TlsVersion>,
 
     /// Runtime of the executors: monoio (io_uring), glommio (io_uring) or tokio (epoll), the
     /// same thread-per-core design on each; or tokio-mt (epoll), for comparison: one
@@ -403,12 +482,23 @@ pub struct Cli {
 }
 
 impl Cli {
+    fn tls_settings(&self) -> Option<TlsSettings> {
+        Some(TlsSettings {
+            certfile: self.certfile.clone()?,
+            keyfile: self.keyfile.clone()?,
+            ca_certs: self.ca_certs.clone(),
+            cert_reqs: self.cert_reqs.unwrap_or_default(),
+            min_version: self.tls_min_version.unwrap_or_default(),
+        })
+    }
+
     pub fn server_config(&self) -> ServerConfig {
         let usize_of = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
         ServerConfig {
             host: self.host.clone(),
             port: self.port,
             bind: self.bind.clone(),
+            tls: self.tls_settings(),
             runtime: self.runtime,
             io_backend: self.io_backend,
             workers: self.workers,
@@ -571,6 +661,25 @@ mod tests {
         assert!(parse_size("-1").is_err());
         assert!(parse_size("0").is_err());
         assert!(parse_size("1TiB").is_err());
+    }
+
+    #[test]
+    fn tls_goes_to_every_address_but_those_written_http() {
+        let a: std::net::SocketAddr = "127.0.0.1:8443".parse().unwrap();
+        let b: std::net::SocketAddr = "127.0.0.1:9000".parse().unwrap();
+        let mut cfg = ServerConfig {
+            bind: vec!["127.0.0.1:8443".into(), "http:127.0.0.1:9000".into()],
+            tls: Some(TlsSettings::new("c.pem", "k.pem")),
+            ..ServerConfig::default()
+        };
+        assert_eq!(cfg.bind_addresses().unwrap(), vec![a, b]);
+        assert_eq!(cfg.tls_addresses(&[a, b]).unwrap(), vec![true, false]);
+        // Inherited sockets, in another order: matched by address.
+        assert_eq!(cfg.tls_addresses(&[b, a]).unwrap(), vec![false, true]);
+        cfg.tls = None;
+        assert_eq!(cfg.tls_addresses(&[a, b]).unwrap(), vec![false, false]);
+        cfg.bind = vec!["https:127.0.0.1:8443".into()];
+        assert!(cfg.tls_addresses(&[a]).unwrap_err().to_string().contains("needs --certfile"));
     }
 
     fn repo_file(name: &str) -> String {

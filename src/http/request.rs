@@ -161,6 +161,11 @@ impl RequestHead {
         self.parsed.expect_continue
     }
 
+    /// How many header fields the head has.
+    pub fn header_count(&self) -> usize {
+        self.parsed.headers.len()
+    }
+
     /// All header fields in order, names as sent.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
         self.parsed

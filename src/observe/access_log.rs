@@ -128,6 +128,9 @@ pub struct Entry<'a> {
     pub executor: usize,
     pub request_id: &'a str,
     pub response_headers: &'a [(&'a str, &'a [u8])],
+    /// The verified client certificate's subject (mutual TLS): `%(u)s`, the remote user,
+    /// as Apache's mod_ssl logs it with `SSLUserName SSL_CLIENT_S_DN`.
+    pub client_cert: Option<&'a str>,
 }
 
 impl Entry<'_> {
@@ -165,7 +168,8 @@ fn atom(a: &str, e: &Entry<'_>, out: &mut Vec<u8>) {
     let dash = |v: Option<Cow<'_, [u8]>>| v.filter(|v| !v.is_empty()).map_or(b"-".to_vec(), |v| sanitize(&v));
     let text: Vec<u8> = match a {
         "h" => e.client.to_string().into_bytes(),
-        "l" | "u" => b"-".to_vec(),
+        "l" => b"-".to_vec(),
+        "u" => dash(e.client_cert.map(|s| clip(s.as_bytes()))),
         "t" => format!("[{}]", clf_time(e.time)).into_bytes(),
         "r" => sanitize(e.request_line().as_bytes()),
         "m" => head.map_or("-", |h| h.method()).as_bytes().to_vec(),
@@ -213,6 +217,9 @@ fn json_line(e: &Entry<'_>, out: &mut Vec<u8>) {
         ("user_agent", json_opt(e.request_header("user-agent"))),
         ("referer", json_opt(e.request_header("referer"))),
     ];
+    if let Some(subject) = e.client_cert {
+        fields.push(("client_cert", json_opt(Some(clip(subject.as_bytes())))));
+    }
     if let Some(trace) = e.request_header("x-amzn-trace-id") {
         fields.push(("amzn_trace_id", json_opt(Some(trace))));
     }
@@ -632,6 +639,7 @@ mod tests {
             executor: 1,
             request_id: "abc",
             response_headers: &[("content-type", b"text/plain")],
+            client_cert: None,
         };
         assert_eq!(
             line("combined", &e),
@@ -644,6 +652,9 @@ mod tests {
         let json = line("json", &e);
         assert!(json.starts_with("{\"time\":\"2000-10-10T13:55:36.000Z\",\"client\":\"10.0.0.1\""), "{json}");
         assert!(json.contains("\"duration_us\":1234") && json.contains("\"request_id\":\"abc\""), "{json}");
+        let mtls = Entry { client_cert: Some("CN=alice,O=Example"), ..e };
+        assert_eq!(line("%(u)s %(s)s", &mtls), "CN=alice,O=Example 200\n");
+        assert!(line("json", &mtls).contains("\"client_cert\":\"CN=alice,O=Example\""));
         assert!(Format::parse("%(zz)s").is_err());
         assert!(Format::parse("%(h").is_err());
     }
@@ -672,6 +683,7 @@ mod tests {
             executor: 0,
             request_id: "r",
             response_headers: &[],
+            client_cert: None,
         }
     }
 

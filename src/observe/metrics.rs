@@ -30,6 +30,7 @@ pub fn render(state: &ServerState) -> String {
         sum.in_flight += t.in_flight;
         sum.handler_panics += t.handler_panics;
         sum.proxy_refused += t.proxy_refused;
+        sum.tls_handshake_failures += t.tls_handshake_failures;
         sum.duration_sum_us += t.duration_sum_us;
         sum.duration_count += t.duration_count;
         for i in 0..5 {
@@ -129,6 +130,13 @@ pub fn render(state: &ServerState) -> String {
         "counter",
         "Connections closed for their PROXY header (peer not in --proxy-allow-from, missing, malformed, late).",
         sum.proxy_refused,
+    );
+    simple(
+        &mut w,
+        "percore_tls_handshake_failures_total",
+        "counter",
+        "TLS handshakes that failed (refused client certificate, protocol or cipher; plain HTTP on the TLS port; client gone).",
+        sum.tls_handshake_failures,
     );
     simple(
         &mut w,

@@ -248,7 +248,7 @@ impl WriteHalf for MonoioWrite {
         (result.map(drop), buf)
     }
 
-    fn shutdown_write(&mut self) -> io::Result<()> {
+    async fn shutdown(&mut self) -> io::Result<()> {
         shutdown(self.1, libc::SHUT_WR)
     }
 }

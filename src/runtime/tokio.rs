@@ -211,7 +211,7 @@ impl WriteHalf for TokioWrite {
         (result, buf)
     }
 
-    fn shutdown_write(&mut self) -> io::Result<()> {
+    async fn shutdown(&mut self) -> io::Result<()> {
         shutdown(self.0.as_ref().as_raw_fd(), libc::SHUT_WR)
     }
 }

@@ -26,6 +26,7 @@ use crate::conn::DriverConfig;
 use crate::executor::{ExecutorConfig, TICK};
 use crate::server::{share, ServerError};
 use crate::state::{ExecutorStats, ServerState};
+use crate::tls::TlsConfig;
 use notify::Notifier;
 
 /// How long a new executor gets to report that it serves.
@@ -120,6 +121,8 @@ pub struct SlotTemplate {
     pub index: usize,
     pub core: Option<usize>,
     pub addresses: Vec<std::net::SocketAddr>,
+    /// Per address: the TLS configuration it serves with (`None`: plain HTTP).
+    pub tls: Vec<Option<Arc<TlsConfig>>>,
     pub driver: DriverConfig,
     pub max_in_flight: usize,
     pub max_connections: usize,
@@ -322,6 +325,7 @@ impl Supervisor {
             core: t.core,
             listeners,
             addresses: t.addresses.clone(),
+            tls: t.tls.clone(),
             driver: t.driver.clone(),
             max_in_flight: t.max_in_flight,
             max_connections: t.max_connections,
@@ -397,6 +401,7 @@ impl Supervisor {
         if let Some(new) = config {
             self.apply(new);
         }
+        self.reload_tls();
         let mut replaced = 0;
         for i in 0..self.slots.len() {
             if self.replace(i, "reload") {
@@ -405,6 +410,40 @@ impl Supervisor {
         }
         tracing::info!(replaced, total = self.slots.len(), "reload done");
         self.notifier.send(&format!("READY=1\nSTATUS={}", self.status()));
+    }
+
+    /// Read the TLS certificate and key again for the executors started from now on (open
+    /// connections keep the ones they shook hands with). A file that cannot be read or a
+    /// key that does not match is refused with one error line, and the certificate in
+    /// force keeps serving: a typo must not become an outage.
+    fn reload_tls(&mut self) {
+        let current = self.slots.iter().flat_map(|s| s.template.tls.iter().flatten()).next().cloned();
+        let new = match (&self.server_config.tls, current) {
+            (None, None) => return,
+            (Some(_), None) => {
+                tracing::warn!("reload: TLS was not on at start; serving TLS needs a restart");
+                return;
+            }
+            (None, Some(_)) => {
+                tracing::warn!(
+                    "reload: turning TLS off needs a restart; the certificate in force keeps serving"
+                );
+                return;
+            }
+            (Some(settings), Some(current)) => match current.reload(settings) {
+                Ok(new) => new,
+                Err(e) => {
+                    tracing::error!(error = %e, "reload: new TLS certificate refused; the old one keeps serving");
+                    return;
+                }
+            },
+        };
+        tracing::info!(certfile = %new.settings().certfile.display(), "reload: TLS certificate and key read");
+        for slot in &mut self.slots {
+            for tls in slot.template.tls.iter_mut().flatten() {
+                *tls = new.clone();
+            }
+        }
     }
 
     /// Take a new configuration for the executors started from now on. Settings tied to the
@@ -931,6 +970,7 @@ mod tests {
                 index,
                 core: None,
                 addresses: vec![addr],
+                tls: Vec::new(),
                 driver: DriverConfig::default(),
                 max_in_flight: usize::MAX,
                 max_connections: usize::MAX,

@@ -121,19 +121,28 @@ struct OnExecutor<T> {
 // a `!Send` value (an `Rc` of the connection) is never used from two threads.
 unsafe impl<T> Send for OnExecutor<T> {}
 
+thread_local! {
+    /// This thread's id, without `thread::current()`'s reference count on every request.
+    static THIS_THREAD: ThreadId = thread::current().id();
+}
+
+fn this_thread() -> ThreadId {
+    THIS_THREAD.with(|id| *id)
+}
+
 impl<T> OnExecutor<T> {
     fn new(value: T) -> Self {
-        OnExecutor { thread: thread::current().id(), value: ManuallyDrop::new(value) }
+        OnExecutor { thread: this_thread(), value: ManuallyDrop::new(value) }
     }
 
     fn get_mut(&mut self) -> Option<&mut T> {
-        (thread::current().id() == self.thread).then_some(&mut *self.value)
+        (this_thread() == self.thread).then_some(&mut *self.value)
     }
 }
 
 impl<T> Drop for OnExecutor<T> {
     fn drop(&mut self) {
-        if thread::current().id() == self.thread {
+        if this_thread() == self.thread {
             // SAFETY: dropped once, here, on its own thread.
             unsafe { ManuallyDrop::drop(&mut self.value) }
         } else {

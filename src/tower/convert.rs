@@ -41,7 +41,7 @@ pub fn to_http(mut req: Request, executor: usize) -> Result<http::Request<Body>,
         Version::Http10 => http::Version::HTTP_10,
         Version::Http11 => http::Version::HTTP_11,
     };
-    let mut headers = http::HeaderMap::with_capacity(req.head().headers().count());
+    let mut headers = http::HeaderMap::with_capacity(req.head().header_count());
     for (name, value) in req.head().headers() {
         let header = HeaderName::from_bytes(name.as_bytes())
             .ok()
@@ -56,8 +56,11 @@ pub fn to_http(mut req: Request, executor: usize) -> Result<http::Request<Body>,
         Framing::Length(n) => Some(n),
         Framing::Chunked => None,
     };
-    let client =
-        ClientInfo { addr: req.client_addr(), scheme: req.scheme(), host: req.host().map(str::to_string) };
+    let client = ClientInfo {
+        addr: req.client_addr(),
+        scheme: req.scheme(),
+        forwarded_host: req.forwarded_host().and_then(|h| std::str::from_utf8(h).ok()).map(str::to_string),
+    };
     let peer = req.peer_addr();
     let body = Body::new(req.take_body(), length);
     let mut request = http::Request::new(body);
@@ -85,17 +88,67 @@ where
     let mut out = Response::new(parts.status.as_u16());
     for (name, value) in &parts.headers {
         // `http` checked both: a token name, a value without CR, LF or NUL.
-        out.insert_header(name.as_str().to_owned(), Bytes::copy_from_slice(value.as_bytes()));
+        out.insert_header(header_name(name), Bytes::copy_from_slice(value.as_bytes()));
     }
     let length = body.size_hint().exact();
     if length == Some(0) && body.is_end_stream() {
         return out;
     }
-    out.with_frames(HttpFrames(Box::pin(body)), length)
+    let mut body = Box::pin(body);
+    // The usual response (a string, JSON, bytes) is whole at once: take it now, and it goes
+    // out as a plain Content-Length body, the driver's fast path, without a stream.
+    let mut first = None;
+    if let Some(n) = length.filter(|n| *n <= WHOLE_BODY_MAX) {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        if let Poll::Ready(frame) = body.as_mut().poll_frame(&mut cx) {
+            match frame {
+                Some(Ok(frame)) if frame.is_data() => {
+                    let mut data = frame.into_data().unwrap_or_default();
+                    let data = data.copy_to_bytes(data.remaining());
+                    if data.len() as u64 == n && body.is_end_stream() {
+                        return out.with_body(data);
+                    }
+                    first = Some(Some(Ok(Frame::Data(data))));
+                }
+                // Anything else is sent as it came, first.
+                other => first = Some(convert_frame(other)),
+            }
+        }
+    }
+    out.with_frames(HttpFrames { first, body }, length)
 }
 
-/// An `http_body::Body` as a stream of percore frames.
-struct HttpFrames<B>(Pin<Box<B>>);
+/// Bodies up to this size are taken whole when they are ready at once; larger ones stream.
+const WHOLE_BODY_MAX: u64 = 1 << 20;
+
+/// The name of a response header: the usual ones without an allocation.
+fn header_name(name: &HeaderName) -> Cow<'static, str> {
+    use http::header;
+    const COMMON: [(HeaderName, &str); 12] = [
+        (header::CONTENT_TYPE, "content-type"),
+        (header::CACHE_CONTROL, "cache-control"),
+        (header::CONTENT_ENCODING, "content-encoding"),
+        (header::ETAG, "etag"),
+        (header::LAST_MODIFIED, "last-modified"),
+        (header::LOCATION, "location"),
+        (header::SET_COOKIE, "set-cookie"),
+        (header::VARY, "vary"),
+        (header::ALLOW, "allow"),
+        (header::ACCESS_CONTROL_ALLOW_ORIGIN, "access-control-allow-origin"),
+        (header::X_CONTENT_TYPE_OPTIONS, "x-content-type-options"),
+        (header::SERVER, "server"),
+    ];
+    match COMMON.iter().find(|(known, _)| known == name) {
+        Some((_, s)) => Cow::Borrowed(s),
+        None => Cow::Owned(name.as_str().to_owned()),
+    }
+}
+
+/// An `http_body::Body` as a stream of percore frames (`first`: one already taken from it).
+struct HttpFrames<B> {
+    first: Option<Option<std::io::Result<Frame>>>,
+    body: Pin<Box<B>>,
+}
 
 impl<B> Stream for HttpFrames<B>
 where
@@ -105,27 +158,33 @@ where
     type Item = std::io::Result<Frame>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let frame = match self.0.as_mut().poll_frame(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(None) => return Poll::Ready(None),
-            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(std::io::Error::other(e.to_string())))),
-            Poll::Ready(Some(Ok(frame))) => frame,
-        };
-        let frame = match frame.into_data() {
-            Ok(mut data) => Frame::Data(data.copy_to_bytes(data.remaining())),
-            Err(frame) => match frame.into_trailers() {
-                Ok(trailers) => Frame::Trailers(
-                    trailers
-                        .iter()
-                        .map(|(n, v)| {
-                            (Cow::Owned(n.as_str().to_owned()), Bytes::copy_from_slice(v.as_bytes()))
-                        })
-                        .collect(),
-                ),
-                // A frame kind this server does not know: nothing to send.
-                Err(_) => Frame::Data(Bytes::new()),
-            },
-        };
-        Poll::Ready(Some(Ok(frame)))
+        if let Some(first) = self.first.take() {
+            return Poll::Ready(first);
+        }
+        self.body.as_mut().poll_frame(cx).map(convert_frame)
     }
+}
+
+/// One frame of an `http_body::Body` as percore's.
+fn convert_frame<E: Display>(
+    frame: Option<Result<http_body::Frame<Bytes>, E>>,
+) -> Option<std::io::Result<Frame>> {
+    let frame = match frame? {
+        Err(e) => return Some(Err(std::io::Error::other(e.to_string()))),
+        Ok(frame) => frame,
+    };
+    let frame = match frame.into_data() {
+        Ok(mut data) => Frame::Data(data.copy_to_bytes(data.remaining())),
+        Err(frame) => match frame.into_trailers() {
+            Ok(trailers) => Frame::Trailers(
+                trailers
+                    .iter()
+                    .map(|(n, v)| (header_name(n), Bytes::copy_from_slice(v.as_bytes())))
+                    .collect(),
+            ),
+            // A frame kind this server does not know: nothing to send.
+            Err(_) => Frame::Data(Bytes::new()),
+        },
+    };
+    Some(Ok(frame))
 }

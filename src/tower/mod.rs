@@ -34,12 +34,13 @@ pub struct PeerAddr(pub SocketAddr);
 
 /// The client as trusted proxies describe it (`--forwarded-allow-ips`,
 /// `--forwarded-headers`), in the request's extensions: its address and scheme, and the host
-/// it asked for (see [`Request::host`]).
+/// a trusted proxy says it asked for (only with `--forwarded-host`; otherwise the request's
+/// URI and `Host` header say it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientInfo {
     pub addr: IpAddr,
     pub scheme: &'static str,
-    pub host: Option<String>,
+    pub forwarded_host: Option<String>,
 }
 
 /// The index of the executor serving a request, in its extensions.

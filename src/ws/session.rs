@@ -283,7 +283,7 @@ async fn write_loop<W: WriteHalf, K: Timer>(
             let answered = |s: &State| s.peer_closed || s.peer_gone || s.failing;
             timeout::<K, _>(close_timeout, driver_wait(shared, answered)).await;
         }
-        let _ = writer.shutdown_write();
+        let _ = timeout::<K, _>(write_timeout, writer.shutdown()).await;
         if !shared.borrow().peer_closed {
             // Give the reader the time to see the peer close its side too (it discards).
             timeout::<K, _>(close_timeout, driver_wait(shared, |s| s.peer_gone || s.peer_closed)).await;

@@ -27,5 +27,6 @@ mod routes;
 mod strict;
 mod supervisor;
 mod timeouts;
+mod tls;
 mod trust;
 mod websocket;

@@ -202,14 +202,14 @@ impl Response {
 }
 
 /// A raw client over one connection, with its own read buffer so pipelined responses can be
-/// read one by one.
-pub struct Client {
-    pub stream: TcpStream,
+/// read one by one. Over TCP, or over anything that reads and writes (a TLS stream).
+pub struct Client<S = TcpStream> {
+    pub stream: S,
     buf: Vec<u8>,
 }
 
-impl Client {
-    pub fn new(stream: TcpStream) -> Client {
+impl<S: Read + Write> Client<S> {
+    pub fn new(stream: S) -> Client<S> {
         Client { stream, buf: Vec::new() }
     }
 
@@ -301,7 +301,9 @@ impl Client {
         }
         Some(resp)
     }
+}
 
+impl Client<TcpStream> {
     /// True if the server closes the connection (EOF or reset) within `within`, with no
     /// further bytes; panics if bytes arrive instead.
     pub fn expect_closed(&mut self, within: Duration) -> bool {

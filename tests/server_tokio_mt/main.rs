@@ -47,6 +47,8 @@ mod supervisor;
 mod support;
 #[path = "../server/timeouts.rs"]
 mod timeouts;
+#[path = "../server/tls.rs"]
+mod tls;
 #[path = "../server/trust.rs"]
 mod trust;
 #[path = "../server/websocket.rs"]

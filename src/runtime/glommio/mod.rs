@@ -316,7 +316,7 @@ impl WriteHalf for GlommioWrite {
         (result, buf)
     }
 
-    fn shutdown_write(&mut self) -> io::Result<()> {
+    async fn shutdown(&mut self) -> io::Result<()> {
         shutdown(self.1, libc::SHUT_WR)
     }
 }
