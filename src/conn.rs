@@ -43,6 +43,8 @@ use crate::io::{catch_panic, first_of, timeout, Either, Timer, TimerSlot, Transp
 use crate::latch::Latch;
 use crate::observe::access_log::{AccessLog, Entry, LocalAccessLog};
 use crate::state::{ExecutorStats, ServerState};
+use crate::ws::session::SessionCtx;
+use crate::ws::{Upgrade, WsConfig};
 
 /// Bytes allocated for a new connection's reads. A read in flight owns its buffer (io_uring),
 /// so this is what every idle connection holds; a connection whose reads fill its buffer
@@ -98,6 +100,8 @@ pub struct DriverConfig {
     pub proxy_protocol: ProxyProtocol,
     /// The peers allowed to send a PROXY header; any other is closed unread.
     pub proxy_allow_from: TrustedProxies,
+    /// WebSocket settings, for connections handed over after a `101`.
+    pub ws: WsConfig,
 }
 
 impl Default for DriverConfig {
@@ -116,6 +120,7 @@ impl Default for DriverConfig {
             forwarded: ForwardedRules::default(),
             proxy_protocol: ProxyProtocol::Off,
             proxy_allow_from: TrustedProxies::loopback(),
+            ws: WsConfig::default(),
         }
     }
 }
@@ -249,9 +254,11 @@ enum Wait {
 }
 
 /// What to do after one response.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 enum Outcome {
     KeepAlive,
+    /// The `101` is written: the connection is a WebSocket's now.
+    Upgrade(Upgrade),
     /// Close gracefully (FIN, then lingering read).
     Close,
     /// The connection is unusable (write failed, body stream broke): drop it.
@@ -335,6 +342,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             first = false;
             match self.exchange(parsed).await {
                 Outcome::KeepAlive => {}
+                Outcome::Upgrade(upgrade) => return Box::pin(self.hand_over(upgrade)).await,
                 Outcome::Close => return self.close().await,
                 Outcome::Abort => return,
             }
@@ -518,12 +526,48 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             }
         }
 
+        if let Some(upgrade) = response.take_upgrade() {
+            if !must_close {
+                // Boxed, as is the session: rare, and otherwise part of every connection's future.
+                return Box::pin(self.upgrade(response, upgrade, version)).await;
+            }
+        }
         let close = must_close
             || !keep_alive
             || response.wants_close()
             || ctx.drain.is_fired()
             || ctx.spent.is_fired();
         self.write_response(response, is_head, version, close).await
+    }
+
+    /// Write the `101` that accepts a WebSocket (or 403 to an origin `--ws-origins` does not
+    /// allow), with any earlier pipelined responses before it.
+    async fn upgrade(&mut self, response: Response, upgrade: Upgrade, version: Version) -> Outcome {
+        if !crate::ws::handshake::origin_allowed(upgrade.origin(), &self.ctx.config.ws.origins) {
+            tracing::debug!(peer = %self.peer, "WebSocket origin not in --ws-origins; 403");
+            return self.write_response(Response::status_text(403), false, version, true).await;
+        }
+        match self.write_response(response, false, version, false).await {
+            Outcome::KeepAlive if self.flush().await.is_ok() => Outcome::Upgrade(upgrade),
+            Outcome::KeepAlive => Outcome::Abort,
+            other => other,
+        }
+    }
+
+    /// Hand the connection, and the bytes read past the handshake, to the WebSocket session.
+    /// It holds no `--limit-concurrency` slot: a WebSocket is an open connection, not a
+    /// request in flight.
+    async fn hand_over(&mut self, upgrade: Upgrade) {
+        let Some(io) = self.io.take() else { return };
+        let ctx = self.ctx.clone();
+        let session = SessionCtx {
+            config: &ctx.config.ws,
+            write_timeout: ctx.config.write_timeout,
+            drain: &ctx.drain,
+            state: &ctx.state,
+        };
+        let rbuf = mem::take(&mut self.rbuf);
+        crate::ws::session::run::<T, K>(io, rbuf, upgrade, session).await
     }
 
     /// Set the client and scheme of the request `head` (the peer's own, unless the peer is a
@@ -609,6 +653,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         };
         close |= length == BodyLength::CloseDelimited;
         let connection = match (close, version) {
+            _ if status == 101 => ConnectionHeader::Upgrade,
             (true, _) => ConnectionHeader::Close,
             (false, Version::Http10) => ConnectionHeader::KeepAlive,
             (false, Version::Http11) => ConnectionHeader::Omit,

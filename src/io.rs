@@ -16,6 +16,17 @@ use bytes::{Bytes, BytesMut};
 
 /// One accepted connection.
 pub trait Transport: 'static {
+    /// The read side, once split.
+    type ReadHalf: ReadHalf;
+    /// The write side, once split.
+    type WriteHalf: WriteHalf;
+
+    /// Split into a read side and a write side that can each have an operation in flight at
+    /// the same time: a WebSocket reads its peer's frames while it writes its own. (The HTTP
+    /// driver never needs both at once, and a read in flight on a completion-based runtime
+    /// cannot be cancelled without losing bytes, so one `&mut` transport cannot serve both.)
+    fn split(self) -> (Self::ReadHalf, Self::WriteHalf);
+
     /// Read into the spare capacity of `buf`, after its current contents. Returns the number
     /// of bytes added (0 at end of stream) and the buffer.
     fn read(&mut self, buf: BytesMut) -> impl Future<Output = (io::Result<usize>, BytesMut)>;
@@ -39,6 +50,22 @@ pub trait Transport: 'static {
     fn client_subject(&self) -> Option<std::sync::Arc<str>> {
         None
     }
+}
+
+/// The read side of a split [`Transport`].
+pub trait ReadHalf: 'static {
+    /// As [`Transport::read`].
+    fn read(&mut self, buf: BytesMut) -> impl Future<Output = (io::Result<usize>, BytesMut)>;
+}
+
+/// The write side of a split [`Transport`].
+pub trait WriteHalf: 'static {
+    /// As [`Transport::write_all`].
+    fn write_all(&mut self, buf: BytesMut) -> impl Future<Output = (io::Result<()>, BytesMut)>;
+
+    /// As [`Transport::shutdown_write`], once what the transport still holds for the peer
+    /// is written (a TLS `close_notify`): FIN.
+    fn shutdown(&mut self) -> impl Future<Output = io::Result<()>>;
 }
 
 /// The runtime's timer.

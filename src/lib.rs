@@ -34,6 +34,7 @@ pub mod time;
 pub mod tls;
 #[cfg(feature = "tower")]
 pub mod tower;
+pub mod ws;
 
 pub use app::{BodyError, Handler, Request, RequestBody, Response, ResponseBody, Router};
 pub use config::ServerConfig;

@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::app::Handler;
 use crate::conn::{serve, ConnCtx, DriverConfig};
-use crate::io::{Timer, Transport};
+use crate::io::{ReadHalf, Timer, Transport, WriteHalf};
 use crate::state::ServerState;
 
 /// What the driver did on one connection.
@@ -48,6 +48,14 @@ pub struct MemoryIo {
 }
 
 impl Transport for MemoryIo {
+    type ReadHalf = MemoryIo;
+    type WriteHalf = MemoryWrite;
+
+    fn split(self) -> (MemoryIo, MemoryWrite) {
+        let log = self.log.clone();
+        (self, MemoryWrite { log })
+    }
+
     async fn read(&mut self, mut buf: BytesMut) -> (io::Result<usize>, BytesMut) {
         let room = (buf.capacity() - buf.len()).max(1);
         {
@@ -76,6 +84,29 @@ impl Transport for MemoryIo {
     }
 
     fn shutdown_write(&mut self) -> io::Result<()> {
+        self.log.borrow_mut().shutdown = true;
+        Ok(())
+    }
+}
+
+impl ReadHalf for MemoryIo {
+    async fn read(&mut self, buf: BytesMut) -> (io::Result<usize>, BytesMut) {
+        Transport::read(self, buf).await
+    }
+}
+
+/// The write side of a split [`MemoryIo`]: it records into the same transcript.
+pub struct MemoryWrite {
+    log: Rc<RefCell<Transcript>>,
+}
+
+impl WriteHalf for MemoryWrite {
+    async fn write_all(&mut self, buf: BytesMut) -> (io::Result<()>, BytesMut) {
+        self.log.borrow_mut().writes.push(buf.to_vec());
+        (Ok(()), buf)
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
         self.log.borrow_mut().shutdown = true;
         Ok(())
     }

@@ -325,7 +325,12 @@ proptest! {
         sneaky in prop::collection::vec(prop_oneof![Just("Content-Length"), Just("transfer-encoding"), Just("Connection"), Just("Date"), Just("keep-alive")], 0..3),
         body in prop::collection::vec(any::<u8>(), 0..3000),
         chunked in any::<bool>(),
-        conn in prop_oneof![Just(ConnectionHeader::Omit), Just(ConnectionHeader::KeepAlive), Just(ConnectionHeader::Close)],
+        conn in prop_oneof![
+            Just(ConnectionHeader::Omit),
+            Just(ConnectionHeader::KeepAlive),
+            Just(ConnectionHeader::Close),
+            Just(ConnectionHeader::Upgrade)
+        ],
         pieces in prop::collection::vec(0usize..700, 1..6),
     ) {
         let allows = status_allows_body(status);
@@ -380,6 +385,7 @@ proptest! {
             ConnectionHeader::Omit => prop_assert!(connection.is_empty()),
             ConnectionHeader::KeepAlive => prop_assert_eq!(connection, vec![b"keep-alive".to_vec()]),
             ConnectionHeader::Close => prop_assert_eq!(connection, vec![b"close".to_vec()]),
+            ConnectionHeader::Upgrade => prop_assert_eq!(connection, vec![b"upgrade".to_vec()]),
         }
         let (cl, te) = (named("content-length"), named("transfer-encoding"));
         let rest = &out[head_len..];

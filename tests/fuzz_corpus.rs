@@ -76,6 +76,11 @@ fn proxy_corpus() {
     run_corpus("proxy");
 }
 
+#[test]
+fn ws_frame_corpus() {
+    run_corpus("ws_frame");
+}
+
 /// Every target directory has a check, and every check a directory.
 #[test]
 fn corpus_directories_match_targets() {
@@ -84,7 +89,7 @@ fn corpus_directories_match_targets() {
         let name = entry.unwrap().file_name().to_string_lossy().into_owned();
         assert!(checks::check_for(&name).is_some(), "fuzz/corpus/{name} has no target");
     }
-    for target in ["head", "chunked", "driver", "differential", "proxy"] {
+    for target in ["head", "chunked", "driver", "differential", "proxy", "ws_frame"] {
         assert!(corpus_dir(target).is_dir(), "fuzz/corpus/{target} missing");
     }
 }

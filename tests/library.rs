@@ -370,6 +370,51 @@ fn host_is_the_absolute_target_authority_and_a_forwarded_host_only_when_configur
     server.stop();
 }
 
+// --- WebSockets: the drain notice ---------------------------------------------------------
+
+/// Echoes until the executor drains, then says goodbye and closes with the server's code.
+async fn ws_goodbye(_req: Request, ws: percore::ws::WebSocket) {
+    loop {
+        match percore::io::first_of(ws.recv(), ws.draining()).await {
+            percore::io::Either::Left(Some(percore::ws::Message::Close(_)) | None) => return,
+            percore::io::Either::Left(Some(message)) => {
+                if ws.send(message).await.is_err() {
+                    return;
+                }
+            }
+            percore::io::Either::Right(code) => {
+                let _ = ws.send(percore::ws::Message::text("goodbye")).await;
+                let _ = ws.close(code.unwrap_or(1000), "see you");
+                return;
+            }
+        }
+    }
+}
+
+#[test]
+fn a_websocket_handler_hears_the_drain_and_says_goodbye() {
+    let cfg = ServerConfig { port: 0, workers: Some(1), ..ServerConfig::default() };
+    let server = Server::new(cfg)
+        .start(|_exec: &ExecutorInfo| Router::new().ws("/ws", ws_goodbye))
+        .expect("server start");
+    let stream = TcpStream::connect(server.local_addr()).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let (mut ws, _) = tungstenite::client(format!("ws://{}/ws", server.local_addr()), stream).unwrap();
+    ws.send(tungstenite::Message::text("hi")).unwrap();
+    assert_eq!(ws.read().unwrap(), tungstenite::Message::text("hi"));
+    server.send(percore::Command::Drain);
+    assert_eq!(ws.read().unwrap(), tungstenite::Message::text("goodbye"));
+    match ws.read().unwrap() {
+        tungstenite::Message::Close(Some(frame)) => {
+            assert_eq!(u16::from(frame.code), 1001, "the server is stopping");
+            assert_eq!(&*frame.reason, "see you");
+        }
+        other => panic!("expected the handler's close, got {other:?}"),
+    }
+    assert!(matches!(ws.read(), Err(tungstenite::Error::ConnectionClosed)));
+    assert_eq!(server.join().unwrap(), percore::Shutdown::Drained);
+}
+
 // --- nothing outlives a replaced executor -----------------------------------------------
 
 /// Counts its drops: a stand-in for everything an executor's handler holds.

@@ -1120,6 +1120,87 @@ pub fn check_differential(data: &[u8]) {
     check_driver_splits(data);
 }
 
+// --- WebSocket frames ------------------------------------------------------------------------
+
+/// How a WebSocket decoding run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WsEnd {
+    /// Everything was consumed; more bytes would be needed for anything further.
+    NeedMore,
+    Error(percore::ws::frame::FrameError),
+}
+
+/// Feed `input` to a frame decoder (limit `max`) in pieces of the given sizes (1 after
+/// they run out); every event and how it ended.
+pub fn ws_decode_in_pieces(
+    input: &[u8],
+    max: usize,
+    pieces: &[usize],
+) -> (Vec<percore::ws::frame::Event>, WsEnd) {
+    use percore::ws::frame::{Decoder, Event};
+    let mut decoder = Decoder::new(max);
+    let mut buf = bytes::BytesMut::new();
+    let (mut fed, mut next_piece, mut events) = (0, 0, Vec::new());
+    loop {
+        match decoder.decode(&mut buf) {
+            Ok(Some(event)) => {
+                match &event {
+                    Event::Text(t) => {
+                        assert!(std::str::from_utf8(t).is_ok(), "a text message that is not UTF-8");
+                        assert!(t.len() <= max, "a {}-byte message over the limit {max}", t.len());
+                    }
+                    Event::Binary(b) => {
+                        assert!(b.len() <= max, "a {}-byte message over the limit {max}", b.len())
+                    }
+                    Event::Ping(p) | Event::Pong(p) => {
+                        assert!(p.len() <= 125, "a {}-byte control frame", p.len())
+                    }
+                    Event::Close(Some(c)) => {
+                        assert!(percore::ws::frame::close_code_valid(c.code), "close code {}", c.code);
+                        assert!(std::str::from_utf8(&c.reason).is_ok(), "a close reason that is not UTF-8");
+                    }
+                    Event::Close(None) => {}
+                }
+                events.push(event);
+            }
+            Ok(None) => {
+                if fed == input.len() {
+                    return (events, WsEnd::NeedMore);
+                }
+                let n = pieces.get(next_piece).copied().unwrap_or(1).clamp(1, input.len() - fed);
+                next_piece += 1;
+                buf.extend_from_slice(&input[fed..fed + n]);
+                fed += n;
+            }
+            Err(e) => return (events, WsEnd::Error(e)),
+        }
+    }
+}
+
+/// Target: the WebSocket frame decoder on arbitrary bytes gives the same messages, control
+/// frames and end (the same error, or a need for more) however the bytes are split; what it
+/// hands out obeys the protocol (UTF-8 text, messages within the limit, control frames of at
+/// most 125 bytes, valid close codes); and it never holds much more than it was given, so a
+/// frame head announcing a huge length costs nothing.
+pub fn check_ws_frame(data: &[u8]) {
+    let seed = hash(data);
+    for max in [1 << 20, 64] {
+        let (one, peak) = peak_during(|| ws_decode_in_pieces(data, max, &[data.len()]));
+        assert!(peak <= 4 * data.len() + 4096, "{peak} bytes held for {} bytes of input", data.len());
+        let bytewise = ws_decode_in_pieces(data, max, &[]);
+        let mut rng = Rng::new(seed ^ max as u64);
+        let pieces: Vec<usize> = (0..data.len())
+            .map(|_| {
+                let most = if rng.next() % 3 == 0 { 64 } else { 7 };
+                rng.size(most)
+            })
+            .collect();
+        let random = ws_decode_in_pieces(data, max, &pieces);
+        assert_eq!(one, bytewise, "one read vs byte by byte, max {max}: {}", show(data));
+        assert_eq!(one, random, "one read vs {pieces:?}, max {max}: {}", show(data));
+    }
+}
+
 /// The checks by target name, for running a corpus directory.
 pub fn check_for(target: &str) -> Option<fn(&[u8])> {
     Some(match target {
@@ -1128,6 +1209,7 @@ pub fn check_for(target: &str) -> Option<fn(&[u8])> {
         "driver" => check_driver,
         "differential" => check_differential,
         "proxy" => check_proxy,
+        "ws_frame" => check_ws_frame,
         _ => return None,
     })
 }

@@ -28,7 +28,8 @@ pub fn demo_app(state: Arc<ServerState>) -> Router {
     demo_routes(builtin_routes(state))
 }
 
-/// Add the demo routes to `router`: `/plaintext`, `/json`, `/echo`, `/delay`, `/stream`.
+/// Add the demo routes to `router`: `/plaintext`, `/json`, `/echo`, `/delay`, `/stream`,
+/// and the WebSocket echo `/ws`.
 pub fn demo_routes(router: Router) -> Router {
     router
         .get("/plaintext", plaintext)
@@ -37,6 +38,16 @@ pub fn demo_routes(router: Router) -> Router {
         .put("/echo", echo)
         .get("/delay", delay)
         .get("/stream", stream)
+        .ws("/ws", ws_echo)
+}
+
+/// `GET /ws`: every text or binary message comes back as it came, until the client closes.
+async fn ws_echo(_req: Request, ws: crate::ws::WebSocket) {
+    while let Some(message) = ws.recv().await {
+        if matches!(message, crate::ws::Message::Close(_)) || ws.send(message).await.is_err() {
+            break;
+        }
+    }
 }
 
 async fn plaintext(_req: Request) -> Response {

@@ -42,13 +42,15 @@ pub struct Response {
     status: u16,
     headers: Vec<(Cow<'static, str>, Bytes)>,
     body: ResponseBody,
+    /// For a `101` accepting a WebSocket: what to run once the connection is handed over.
+    upgrade: Option<crate::ws::Upgrade>,
 }
 
 impl Response {
     /// An empty response with `status`.
     pub fn new(status: u16) -> Response {
         assert!((100..1000).contains(&status), "invalid status code {status}");
-        Response { status, headers: Vec::new(), body: ResponseBody::Empty }
+        Response { status, headers: Vec::new(), body: ResponseBody::Empty, upgrade: None }
     }
 
     /// 200 with a `text/plain` body.
@@ -142,6 +144,16 @@ impl Response {
         &self.body
     }
 
+    /// Make this response hand the connection over to a WebSocket (see [`crate::ws::Offer`]).
+    pub(crate) fn set_upgrade(&mut self, upgrade: crate::ws::Upgrade) {
+        self.upgrade = Some(upgrade);
+    }
+
+    /// The WebSocket this response accepts, if it does; for the connection driver.
+    pub(crate) fn take_upgrade(&mut self) -> Option<crate::ws::Upgrade> {
+        self.upgrade.take()
+    }
+
     /// Split into status, headers and body, for the connection driver.
     pub fn into_parts(self) -> (u16, Vec<(Cow<'static, str>, Bytes)>, ResponseBody) {
         (self.status, self.headers, self.body)
@@ -169,6 +181,7 @@ impl fmt::Debug for Response {
             .field("status", &self.status)
             .field("headers", &self.headers)
             .field("body", &body)
+            .field("upgrade", &self.upgrade)
             .finish()
     }
 }

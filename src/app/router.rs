@@ -77,6 +77,17 @@ impl Router {
         self.route("DELETE", path, handler)
     }
 
+    /// A WebSocket route: a GET that upgrades runs `f(request, socket)` on the connection;
+    /// any other request to `path` gets the handshake's refusal (426 without an upgrade).
+    /// For subprotocols, route a [`crate::ws::WsRoute`] with `get`.
+    pub fn ws<F, Fut>(self, path: &str, f: F) -> Router
+    where
+        F: Fn(Request, crate::ws::WebSocket) -> Fut + 'static,
+        Fut: std::future::Future<Output = ()> + 'static,
+    {
+        self.get(path, crate::ws::WsRoute::new(&[], f))
+    }
+
     /// Whether a route exists for `path` (with any method).
     pub fn serves(&self, path: &str) -> bool {
         self.routes.iter().any(|r| r.path == path)

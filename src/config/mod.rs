@@ -15,6 +15,7 @@ use crate::observe::access_log::{Format as AccessLogFormat, Target as AccessLogT
 use crate::runtime::{IoBackend, RuntimeKind};
 use crate::supervisor::SupervisorConfig;
 use crate::tls::{CertReqs, TlsSettings, TlsVersion};
+use crate::ws::WsConfig;
 
 /// Everything a [`crate::Server`] needs. `ServerConfig::default()` matches the CLI defaults.
 #[derive(Debug, Clone)]
@@ -453,6 +454,31 @@ pub struct Cli {
     /// Listen backlog of each executor's socket.
     #[arg(long, env = "PERCORE_BACKLOG", default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub backlog: u32,
+
+    /// Largest WebSocket message accepted; a larger one is closed with 1009 before it is
+    /// buffered (uvicorn's default).
+    #[arg(long, env = "PERCORE_WS_MAX_SIZE", default_value = "16MiB", value_parser = parse_size)]
+    pub ws_max_size: u64,
+
+    /// After sending a WebSocket close frame, how long to wait for the peer's before closing
+    /// the connection anyway.
+    #[arg(long, env = "PERCORE_WS_CLOSE_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
+    pub ws_close_timeout: Duration,
+
+    /// Time between keepalive pings on an idle or busy WebSocket; 0 sends none. Keep it under
+    /// the proxy's idle timeout (ALB: 60 s, nginx proxy_read_timeout: 60 s).
+    #[arg(long, env = "PERCORE_WS_PING_INTERVAL", default_value = "20s", value_parser = parse_duration)]
+    pub ws_ping_interval: Duration,
+
+    /// How long a keepalive ping may go unanswered before the WebSocket is closed with 1011.
+    #[arg(long, env = "PERCORE_WS_PING_TIMEOUT", default_value = "20s", value_parser = parse_positive_duration)]
+    pub ws_ping_timeout: Duration,
+
+    /// Origins allowed to open a WebSocket, comma-separated (`https://app.example.com`);
+    /// others get 403. Empty (the default): any. Requests without `Origin` are not from a
+    /// browser and are always allowed.
+    #[arg(long, env = "PERCORE_WS_ORIGINS", default_value = "", value_parser = parse_origin_list)]
+    pub ws_origins: OriginList,
 }
 
 impl Cli {
@@ -496,6 +522,13 @@ impl Cli {
                 forwarded: ForwardedRules { family: self.forwarded_headers, host: self.forwarded_host },
                 proxy_protocol: self.proxy_protocol,
                 proxy_allow_from: self.proxy_allow_from.clone(),
+                ws: WsConfig {
+                    max_message: usize_of(self.ws_max_size),
+                    close_timeout: self.ws_close_timeout,
+                    ping_interval: self.ws_ping_interval,
+                    ping_timeout: self.ws_ping_timeout,
+                    origins: self.ws_origins.0.clone(),
+                },
                 ..DriverConfig::default()
             },
             limit_concurrency: self.limit_concurrency.map(usize_of),
@@ -535,6 +568,21 @@ fn parse_path_list(s: &str) -> Result<PathList, String> {
     match paths.iter().find(|p| !p.starts_with('/')) {
         Some(bad) => Err(format!("{bad:?} is not a path (paths start with /)")),
         None => Ok(PathList(paths)),
+    }
+}
+
+/// `--ws-origins`: serialized origins (`scheme://host[:port]`), or `*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginList(pub Vec<String>);
+
+fn parse_origin_list(s: &str) -> Result<OriginList, String> {
+    let origins: Vec<String> =
+        s.split(',').map(str::trim).filter(|o| !o.is_empty()).map(str::to_string).collect();
+    match origins.iter().find(|o| *o != "*" && !o.contains("://")) {
+        Some(bad) => {
+            Err(format!("{bad:?} is not an origin (scheme://host[:port], e.g. https://app.example.com)"))
+        }
+        None => Ok(OriginList(origins)),
     }
 }
 
@@ -692,6 +740,20 @@ mod tests {
         assert_eq!(from_cli.driver.forwarded, lib.driver.forwarded);
         assert_eq!(from_cli.driver.proxy_allow_from, lib.driver.proxy_allow_from);
         assert_eq!(from_cli.driver.write_timeout, lib.driver.write_timeout);
+        assert_eq!(from_cli.driver.ws.max_message, lib.driver.ws.max_message);
+        assert_eq!(from_cli.driver.ws.close_timeout, lib.driver.ws.close_timeout);
+        assert_eq!(from_cli.driver.ws.ping_interval, lib.driver.ws.ping_interval);
+        assert_eq!(from_cli.driver.ws.ping_timeout, lib.driver.ws.ping_timeout);
+        assert_eq!(from_cli.driver.ws.origins, lib.driver.ws.origins);
         assert_eq!(from_cli.access_log_buffer, lib.access_log_buffer);
+    }
+
+    #[test]
+    fn ws_origins_are_checked() {
+        let cli =
+            Cli::try_parse_from(["percore", "--ws-origins", "https://a.example, http://b.example:8080"])
+                .unwrap();
+        assert_eq!(cli.server_config().driver.ws.origins, ["https://a.example", "http://b.example:8080"]);
+        assert!(Cli::try_parse_from(["percore", "--ws-origins", "a.example"]).is_err());
     }
 }

@@ -26,6 +26,8 @@ pub enum ConnectionHeader {
     KeepAlive,
     /// `Connection: close`: this is the last response on the connection.
     Close,
+    /// `Connection: upgrade`: a `101` switching to another protocol.
+    Upgrade,
 }
 
 /// Whether a status may carry a body at all (RFC 9110 §15: 1xx, 204, 304 never do).
@@ -79,6 +81,7 @@ pub fn encode_head<'a>(
         ConnectionHeader::Omit => {}
         ConnectionHeader::KeepAlive => out.put_slice(b"connection: keep-alive\r\n"),
         ConnectionHeader::Close => out.put_slice(b"connection: close\r\n"),
+        ConnectionHeader::Upgrade => out.put_slice(b"connection: upgrade\r\n"),
     }
     out.put_slice(b"\r\n");
 }

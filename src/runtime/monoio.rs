@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 
 use super::{shutdown, IoBackend, Listener, Runtime};
-use crate::io::{Timer, Transport};
+use crate::io::{ReadHalf, Timer, Transport, WriteHalf};
 
 /// The monoio runtime.
 pub struct Monoio;
@@ -200,6 +200,15 @@ impl Listener for MonoioListener {
 pub struct MonoioStream(monoio::net::TcpStream);
 
 impl Transport for MonoioStream {
+    type ReadHalf = MonoioRead;
+    type WriteHalf = MonoioWrite;
+
+    fn split(self) -> (MonoioRead, MonoioWrite) {
+        let fd = self.0.as_raw_fd();
+        let (read, write) = self.0.into_split();
+        (MonoioRead(read), MonoioWrite(write, fd))
+    }
+
     async fn read(&mut self, buf: BytesMut) -> (io::Result<usize>, BytesMut) {
         let filled = buf.len();
         let (result, slice) = self.0.read(buf.slice_mut(filled..)).await;
@@ -217,5 +226,29 @@ impl Transport for MonoioStream {
 
     fn shutdown_write(&mut self) -> io::Result<()> {
         shutdown(self.0.as_raw_fd(), libc::SHUT_WR)
+    }
+}
+
+pub struct MonoioRead(OwnedReadHalf<monoio::net::TcpStream>);
+
+impl ReadHalf for MonoioRead {
+    async fn read(&mut self, buf: BytesMut) -> (io::Result<usize>, BytesMut) {
+        let filled = buf.len();
+        let (result, slice) = self.0.read(buf.slice_mut(filled..)).await;
+        (result, slice.into_inner())
+    }
+}
+
+/// The write half, and the socket's descriptor for `shutdown` (the half does not expose it).
+pub struct MonoioWrite(OwnedWriteHalf<monoio::net::TcpStream>, RawFd);
+
+impl WriteHalf for MonoioWrite {
+    async fn write_all(&mut self, buf: BytesMut) -> (io::Result<()>, BytesMut) {
+        let (result, buf) = self.0.write_all(buf).await;
+        (result.map(drop), buf)
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        shutdown(self.1, libc::SHUT_WR)
     }
 }

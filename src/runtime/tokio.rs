@@ -26,7 +26,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{shutdown, Listener, Runtime};
-use crate::io::{Timer, Transport};
+use crate::io::{ReadHalf, Timer, Transport, WriteHalf};
 
 /// The tokio runtime, one current-thread runtime per executor.
 pub struct Tokio;
@@ -166,6 +166,14 @@ impl Listener for TokioListener {
 pub struct TokioStream(tokio::net::TcpStream);
 
 impl Transport for TokioStream {
+    type ReadHalf = TokioRead;
+    type WriteHalf = TokioWrite;
+
+    fn split(self) -> (TokioRead, TokioWrite) {
+        let (read, write) = self.0.into_split();
+        (TokioRead(read), TokioWrite(write))
+    }
+
     async fn read(&mut self, mut buf: BytesMut) -> (io::Result<usize>, BytesMut) {
         // Readiness-based: a dropped read loses nothing, the bytes stay in the socket.
         let result = self.0.read_buf(&mut buf).await;
@@ -183,6 +191,28 @@ impl Transport for TokioStream {
 
     fn shutdown_write(&mut self) -> io::Result<()> {
         shutdown(self.0.as_raw_fd(), libc::SHUT_WR)
+    }
+}
+
+pub struct TokioRead(tokio::net::tcp::OwnedReadHalf);
+
+impl ReadHalf for TokioRead {
+    async fn read(&mut self, mut buf: BytesMut) -> (io::Result<usize>, BytesMut) {
+        let result = self.0.read_buf(&mut buf).await;
+        (result, buf)
+    }
+}
+
+pub struct TokioWrite(tokio::net::tcp::OwnedWriteHalf);
+
+impl WriteHalf for TokioWrite {
+    async fn write_all(&mut self, buf: BytesMut) -> (io::Result<()>, BytesMut) {
+        let result = self.0.write_all(&buf).await;
+        (result, buf)
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        shutdown(self.0.as_ref().as_raw_fd(), libc::SHUT_WR)
     }
 }
 

@@ -17,7 +17,7 @@ use rustls::ServerConnection;
 
 use super::config::TlsConfig;
 use super::subject::subject_of;
-use crate::io::Transport;
+use crate::io::{ReadHalf, Transport, WriteHalf};
 use crate::state::ExecutorStats;
 
 /// Room for ciphertext reads: one full TLS record (16 KiB plus its header and tag).
@@ -82,25 +82,9 @@ impl<T: Transport> TlsStream<T> {
         Ok(TlsStream { inner, session: Rc::new(RefCell::new(session)) })
     }
 
-    /// Move decrypted bytes into `buf` (at most its spare room, but never none).
-    /// `None`: nothing decrypted yet; `Some(Ok(0))`: the peer sent `close_notify`.
+    /// See [`Session::take_plaintext`].
     fn take_plaintext(&self, buf: &mut BytesMut) -> Option<io::Result<usize>> {
-        let mut s = self.session.borrow_mut();
-        let mut reader = s.conn.reader();
-        match reader.fill_buf() {
-            Ok(chunk) => {
-                let room = buf.capacity() - buf.len();
-                let n = if room == 0 { chunk.len() } else { chunk.len().min(room) };
-                buf.extend_from_slice(&chunk[..n]);
-                reader.consume(n);
-                Some(Ok(n))
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
-            // The peer closed TCP without close_notify once everything was read: HTTP's own
-            // framing says whether anything was cut short, as for any TCP close.
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Some(Ok(0)),
-            Err(e) => Some(Err(e)),
-        }
+        self.session.borrow_mut().take_plaintext(buf)
     }
 
     /// Write out whatever rustls has for the peer (handshake flights, session tickets,
@@ -221,7 +205,122 @@ impl<T: Transport> TlsStream<T> {
     }
 }
 
+/// The read side of a split [`TlsStream`].
+pub struct TlsRead<R> {
+    inner: R,
+    session: Rc<RefCell<Session>>,
+}
+
+impl<R: ReadHalf> ReadHalf for TlsRead<R> {
+    async fn read(&mut self, mut buf: BytesMut) -> (io::Result<usize>, BytesMut) {
+        loop {
+            if let Some(result) = self.session.borrow_mut().take_plaintext(&mut buf) {
+                return (result, buf);
+            }
+            let waiting = !self.session.borrow().incoming.is_empty();
+            if !waiting {
+                let mut incoming = mem::take(&mut self.session.borrow_mut().incoming);
+                if incoming.capacity() < CIPHERTEXT_READ {
+                    incoming.reserve(CIPHERTEXT_READ);
+                }
+                let (result, incoming) = self.inner.read(incoming).await;
+                self.session.borrow_mut().incoming = incoming;
+                match result {
+                    Ok(0) => return (Ok(0), buf),
+                    Ok(_) => {}
+                    Err(e) => return (Err(e), buf),
+                }
+            }
+            if let Err(e) = self.session.borrow_mut().feed() {
+                return (Err(io::Error::new(io::ErrorKind::InvalidData, e)), buf);
+            }
+        }
+    }
+}
+
+/// The write side of a split [`TlsStream`].
+pub struct TlsWrite<W> {
+    inner: W,
+    session: Rc<RefCell<Session>>,
+}
+
+impl<W: WriteHalf> TlsWrite<W> {
+    /// Write out whatever rustls has for the peer.
+    async fn push(&mut self) -> io::Result<()> {
+        loop {
+            let out = {
+                let mut s = self.session.borrow_mut();
+                let s = &mut *s;
+                let mut writer = (&mut s.outgoing).writer();
+                while s.conn.wants_write() {
+                    s.conn.write_tls(&mut writer)?;
+                }
+                if s.outgoing.is_empty() {
+                    return Ok(());
+                }
+                mem::take(&mut s.outgoing)
+            };
+            let (result, mut out) = self.inner.write_all(out).await;
+            result?;
+            if out.capacity() <= CIPHERTEXT_KEEP {
+                out.clear();
+                self.session.borrow_mut().outgoing = out;
+            }
+        }
+    }
+}
+
+impl<W: WriteHalf> WriteHalf for TlsWrite<W> {
+    async fn write_all(&mut self, buf: BytesMut) -> (io::Result<()>, BytesMut) {
+        let mut data = &buf[..];
+        while !data.is_empty() {
+            let written = self.session.borrow_mut().conn.writer().write(data);
+            let n = match written {
+                Ok(n) => n,
+                Err(e) => return (Err(e), buf),
+            };
+            data = &data[n..];
+            if let Err(e) = self.push().await {
+                return (Err(e), buf);
+            }
+            if n == 0 && !data.is_empty() {
+                return (Err(io::ErrorKind::WriteZero.into()), buf);
+            }
+        }
+        // What the read half left for the peer goes out even when there was nothing to write.
+        let pushed = self.push().await;
+        (pushed, buf)
+    }
+
+    /// `close_notify`, then FIN.
+    async fn shutdown(&mut self) -> io::Result<()> {
+        self.session.borrow_mut().conn.send_close_notify();
+        self.push().await?;
+        self.inner.shutdown().await
+    }
+}
+
 impl Session {
+    /// Move decrypted bytes into `buf` (at most its spare room, but never none).
+    /// `None`: nothing decrypted yet; `Some(Ok(0))`: the peer sent `close_notify`.
+    fn take_plaintext(&mut self, buf: &mut BytesMut) -> Option<io::Result<usize>> {
+        let mut reader = self.conn.reader();
+        match reader.fill_buf() {
+            Ok(chunk) => {
+                let room = buf.capacity() - buf.len();
+                let n = if room == 0 { chunk.len() } else { chunk.len().min(room) };
+                buf.extend_from_slice(&chunk[..n]);
+                reader.consume(n);
+                Some(Ok(n))
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+            // The peer closed TCP without close_notify once everything was read: the
+            // protocol's own framing says whether anything was cut short.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Some(Ok(0)),
+            Err(e) => Some(Err(e)),
+        }
+    }
+
     /// Give every waiting ciphertext byte to rustls and let it process them.
     fn feed(&mut self) -> Result<(), rustls::Error> {
         let handshaking = self.conn.is_handshaking();
@@ -258,6 +357,20 @@ impl Session {
 }
 
 impl<T: Transport> Transport for TlsStream<T> {
+    type ReadHalf = TlsRead<T::ReadHalf>;
+    type WriteHalf = TlsWrite<T::WriteHalf>;
+
+    /// The halves share the TLS session; each drives its own side of the transport below.
+    /// Split after the handshake (a WebSocket after its `101`): what rustls has to send
+    /// while the read half reads (an alert, a key update) goes out with the next write.
+    fn split(self) -> (TlsRead<T::ReadHalf>, TlsWrite<T::WriteHalf>) {
+        let (read, write) = self.inner.split();
+        (
+            TlsRead { inner: read, session: self.session.clone() },
+            TlsWrite { inner: write, session: self.session },
+        )
+    }
+
     async fn read(&mut self, mut buf: BytesMut) -> (io::Result<usize>, BytesMut) {
         loop {
             if let Some(result) = self.take_plaintext(&mut buf) {

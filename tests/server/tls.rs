@@ -467,3 +467,28 @@ fn sessions_resume_across_executors() {
     assert_eq!(kinds[0], Some(rustls::HandshakeKind::Full));
     assert!(kinds[1..].iter().all(|k| *k == Some(rustls::HandshakeKind::Resumed)), "{kinds:?}");
 }
+
+#[test]
+fn websockets_over_tls_echo_and_close_cleanly() {
+    let pki = Pki::new("websocket");
+    let cert = pki.server("server", "localhost", KeyPair::generate().unwrap());
+    let s = server(&cert, &["--ws-ping-interval", "0"]);
+    let tls =
+        try_connect_with(s.addr, client_config(&pki, rustls::DEFAULT_VERSIONS, None)).expect("TLS handshake");
+    let (mut ws, response) = tungstenite::client("wss://localhost/ws", tls).expect("WebSocket handshake");
+    assert_eq!(response.status(), 101);
+    let big: Vec<u8> = (0..300_000u32).map(|i| i as u8).collect();
+    ws.send(tungstenite::Message::text("over TLS")).unwrap();
+    ws.send(tungstenite::Message::binary(big.clone())).unwrap();
+    assert_eq!(ws.read().unwrap(), tungstenite::Message::text("over TLS"));
+    assert_eq!(ws.read().unwrap(), tungstenite::Message::binary(big));
+    ws.close(None).unwrap();
+    loop {
+        match ws.read() {
+            Ok(tungstenite::Message::Close(_)) => {}
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(tungstenite::Error::ConnectionClosed) => break,
+            Err(e) => panic!("unclean close over TLS: {e}"),
+        }
+    }
+}

@@ -24,7 +24,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::{LocalExecutor, LocalExecutorBuilder, Placement};
 
 use super::{shutdown, Listener, Runtime};
-use crate::io::{Timer, Transport};
+use crate::io::{ReadHalf, Timer, Transport, WriteHalf};
 
 mod pool;
 
@@ -261,6 +261,17 @@ impl Drop for AcceptWatch {
 pub struct GlommioStream(glommio::net::TcpStream);
 
 impl Transport for GlommioStream {
+    type ReadHalf = GlommioRead;
+    type WriteHalf = GlommioWrite;
+
+    fn split(self) -> (GlommioRead, GlommioWrite) {
+        let fd = self.0.as_raw_fd();
+        // glommio keeps separate read and write sources, so one half's operation in flight
+        // does not disturb the other's; the lock is only ever taken for one poll.
+        let (read, write) = futures_lite::io::split(self.0);
+        (GlommioRead(read), GlommioWrite(write, fd))
+    }
+
     async fn read(&mut self, mut buf: BytesMut) -> (io::Result<usize>, BytesMut) {
         // glommio reads into initialised memory: zero the spare room, read, trim.
         let filled = buf.len();
@@ -281,5 +292,31 @@ impl Transport for GlommioStream {
 
     fn shutdown_write(&mut self) -> io::Result<()> {
         shutdown(self.0.as_raw_fd(), libc::SHUT_WR)
+    }
+}
+
+pub struct GlommioRead(futures_lite::io::ReadHalf<glommio::net::TcpStream>);
+
+impl ReadHalf for GlommioRead {
+    async fn read(&mut self, mut buf: BytesMut) -> (io::Result<usize>, BytesMut) {
+        let filled = buf.len();
+        buf.resize(buf.capacity(), 0);
+        let result = self.0.read(&mut buf[filled..]).await;
+        buf.truncate(filled + *result.as_ref().unwrap_or(&0));
+        (result, buf)
+    }
+}
+
+/// The write half, and the socket's descriptor for `shutdown`.
+pub struct GlommioWrite(futures_lite::io::WriteHalf<glommio::net::TcpStream>, RawFd);
+
+impl WriteHalf for GlommioWrite {
+    async fn write_all(&mut self, buf: BytesMut) -> (io::Result<()>, BytesMut) {
+        let result = self.0.write_all(&buf).await;
+        (result, buf)
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        shutdown(self.1, libc::SHUT_WR)
     }
 }

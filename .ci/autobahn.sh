@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The Autobahn|Testsuite (cases 1-10) against the demo echo on /ws: no case may FAIL.
+# Uses the debug binary `cargo test` built; run.sh installs the suite on first use.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+run="${AUTOBAHN_RUN:-../shared/autobahn/run.sh}"
+if [ ! -x "$run" ]; then
+  echo "autobahn: $run not found (set AUTOBAHN_RUN to the testsuite's run.sh)" >&2
+  exit 1
+fi
+out="$(mktemp -d)"
+log="$out/server.log"
+cargo build --quiet --bin percore
+./target/debug/percore --host 127.0.0.1 --port 0 --workers 1 --log-format json 2>"$log" &
+server=$!
+trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true' EXIT
+addr=""
+for _ in $(seq 1 100); do
+  addr="$(grep -o '"address":"[^"]*"' "$log" | head -n1 | cut -d'"' -f4 || true)"
+  [ -n "$addr" ] && break
+  sleep 0.1
+done
+if [ -z "$addr" ]; then
+  echo "autobahn: the server did not start:" >&2
+  cat "$log" >&2
+  exit 1
+fi
+"$run" "ws://$addr/ws" "$out/report"

@@ -1,0 +1,356 @@
+//! The WebSocket session driver: after the `101`, it takes over the connection's transport
+//! and the bytes already read past the handshake, and runs the handler beside four small
+//! loops in one future:
+//!
+//! - **read**: decode frames; messages go to the handler's inbox, pings are answered,
+//!   a close is answered; a protocol error fails the connection with its close code.
+//! - **write**: write what `send` and the other loops encoded, then end the connection: after
+//!   a close frame, wait for the peer's (up to `close_timeout`), then FIN.
+//! - **keepalive**: a ping every `ping_interval`; no pong within `ping_timeout` is 1011.
+//! - **drain**: when the executor drains, tell the handler (`WebSocket::draining`), then close
+//!   with 1001 (the server stops) or 1012 (it goes on: reload, recycling), so no client sees a
+//!   reset without a close frame.
+//!
+//! The session ends once the connection is finished and the handler has returned.
+
+use std::cell::RefCell;
+use std::future::{poll_fn, Future};
+use std::mem;
+use std::pin::pin;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::BytesMut;
+
+use super::frame::{self, code, Decoder, Event, OpCode};
+use super::socket::{driver_wait, text, Message, Shared, State, WebSocket};
+use super::{Upgrade, WsConfig};
+use crate::io::{catch_panic, first_of, timeout, Either, ReadHalf, Timer, Transport, WriteHalf};
+use crate::latch::Latch;
+use crate::state::ServerState;
+
+/// The room reads start with, and never go below. A read in flight owns its buffer
+/// (io_uring), so this is what an idle WebSocket holds for reading.
+const READ_MIN: usize = 2 * 1024;
+/// The most room one read gets: a large message is read in pieces of this size.
+const READ_MAX: usize = 64 * 1024;
+/// The write buffer is kept between writes unless a large message grew it past this (an
+/// idle WebSocket should not hold on to the memory of its largest message).
+const KEEP_WRITE_BUF: usize = 16 * 1024;
+
+/// What the session needs from its executor.
+pub struct SessionCtx<'a> {
+    pub config: &'a WsConfig,
+    /// Longest time one write may take (a peer that stops reading).
+    pub write_timeout: Duration,
+    /// Fired when the executor drains.
+    pub drain: &'a Latch,
+    /// Whether the whole server is stopping (1001) rather than replacing executors (1012).
+    pub state: &'a ServerState,
+}
+
+/// Run a WebSocket on `io` until it is closed and its handler has returned. `leftover`:
+/// bytes read past the handshake, the start of the client's first frames.
+pub async fn run<T: Transport, K: Timer>(io: T, leftover: BytesMut, upgrade: Upgrade, ctx: SessionCtx<'_>) {
+    let (reader, writer) = io.split();
+    let shared: Shared = Rc::new(RefCell::new(State::default()));
+    let socket = WebSocket::new(shared.clone(), upgrade.protocol);
+    let mut handler = pin!(catch_panic((upgrade.run)(socket)));
+    let mut write = pin!(write_loop::<_, K>(writer, &shared, ctx.config.close_timeout, ctx.write_timeout));
+    // The side loops are dropped as soon as the connection is finished: the reader's read in
+    // flight holds the socket open, and the handler may still be running.
+    let mut read = pin!(Some(read_loop::<_, K>(reader, leftover, &shared, ctx.config)));
+    let mut keepalive =
+        pin!(Some(keepalive::<K>(&shared, ctx.config.ping_interval, ctx.config.ping_timeout)));
+    let mut drain = pin!(Some(drain::<K>(&shared, ctx.drain, ctx.state, ctx.config.close_timeout)));
+    let (mut handler_done, mut connection_done) = (false, false);
+    poll_fn(|cx| {
+        if !handler_done {
+            if let Poll::Ready(result) = handler.as_mut().poll(cx) {
+                handler_done = true;
+                let mut s = shared.borrow_mut();
+                s.handler_gone = true;
+                s.inbox.clear();
+                match result {
+                    // After a drain notice, the handler's return is its goodbye.
+                    Ok(()) => {
+                        let code = s.draining.unwrap_or(code::NORMAL);
+                        s.close(code, "");
+                    }
+                    Err(_) => {
+                        tracing::error!("WebSocket handler panicked; closing with 1011");
+                        s.close(code::INTERNAL_ERROR, "");
+                    }
+                }
+            }
+        }
+        if !connection_done {
+            // The side loops first: what they queue is written in this same poll.
+            poll_side(read.as_mut(), cx);
+            poll_side(keepalive.as_mut(), cx);
+            poll_side(drain.as_mut(), cx);
+            connection_done = write.as_mut().poll(cx).is_ready();
+            if connection_done {
+                read.set(None);
+                keepalive.set(None);
+                drain.set(None);
+            }
+        }
+        if handler_done && connection_done {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+/// Poll a side loop until it ends, then drop it.
+fn poll_side<F: Future<Output = ()>>(mut side: Pin<&mut Option<F>>, cx: &mut Context<'_>) {
+    if let Some(fut) = side.as_mut().as_pin_mut() {
+        if fut.poll(cx).is_ready() {
+            side.set(None);
+        }
+    }
+}
+
+/// Decode the peer's frames until its close frame, its end of stream or a protocol error.
+async fn read_loop<R: ReadHalf, K: Timer>(
+    mut reader: R,
+    mut rbuf: BytesMut,
+    shared: &Shared,
+    config: &WsConfig,
+) {
+    let mut decoder = Decoder::new(config.max_message);
+    // Before a close frame goes out (the peer's answered, or ours for its error), the handler
+    // takes the messages that came first and may still answer them: a close ends what it
+    // may send.
+    let taken = |s: &State| s.inbox.is_empty() || s.handler_gone || s.done;
+    let mut size = READ_MIN;
+    loop {
+        loop {
+            let event = match decoder.decode(&mut rbuf) {
+                Ok(Some(event)) => event,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "WebSocket protocol error; failing the connection");
+                    timeout::<K, _>(config.close_timeout, driver_wait(shared, taken)).await;
+                    shared.borrow_mut().fail(e.close_code(), e.reason());
+                    return discard(reader, rbuf, shared).await;
+                }
+            };
+            let message = match event {
+                Event::Text(bytes) => text(bytes),
+                Event::Binary(bytes) => Message::Binary(bytes),
+                Event::Ping(payload) => {
+                    let mut s = shared.borrow_mut();
+                    if !s.close_sent {
+                        frame::encode(&mut s.outbox, OpCode::Pong, &payload);
+                        s.notify();
+                    }
+                    continue;
+                }
+                Event::Pong(_) => {
+                    let mut s = shared.borrow_mut();
+                    s.ping_outstanding = false;
+                    s.notify();
+                    continue;
+                }
+                Event::Close(close) => {
+                    // As for an error: the handler answers what came before the close first.
+                    timeout::<K, _>(config.close_timeout, driver_wait(shared, taken)).await;
+                    let mut s = shared.borrow_mut();
+                    s.peer_closed = true;
+                    if !s.close_sent && !s.done {
+                        // Echo the peer's code (RFC 6455 §5.5.1); an empty close gets one.
+                        match &close {
+                            Some(c) => frame::encode_close(&mut s.outbox, c.code, ""),
+                            None => frame::encode(&mut s.outbox, OpCode::Close, b""),
+                        }
+                        s.close_sent = true;
+                    }
+                    if !s.handler_gone {
+                        s.inbox.push_back(Message::Close(close));
+                    }
+                    s.notify();
+                    return;
+                }
+            };
+            driver_wait(shared, |s| !s.inbox_full() || s.handler_gone || s.done).await;
+            let mut s = shared.borrow_mut();
+            if !s.handler_gone {
+                s.inbox.push_back(message);
+                s.notify();
+            }
+        }
+        match read_more(&mut reader, &mut rbuf, &mut size).await {
+            true => {}
+            false => return gone(shared),
+        }
+    }
+}
+
+/// One read into `rbuf`; false at end of stream or on an error.
+///
+/// `size` is the room reads get: doubled (up to `READ_MAX`) when a read fills all of it, as
+/// a large message streams in, and halved (down to `READ_MIN`) when a read uses less than a
+/// quarter, so that a WebSocket that goes quiet goes back to a small buffer.
+async fn read_more<R: ReadHalf>(reader: &mut R, rbuf: &mut BytesMut, size: &mut usize) -> bool {
+    if rbuf.is_empty() && rbuf.capacity() > 2 * *size {
+        *rbuf = BytesMut::with_capacity(*size);
+    } else if rbuf.capacity() - rbuf.len() < *size / 2 {
+        rbuf.reserve(*size);
+    }
+    let room = rbuf.capacity() - rbuf.len();
+    let (result, buf) = reader.read(mem::take(rbuf)).await;
+    *rbuf = buf;
+    match result {
+        Ok(n) if n > 0 => {
+            if n >= room && *size < READ_MAX {
+                *size *= 2;
+            } else if n < room / 4 && *size > READ_MIN {
+                *size /= 2;
+            }
+            true
+        }
+        _ => false,
+    }
+}
+
+/// The peer's side ended.
+fn gone(shared: &Shared) {
+    let mut s = shared.borrow_mut();
+    s.peer_gone = true;
+    s.notify();
+}
+
+/// After a protocol error: read and drop whatever the peer still sends until it closes, so
+/// that unread bytes do not turn our close into a reset that could destroy the close frame.
+async fn discard<R: ReadHalf>(mut reader: R, mut rbuf: BytesMut, shared: &Shared) {
+    let mut size = READ_MIN;
+    loop {
+        rbuf.clear();
+        if !read_more(&mut reader, &mut rbuf, &mut size).await {
+            return gone(shared);
+        }
+    }
+}
+
+/// Write queued frames; end the connection after the close frame.
+async fn write_loop<W: WriteHalf, K: Timer>(
+    mut writer: W,
+    shared: &Shared,
+    close_timeout: Duration,
+    write_timeout: Duration,
+) {
+    let mut spare = BytesMut::new();
+    loop {
+        driver_wait(shared, |s| !s.outbox.is_empty() || s.close_sent || s.peer_gone).await;
+        let pending = {
+            let mut s = shared.borrow_mut();
+            if s.outbox.is_empty() {
+                None
+            } else {
+                // Frames queued while this batch is written go into the spare buffer.
+                Some(mem::replace(&mut s.outbox, mem::take(&mut spare)))
+            }
+        };
+        if let Some(buf) = pending {
+            match timeout::<K, _>(write_timeout, writer.write_all(buf)).await {
+                Some((Ok(()), mut buf)) => {
+                    if buf.capacity() <= KEEP_WRITE_BUF {
+                        buf.clear();
+                        spare = buf;
+                    }
+                    shared.borrow_mut().notify(); // room for `send`
+                    continue;
+                }
+                _ => return finish(shared),
+            }
+        }
+        let (close_sent, failing) = {
+            let s = shared.borrow();
+            (s.close_sent, s.failing)
+        };
+        if !close_sent {
+            // The peer went away without a close frame; nothing can be said to it any more.
+            return finish(shared);
+        }
+        // The close frame is written.
+        if !failing {
+            let answered = |s: &State| s.peer_closed || s.peer_gone || s.failing;
+            timeout::<K, _>(close_timeout, driver_wait(shared, answered)).await;
+        }
+        let _ = timeout::<K, _>(write_timeout, writer.shutdown()).await;
+        if !shared.borrow().peer_closed {
+            // Give the reader the time to see the peer close its side too (it discards).
+            timeout::<K, _>(close_timeout, driver_wait(shared, |s| s.peer_gone || s.peer_closed)).await;
+        }
+        return finish(shared);
+    }
+}
+
+fn finish(shared: &Shared) {
+    let mut s = shared.borrow_mut();
+    s.done = true;
+    s.outbox.clear();
+    s.notify();
+}
+
+/// Ping the peer every `interval` (zero: never); fail with 1011 if a pong does not come back
+/// within `wait`.
+async fn keepalive<K: Timer>(shared: &Shared, interval: Duration, wait: Duration) {
+    if interval.is_zero() {
+        return;
+    }
+    let closing = |s: &State| s.close_sent || s.done;
+    loop {
+        if let Either::Right(()) = first_of(K::sleep(interval), driver_wait(shared, closing)).await {
+            return;
+        }
+        {
+            let mut s = shared.borrow_mut();
+            if closing(&s) {
+                return;
+            }
+            frame::encode(&mut s.outbox, OpCode::Ping, b"");
+            s.ping_outstanding = true;
+            s.notify();
+        }
+        let answered = |s: &State| !s.ping_outstanding || s.close_sent || s.done;
+        if timeout::<K, _>(wait, driver_wait(shared, answered)).await.is_none() {
+            tracing::debug!("WebSocket ping unanswered; closing with 1011");
+            shared.borrow_mut().fail(code::INTERNAL_ERROR, "ping timeout");
+            return;
+        }
+    }
+}
+
+/// Close with 1001 when the server stops, 1012 when it goes on with other executors. A
+/// handler awaiting `WebSocket::draining` is told first and may close by itself, within
+/// `grace`.
+async fn drain<K: Timer>(shared: &Shared, latch: &Latch, state: &ServerState, grace: Duration) {
+    let closing = |s: &State| s.close_sent || s.done;
+    if let Either::Left(()) = first_of(latch.wait(), driver_wait(shared, closing)).await {
+        let (code, reason) = match state.is_draining() {
+            true => (code::GOING_AWAY, "server shutting down"),
+            false => (code::SERVICE_RESTART, "server restarting"),
+        };
+        let watched = {
+            let mut s = shared.borrow_mut();
+            s.draining = Some(code);
+            s.notify();
+            s.drain_watched
+        };
+        if watched {
+            timeout::<K, _>(grace, driver_wait(shared, closing)).await;
+        }
+        shared.borrow_mut().close(code, reason);
+    }
+}
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;
