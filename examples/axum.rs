@@ -20,7 +20,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use percore::tower::ExecutorIndex;
+use percore::tower::RequestInfo;
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tower_http::timeout::TimeoutLayer;
@@ -50,13 +50,17 @@ fn app() -> Router {
     let state = AppState::default();
     Router::new()
         .route("/plaintext", get(|| async { "Hello, World!" }))
-        .route("/users/{id}", get(|Path(id): Path<String>| async move { Json(serde_json::json!({ "id": id })) }))
+        .route(
+            "/users/{id}",
+            get(|Path(id): Path<String>| async move { Json(serde_json::json!({ "id": id })) }),
+        )
         .route("/echo-json", post(|Json(body): Json<serde_json::Value>| async move { Json(body) }))
         .route("/sleep", get(sleep))
         .route("/outbound", get(outbound))
         .route(
             "/core",
-            get(|Extension(ExecutorIndex(index)): Extension<ExecutorIndex>, State(state): State<AppState>| async move {
+            get(|Extension(info): Extension<RequestInfo>, State(state): State<AppState>| async move {
+                let index = info.executor;
                 let here = SERVED_HERE.with(|c| {
                     c.set(c.get() + 1);
                     c.get()

@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
 use http_body::{Body as _, Frame, SizeHint};
-use percore::tower::{per_executor, ClientInfo, ExecutorIndex, PeerAddr};
+use percore::tower::{per_executor, RequestInfo};
 use percore::{RuntimeKind, Server, ServerConfig, ServerHandle};
 
 /// A body of one data frame and then trailers (size unknown: sent chunked).
@@ -106,13 +106,9 @@ fn app() -> Router {
         )
         .route(
             "/who",
-            get(
-                |Extension(peer): Extension<PeerAddr>,
-                 Extension(client): Extension<ClientInfo>,
-                 Extension(ExecutorIndex(exec)): Extension<ExecutorIndex>| async move {
-                    format!("{} {} {} {}", peer.0.ip(), client.addr, client.scheme, exec)
-                },
-            ),
+            get(|Extension(info): Extension<RequestInfo>| async move {
+                format!("{} {} {} {}", info.peer.ip(), info.client, info.scheme, info.executor)
+            }),
         )
 }
 

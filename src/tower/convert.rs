@@ -9,7 +9,7 @@ use bytes::{Buf, Bytes};
 use futures_core::Stream;
 use http::header::{HeaderName, HeaderValue};
 
-use super::{Body, ClientInfo, ExecutorIndex, PeerAddr};
+use super::{Body, RequestInfo};
 use crate::app::{Frame, Request, Response};
 use crate::http::{Framing, Version};
 
@@ -36,7 +36,9 @@ impl Display for ConvertError {
 /// body is streamed from the connection.
 pub fn to_http(mut req: Request, executor: usize) -> Result<http::Request<Body>, ConvertError> {
     let method = http::Method::from_bytes(req.method().as_bytes()).map_err(|_| ConvertError::Method)?;
-    let uri: http::Uri = req.target().parse().map_err(|_| ConvertError::Target)?;
+    // The target shares the head's bytes too.
+    let uri = http::Uri::from_maybe_shared(req.head().bytes_of(req.target().as_bytes()))
+        .map_err(|_| ConvertError::Target)?;
     let version = match req.version() {
         Version::Http10 => http::Version::HTTP_10,
         Version::Http11 => http::Version::HTTP_11,
@@ -56,24 +58,24 @@ pub fn to_http(mut req: Request, executor: usize) -> Result<http::Request<Body>,
         Framing::Length(n) => Some(n),
         Framing::Chunked => None,
     };
-    let client = ClientInfo {
-        addr: req.client_addr(),
+    let info = RequestInfo {
+        peer: req.peer_addr(),
+        client: req.client_addr(),
         scheme: req.scheme(),
         forwarded_host: req.forwarded_host().and_then(|h| std::str::from_utf8(h).ok()).map(str::to_string),
+        executor,
     };
-    let peer = req.peer_addr();
+    #[cfg(feature = "axum")]
+    let peer = info.peer;
     let body = Body::new(req.take_body(), length);
     let mut request = http::Request::new(body);
     *request.method_mut() = method;
     *request.uri_mut() = uri;
     *request.version_mut() = version;
     *request.headers_mut() = headers;
-    let extensions = request.extensions_mut();
-    extensions.insert(PeerAddr(peer));
-    extensions.insert(client);
-    extensions.insert(ExecutorIndex(executor));
+    request.extensions_mut().insert(info);
     #[cfg(feature = "axum")]
-    extensions.insert(axum::extract::ConnectInfo(peer));
+    request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
     Ok(request)
 }
 

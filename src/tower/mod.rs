@@ -28,24 +28,23 @@ pub use body::Body;
 use crate::app::{Handler, Request, Response};
 use crate::executor::ExecutorInfo;
 
-/// The TCP peer of a request (or the source a PROXY header gave), in its extensions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PeerAddr(pub SocketAddr);
-
-/// The client as trusted proxies describe it (`--forwarded-allow-ips`,
-/// `--forwarded-headers`), in the request's extensions: its address and scheme, and the host
-/// a trusted proxy says it asked for (only with `--forwarded-host`; otherwise the request's
-/// URI and `Host` header say it).
+/// What percore knows of a request beyond its head, in its extensions as one value (one
+/// insertion per request): `Extension<percore::tower::RequestInfo>` in axum.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientInfo {
-    pub addr: IpAddr,
+pub struct RequestInfo {
+    /// The TCP peer (or the source a PROXY header gave).
+    pub peer: SocketAddr,
+    /// The client as trusted proxies describe it (`--forwarded-allow-ips`,
+    /// `--forwarded-headers`); the peer's address otherwise.
+    pub client: IpAddr,
+    /// `http` or `https` (TLS, or a trusted proxy that says so).
     pub scheme: &'static str,
+    /// The host a trusted proxy says the client asked for, only with `--forwarded-host`
+    /// (otherwise the request's URI and `Host` header say it).
     pub forwarded_host: Option<String>,
+    /// The index of the executor serving the request.
+    pub executor: usize,
 }
-
-/// The index of the executor serving a request, in its extensions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExecutorIndex(pub usize);
 
 /// A tower service as a percore [`Handler`]: one per executor, built by the factory given to
 /// [`per_executor`], so per-core state needs no lock.
