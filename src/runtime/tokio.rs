@@ -16,7 +16,6 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::OnceLock;
@@ -27,6 +26,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{shutdown, Listener, Runtime};
 use crate::io::{Timer, Transport};
+use crate::peer::Peer;
 
 /// The tokio runtime, one current-thread runtime per executor.
 pub struct Tokio;
@@ -45,6 +45,7 @@ impl Runtime for Tokio {
     const NAME: &'static str = "tokio";
     type Io = TokioStream;
     type Listener = TokioListener;
+    type UnixListener = TokioUnixListener;
 
     fn block_on<F, Fut>(main: F) -> io::Result<Fut::Output>
     where
@@ -62,6 +63,12 @@ impl Runtime for Tokio {
         listener.set_nonblocking(true)?;
         let fd = listener.as_raw_fd();
         Ok(TokioListener { inner: tokio::net::TcpListener::from_std(listener)?, fd })
+    }
+
+    fn unix_listener(listener: std::os::unix::net::UnixListener) -> io::Result<TokioUnixListener> {
+        listener.set_nonblocking(true)?;
+        let fd = listener.as_raw_fd();
+        Ok(TokioUnixListener { inner: tokio::net::UnixListener::from_std(listener)?, fd })
     }
 
     fn spawn<F: Future<Output = ()> + 'static>(task: F) {
@@ -112,6 +119,7 @@ impl Runtime for TokioMt {
     const SHARED_LISTENER: bool = true;
     type Io = TokioStream;
     type Listener = TokioListener;
+    type UnixListener = TokioUnixListener;
 
     fn block_on<F, Fut>(main: F) -> io::Result<Fut::Output>
     where
@@ -130,6 +138,10 @@ impl Runtime for TokioMt {
         Tokio::listener(listener)
     }
 
+    fn unix_listener(listener: std::os::unix::net::UnixListener) -> io::Result<TokioUnixListener> {
+        Tokio::unix_listener(listener)
+    }
+
     fn spawn<F: Future<Output = ()> + 'static>(task: F) {
         Tokio::spawn(task)
     }
@@ -144,11 +156,12 @@ pub struct TokioListener {
 
 impl Listener for TokioListener {
     type Io = TokioStream;
+    type Stream = std::net::TcpStream;
 
-    async fn accept(&self) -> io::Result<(TokioStream, SocketAddr)> {
+    async fn accept(&self) -> io::Result<(TokioStream, Peer)> {
         let (stream, peer) = self.inner.accept().await?;
         stream.set_nodelay(true)?;
-        Ok((TokioStream(stream), peer))
+        Ok((TokioStream(stream), Peer::Tcp(peer)))
     }
 
     fn fd(&self) -> RawFd {
@@ -163,9 +176,38 @@ impl Listener for TokioListener {
     }
 }
 
-pub struct TokioStream(tokio::net::TcpStream);
+/// The Unix socket every executor accepts from (readiness, then accept in user space).
+pub struct TokioUnixListener {
+    inner: tokio::net::UnixListener,
+    fd: RawFd,
+}
 
-impl Transport for TokioStream {
+impl Listener for TokioUnixListener {
+    type Io = TokioStream<tokio::net::UnixStream>;
+    type Stream = std::os::unix::net::UnixStream;
+
+    async fn accept(&self) -> io::Result<(Self::Io, Peer)> {
+        let (stream, _unnamed) = self.inner.accept().await?;
+        Ok((TokioStream(stream), Peer::Unix))
+    }
+
+    fn fd(&self) -> RawFd {
+        self.fd
+    }
+
+    fn adopt(stream: std::os::unix::net::UnixStream) -> io::Result<Self::Io> {
+        stream.set_nonblocking(true)?;
+        Ok(TokioStream(tokio::net::UnixStream::from_std(stream)?))
+    }
+}
+
+/// A connection: TCP, or a Unix socket's.
+pub struct TokioStream<S = tokio::net::TcpStream>(S);
+
+impl<S> Transport for TokioStream<S>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + AsRawFd + 'static,
+{
     async fn read(&mut self, mut buf: BytesMut) -> (io::Result<usize>, BytesMut) {
         // Readiness-based: a dropped read loses nothing, the bytes stay in the socket.
         let result = self.0.read_buf(&mut buf).await;

@@ -61,7 +61,7 @@ pub fn to_http(mut req: Request, executor: usize) -> Result<http::Request<Body>,
         scheme: req.scheme(),
         forwarded_host: req.forwarded_host().and_then(|h| std::str::from_utf8(h).ok()).map(str::to_string),
     };
-    let peer = req.peer_addr();
+    let peer = req.peer();
     let body = Body::new(req.take_body(), length);
     let mut request = http::Request::new(body);
     *request.method_mut() = method;
@@ -69,11 +69,15 @@ pub fn to_http(mut req: Request, executor: usize) -> Result<http::Request<Body>,
     *request.version_mut() = version;
     *request.headers_mut() = headers;
     let extensions = request.extensions_mut();
-    extensions.insert(PeerAddr(peer));
+    // The socket address types exist for TCP peers only; `Peer` is there for every peer.
+    if let Some(addr) = peer.socket_addr() {
+        extensions.insert(PeerAddr(addr));
+        #[cfg(feature = "axum")]
+        extensions.insert(axum::extract::ConnectInfo(addr));
+    }
+    extensions.insert(peer);
     extensions.insert(client);
     extensions.insert(ExecutorIndex(executor));
-    #[cfg(feature = "axum")]
-    extensions.insert(axum::extract::ConnectInfo(peer));
     Ok(request)
 }
 

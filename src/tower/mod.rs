@@ -28,7 +28,9 @@ pub use body::Body;
 use crate::app::{Handler, Request, Response};
 use crate::executor::ExecutorInfo;
 
-/// The TCP peer of a request (or the source a PROXY header gave), in its extensions.
+/// The TCP peer of a request (or the source a PROXY header gave), in its extensions; absent
+/// for a peer on a Unix socket (as axum's `ConnectInfo<SocketAddr>` is). A
+/// [`crate::Peer`] is there for every request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
 
