@@ -29,3 +29,4 @@ mod supervisor;
 mod timeouts;
 mod tls;
 mod trust;
+mod uds;

@@ -51,3 +51,5 @@ mod timeouts;
 mod tls;
 #[path = "../server/trust.rs"]
 mod trust;
+#[path = "../server/uds.rs"]
+mod uds;
