@@ -305,6 +305,7 @@ def check_systemd() -> None:
     section("deploy/systemd")
     svc_path = DEPLOY / "systemd/percore.service"
     sock_path = DEPLOY / "systemd/percore.socket"
+    unix_sock_path = DEPLOY / "systemd/percore-unix.socket"
     svc = parse_unit(svc_path)
     sock = parse_unit(sock_path)
     one = lambda k: (svc.get(k) or [""])[-1]  # noqa: E731
@@ -316,9 +317,9 @@ def check_systemd() -> None:
         stub.parent.mkdir()
         stub.write_text("#!/bin/sh\nexit 0\n")
         stub.chmod(0o755)
-        for p in (svc_path, sock_path):
+        for p in (svc_path, sock_path, unix_sock_path):
             (Path(tmp) / p.name).write_text(p.read_text().replace("/usr/local/bin/percore", str(stub)))
-        r = run(["systemd-analyze", "verify", "--man=no", "percore.service", "percore.socket"], cwd=tmp,
+        r = run(["systemd-analyze", "verify", "--man=no", "percore.service", "percore.socket", "percore-unix.socket"], cwd=tmp,
                 env={**os.environ, "SYSTEMD_LOG_COLOR": "0", "SYSTEMD_UNIT_PATH": f"{tmp}:"})
         lines = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.strip()]
         # Anything verify says about our files (unknown keys, bad values) is an error; it
@@ -328,7 +329,7 @@ def check_systemd() -> None:
         for ln in other:
             warn("systemd-analyze verify", f"(environment) {ln}")
         expect(r.returncode == 0 and not ours, "systemd-analyze verify",
-               "percore.service and percore.socket load cleanly",
+               "percore.service, percore.socket and percore-unix.socket load cleanly",
                "; ".join(ours) or f"exit {r.returncode}")
 
         r = run(["systemd-analyze", "security", "--offline=true", "--no-pager", str(Path(tmp) / "percore.service")])

@@ -16,7 +16,6 @@ use std::cell::{Cell, RefCell};
 use std::future::{poll_fn, Future};
 use std::marker::PhantomData;
 use std::mem;
-use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::pin;
 use std::rc::Rc;
@@ -42,6 +41,7 @@ use crate::http::{
 use crate::io::{catch_panic, first_of, timeout, Either, Timer, TimerSlot, Transport};
 use crate::latch::Latch;
 use crate::observe::access_log::{AccessLog, Entry, LocalAccessLog};
+use crate::peer::Peer;
 use crate::state::{ExecutorStats, ServerState};
 use crate::ws::session::SessionCtx;
 use crate::ws::{Upgrade, WsConfig};
@@ -223,7 +223,7 @@ impl<H> ConnCtx<H> {
 /// Serve one connection until it closes.
 pub fn serve<T: Transport, K: Timer, H: Handler>(
     io: T,
-    peer: SocketAddr,
+    peer: Peer,
     ctx: Rc<ConnCtx<H>>,
 ) -> impl Future<Output = ()> {
     // Built here rather than inside an async fn, which would keep its arguments beside the
@@ -234,7 +234,7 @@ pub fn serve<T: Transport, K: Timer, H: Handler>(
 
 /// Answer a connection that is refused before it is read (`--max-connections`) with 503,
 /// then close it gracefully.
-pub async fn refuse<T: Transport, K: Timer, H: Handler>(io: T, peer: SocketAddr, ctx: Rc<ConnCtx<H>>) {
+pub async fn refuse<T: Transport, K: Timer, H: Handler>(io: T, peer: Peer, ctx: Rc<ConnCtx<H>>) {
     let mut conn = Conn::<T, K, H>::new(io, peer, ctx);
     conn.rbuf = BytesMut::new();
     let response = Response::status_text(503);
@@ -281,12 +281,12 @@ struct Conn<T, K, H> {
     read_size: usize,
     wbuf: BytesMut,
     ctx: Rc<ConnCtx<H>>,
-    peer: SocketAddr,
+    peer: Peer,
     /// The client as far as this request is concerned (the peer, or what a trusted proxy
-    /// says), and its scheme.
-    client: std::net::IpAddr,
+    /// says), and its scheme. `None`: a Unix-socket peer that no trusted header named.
+    client: Option<std::net::IpAddr>,
     scheme: &'static str,
-    /// Whether the TCP peer is in `--forwarded-allow-ips`.
+    /// Whether the peer is in `--forwarded-allow-ips` (by address, or `unix`).
     peer_trusted: bool,
     /// The verified client certificate's subject (mutual TLS), for the access log.
     client_cert: Option<Arc<str>>,
@@ -302,7 +302,7 @@ struct Conn<T, K, H> {
 }
 
 impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
-    fn new(io: T, peer: SocketAddr, ctx: Rc<ConnCtx<H>>) -> Self {
+    fn new(io: T, peer: Peer, ctx: Rc<ConnCtx<H>>) -> Self {
         Conn {
             io: Some(io),
             rbuf: BytesMut::with_capacity(INITIAL_READ_BUF),
@@ -330,7 +330,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         // only from a peer in --proxy-allow-from: behind an NLB the source is the client
         // itself, whose own X-Forwarded-For must not be believed, and a client that reaches
         // the port directly cannot name a trusted source.
-        self.peer_trusted = self.ctx.config.trusted_proxies.contains(self.peer.ip());
+        self.peer_trusted = self.ctx.config.trusted_proxies.contains_peer(&self.peer);
         let mut first = true;
         loop {
             let parsed = match self.read_head(first).await {
@@ -354,7 +354,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
     /// the connection without a response. Returns whether to go on.
     async fn read_proxy_header(&mut self) -> bool {
         let ctx = self.ctx.clone();
-        if !ctx.config.proxy_allow_from.contains(self.peer.ip()) {
+        if !ctx.config.proxy_allow_from.contains_peer(&self.peer) {
             // Not the load balancer: whatever it would send, its PROXY header is not believed.
             ExecutorStats::add(&ctx.stats.proxy_refused, 1);
             tracing::debug!(peer = %self.peer, "PROXY protocol connection from a peer not in --proxy-allow-from; closing");
@@ -366,7 +366,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
                 Ok(Some(header)) => {
                     self.rbuf.advance(header.len);
                     if let Some(source) = header.source {
-                        self.peer = source;
+                        self.peer = Peer::Tcp(source);
                     }
                     return true;
                 }
@@ -579,7 +579,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         }
         let cfg = &self.ctx.config;
         let f = forwarded(head.headers(), &cfg.trusted_proxies, cfg.forwarded);
-        self.client = f.client.unwrap_or(self.client);
+        self.client = f.client.or(self.client);
         self.scheme = f.proto.unwrap_or(self.scheme);
         f.host.map(|h| head.bytes_of(h))
     }

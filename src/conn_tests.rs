@@ -180,13 +180,12 @@ fn connection_futures_stay_small_and_loosely_aligned() {
     // sleep is 640 bytes, aligned to 128) or async fns that keep copies of their arguments
     // once made it 3.2 KB, twice over in the spawned task.
     use crate::app::Router;
-    use std::net::SocketAddr;
+    use crate::peer::Peer;
     use std::rc::Rc;
 
     fn check<T: crate::io::Transport, K: crate::io::Timer>(name: &str, max: usize) {
-        let make = |io: T, peer: SocketAddr, ctx: Rc<super::ConnCtx<Router>>| {
-            super::serve::<T, K, Router>(io, peer, ctx)
-        };
+        let make =
+            |io: T, peer: Peer, ctx: Rc<super::ConnCtx<Router>>| super::serve::<T, K, Router>(io, peer, ctx);
         let (size, align) = layout_of_output(&make);
         assert!(size <= max, "{name}: the connection future is {size} bytes (at most {max} expected)");
         assert!(align <= 16, "{name}: the connection future is aligned to {align} bytes");

@@ -14,7 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::app::Handler;
 use crate::conn::{self, ConnCtx, DriverConfig};
-use crate::io::first_of;
+use crate::io::{first_of, Transport};
+use crate::peer::Peer;
 use crate::runtime::{Listener, Runtime};
 use crate::state::{ExecutorStats, ServerState};
 use crate::tls::{TlsConfig, TlsStream};
@@ -66,6 +67,9 @@ pub struct ExecutorConfig {
     /// This executor's handles on its slot's listening sockets (one per bound address).
     pub listeners: Vec<std::net::TcpListener>,
     pub addresses: Vec<SocketAddr>,
+    /// Handles on the Unix sockets (`--bind unix:PATH`): one socket each, shared by every
+    /// executor (AF_UNIX has no SO_REUSEPORT), served plain.
+    pub unix_listeners: Vec<std::os::unix::net::UnixListener>,
     /// Per address (as `listeners`): the TLS configuration it serves with (`None`: plain).
     pub tls: Vec<Option<Arc<TlsConfig>>>,
     pub driver: DriverConfig,
@@ -104,6 +108,14 @@ pub fn run<R: Runtime, H: Handler>(
                 return None;
             }
         };
+        let unix_listeners =
+            match cfg.unix_listeners.into_iter().map(R::unix_listener).collect::<std::io::Result<Vec<_>>>() {
+                Ok(l) => l,
+                Err(e) => {
+                    report(Err(format!("cannot adopt Unix listener: {e}")));
+                    return None;
+                }
+            };
         let info = ExecutorInfo { index: cfg.index, core: cfg.core, state: cfg.state.clone() };
         let ctx = Rc::new(ConnCtx::new(
             cfg.driver,
@@ -139,13 +151,26 @@ pub fn run<R: Runtime, H: Handler>(
             let stop = ticking.ctx.clone();
             first_of(ticker::<R, H>(ticking, security), stop.stop.wait()).await;
         });
-        let listening = Rc::new(Cell::new(listeners.len()));
+        let listening = Rc::new(Cell::new(listeners.len() + unix_listeners.len()));
         for (i, listener) in listeners.into_iter().enumerate() {
             let (admission, listening) = (admission.clone(), listening.clone());
             let tls = cfg.tls.get(i).cloned().flatten();
             spawn_guarded::<R, H>(admission.ctx.clone(), async move {
                 let stop = admission.ctx.clone();
-                first_of(listen::<R, H>(&listener, &admission, tls.as_ref()), stop.stop.wait()).await;
+                let admit = |io, peer| admission.admit::<R>(io, peer, tls.as_ref());
+                let family = if R::SHARED_LISTENER { Family::SharedTcp } else { Family::Tcp };
+                first_of(listen::<R, _, H>(&listener, &admission, admit, family), stop.stop.wait()).await;
+                drop(listener);
+                listening.set(listening.get() - 1);
+            });
+        }
+        for listener in unix_listeners {
+            let (admission, listening) = (admission.clone(), listening.clone());
+            spawn_guarded::<R, H>(admission.ctx.clone(), async move {
+                let stop = admission.ctx.clone();
+                let admit = |io, peer| admission.admit_io::<R, _>(io, peer);
+                first_of(listen::<R, _, H>(&listener, &admission, admit, Family::Unix), stop.stop.wait())
+                    .await;
                 drop(listener);
                 listening.set(listening.get() - 1);
             });
@@ -228,7 +253,7 @@ struct Admission<H> {
 
 impl<H: Handler> Admission<H> {
     /// Serve `io`, over TLS when the address it came in on has a TLS configuration.
-    fn admit<R: Runtime>(&self, io: R::Io, peer: SocketAddr, tls: Option<&Arc<TlsConfig>>) {
+    fn admit<R: Runtime>(&self, io: R::Io, peer: Peer, tls: Option<&Arc<TlsConfig>>) {
         match tls {
             None => self.admit_io::<R, R::Io>(io, peer),
             Some(tls) => match TlsStream::new(io, tls, peer, self.ctx.stats.clone()) {
@@ -238,7 +263,7 @@ impl<H: Handler> Admission<H> {
         }
     }
 
-    fn admit_io<R: Runtime, T: crate::io::Transport>(&self, io: T, peer: SocketAddr) {
+    fn admit_io<R: Runtime, T: Transport>(&self, io: T, peer: Peer) {
         let ctx = self.ctx.clone();
         ExecutorStats::add(&ctx.stats.connections_accepted, 1);
         if self.open.get() >= self.max_connections {
@@ -262,25 +287,47 @@ impl<H: Handler> Admission<H> {
     }
 }
 
+/// What kind of socket a listener is, for what it does when the executor drains.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Family {
+    /// A TCP socket of this executor's slot.
+    Tcp,
+    /// A TCP socket every executor accepts from (tokio-mt).
+    SharedTcp,
+    /// A Unix socket every executor accepts from.
+    Unix,
+}
+
 /// One listener's life: accept until the executor drains; then serve what is already queued
 /// on the socket and let go of it.
-async fn listen<R: Runtime, H: Handler>(
-    listener: &R::Listener,
+async fn listen<R: Runtime, L: Listener, H: Handler>(
+    listener: &L,
     admission: &Admission<H>,
-    tls: Option<&Arc<TlsConfig>>,
+    admit: impl Fn(L::Io, Peer),
+    family: Family,
 ) {
     let ctx = &admission.ctx;
-    first_of(accept_loop::<R, H>(listener, admission, tls), ctx.drain.wait()).await;
+    first_of(accept_loop::<R, L, H>(listener, admission, &admit), ctx.drain.wait()).await;
+    if ctx.state.sockets_closing() && family == Family::Unix {
+        // Server shutdown. A Unix socket that is shut down refuses new connections at once
+        // and still hands out the ones queued: stop listening first (for every executor,
+        // as they share it), then serve the queue, so nothing queued is ever reset.
+        listener.stop_listening();
+        while let Ok(Some((io, peer))) = listener.try_accept() {
+            admit(io, peer);
+        }
+        return;
+    }
     if ctx.state.sockets_closing() {
         // Server shutdown: the socket now ignores new SYNs; keep accepting while the
         // handshakes already under way complete.
-        first_of(accept_loop::<R, H>(listener, admission, tls), R::sleep(LISTEN_SETTLE)).await;
+        first_of(accept_loop::<R, L, H>(listener, admission, &admit), R::sleep(LISTEN_SETTLE)).await;
     }
     // Serve what is queued, unless the socket is shared and stays open: then the other
     // executors (or the replacement) take it, with keep-alive.
-    if ctx.state.sockets_closing() || !R::SHARED_LISTENER {
+    if ctx.state.sockets_closing() || family == Family::Tcp {
         while let Ok(Some((io, peer))) = listener.try_accept() {
-            admission.admit::<R>(io, peer, tls);
+            admit(io, peer);
         }
     }
     if ctx.state.sockets_closing() {
@@ -291,17 +338,17 @@ async fn listen<R: Runtime, H: Handler>(
 }
 
 /// Accept connections until the future is dropped (drain or stop).
-async fn accept_loop<R: Runtime, H: Handler>(
-    listener: &R::Listener,
+async fn accept_loop<R: Runtime, L: Listener, H: Handler>(
+    listener: &L,
     admission: &Admission<H>,
-    tls: Option<&Arc<TlsConfig>>,
+    admit: &impl Fn(L::Io, Peer),
 ) {
     let mut fd_exhausted = false;
     loop {
         match listener.accept().await {
             Ok((io, peer)) => {
                 fd_exhausted = false;
-                admission.admit::<R>(io, peer, tls);
+                admit(io, peer);
             }
             Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) => {
                 if !fd_exhausted {
@@ -342,7 +389,7 @@ async fn ticker<R: Runtime, H: Handler>(admission: Rc<Admission<H>>, security: S
         for stream in ctx.stats.take_handoffs() {
             let tls = stream.local_addr().ok().and_then(|local| security.tls_for(local));
             match stream.peer_addr().and_then(|peer| Ok((R::adopt_stream(stream)?, peer))) {
-                Ok((io, peer)) => admission.admit::<R>(io, peer, tls.as_ref()),
+                Ok((io, peer)) => admission.admit::<R>(io, Peer::Tcp(peer), tls.as_ref()),
                 Err(e) => tracing::debug!(error = %e, "cannot adopt a handed-off connection"),
             }
         }

@@ -25,6 +25,7 @@ pub mod io;
 pub mod latch;
 pub mod listen;
 pub mod observe;
+pub mod peer;
 pub mod runtime;
 pub mod server;
 pub mod state;
@@ -34,11 +35,13 @@ pub mod time;
 pub mod tls;
 #[cfg(feature = "tower")]
 pub mod tower;
+pub mod uds;
 pub mod ws;
 
 pub use app::{BodyError, Handler, Request, RequestBody, Response, ResponseBody, Router};
 pub use config::ServerConfig;
 pub use executor::ExecutorInfo;
+pub use peer::Peer;
 pub use runtime::{IoBackend, RuntimeKind};
 pub use server::{Server, ServerError, ServerHandle};
 pub use state::ServerState;

@@ -135,6 +135,8 @@ pub const UPGRADE_OWNED_ENV: &str = "PERCORE_UPGRADE_OWNED";
 /// Sockets passed to this process.
 pub struct Inherited {
     pub listeners: Vec<TcpListener>,
+    /// Unix domain sockets (`ListenStream=/run/percore.sock`, or `--bind unix:` upgraded).
+    pub unix: Vec<std::os::unix::net::UnixListener>,
     /// `LISTEN_FDNAMES`, if given.
     pub names: Vec<String>,
     /// Whether the sockets are percore's to close at shutdown. Sockets from systemd socket
@@ -173,22 +175,30 @@ pub fn inherited() -> io::Result<Option<Inherited>> {
         .map(|n| n.split(':').map(str::to_string).collect())
         .unwrap_or_default();
     std::env::remove_var("LISTEN_FDNAMES");
-    let mut listeners = Vec::new();
+    let (mut listeners, mut unix) = (Vec::new(), Vec::new());
     for fd in 3..3 + count {
-        check_listening_tcp(fd)?;
-        // SAFETY: the descriptor was handed to this process and is checked to be a
-        // listening TCP socket; from here on the TcpListener owns it.
-        let listener = unsafe { TcpListener::from_raw_fd(fd) };
+        let domain = check_listening(fd)?;
         // Not for our own children (an upgrade passes them on explicitly).
-        // SAFETY: fcntl on a descriptor we own.
+        // SAFETY: fcntl on a descriptor handed to this process.
         unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-        listener.set_nonblocking(true)?;
-        listeners.push(listener);
+        if domain == libc::AF_UNIX {
+            // SAFETY: checked to be a listening Unix stream socket; the listener owns it now.
+            let listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
+            listener.set_nonblocking(true)?;
+            unix.push(listener);
+        } else {
+            // SAFETY: checked to be a listening TCP socket; the listener owns it now.
+            let listener = unsafe { TcpListener::from_raw_fd(fd) };
+            listener.set_nonblocking(true)?;
+            listeners.push(listener);
+        }
     }
-    Ok(Some(Inherited { listeners, names, owned }))
+    Ok(Some(Inherited { listeners, unix, names, owned }))
 }
 
-fn check_listening_tcp(fd: i32) -> io::Result<()> {
+/// Check that `fd` is a listening stream socket percore can serve on; returns its domain
+/// (`AF_INET`, `AF_INET6` or `AF_UNIX`).
+fn check_listening(fd: i32) -> io::Result<libc::c_int> {
     let get = |opt: libc::c_int| -> io::Result<libc::c_int> {
         let mut value: libc::c_int = 0;
         let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
@@ -204,8 +214,8 @@ fn check_listening_tcp(fd: i32) -> io::Result<()> {
     };
     let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("inherited fd {fd} {what}"));
     let domain = get(libc::SO_DOMAIN).map_err(|e| bad(&format!("is not a socket ({e})")))?;
-    if domain != libc::AF_INET && domain != libc::AF_INET6 {
-        return Err(bad("is not an IPv4/IPv6 socket"));
+    if domain != libc::AF_INET && domain != libc::AF_INET6 && domain != libc::AF_UNIX {
+        return Err(bad("is not an IPv4, IPv6 or Unix socket"));
     }
     if get(libc::SO_TYPE)? != libc::SOCK_STREAM {
         return Err(bad("is not a stream socket"));
@@ -213,7 +223,7 @@ fn check_listening_tcp(fd: i32) -> io::Result<()> {
     if get(libc::SO_ACCEPTCONN)? != 1 {
         return Err(bad("is not listening"));
     }
-    Ok(())
+    Ok(domain)
 }
 
 /// Whether a socket has SO_REUSEPORT (so it may be one of a group percore can steer).

@@ -20,6 +20,7 @@ use crate::state::ServerState;
 use crate::supervisor::notify::Notifier;
 use crate::supervisor::{Command, Shutdown, SlotTemplate, SpawnFn, StartReport, Supervisor};
 use crate::tls::TlsConfig;
+use crate::uds::UnixSockets;
 
 /// Why a server could not start or ended abnormally.
 #[derive(Debug)]
@@ -28,6 +29,8 @@ pub enum ServerError {
     Resolve { host: String, source: io::Error },
     /// The address could not be bound (in use, not local, no permission).
     Bind { addr: SocketAddr, source: io::Error },
+    /// The Unix socket could not be bound (`--bind unix:PATH`).
+    BindUnix { path: std::path::PathBuf, source: crate::uds::UdsError },
     /// The CPU settings cannot be met.
     Cpus(String),
     /// An executor could not be started.
@@ -57,6 +60,9 @@ impl fmt::Display for ServerError {
                 "cannot listen on {addr}: address already in use (is another server running on this port?)"
             ),
             ServerError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            ServerError::BindUnix { path, source } => {
+                write!(f, "cannot listen on Unix socket {}: {source}", path.display())
+            }
             ServerError::Cpus(msg) => f.write_str(msg),
             ServerError::Executor { index, reason } => {
                 write!(f, "executor {index} failed to start: {reason}")
@@ -152,8 +158,13 @@ impl Server {
         let workers = plan.cores.len();
         let (kind, planned_driver) =
             runtime::prepare(cfg.runtime, cfg.io_backend, &plan.cores).map_err(ServerError::Runtime)?;
-        let (listeners, addrs, steerable, owned) = listeners(&cfg, workers, kind.shares_listener())?;
-        let addr = addrs[0];
+        let (listeners, addrs, steerable, owned, unix) = listeners(&cfg, workers, kind.shares_listener())?;
+        if cfg.uds_permissions.is_some() && unix.files.is_empty() {
+            tracing::warn!(
+                "--uds-permissions has no effect: percore binds no Unix socket (--bind unix:PATH)"
+            );
+        }
+        let unix_paths = unix.paths.clone();
         let tls = match &cfg.tls {
             Some(settings) => Some(TlsConfig::load(settings).map_err(|e| ServerError::Tls(e.to_string()))?),
             None => None,
@@ -230,17 +241,32 @@ impl Server {
             notifier,
             steerable,
             owned,
+            unix,
         )?;
         let https: Vec<SocketAddr> =
             addrs.iter().zip(&secure).filter(|(_, s)| **s).map(|(a, _)| *a).collect();
-        tracing::info!(address = %addr, addresses = ?addrs, https = ?https, workers, runtime = kind.name(), driver, "percore ready");
+        let address = match (addrs.first(), unix_paths.first()) {
+            (Some(a), _) => a.to_string(),
+            (None, Some(p)) => format!("unix:{}", p.display()),
+            (None, None) => String::new(),
+        };
+        tracing::info!(%address, addresses = ?addrs, unix = ?unix_paths, https = ?https, workers, runtime = kind.name(), driver, "percore ready");
         let (commands, rx) = mpsc::channel();
         let thread = thread::Builder::new()
             .name("percore-supervisor".into())
             .spawn(move || supervisor.run(rx))
             .map_err(|e| ServerError::Supervisor(e.to_string()))?;
         let access_log = cfg.driver.access_log.clone();
-        Ok(ServerHandle { addrs, state, commands, thread: Some(thread), driver, access_log, metrics })
+        Ok(ServerHandle {
+            addrs,
+            unix_paths,
+            state,
+            commands,
+            thread: Some(thread),
+            driver,
+            access_log,
+            metrics,
+        })
     }
 }
 
@@ -255,16 +281,18 @@ fn plan_cores(cfg: &ServerConfig) -> Result<cpus::CpuPlan, ServerError> {
 /// `shared`, one socket per address is bound and every slot gets a handle on it.
 ///
 /// Also says whether the sockets are percore's own (bound here, or handed down by an
-/// upgrade of a percore that bound them) rather than the service manager's.
+/// upgrade of a percore that bound them) rather than the service manager's. The Unix
+/// sockets come apart: one each, shared by every slot.
 #[allow(clippy::type_complexity)]
 fn listeners(
     cfg: &ServerConfig,
     workers: usize,
     shared: bool,
-) -> Result<(Vec<Vec<TcpListener>>, Vec<SocketAddr>, bool, bool), ServerError> {
+) -> Result<(Vec<Vec<TcpListener>>, Vec<SocketAddr>, bool, bool, UnixSockets), ServerError> {
     let inherited = if cfg.inherit_sockets { listen::inherited() } else { Ok(None) };
     let io_err = |source: io::Error| ServerError::Inherit(source.to_string());
-    let Some(listen::Inherited { listeners: sockets, names, owned }) = inherited.map_err(io_err)? else {
+    let Some(listen::Inherited { listeners: sockets, unix, names, owned }) = inherited.map_err(io_err)?
+    else {
         // One reuseport group per address, one socket per slot in each (or one in all).
         let mut groups = Vec::new();
         let targets = cfg.bind_addresses()?;
@@ -276,10 +304,13 @@ fn listeners(
             groups.push((addr, group));
         }
         let addrs: Vec<SocketAddr> = groups.iter().map(|(a, _)| *a).collect();
+        let unix = UnixSockets::bind(&cfg.unix_paths(), cfg.backlog, cfg.uds_permissions)
+            .map_err(|(path, source)| ServerError::BindUnix { path, source })?;
         let slots =
             hand_out(&groups, workers).map_err(|source| ServerError::Bind { addr: addrs[0], source })?;
-        return Ok((slots, addrs, !shared, true));
+        return Ok((slots, addrs, !shared, true, unix));
     };
+    let unix = UnixSockets::inherited(unix, owned);
     // Group the sockets by address (an upgrade passes one per slot and address; systemd
     // may pass one shared socket per address); each slot takes one of each group.
     let mut groups: Vec<(SocketAddr, Vec<TcpListener>)> = Vec::new();
@@ -298,10 +329,11 @@ fn listeners(
         sockets = groups.iter().map(|(_, g)| g.len()).sum::<usize>(),
         names = ?names,
         addresses = ?addrs,
+        unix = ?unix.paths,
         "serving on inherited sockets (not binding --host/--port/--bind)"
     );
     let steerable = groups.iter().all(|(_, g)| g.len() == workers && g.iter().all(listen::is_reuseport));
-    Ok((hand_out(&groups, workers).map_err(io_err)?, addrs, steerable, owned))
+    Ok((hand_out(&groups, workers).map_err(io_err)?, addrs, steerable, owned, unix))
 }
 
 /// Each slot's handles: one on a socket of every address's group, slot `i` taking socket
@@ -322,6 +354,7 @@ pub(crate) fn share(limit: Option<usize>, workers: usize, index: usize) -> usize
 /// A running server. Dropping it stops the server at once.
 pub struct ServerHandle {
     addrs: Vec<SocketAddr>,
+    unix_paths: Vec<std::path::PathBuf>,
     state: Arc<ServerState>,
     commands: Sender<Command>,
     thread: Option<JoinHandle<Result<Shutdown, ServerError>>>,
@@ -331,9 +364,18 @@ pub struct ServerHandle {
 }
 
 impl ServerHandle {
-    /// The (first) address the executors listen on, with the real port when 0 was asked for.
+    /// The (first) TCP address the executors listen on, with the real port when 0 was
+    /// asked for.
+    ///
+    /// # Panics
+    /// When the server listens on Unix sockets only (see [`ServerHandle::unix_paths`]).
     pub fn local_addr(&self) -> SocketAddr {
-        self.addrs[0]
+        *self.addrs.first().expect("the server listens on Unix sockets only (see unix_paths)")
+    }
+
+    /// The Unix sockets the executors listen on (`--bind unix:PATH`, or inherited ones).
+    pub fn unix_paths(&self) -> &[std::path::PathBuf] {
+        &self.unix_paths
     }
 
     /// Every address the executors listen on (`--bind` may give several).

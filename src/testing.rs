@@ -142,7 +142,7 @@ pub fn run_connection<H: Handler>(reads: Vec<Vec<u8>>, config: DriverConfig, han
     let state = Arc::new(ServerState::new(1));
     let ctx = Rc::new(ConnCtx::new(config, handler, state.executor(0), state, usize::MAX));
     let peer: SocketAddr = "127.0.0.1:1".parse().expect("literal address");
-    block_on(serve::<MemoryIo, NeverTimer, H>(io, peer, ctx), 1_000_000);
+    block_on(serve::<MemoryIo, NeverTimer, H>(io, peer.into(), ctx), 1_000_000);
     let transcript = log.borrow().clone();
     transcript
 }

@@ -107,7 +107,13 @@ fn app() -> Router {
         .route(
             "/who",
             get(|Extension(info): Extension<RequestInfo>| async move {
-                format!("{} {} {} {}", info.peer.ip(), info.client, info.scheme, info.executor)
+                format!(
+                    "{} {} {} {}",
+                    info.peer.ip().expect("a TCP peer"),
+                    info.client,
+                    info.scheme,
+                    info.executor
+                )
             }),
         )
 }

@@ -679,7 +679,7 @@ impl Handler for FuzzApp {
         };
         if self.drain_bodies {
             match req.take_body().collect(usize::MAX).await {
-                Ok(body) => req = Request::new(req.head().clone(), req.peer_addr(), RequestBody::full(body)),
+                Ok(body) => req = Request::new(req.head().clone(), req.peer(), RequestBody::full(body)),
                 Err(e) => {
                     self.log.borrow_mut().push(call);
                     return Response::status_text(e.status());

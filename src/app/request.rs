@@ -1,11 +1,12 @@
 //! The request a handler receives.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use bytes::Bytes;
 
 use crate::http::{RequestHead, Version};
+use crate::peer::Peer;
 
 use super::body::RequestBody;
 
@@ -14,8 +15,9 @@ use super::body::RequestBody;
 #[derive(Debug)]
 pub struct Request {
     head: RequestHead,
-    peer: SocketAddr,
-    client: IpAddr,
+    peer: Peer,
+    /// `None`: a Unix-socket peer that no trusted proxy header named.
+    client: Option<IpAddr>,
     scheme: &'static str,
     /// The host a trusted proxy says the client asked for (`--forwarded-host`).
     forwarded_host: Option<Bytes>,
@@ -25,7 +27,8 @@ pub struct Request {
 }
 
 impl Request {
-    pub fn new(head: RequestHead, peer: SocketAddr, body: RequestBody) -> Request {
+    pub fn new(head: RequestHead, peer: impl Into<Peer>, body: RequestBody) -> Request {
+        let peer = peer.into();
         Request {
             head,
             client: peer.ip(),
@@ -39,9 +42,10 @@ impl Request {
 
     /// Set what the connection driver learned from a trusted proxy: the client's address,
     /// the scheme it used, and (with `--forwarded-host`) the host it asked for.
+    /// `client` is `None` for a Unix-socket peer that no trusted header named.
     pub fn with_client(
         mut self,
-        client: IpAddr,
+        client: Option<IpAddr>,
         scheme: &'static str,
         forwarded_host: Option<Bytes>,
     ) -> Request {
@@ -67,7 +71,17 @@ impl Request {
     /// The client's address: the peer's, unless the peer is a trusted proxy
     /// (`--forwarded-allow-ips`) that says otherwise in the header family that
     /// `--forwarded-headers` names (`X-Forwarded-For` by default, or `Forwarded: for=`).
+    ///
+    /// A peer on a Unix socket has no address: unless a trusted header names the client,
+    /// this is `127.0.0.1`, since only a process on this host can connect to the socket
+    /// (the access log shows such a client as `unix:`; [`Request::client_ip`] tells them apart).
     pub fn client_addr(&self) -> IpAddr {
+        self.client.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    }
+
+    /// The client's address as [`Request::client_addr`] has it, but `None` for a
+    /// Unix-socket peer that no trusted proxy header named.
+    pub fn client_ip(&self) -> Option<IpAddr> {
         self.client
     }
 
@@ -135,9 +149,16 @@ impl Request {
         self.head.headers()
     }
 
-    /// The TCP peer's address (or the source a PROXY protocol header gave).
-    pub fn peer_addr(&self) -> SocketAddr {
+    /// The peer: a TCP address (or the source a PROXY protocol header gave), or a process
+    /// on this host connected over a Unix socket.
+    pub fn peer(&self) -> Peer {
         self.peer
+    }
+
+    /// The TCP peer's address (or the source a PROXY protocol header gave); `None` when the
+    /// peer came over a Unix socket.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer.socket_addr()
     }
 
     pub fn head(&self) -> &RequestHead {

@@ -25,7 +25,12 @@ pub struct ServerConfig {
     pub port: u16,
     /// `HOST:PORT` addresses to listen on; when empty, `host:port`. With TLS on, an
     /// `http:` prefix makes one address plain (and `https:` says TLS explicitly).
+    /// `unix:PATH` is a Unix domain socket (plain HTTP); Unix sockets alone replace
+    /// `host:port` too.
     pub bind: Vec<String>,
+    /// The mode of the Unix socket files percore creates (`--uds-permissions`); `None`:
+    /// as the umask leaves it.
+    pub uds_permissions: Option<u32>,
     /// Serve TLS (`--certfile`, `--keyfile`, ...) on every address not marked `http:`.
     pub tls: Option<TlsSettings>,
     /// The runtime executors run.
@@ -61,12 +66,23 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
-    /// The addresses to listen on: every `bind` entry, or `host:port`.
+    /// The TCP addresses to listen on: every `bind` entry but `unix:` ones, or `host:port`
+    /// when `bind` is empty (none when it names Unix sockets only).
     pub fn bind_addresses(&self) -> Result<Vec<std::net::SocketAddr>, crate::server::ServerError> {
         if self.bind.is_empty() {
             return Ok(vec![crate::listen::resolve(&self.host, self.port)?]);
         }
-        self.bind.iter().map(|b| crate::listen::resolve_bind(bind_scheme(b).1)).collect()
+        self.tcp_binds().map(|b| crate::listen::resolve_bind(bind_scheme(b).1)).collect()
+    }
+
+    /// The Unix sockets to listen on (`--bind unix:PATH`).
+    pub fn unix_paths(&self) -> Vec<std::path::PathBuf> {
+        self.bind.iter().filter_map(|b| crate::uds::bind_path(b)).map(|p| p.to_path_buf()).collect()
+    }
+
+    /// The `bind` entries that are TCP addresses.
+    fn tcp_binds(&self) -> impl Iterator<Item = &String> {
+        self.bind.iter().filter(|b| crate::uds::bind_path(b).is_none())
     }
 
     /// Whether each address of `addrs` (the bound or inherited ones) serves TLS: as its
@@ -76,7 +92,8 @@ impl ServerConfig {
         addrs: &[std::net::SocketAddr],
     ) -> Result<Vec<bool>, crate::server::ServerError> {
         let mut explicit = Vec::new();
-        for (i, b) in self.bind.iter().enumerate() {
+        let tcp_binds = self.tcp_binds().count();
+        for (i, b) in self.tcp_binds().enumerate() {
             if let (Some(tls), rest) = bind_scheme(b) {
                 if tls && self.tls.is_none() {
                     return Err(crate::server::ServerError::Tls(format!(
@@ -93,7 +110,7 @@ impl ServerConfig {
                 // By address (inherited sockets come in any order); a port 0 is only known
                 // once bound, so such an entry goes by its position among the binds.
                 let by_addr = explicit.iter().find(|(_, a, _)| a == addr);
-                let by_position = (addrs.len() == self.bind.len())
+                let by_position = (addrs.len() == tcp_binds)
                     .then(|| explicit.iter().find(|(j, a, _)| *j == i && a.port() == 0))
                     .flatten();
                 by_addr.or(by_position).map_or(self.tls.is_some(), |(_, _, tls)| *tls)
@@ -120,6 +137,7 @@ impl Default for ServerConfig {
             host: "127.0.0.1".to_string(),
             port: 8000,
             bind: Vec::new(),
+            uds_permissions: None,
             tls: None,
             runtime: RuntimeKind::default(),
             io_backend: IoBackend::Auto,
@@ -254,12 +272,18 @@ pub struct Cli {
     #[arg(short, long, env = "PERCORE_PORT", default_value_t = 8000)]
     pub port: u16,
 
-    /// Address to listen on, as HOST:PORT (`0.0.0.0:8000`, `[::]:8000`); repeat it (or give
-    /// a comma-separated list) for several. Replaces --host/--port when given. With
-    /// --certfile every address serves TLS, except one written `http:HOST:PORT` (plain);
-    /// `https:HOST:PORT` says TLS explicitly.
+    /// Address to listen on, as HOST:PORT (`0.0.0.0:8000`, `[::]:8000`) or `unix:PATH` (a
+    /// Unix domain socket, plain HTTP, for a proxy on the same host); repeat it (or give a
+    /// comma-separated list) for several. Replaces --host/--port when given. With
+    /// --certfile every TCP address serves TLS, except one written `http:HOST:PORT`
+    /// (plain); `https:HOST:PORT` says TLS explicitly.
     #[arg(short, long, env = "PERCORE_BIND", value_delimiter = ',')]
     pub bind: Vec<String>,
+
+    /// Mode of the `--bind unix:` socket files, in octal (`660`: owner and group may
+    /// connect). Default: as the umask leaves it.
+    #[arg(long, env = "PERCORE_UDS_PERMISSIONS", value_parser = crate::uds::parse_mode)]
+    pub uds_permissions: Option<u32>,
 
     /// Serve HTTPS with this PEM certificate chain (the server's certificate first, then
     /// intermediates, as certbot's fullchain.pem). Re-read on SIGHUP.
@@ -426,8 +450,9 @@ pub struct Cli {
     pub metrics_port: Option<u16>,
 
     /// Peers whose forwarding headers are believed: a comma-separated list of addresses
-    /// and CIDRs, or `*`.
-    #[arg(long, env = "PERCORE_FORWARDED_ALLOW_IPS", default_value = "127.0.0.1", value_parser = TrustedProxies::parse)]
+    /// and CIDRs, `unix` (peers on a `--bind unix:` socket, local processes, trusted by
+    /// default as gunicorn does), or `*` (everyone).
+    #[arg(long, env = "PERCORE_FORWARDED_ALLOW_IPS", default_value = "127.0.0.1,unix", value_parser = TrustedProxies::parse)]
     pub forwarded_allow_ips: TrustedProxies,
 
     /// Which forwarding headers a trusted peer's requests are read with: `x-forwarded`
@@ -445,7 +470,7 @@ pub struct Cli {
     #[arg(long, env = "PERCORE_PROXY_PROTOCOL", default_value = "off", value_parser = ProxyProtocol::parse)]
     pub proxy_protocol: ProxyProtocol,
 
-    /// Peers allowed to send a PROXY header (addresses and CIDRs, or `*`); a connection from
+    /// Peers allowed to send a PROXY header (addresses and CIDRs, `unix`, or `*`); a connection from
     /// any other peer is closed unread and counted, so a client that bypasses the load
     /// balancer cannot claim an address.
     #[arg(long, env = "PERCORE_PROXY_ALLOW_FROM", default_value = "127.0.0.1,::1", value_parser = TrustedProxies::parse)]
@@ -498,6 +523,7 @@ impl Cli {
             host: self.host.clone(),
             port: self.port,
             bind: self.bind.clone(),
+            uds_permissions: self.uds_permissions,
             tls: self.tls_settings(),
             runtime: self.runtime,
             io_backend: self.io_backend,
@@ -680,6 +706,14 @@ mod tests {
         assert_eq!(cfg.tls_addresses(&[a, b]).unwrap(), vec![false, false]);
         cfg.bind = vec!["https:127.0.0.1:8443".into()];
         assert!(cfg.tls_addresses(&[a]).unwrap_err().to_string().contains("needs --certfile"));
+        // A Unix socket is neither a TCP address nor counted among their positions.
+        cfg.tls = Some(TlsSettings::new("c.pem", "k.pem"));
+        cfg.bind = vec!["unix:/run/p.sock".into(), "127.0.0.1:0".into(), "http:127.0.0.1:0".into()];
+        let (c, d): (std::net::SocketAddr, std::net::SocketAddr) =
+            ("127.0.0.1:4001".parse().unwrap(), "127.0.0.1:4002".parse().unwrap());
+        assert_eq!(cfg.bind_addresses().unwrap().len(), 2);
+        assert_eq!(cfg.unix_paths(), vec![std::path::PathBuf::from("/run/p.sock")]);
+        assert_eq!(cfg.tls_addresses(&[c, d]).unwrap(), vec![true, false]);
     }
 
     fn repo_file(name: &str) -> String {

@@ -195,13 +195,16 @@ fn parse_v2(buf: &[u8]) -> Result<Option<ProxyHeader>, ProxyError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrustedProxies {
     any: bool,
+    /// `unix`: peers on a Unix socket (local processes; they have no address).
+    unix: bool,
     nets: Vec<(IpAddr, u8)>,
 }
 
 impl Default for TrustedProxies {
-    /// 127.0.0.1, as gunicorn and uvicorn do.
+    /// 127.0.0.1 and Unix-socket peers, as gunicorn does (uvicorn: 127.0.0.1): only a
+    /// process on this host can connect to either.
     fn default() -> Self {
-        TrustedProxies { any: false, nets: vec![(IpAddr::V4(Ipv4Addr::LOCALHOST), 32)] }
+        TrustedProxies { any: false, unix: true, nets: vec![(IpAddr::V4(Ipv4Addr::LOCALHOST), 32)] }
     }
 }
 
@@ -210,24 +213,31 @@ impl TrustedProxies {
     pub fn loopback() -> TrustedProxies {
         TrustedProxies {
             any: false,
+            unix: false,
             nets: vec![(IpAddr::V4(Ipv4Addr::LOCALHOST), 32), (IpAddr::V6(Ipv6Addr::LOCALHOST), 128)],
         }
     }
 
-    /// A comma-separated list of addresses and CIDRs, or `*`.
+    /// A comma-separated list of addresses and CIDRs, `unix` (peers on a Unix socket), or
+    /// `*` (everyone, Unix-socket peers too).
     pub fn parse(s: &str) -> Result<TrustedProxies, String> {
-        let mut t = TrustedProxies { any: false, nets: Vec::new() };
+        let mut t = TrustedProxies { any: false, unix: false, nets: Vec::new() };
         for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
             if item == "*" {
                 t.any = true;
+                continue;
+            }
+            if item == "unix" {
+                t.unix = true;
                 continue;
             }
             let (addr, prefix) = match item.split_once('/') {
                 Some((a, p)) => (a, Some(p)),
                 None => (item, None),
             };
-            let ip: IpAddr =
-                addr.parse().map_err(|_| format!("invalid address {item:?} (addresses, CIDRs or *)"))?;
+            let ip: IpAddr = addr
+                .parse()
+                .map_err(|_| format!("invalid address {item:?} (addresses, CIDRs, unix or *)"))?;
             let max = if ip.is_ipv4() { 32 } else { 128 };
             let prefix = match prefix {
                 None => max,
@@ -240,6 +250,14 @@ impl TrustedProxies {
             t.nets.push((ip, prefix));
         }
         Ok(t)
+    }
+
+    /// Whether `peer` is in the set: a TCP peer by its address, a Unix-socket peer by `unix`.
+    pub fn contains_peer(&self, peer: &crate::peer::Peer) -> bool {
+        match peer.ip() {
+            Some(ip) => self.contains(ip),
+            None => self.any || self.unix,
+        }
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
@@ -531,6 +549,13 @@ mod tests {
         assert!(TrustedProxies::parse("10.0.0.0/33").is_err());
         assert!(TrustedProxies::parse("nope").is_err());
         assert!(TrustedProxies::default().contains("127.0.0.1".parse().unwrap()));
+        let unix = crate::peer::Peer::Unix;
+        assert!(TrustedProxies::default().contains_peer(&unix), "gunicorn trusts Unix-socket peers");
+        assert!(TrustedProxies::parse("unix").unwrap().contains_peer(&unix));
+        assert!(TrustedProxies::parse("*").unwrap().contains_peer(&unix));
+        assert!(!TrustedProxies::parse("127.0.0.1").unwrap().contains_peer(&unix));
+        assert!(!TrustedProxies::loopback().contains_peer(&unix));
+        assert!(!TrustedProxies::parse("unix").unwrap().contains("127.0.0.1".parse().unwrap()));
     }
 
     #[test]

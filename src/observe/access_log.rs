@@ -116,8 +116,9 @@ impl Format {
 /// What is known about one answered request.
 pub struct Entry<'a> {
     pub time: SystemTime,
-    /// The client (the peer, or what a trusted proxy said).
-    pub client: IpAddr,
+    /// The client (the peer, or what a trusted proxy said); `None` for a peer on a Unix
+    /// socket that no trusted header named, logged as `unix:`.
+    pub client: Option<IpAddr>,
     pub scheme: &'a str,
     /// `None` for requests refused before a head was parsed.
     pub head: Option<&'a RequestHead>,
@@ -134,6 +135,11 @@ pub struct Entry<'a> {
 }
 
 impl Entry<'_> {
+    /// `%(h)s`: the client's address, or `unix:` for a Unix-socket peer.
+    fn client(&self) -> String {
+        self.client.map_or_else(|| crate::peer::Peer::Unix.to_string(), |ip| ip.to_string())
+    }
+
     /// A request header's value, cut at [`MAX_VALUE`].
     fn request_header(&self, name: &str) -> Option<Cow<'_, [u8]>> {
         self.head.and_then(|h| h.header(name)).map(clip)
@@ -167,7 +173,7 @@ fn atom(a: &str, e: &Entry<'_>, out: &mut Vec<u8>) {
     let head = e.head;
     let dash = |v: Option<Cow<'_, [u8]>>| v.filter(|v| !v.is_empty()).map_or(b"-".to_vec(), |v| sanitize(&v));
     let text: Vec<u8> = match a {
-        "h" => e.client.to_string().into_bytes(),
+        "h" => e.client().into_bytes(),
         "l" => b"-".to_vec(),
         "u" => dash(e.client_cert.map(|s| clip(s.as_bytes()))),
         "t" => format!("[{}]", clf_time(e.time)).into_bytes(),
@@ -204,7 +210,7 @@ fn json_line(e: &Entry<'_>, out: &mut Vec<u8>) {
     let head = e.head;
     let mut fields: Vec<(&str, String)> = vec![
         ("time", json_str(&rfc3339(e.time))),
-        ("client", json_str(&e.client.to_string())),
+        ("client", json_str(&e.client())),
         ("scheme", json_str(e.scheme)),
         ("method", json_opt(head.map(|h| h.method().as_bytes()))),
         ("target", json_opt(head.map(|h| h.target().as_bytes()))),
@@ -630,7 +636,7 @@ mod tests {
             head(b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\nUser-Agent: curl/8 \"q\"\r\nX-Request-Id: abc\r\n\r\n");
         let e = Entry {
             time: UNIX_EPOCH + Duration::from_secs(971_186_136),
-            client: "10.0.0.1".parse().unwrap(),
+            client: Some("10.0.0.1".parse().unwrap()),
             scheme: "http",
             head: Some(&h),
             status: 200,
@@ -655,6 +661,9 @@ mod tests {
         let mtls = Entry { client_cert: Some("CN=alice,O=Example"), ..e };
         assert_eq!(line("%(u)s %(s)s", &mtls), "CN=alice,O=Example 200\n");
         assert!(line("json", &mtls).contains("\"client_cert\":\"CN=alice,O=Example\""));
+        let unix = Entry { client: None, ..mtls };
+        assert_eq!(line("%(h)s %(s)s", &unix), "unix: 200\n");
+        assert!(line("json", &unix).contains("\"client\":\"unix:\""));
         assert!(Format::parse("%(zz)s").is_err());
         assert!(Format::parse("%(h").is_err());
     }
@@ -674,7 +683,7 @@ mod tests {
     fn entry(head: &RequestHead) -> Entry<'_> {
         Entry {
             time: UNIX_EPOCH,
-            client: "10.0.0.1".parse().unwrap(),
+            client: Some("10.0.0.1".parse().unwrap()),
             scheme: "http",
             head: Some(head),
             status: 200,

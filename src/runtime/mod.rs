@@ -3,11 +3,11 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 
 use crate::app::Handler;
 use crate::executor::{self, ExecutorConfig, ExecutorInfo};
 use crate::io::{Timer, Transport};
+use crate::peer::Peer;
 
 #[cfg(feature = "glommio")]
 pub mod glommio;
@@ -208,16 +208,38 @@ pub fn run_executor<H: Handler>(
     }
 }
 
-/// One non-blocking accept4(2) on a listening descriptor: `None` when its queue is empty.
-pub(crate) fn accept_now(fd: std::os::fd::RawFd) -> io::Result<Option<(std::net::TcpStream, SocketAddr)>> {
-    use std::os::fd::FromRawFd;
-    // SAFETY: `fd` is an open listening descriptor owned elsewhere; ManuallyDrop keeps this
-    // borrowed view from closing it.
-    let listener = std::mem::ManuallyDrop::new(unsafe { std::net::TcpListener::from_raw_fd(fd) });
-    match listener.accept() {
-        Ok(pair) => Ok(Some(pair)),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-        Err(e) => Err(e),
+/// A connected socket as accept4(2) returns it, before a runtime adopts it: TCP or Unix.
+pub trait Accepted: Sized {
+    /// One non-blocking accept4(2) on the listening descriptor `fd`: `None` when its queue
+    /// is empty.
+    fn accept_now(fd: std::os::fd::RawFd) -> io::Result<Option<(Self, Peer)>>;
+}
+
+impl Accepted for std::net::TcpStream {
+    fn accept_now(fd: std::os::fd::RawFd) -> io::Result<Option<(Self, Peer)>> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: `fd` is an open listening descriptor owned elsewhere; ManuallyDrop keeps
+        // this borrowed view from closing it.
+        let listener = std::mem::ManuallyDrop::new(unsafe { std::net::TcpListener::from_raw_fd(fd) });
+        match listener.accept() {
+            Ok((stream, addr)) => Ok(Some((stream, Peer::Tcp(addr)))),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Accepted for std::os::unix::net::UnixStream {
+    fn accept_now(fd: std::os::fd::RawFd) -> io::Result<Option<(Self, Peer)>> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: as for TCP above.
+        let listener =
+            std::mem::ManuallyDrop::new(unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) });
+        match listener.accept() {
+            Ok((stream, _unnamed)) => Ok(Some((stream, Peer::Unix))),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -239,7 +261,9 @@ pub trait Runtime: Timer + Sized {
     /// of its own slot: a draining executor then leaves the queue to the others.
     const SHARED_LISTENER: bool = false;
     type Io: Transport;
-    type Listener: Listener<Io = Self::Io>;
+    type Listener: Listener<Io = Self::Io, Stream = std::net::TcpStream>;
+    /// A Unix domain socket listener (`--bind unix:PATH`) and its connections.
+    type UnixListener: Listener<Stream = std::os::unix::net::UnixStream>;
 
     /// Build a runtime on the current thread and run `main` on it to completion. `main` is
     /// told which IO driver the runtime got (e.g. `io_uring`, `epoll`).
@@ -256,6 +280,9 @@ pub trait Runtime: Timer + Sized {
     /// Adopt a bound, listening, non-blocking socket. Called inside `block_on`.
     fn listener(listener: std::net::TcpListener) -> io::Result<Self::Listener>;
 
+    /// Adopt a listening Unix socket, shared by every executor. Called inside `block_on`.
+    fn unix_listener(listener: std::os::unix::net::UnixListener) -> io::Result<Self::UnixListener>;
+
     /// Adopt a connection accepted elsewhere (handed over by the supervisor).
     fn adopt_stream(stream: std::net::TcpStream) -> io::Result<Self::Io> {
         Self::Listener::adopt(stream)
@@ -265,23 +292,25 @@ pub trait Runtime: Timer + Sized {
     fn spawn<F: Future<Output = ()> + 'static>(task: F);
 }
 
-/// A listening socket.
+/// A listening socket (TCP or Unix).
 pub trait Listener: 'static {
-    type Io;
-    /// The next connection (with TCP_NODELAY set) and its peer address.
-    fn accept(&self) -> impl Future<Output = io::Result<(Self::Io, SocketAddr)>>;
+    type Io: Transport;
+    /// What accept4(2) gives on this socket.
+    type Stream: Accepted;
+    /// The next connection (TCP with TCP_NODELAY set) and its peer.
+    fn accept(&self) -> impl Future<Output = io::Result<(Self::Io, Peer)>>;
 
     /// The listening descriptor.
     fn fd(&self) -> std::os::fd::RawFd;
 
     /// Take over a connection accepted with accept4(2) (non-blocking mode, TCP_NODELAY and
     /// registration as this runtime needs them).
-    fn adopt(stream: std::net::TcpStream) -> io::Result<Self::Io>;
+    fn adopt(stream: Self::Stream) -> io::Result<Self::Io>;
 
     /// A connection already waiting in the queue, without waiting (`None`: queue empty).
     /// Used when draining, to serve what was queued before letting go of the socket.
-    fn try_accept(&self) -> io::Result<Option<(Self::Io, SocketAddr)>> {
-        let Some((stream, peer)) = accept_now(self.fd())? else {
+    fn try_accept(&self) -> io::Result<Option<(Self::Io, Peer)>> {
+        let Some((stream, peer)) = Self::Stream::accept_now(self.fd())? else {
             return Ok(None);
         };
         Ok(Some((Self::adopt(stream)?, peer)))

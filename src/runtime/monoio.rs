@@ -3,7 +3,6 @@
 use std::cell::Cell;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,11 +10,14 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
+use monoio::io::{
+    AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable,
+};
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 
 use super::{shutdown, IoBackend, Listener, Runtime};
 use crate::io::{ReadHalf, Timer, Transport, WriteHalf};
+use crate::peer::Peer;
 
 /// The monoio runtime.
 pub struct Monoio;
@@ -128,6 +130,7 @@ impl Runtime for Monoio {
     const NAME: &'static str = "monoio";
     type Io = MonoioStream;
     type Listener = MonoioListener;
+    type UnixListener = MonoioUnixListener;
 
     fn block_on<F, Fut>(main: F) -> io::Result<Fut::Output>
     where
@@ -157,6 +160,13 @@ impl Runtime for Monoio {
         Ok(MonoioListener { inner, fd })
     }
 
+    fn unix_listener(listener: std::os::unix::net::UnixListener) -> io::Result<MonoioUnixListener> {
+        listener.set_nonblocking(true)?;
+        let fd = listener.as_raw_fd();
+        let inner = monoio::net::UnixListener::from_std(listener)?;
+        Ok(MonoioUnixListener { inner, fd })
+    }
+
     fn spawn<F: Future<Output = ()> + 'static>(task: F) {
         drop(monoio::spawn(task));
     }
@@ -175,8 +185,9 @@ pub struct MonoioListener {
 
 impl Listener for MonoioListener {
     type Io = MonoioStream;
+    type Stream = std::net::TcpStream;
 
-    async fn accept(&self) -> io::Result<(MonoioStream, SocketAddr)> {
+    async fn accept(&self) -> io::Result<(MonoioStream, Peer)> {
         loop {
             match self.try_accept()? {
                 Some(accepted) => return Ok(accepted),
@@ -197,13 +208,46 @@ impl Listener for MonoioListener {
     }
 }
 
-pub struct MonoioStream(monoio::net::TcpStream);
+/// The Unix socket every executor accepts from, on readiness as [`MonoioListener`] does.
+pub struct MonoioUnixListener {
+    inner: monoio::net::UnixListener,
+    fd: RawFd,
+}
 
-impl Transport for MonoioStream {
-    type ReadHalf = MonoioRead;
-    type WriteHalf = MonoioWrite;
+impl Listener for MonoioUnixListener {
+    type Io = MonoioStream<monoio::net::UnixStream>;
+    type Stream = std::os::unix::net::UnixStream;
 
-    fn split(self) -> (MonoioRead, MonoioWrite) {
+    async fn accept(&self) -> io::Result<(Self::Io, Peer)> {
+        loop {
+            match self.try_accept()? {
+                Some(accepted) => return Ok(accepted),
+                None => self.inner.readable(false).await?,
+            }
+        }
+    }
+
+    fn fd(&self) -> RawFd {
+        self.fd
+    }
+
+    fn adopt(stream: std::os::unix::net::UnixStream) -> io::Result<Self::Io> {
+        stream.set_nonblocking(NONBLOCKING_STREAMS.with(Cell::get))?;
+        Ok(MonoioStream(monoio::net::UnixStream::from_std(stream)?))
+    }
+}
+
+/// A connection: TCP, or a Unix socket's.
+pub struct MonoioStream<S = monoio::net::TcpStream>(S);
+
+impl<S> Transport for MonoioStream<S>
+where
+    S: AsyncReadRent + AsyncWriteRent + AsRawFd + monoio::io::Split + 'static,
+{
+    type ReadHalf = MonoioRead<S>;
+    type WriteHalf = MonoioWrite<S>;
+
+    fn split(self) -> (MonoioRead<S>, MonoioWrite<S>) {
         let fd = self.0.as_raw_fd();
         let (read, write) = self.0.into_split();
         (MonoioRead(read), MonoioWrite(write, fd))
@@ -229,9 +273,9 @@ impl Transport for MonoioStream {
     }
 }
 
-pub struct MonoioRead(OwnedReadHalf<monoio::net::TcpStream>);
+pub struct MonoioRead<S = monoio::net::TcpStream>(OwnedReadHalf<S>);
 
-impl ReadHalf for MonoioRead {
+impl<S: AsyncReadRent + 'static> ReadHalf for MonoioRead<S> {
     async fn read(&mut self, buf: BytesMut) -> (io::Result<usize>, BytesMut) {
         let filled = buf.len();
         let (result, slice) = self.0.read(buf.slice_mut(filled..)).await;
@@ -240,9 +284,9 @@ impl ReadHalf for MonoioRead {
 }
 
 /// The write half, and the socket's descriptor for `shutdown` (the half does not expose it).
-pub struct MonoioWrite(OwnedWriteHalf<monoio::net::TcpStream>, RawFd);
+pub struct MonoioWrite<S: AsyncWriteRent = monoio::net::TcpStream>(OwnedWriteHalf<S>, RawFd);
 
-impl WriteHalf for MonoioWrite {
+impl<S: AsyncWriteRent + 'static> WriteHalf for MonoioWrite<S> {
     async fn write_all(&mut self, buf: BytesMut) -> (io::Result<()>, BytesMut) {
         let (result, buf) = self.0.write_all(buf).await;
         (result.map(drop), buf)

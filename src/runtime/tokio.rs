@@ -16,7 +16,6 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::OnceLock;
@@ -27,6 +26,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{shutdown, Listener, Runtime};
 use crate::io::{ReadHalf, Timer, Transport, WriteHalf};
+use crate::peer::Peer;
 
 /// The tokio runtime, one current-thread runtime per executor.
 pub struct Tokio;
@@ -45,6 +45,7 @@ impl Runtime for Tokio {
     const NAME: &'static str = "tokio";
     type Io = TokioStream;
     type Listener = TokioListener;
+    type UnixListener = TokioUnixListener;
 
     fn block_on<F, Fut>(main: F) -> io::Result<Fut::Output>
     where
@@ -62,6 +63,12 @@ impl Runtime for Tokio {
         listener.set_nonblocking(true)?;
         let fd = listener.as_raw_fd();
         Ok(TokioListener { inner: tokio::net::TcpListener::from_std(listener)?, fd })
+    }
+
+    fn unix_listener(listener: std::os::unix::net::UnixListener) -> io::Result<TokioUnixListener> {
+        listener.set_nonblocking(true)?;
+        let fd = listener.as_raw_fd();
+        Ok(TokioUnixListener { inner: tokio::net::UnixListener::from_std(listener)?, fd })
     }
 
     fn spawn<F: Future<Output = ()> + 'static>(task: F) {
@@ -112,6 +119,7 @@ impl Runtime for TokioMt {
     const SHARED_LISTENER: bool = true;
     type Io = TokioStream;
     type Listener = TokioListener;
+    type UnixListener = TokioUnixListener;
 
     fn block_on<F, Fut>(main: F) -> io::Result<Fut::Output>
     where
@@ -130,6 +138,10 @@ impl Runtime for TokioMt {
         Tokio::listener(listener)
     }
 
+    fn unix_listener(listener: std::os::unix::net::UnixListener) -> io::Result<TokioUnixListener> {
+        Tokio::unix_listener(listener)
+    }
+
     fn spawn<F: Future<Output = ()> + 'static>(task: F) {
         Tokio::spawn(task)
     }
@@ -144,11 +156,12 @@ pub struct TokioListener {
 
 impl Listener for TokioListener {
     type Io = TokioStream;
+    type Stream = std::net::TcpStream;
 
-    async fn accept(&self) -> io::Result<(TokioStream, SocketAddr)> {
+    async fn accept(&self) -> io::Result<(TokioStream, Peer)> {
         let (stream, peer) = self.inner.accept().await?;
         stream.set_nodelay(true)?;
-        Ok((TokioStream(stream), peer))
+        Ok((TokioStream(stream), Peer::Tcp(peer)))
     }
 
     fn fd(&self) -> RawFd {
@@ -163,15 +176,45 @@ impl Listener for TokioListener {
     }
 }
 
-pub struct TokioStream(tokio::net::TcpStream);
+/// The Unix socket every executor accepts from (readiness, then accept in user space).
+pub struct TokioUnixListener {
+    inner: tokio::net::UnixListener,
+    fd: RawFd,
+}
 
-impl Transport for TokioStream {
-    type ReadHalf = TokioRead;
-    type WriteHalf = TokioWrite;
+impl Listener for TokioUnixListener {
+    type Io = TokioStream<tokio::net::UnixStream>;
+    type Stream = std::os::unix::net::UnixStream;
 
-    fn split(self) -> (TokioRead, TokioWrite) {
-        let (read, write) = self.0.into_split();
-        (TokioRead(read), TokioWrite(write))
+    async fn accept(&self) -> io::Result<(Self::Io, Peer)> {
+        let (stream, _unnamed) = self.inner.accept().await?;
+        Ok((TokioStream(stream), Peer::Unix))
+    }
+
+    fn fd(&self) -> RawFd {
+        self.fd
+    }
+
+    fn adopt(stream: std::os::unix::net::UnixStream) -> io::Result<Self::Io> {
+        stream.set_nonblocking(true)?;
+        Ok(TokioStream(tokio::net::UnixStream::from_std(stream)?))
+    }
+}
+
+/// A connection: TCP, or a Unix socket's.
+pub struct TokioStream<S = tokio::net::TcpStream>(S);
+
+impl<S> Transport for TokioStream<S>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + AsRawFd + TokioSplit + 'static,
+{
+    type ReadHalf = TokioRead<S>;
+    type WriteHalf = TokioWrite<S>;
+
+    fn split(self) -> (TokioRead<S>, TokioWrite<S>) {
+        let fd = self.0.as_raw_fd();
+        let (read, write) = self.0.into_halves();
+        (TokioRead(read), TokioWrite(write, fd))
     }
 
     async fn read(&mut self, mut buf: BytesMut) -> (io::Result<usize>, BytesMut) {
@@ -194,25 +237,49 @@ impl Transport for TokioStream {
     }
 }
 
-pub struct TokioRead(tokio::net::tcp::OwnedReadHalf);
+/// The owned halves of a tokio stream (TCP and Unix sockets each have their own types).
+pub trait TokioSplit: Sized {
+    type Read: tokio::io::AsyncRead + Unpin + 'static;
+    type Write: tokio::io::AsyncWrite + Unpin + 'static;
+    fn into_halves(self) -> (Self::Read, Self::Write);
+}
 
-impl ReadHalf for TokioRead {
+impl TokioSplit for tokio::net::TcpStream {
+    type Read = tokio::net::tcp::OwnedReadHalf;
+    type Write = tokio::net::tcp::OwnedWriteHalf;
+    fn into_halves(self) -> (Self::Read, Self::Write) {
+        self.into_split()
+    }
+}
+
+impl TokioSplit for tokio::net::UnixStream {
+    type Read = tokio::net::unix::OwnedReadHalf;
+    type Write = tokio::net::unix::OwnedWriteHalf;
+    fn into_halves(self) -> (Self::Read, Self::Write) {
+        self.into_split()
+    }
+}
+
+pub struct TokioRead<S: TokioSplit = tokio::net::TcpStream>(S::Read);
+
+impl<S: TokioSplit + 'static> ReadHalf for TokioRead<S> {
     async fn read(&mut self, mut buf: BytesMut) -> (io::Result<usize>, BytesMut) {
         let result = self.0.read_buf(&mut buf).await;
         (result, buf)
     }
 }
 
-pub struct TokioWrite(tokio::net::tcp::OwnedWriteHalf);
+/// The write half, and the socket's descriptor for `shutdown`.
+pub struct TokioWrite<S: TokioSplit = tokio::net::TcpStream>(S::Write, RawFd);
 
-impl WriteHalf for TokioWrite {
+impl<S: TokioSplit + 'static> WriteHalf for TokioWrite<S> {
     async fn write_all(&mut self, buf: BytesMut) -> (io::Result<()>, BytesMut) {
         let result = self.0.write_all(&buf).await;
         (result, buf)
     }
 
     async fn shutdown(&mut self) -> io::Result<()> {
-        shutdown(self.0.as_ref().as_raw_fd(), libc::SHUT_WR)
+        shutdown(self.1, libc::SHUT_WR)
     }
 }
 

@@ -27,6 +27,7 @@ use crate::executor::{ExecutorConfig, TICK};
 use crate::server::{share, ServerError};
 use crate::state::{ExecutorStats, ServerState};
 use crate::tls::TlsConfig;
+use crate::uds::UnixSockets;
 use notify::Notifier;
 
 /// How long a new executor gets to report that it serves.
@@ -190,11 +191,15 @@ pub struct Supervisor {
     sockets_owned: bool,
     /// The configuration in force (for comparing a reloaded one).
     server_config: ServerConfig,
+    /// The Unix sockets every executor accepts from (closed, and their files removed, with
+    /// the server; kept open across an upgrade).
+    unix: UnixSockets,
 }
 
 impl Supervisor {
     /// Start one executor per slot (each reporting that it serves) and return the supervisor
     /// that owns them.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         templates: Vec<SlotTemplate>,
         listeners: Vec<Vec<TcpListener>>,
@@ -204,6 +209,7 @@ impl Supervisor {
         notifier: Notifier,
         steerable: bool,
         sockets_owned: bool,
+        unix: UnixSockets,
     ) -> Result<(Supervisor, &'static str), ServerError> {
         let config = server_config.supervisor.clone();
         let now = Instant::now();
@@ -237,6 +243,7 @@ impl Supervisor {
             steerable,
             sockets_owned,
             server_config,
+            unix,
         };
         let mut driver = "";
         for i in 0..count {
@@ -308,7 +315,7 @@ impl Supervisor {
     fn spawn_instance(&mut self, i: usize) -> Result<(Instance, &'static str), String> {
         let recycle_at = self.recycle_threshold();
         let slot = &self.slots[i];
-        if slot.listeners.is_empty() {
+        if slot.listeners.is_empty() && self.unix.listeners.is_empty() {
             return Err("the slot's listeners are closed".to_string());
         }
         let listeners = slot
@@ -317,6 +324,13 @@ impl Supervisor {
             .map(TcpListener::try_clone)
             .collect::<io::Result<Vec<_>>>()
             .map_err(|e| format!("cannot duplicate listener: {e}"))?;
+        let unix_listeners = self
+            .unix
+            .listeners
+            .iter()
+            .map(std::os::unix::net::UnixListener::try_clone)
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(|e| format!("cannot duplicate Unix listener: {e}"))?;
         let stats = Arc::new(ExecutorStats::for_slot(i));
         stats.set_recycle_at(recycle_at);
         let t = &slot.template;
@@ -324,6 +338,7 @@ impl Supervisor {
             index: t.index,
             core: t.core,
             listeners,
+            unix_listeners,
             addresses: t.addresses.clone(),
             tls: t.tls.clone(),
             driver: t.driver.clone(),
@@ -697,7 +712,10 @@ impl Supervisor {
 
     /// SIGUSR2: start the new executable on our sockets; its pid once it serves.
     fn start_successor(&mut self) -> Option<u32> {
-        let listeners: Vec<&TcpListener> = self.slots.iter().flat_map(|s| &s.listeners).collect();
+        use std::os::fd::AsRawFd;
+        let tcp = self.slots.iter().flat_map(|s| &s.listeners).map(AsRawFd::as_raw_fd);
+        let listeners: Vec<std::os::fd::RawFd> =
+            tcp.chain(self.unix.listeners.iter().map(AsRawFd::as_raw_fd)).collect();
         tracing::info!(sockets = listeners.len(), "upgrade: starting the new executable");
         match upgrade::start_successor(&listeners, self.sockets_owned, START_TIMEOUT) {
             Ok(child) => {
@@ -714,8 +732,10 @@ impl Supervisor {
     /// After an upgrade: every executor drains while the sockets stay open for the new
     /// process; this one exits once its connections are done (or at the graceful timeout).
     fn hand_over(&mut self, commands: &Receiver<Command>, successor: u32) -> Shutdown {
-        // The new process is the service now (systemd needs NotifyAccess=all to hear it).
+        // The new process is the service now (systemd needs NotifyAccess=all to hear it);
+        // the Unix socket files are its to remove.
         self.notifier.send(&format!("MAINPID={successor}"));
+        self.unix.keep_files();
         self.drain_executors();
         match self.wait_drained(commands, Instant::now()) {
             Shutdown::Drained => Shutdown::Upgraded,
@@ -732,6 +752,7 @@ impl Supervisor {
             }
             slot.listeners.clear();
         }
+        self.unix.listeners.clear();
         for r in &self.retiring {
             r.instance.stats.request_drain();
         }
@@ -775,6 +796,11 @@ impl Supervisor {
             }
         }
         self.drain_executors();
+        // The executors shut the Unix sockets down (new connections are refused from then
+        // on); the file goes now, so a new server can bind the path at once.
+        if self.sockets_owned {
+            self.unix.remove_files();
+        }
         tracing::info!("listeners closed; waiting for open connections to finish");
         self.wait_drained(commands, started)
     }
@@ -836,6 +862,7 @@ impl Supervisor {
         for slot in &mut self.slots {
             slot.listeners.clear();
         }
+        self.unix.listeners.clear();
         let deadline = Instant::now() + STOP_JOIN_WAIT;
         while !self.live_instances().is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
@@ -988,6 +1015,7 @@ mod tests {
             Notifier::disabled(),
             true,
             true,
+            UnixSockets::default(),
         )
         .unwrap();
         sup

@@ -6,8 +6,7 @@
 //! accept from the same queues.
 
 use std::io;
-use std::net::TcpListener;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,14 +15,15 @@ use crate::listen::{UPGRADE_FDS_ENV, UPGRADE_OWNED_ENV};
 
 const READY_FD_ENV: &str = "PERCORE_UPGRADE_READY_FD";
 
-/// Start the new executable with `listeners` and wait up to `wait` for it to serve.
+/// Start the new executable with the listening sockets `listeners` (TCP and Unix; it tells
+/// them apart) and wait up to `wait` for it to serve.
 /// `owned`: whether the sockets are percore's own (see `listen::Inherited::owned`).
-pub fn start_successor(listeners: &[&TcpListener], owned: bool, wait: Duration) -> io::Result<Child> {
+pub fn start_successor(listeners: &[RawFd], owned: bool, wait: Duration) -> io::Result<Child> {
     let exe = executable()?;
     let (ready_r, ready_w) = pipe()?;
     let n = listeners.len() as RawFd;
     // Everything the child needs after fork is prepared here: no allocation in pre_exec.
-    let sources: Vec<RawFd> = listeners.iter().map(|l| l.as_raw_fd()).chain([ready_w]).collect();
+    let sources: Vec<RawFd> = listeners.iter().copied().chain([ready_w]).collect();
     let mut parked: Vec<RawFd> = vec![-1; sources.len()];
     let mut cmd = Command::new(&exe);
     cmd.args(std::env::args_os().skip(1))

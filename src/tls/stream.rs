@@ -5,10 +5,10 @@
 //! handshake record is a plain HTTP client on the TLS port: it gets a plain-text 400, as
 //! nginx answers, instead of a TLS alert it cannot read.
 
+use crate::peer::Peer;
 use std::cell::RefCell;
 use std::io::{self, BufRead, Write};
 use std::mem;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -55,18 +55,13 @@ struct Session {
     fin_sent: bool,
     /// The verified client certificate's subject, once the handshake is done.
     subject: Option<Arc<str>>,
-    peer: SocketAddr,
+    peer: Peer,
     stats: Arc<ExecutorStats>,
 }
 
 impl<T: Transport> TlsStream<T> {
     /// Start a server connection over `inner` (nothing is read until the first read).
-    pub fn new(
-        inner: T,
-        config: &TlsConfig,
-        peer: SocketAddr,
-        stats: Arc<ExecutorStats>,
-    ) -> io::Result<Self> {
+    pub fn new(inner: T, config: &TlsConfig, peer: Peer, stats: Arc<ExecutorStats>) -> io::Result<Self> {
         let conn = ServerConnection::new(config.rustls().clone()).map_err(io::Error::other)?;
         let session = Session {
             conn,

@@ -59,7 +59,7 @@ pub fn to_http(mut req: Request, executor: usize) -> Result<http::Request<Body>,
         Framing::Chunked => None,
     };
     let info = RequestInfo {
-        peer: req.peer_addr(),
+        peer: req.peer(),
         client: req.client_addr(),
         scheme: req.scheme(),
         forwarded_host: req.forwarded_host().and_then(|h| std::str::from_utf8(h).ok()).map(str::to_string),
@@ -74,8 +74,11 @@ pub fn to_http(mut req: Request, executor: usize) -> Result<http::Request<Body>,
     *request.version_mut() = version;
     *request.headers_mut() = headers;
     request.extensions_mut().insert(info);
+    // axum's type exists for TCP peers only.
     #[cfg(feature = "axum")]
-    request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+    if let Some(addr) = peer.socket_addr() {
+        request.extensions_mut().insert(axum::extract::ConnectInfo(addr));
+    }
     Ok(request)
 }
 

@@ -17,7 +17,7 @@ mod convert;
 use std::cell::RefCell;
 use std::fmt::Display;
 use std::future::{poll_fn, Future};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::task::Poll;
 
 use bytes::Bytes;
@@ -32,10 +32,10 @@ use crate::executor::ExecutorInfo;
 /// insertion per request): `Extension<percore::tower::RequestInfo>` in axum.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestInfo {
-    /// The TCP peer (or the source a PROXY header gave).
-    pub peer: SocketAddr,
+    /// The peer: a TCP address (or the source a PROXY header gave), or a Unix socket.
+    pub peer: crate::Peer,
     /// The client as trusted proxies describe it (`--forwarded-allow-ips`,
-    /// `--forwarded-headers`); the peer's address otherwise.
+    /// `--forwarded-headers`); the peer's address otherwise (127.0.0.1 for a Unix peer).
     pub client: IpAddr,
     /// `http` or `https` (TLS, or a trusted proxy that says so).
     pub scheme: &'static str,

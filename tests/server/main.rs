@@ -29,4 +29,5 @@ mod supervisor;
 mod timeouts;
 mod tls;
 mod trust;
+mod uds;
 mod websocket;

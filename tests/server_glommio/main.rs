@@ -51,5 +51,7 @@ mod timeouts;
 mod tls;
 #[path = "../server/trust.rs"]
 mod trust;
+#[path = "../server/uds.rs"]
+mod uds;
 #[path = "../server/websocket.rs"]
 mod websocket;

@@ -14,7 +14,6 @@
 use std::cell::RefCell;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::time::Duration;
@@ -25,6 +24,7 @@ use glommio::{LocalExecutor, LocalExecutorBuilder, Placement};
 
 use super::{shutdown, Listener, Runtime};
 use crate::io::{ReadHalf, Timer, Transport, WriteHalf};
+use crate::peer::Peer;
 
 mod pool;
 
@@ -67,6 +67,7 @@ impl Runtime for Glommio {
     const NAME: &'static str = "glommio";
     type Io = GlommioStream;
     type Listener = GlommioListener;
+    type UnixListener = GlommioListener<std::os::unix::net::UnixListener>;
 
     fn block_on<F, Fut>(main: F) -> io::Result<Fut::Output>
     where
@@ -86,16 +87,14 @@ impl Runtime for Glommio {
 
     fn listener(listener: std::net::TcpListener) -> io::Result<GlommioListener> {
         listener.set_nonblocking(true)?;
-        let watch = match AcceptWatch::start(listener.as_raw_fd()) {
-            Ok((watch, wake)) => Some((watch, RefCell::new(wake))),
-            Err(e) => {
-                // Out of descriptors or threads: an executor must still start (a crashed one
-                // is being replaced), so it polls its queue instead of failing.
-                tracing::warn!(error = %e, "cannot start the accept watcher; polling the listener instead");
-                None
-            }
-        };
-        Ok(GlommioListener { watch, socket: listener })
+        GlommioListener::watching(listener)
+    }
+
+    fn unix_listener(
+        listener: std::os::unix::net::UnixListener,
+    ) -> io::Result<GlommioListener<std::os::unix::net::UnixListener>> {
+        listener.set_nonblocking(true)?;
+        GlommioListener::watching(listener)
     }
 
     fn spawn<F: Future<Output = ()> + 'static>(task: F) {
@@ -111,24 +110,68 @@ impl Runtime for Glommio {
     }
 }
 
+impl<L: AsRawFd> GlommioListener<L> {
+    /// Watch `listener` for readiness on a thread of its own (see [`AcceptWatch`]).
+    fn watching(listener: L) -> io::Result<GlommioListener<L>> {
+        let watch = match AcceptWatch::start(listener.as_raw_fd()) {
+            Ok((watch, wake)) => Some((watch, RefCell::new(wake))),
+            Err(e) => {
+                // Out of descriptors or threads: an executor must still start (a crashed one
+                // is being replaced), so it polls its queue instead of failing.
+                tracing::warn!(error = %e, "cannot start the accept watcher; polling the listener instead");
+                None
+            }
+        };
+        Ok(GlommioListener { watch, socket: listener })
+    }
+}
+
 /// How often a listener without a watcher looks at its queue.
 const ACCEPT_POLL: Duration = Duration::from_millis(5);
 
-pub struct GlommioListener {
+/// A listening socket (TCP, or the Unix socket every executor shares).
+pub struct GlommioListener<L = std::net::TcpListener> {
     /// Declared first so it is dropped first: the watcher thread is stopped (and its end of
     /// the pair closed) while the socket it watches is still open. `None`: polling instead.
     /// The reader is readable when the watcher saw the listener readable (a byte a wake-up).
     watch: Option<(AcceptWatch, RefCell<glommio::net::UnixStream>)>,
-    socket: std::net::TcpListener,
+    socket: L,
 }
 
-impl Listener for GlommioListener {
-    type Io = GlommioStream;
+/// What differs between a TCP and a Unix listener: how an accepted socket becomes glommio's.
+pub trait GlommioFamily: AsRawFd + 'static {
+    type Stream: crate::runtime::Accepted + IntoRawFd;
+    type Glommio: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin + FromRawFd + 'static;
+    /// Socket options the connection needs before glommio takes it.
+    fn prepare(stream: &Self::Stream) -> io::Result<()>;
+}
+
+impl GlommioFamily for std::net::TcpListener {
+    type Stream = std::net::TcpStream;
+    type Glommio = glommio::net::TcpStream;
+    fn prepare(stream: &std::net::TcpStream) -> io::Result<()> {
+        stream.set_nodelay(true)?;
+        // glommio drives sockets through io_uring; they stay blocking like its own.
+        stream.set_nonblocking(false)
+    }
+}
+
+impl GlommioFamily for std::os::unix::net::UnixListener {
+    type Stream = std::os::unix::net::UnixStream;
+    type Glommio = glommio::net::UnixStream;
+    fn prepare(stream: &std::os::unix::net::UnixStream) -> io::Result<()> {
+        stream.set_nonblocking(false)
+    }
+}
+
+impl<L: GlommioFamily> Listener for GlommioListener<L> {
+    type Io = GlommioStream<L::Glommio>;
+    type Stream = L::Stream;
 
     // The wake-up reader's borrow is held across its read: one accept loop per listener runs
     // at a time (a second would get an error, not a panic).
     #[allow(clippy::await_holding_refcell_ref)]
-    async fn accept(&self) -> io::Result<(GlommioStream, SocketAddr)> {
+    async fn accept(&self) -> io::Result<(Self::Io, Peer)> {
         loop {
             if let Some(pair) = self.try_accept()? {
                 return Ok(pair);
@@ -155,12 +198,11 @@ impl Listener for GlommioListener {
         self.socket.as_raw_fd()
     }
 
-    fn adopt(stream: std::net::TcpStream) -> io::Result<GlommioStream> {
-        stream.set_nodelay(true)?;
-        // glommio drives sockets through io_uring; they stay blocking like its own.
-        stream.set_nonblocking(false)?;
+    fn adopt(stream: L::Stream) -> io::Result<Self::Io> {
+        L::prepare(&stream)?;
+        let fd = stream.into_raw_fd();
         // SAFETY: ownership of the connected socket moves to glommio.
-        Ok(GlommioStream(unsafe { glommio::net::TcpStream::from_raw_fd(stream.into_raw_fd()) }))
+        Ok(GlommioStream(unsafe { L::Glommio::from_raw_fd(fd) }, fd))
     }
 }
 
@@ -258,14 +300,19 @@ impl Drop for AcceptWatch {
     }
 }
 
-pub struct GlommioStream(glommio::net::TcpStream);
+/// A connection: TCP, or a Unix socket's; and its descriptor (glommio's UnixStream does
+/// not show it), owned by the stream.
+pub struct GlommioStream<S = glommio::net::TcpStream>(S, RawFd);
 
-impl Transport for GlommioStream {
-    type ReadHalf = GlommioRead;
-    type WriteHalf = GlommioWrite;
+impl<S> Transport for GlommioStream<S>
+where
+    S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin + 'static,
+{
+    type ReadHalf = GlommioRead<S>;
+    type WriteHalf = GlommioWrite<S>;
 
-    fn split(self) -> (GlommioRead, GlommioWrite) {
-        let fd = self.0.as_raw_fd();
+    fn split(self) -> (GlommioRead<S>, GlommioWrite<S>) {
+        let fd = self.1;
         // glommio keeps separate read and write sources, so one half's operation in flight
         // does not disturb the other's; the lock is only ever taken for one poll.
         let (read, write) = futures_lite::io::split(self.0);
@@ -291,13 +338,13 @@ impl Transport for GlommioStream {
     }
 
     fn shutdown_write(&mut self) -> io::Result<()> {
-        shutdown(self.0.as_raw_fd(), libc::SHUT_WR)
+        shutdown(self.1, libc::SHUT_WR)
     }
 }
 
-pub struct GlommioRead(futures_lite::io::ReadHalf<glommio::net::TcpStream>);
+pub struct GlommioRead<S = glommio::net::TcpStream>(futures_lite::io::ReadHalf<S>);
 
-impl ReadHalf for GlommioRead {
+impl<S: futures_lite::AsyncRead + Unpin + 'static> ReadHalf for GlommioRead<S> {
     async fn read(&mut self, mut buf: BytesMut) -> (io::Result<usize>, BytesMut) {
         let filled = buf.len();
         buf.resize(buf.capacity(), 0);
@@ -308,9 +355,9 @@ impl ReadHalf for GlommioRead {
 }
 
 /// The write half, and the socket's descriptor for `shutdown`.
-pub struct GlommioWrite(futures_lite::io::WriteHalf<glommio::net::TcpStream>, RawFd);
+pub struct GlommioWrite<S = glommio::net::TcpStream>(futures_lite::io::WriteHalf<S>, RawFd);
 
-impl WriteHalf for GlommioWrite {
+impl<S: futures_lite::AsyncWrite + Unpin + 'static> WriteHalf for GlommioWrite<S> {
     async fn write_all(&mut self, buf: BytesMut) -> (io::Result<()>, BytesMut) {
         let result = self.0.write_all(&buf).await;
         (result, buf)
