@@ -27,6 +27,7 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::app::body::{BodySource, ChunkFuture};
 use crate::app::response::{BodyStream, FrameStream};
+use crate::app::sse::PING;
 use crate::app::{BodyError, Frame, Handler, Request, RequestBody, Response, ResponseBody};
 use crate::http::body::decode_buffered;
 use crate::http::proxy::{forwarded, parse_proxy_header, ForwardedRules, ProxyProtocol, TrustedProxies};
@@ -102,6 +103,9 @@ pub struct DriverConfig {
     pub proxy_allow_from: TrustedProxies,
     /// WebSocket settings, for connections handed over after a `101`.
     pub ws: WsConfig,
+    /// How long a Server-Sent Events stream may wait for its next event before the driver
+    /// sends a `: ping` comment (`--sse-ping-interval`; zero: never).
+    pub sse_ping_interval: Duration,
 }
 
 impl Default for DriverConfig {
@@ -121,6 +125,7 @@ impl Default for DriverConfig {
             proxy_protocol: ProxyProtocol::Off,
             proxy_allow_from: TrustedProxies::loopback(),
             ws: WsConfig::default(),
+            sse_ping_interval: Duration::from_secs(15),
         }
     }
 }
@@ -636,6 +641,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         version: Version,
         mut close: bool,
     ) -> Outcome {
+        let event_stream = response.is_event_stream();
         let (status, headers, body) = response.into_parts();
         let allows_body = status_allows_body(status);
         let send_body = allows_body && !is_head;
@@ -686,10 +692,10 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             // every connection's future, idle or not (the stream allocates anyway).
             ResponseBody::Stream(stream) if send_body => {
                 let frames: FrameStream = Box::pin(DataFrames(stream));
-                Box::pin(self.write_stream(frames, length, &mut sent)).await
+                Box::pin(self.write_stream(frames, length, event_stream, &mut sent)).await
             }
             ResponseBody::Frames { frames, .. } if send_body => {
-                Box::pin(self.write_stream(frames, length, &mut sent)).await
+                Box::pin(self.write_stream(frames, length, false, &mut sent)).await
             }
             _ => Ok(()),
         };
@@ -697,6 +703,9 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             result = self.flush().await;
         }
         self.record(status, &headers, sent);
+        // An event stream the drain ended: the connection goes with it (the client reconnects
+        // to a server that is not draining).
+        close |= event_stream && self.ctx.drain.is_fired();
         match result {
             Err(()) => Outcome::Abort,
             Ok(()) if close => Outcome::Close,
@@ -736,20 +745,52 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
     /// buffer is flushed whenever the stream has to wait. A body that breaks (an error, a
     /// panic, more or fewer bytes than its length) ends the connection without the end of
     /// its framing, so the client can tell it is incomplete.
+    ///
+    /// An `event_stream` ([`Response::sse`]) yields one whole event per chunk. It ends, as if
+    /// the stream had, at the first chunk boundary after the executor starts draining (so
+    /// never mid-event, and a stream that never waits is stopped too); while it waits, a
+    /// `: ping` comment goes out every `sse_ping_interval`.
     async fn write_stream(
         &mut self,
         mut stream: FrameStream,
         length: BodyLength,
+        event_stream: bool,
         sent: &mut u64,
     ) -> Result<(), ()> {
         let chunked = length == BodyLength::Chunked;
+        let ctx = self.ctx.clone();
+        let ping_every = Some(ctx.config.sse_ping_interval).filter(|d| event_stream && !d.is_zero());
         let mut trailers = None;
         loop {
-            let polled =
+            let polled = if event_stream && ctx.drain.is_fired() {
+                Ok(Poll::Ready(None))
+            } else {
                 poll_fn(|cx| Poll::Ready(catch_unwind(AssertUnwindSafe(|| stream.as_mut().poll_next(cx)))))
-                    .await;
+                    .await
+            };
             let item = match polled {
                 Ok(Poll::Ready(item)) => item,
+                Ok(Poll::Pending) if event_stream => {
+                    self.flush().await?;
+                    let woke = catch_panic(wait_for_event::<K>(stream.as_mut(), &ctx.drain, ping_every))
+                        .await
+                        .map_err(|panic| {
+                            tracing::error!(peer = %self.peer, panic = panic_message(&panic), "response stream panicked");
+                        })?;
+                    match woke {
+                        EventWait::Item(item) => item,
+                        EventWait::Drain => None,
+                        EventWait::Ping => {
+                            *sent += PING.len() as u64;
+                            if chunked {
+                                encode_chunk(&mut self.wbuf, PING);
+                            } else {
+                                self.wbuf.extend_from_slice(PING);
+                            }
+                            continue;
+                        }
+                    }
+                }
                 Ok(Poll::Pending) => {
                     self.flush().await?;
                     catch_panic(poll_fn(|cx| stream.as_mut().poll_next(cx))).await.map_err(|panic| {
@@ -1005,6 +1046,45 @@ fn error_response(e: ParseError) -> Response {
     Response::new(status)
         .with_header("content-type", Bytes::from_static(b"text/plain; charset=utf-8"))
         .with_body(body)
+}
+
+/// What an event stream's wait ended with.
+enum EventWait {
+    Item(Option<std::io::Result<Frame>>),
+    /// The executor drains: end the stream here, between two events.
+    Drain,
+    /// No event for the ping interval.
+    Ping,
+}
+
+/// Wait for the next event of an event stream, the drain, or (with `ping_every`) the time for
+/// a keepalive comment, whichever comes first. The stream is polled first, so an event that
+/// is ready as the drain fires is still sent whole.
+async fn wait_for_event<K: Timer>(
+    mut stream: std::pin::Pin<&mut (dyn futures_core::Stream<Item = std::io::Result<Frame>> + 'static)>,
+    drain: &Latch,
+    ping_every: Option<Duration>,
+) -> EventWait {
+    let mut drained = pin!(drain.wait());
+    let mut ping = pin!(async {
+        match ping_every {
+            Some(d) => K::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    });
+    poll_fn(|cx| {
+        if let Poll::Ready(item) = stream.as_mut().poll_next(cx) {
+            return Poll::Ready(EventWait::Item(item));
+        }
+        if drained.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(EventWait::Drain);
+        }
+        if ping.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(EventWait::Ping);
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// A stream of data chunks seen as frames.

@@ -29,7 +29,7 @@ pub fn demo_app(state: Arc<ServerState>) -> Router {
 }
 
 /// Add the demo routes to `router`: `/plaintext`, `/json`, `/echo`, `/delay`, `/stream`,
-/// and the WebSocket echo `/ws`.
+/// the Server-Sent Events counter `/events`, and the WebSocket echo `/ws`.
 pub fn demo_routes(router: Router) -> Router {
     router
         .get("/plaintext", plaintext)
@@ -38,7 +38,62 @@ pub fn demo_routes(router: Router) -> Router {
         .put("/echo", echo)
         .get("/delay", delay)
         .get("/stream", stream)
+        .get("/events", events)
         .ws("/ws", ws_echo)
+}
+
+/// Bounds for `/events`.
+const MAX_EVENTS: u64 = 1_000_000;
+
+/// `GET /events?count=N&ms=M`: Server-Sent Events `counter` events with ids and data 1 to
+/// `count` (default 10), one every `ms` milliseconds (default 1000), the first at once. A
+/// client that reconnects with `Last-Event-ID: k` gets the events after `k`, so an
+/// `EventSource` that lost its connection (a drain, a network blip) misses none.
+async fn events(req: Request) -> Response {
+    let count = match req.query_param("count").map(str::parse::<u64>) {
+        None => 10,
+        Some(Ok(n)) if n <= MAX_EVENTS => n,
+        _ => return bad_request("count must be an integer from 0 to 1000000"),
+    };
+    let ms = match req.query_param("ms").map(str::parse::<u64>) {
+        None => 1000,
+        Some(Ok(ms)) if ms <= MAX_DELAY_MS => ms,
+        _ => return bad_request("ms must be an integer from 0 to 600000"),
+    };
+    let after = match req.last_event_id().map(str::parse::<u64>) {
+        None => 0,
+        Some(Ok(id)) => id,
+        Some(Err(_)) => return bad_request("Last-Event-ID must be an integer"),
+    };
+    Response::sse(Counter { next: after.saturating_add(1), last: count, every: Duration::from_millis(ms), wait: None })
+}
+
+/// The events of `/events`: `next` to `last`, `every` apart.
+struct Counter {
+    next: u64,
+    last: u64,
+    every: Duration,
+    /// The timer before the next event; `None` when it is due now.
+    wait: Option<Pin<Box<dyn std::future::Future<Output = ()>>>>,
+}
+
+impl Stream for Counter {
+    type Item = super::sse::Event;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.next > self.last {
+            return Poll::Ready(None);
+        }
+        if let Some(wait) = self.wait.as_mut() {
+            if wait.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+        let n = self.next;
+        self.next += 1;
+        self.wait = Some(crate::time::sleep(self.every));
+        Poll::Ready(Some(super::sse::Event::new().event("counter").id(n.to_string()).data(n.to_string())))
+    }
 }
 
 /// `GET /ws`: every text or binary message comes back as it came, until the client closes.

@@ -8,6 +8,7 @@ pub mod handler;
 pub mod request;
 pub mod response;
 pub mod router;
+pub mod sse;
 
 pub use body::{BodyError, RequestBody};
 pub use handler::{DynHandler, Handler};

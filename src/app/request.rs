@@ -144,6 +144,13 @@ impl Request {
         self.head.header(name)
     }
 
+    /// The `Last-Event-ID` a reconnecting `EventSource` sends: the id of the last Server-Sent
+    /// Event it received ([`crate::app::sse::Event::id`]), so the handler can resume after it.
+    /// `None` when absent or not UTF-8; surrounding whitespace is removed.
+    pub fn last_event_id(&self) -> Option<&str> {
+        std::str::from_utf8(self.header("last-event-id")?).ok().map(str::trim)
+    }
+
     /// All header fields in order.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
         self.head.headers()

@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_core::Stream;
@@ -44,13 +45,18 @@ pub struct Response {
     body: ResponseBody,
     /// For a `101` accepting a WebSocket: what to run once the connection is handed over.
     upgrade: Option<crate::ws::Upgrade>,
+    /// A `text/event-stream` made by [`Response::sse`]: each chunk is one whole event, so the
+    /// driver may end the body between any two (on drain) and sends keepalive comments while
+    /// the stream waits. Not inferred from the content type: a stream built by hand may split
+    /// an event across chunks.
+    event_stream: bool,
 }
 
 impl Response {
     /// An empty response with `status`.
     pub fn new(status: u16) -> Response {
         assert!((100..1000).contains(&status), "invalid status code {status}");
-        Response { status, headers: Vec::new(), body: ResponseBody::Empty, upgrade: None }
+        Response { status, headers: Vec::new(), body: ResponseBody::Empty, upgrade: None, event_stream: false }
     }
 
     /// 200 with a `text/plain` body.
@@ -80,6 +86,28 @@ impl Response {
         Response::new(200).with_stream(stream)
     }
 
+    /// 200 with a Server-Sent Events body: `text/event-stream`, `cache-control: no-cache` (a
+    /// cache must not replay old events) and `x-accel-buffering: no` (nginx would otherwise
+    /// hold events in its proxy buffer). Each event is written as soon as the stream yields it;
+    /// while it waits, a `: ping` comment goes out every `--sse-ping-interval`. When the
+    /// executor drains (SIGTERM, reload, recycling), the body ends between two events with
+    /// the chunked terminator, and the client's `EventSource` reconnects, sending
+    /// `Last-Event-ID` ([`crate::Request::last_event_id`]) to another executor or process.
+    pub fn sse(events: impl Stream<Item = crate::app::sse::Event> + 'static) -> Response {
+        let mut r = Response::new(200)
+            .with_header("content-type", Bytes::from_static(b"text/event-stream"))
+            .with_header("cache-control", Bytes::from_static(b"no-cache"))
+            .with_header("x-accel-buffering", Bytes::from_static(b"no"))
+            .with_stream(Encoded(Box::pin(events)));
+        r.event_stream = true;
+        r
+    }
+
+    /// Whether the body is an event stream made by [`Response::sse`]; for the connection driver.
+    pub(crate) fn is_event_stream(&self) -> bool {
+        self.event_stream
+    }
+
     /// Add a header.
     ///
     /// # Panics
@@ -104,11 +132,13 @@ impl Response {
 
     pub fn with_body(mut self, body: impl Into<Bytes>) -> Response {
         self.body = ResponseBody::Full(body.into());
+        self.event_stream = false;
         self
     }
 
     pub fn with_stream(mut self, stream: impl Stream<Item = std::io::Result<Bytes>> + 'static) -> Response {
         self.body = ResponseBody::Stream(Box::pin(stream));
+        self.event_stream = false;
         self
     }
 
@@ -120,6 +150,7 @@ impl Response {
         length: Option<u64>,
     ) -> Response {
         self.body = ResponseBody::Frames { frames: Box::pin(frames), length };
+        self.event_stream = false;
         self
     }
 
@@ -182,6 +213,18 @@ impl fmt::Debug for Response {
             .field("headers", &self.headers)
             .field("body", &body)
             .field("upgrade", &self.upgrade)
+            .field("event_stream", &self.event_stream)
             .finish()
+    }
+}
+
+/// Events as body chunks, one whole event each.
+struct Encoded(Pin<Box<dyn Stream<Item = crate::app::sse::Event>>>);
+
+impl Stream for Encoded {
+    type Item = std::io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.as_mut().poll_next(cx).map(|e| e.map(|e| Ok(e.encode())))
     }
 }

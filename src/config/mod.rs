@@ -504,6 +504,11 @@ pub struct Cli {
     /// browser and are always allowed.
     #[arg(long, env = "PERCORE_WS_ORIGINS", default_value = "", value_parser = parse_origin_list)]
     pub ws_origins: OriginList,
+
+    /// On a Server-Sent Events stream, a `: ping` comment after this long without an event,
+    /// so proxies and clients do not take the quiet connection for a dead one; 0 sends none.
+    #[arg(long, env = "PERCORE_SSE_PING_INTERVAL", default_value = "15s", value_parser = parse_duration)]
+    pub sse_ping_interval: Duration,
 }
 
 impl Cli {
@@ -555,6 +560,7 @@ impl Cli {
                     ping_timeout: self.ws_ping_timeout,
                     origins: self.ws_origins.0.clone(),
                 },
+                sse_ping_interval: self.sse_ping_interval,
                 ..DriverConfig::default()
             },
             limit_concurrency: self.limit_concurrency.map(usize_of),
