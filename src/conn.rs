@@ -208,6 +208,15 @@ impl<H> ConnCtx<H> {
         }
     }
 
+    /// Whether this executor drains or stops: its latch has fired, or the supervisor has
+    /// asked and the executor's ticker has not run yet. A response stream that is always
+    /// ready over a socket whose writes complete without yielding (glommio) can keep the
+    /// ticker, which fires the latch, from running; asking the flags too lets such a stream
+    /// still end at the drain.
+    fn draining(&self) -> bool {
+        self.drain.is_fired() || self.stats.drain_requested() || self.stats.stop_requested()
+    }
+
     /// Count a request; the one that reaches `--max-requests` fires [`ConnCtx::spent`] and
     /// wakes the supervisor (once per executor: the lock is not on every request's path).
     fn count_request(&self) {
@@ -705,7 +714,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         self.record(status, &headers, sent);
         // An event stream the drain ended: the connection goes with it (the client reconnects
         // to a server that is not draining).
-        close |= event_stream && self.ctx.drain.is_fired();
+        close |= event_stream && self.ctx.draining();
         match result {
             Err(()) => Outcome::Abort,
             Ok(()) if close => Outcome::Close,
@@ -762,7 +771,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         let ping_every = Some(ctx.config.sse_ping_interval).filter(|d| event_stream && !d.is_zero());
         let mut trailers = None;
         loop {
-            let polled = if event_stream && ctx.drain.is_fired() {
+            let polled = if event_stream && ctx.draining() {
                 Ok(Poll::Ready(None))
             } else {
                 poll_fn(|cx| Poll::Ready(catch_unwind(AssertUnwindSafe(|| stream.as_mut().poll_next(cx)))))

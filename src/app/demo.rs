@@ -65,7 +65,12 @@ async fn events(req: Request) -> Response {
         Some(Ok(id)) => id,
         Some(Err(_)) => return bad_request("Last-Event-ID must be an integer"),
     };
-    Response::sse(Counter { next: after.saturating_add(1), last: count, every: Duration::from_millis(ms), wait: None })
+    Response::sse(Counter {
+        next: after.saturating_add(1),
+        last: count,
+        every: Duration::from_millis(ms),
+        wait: None,
+    })
 }
 
 /// The events of `/events`: `next` to `last`, `every` apart.

@@ -56,7 +56,13 @@ impl Response {
     /// An empty response with `status`.
     pub fn new(status: u16) -> Response {
         assert!((100..1000).contains(&status), "invalid status code {status}");
-        Response { status, headers: Vec::new(), body: ResponseBody::Empty, upgrade: None, event_stream: false }
+        Response {
+            status,
+            headers: Vec::new(),
+            body: ResponseBody::Empty,
+            upgrade: None,
+            event_stream: false,
+        }
     }
 
     /// 200 with a `text/plain` body.

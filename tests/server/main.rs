@@ -24,6 +24,7 @@ mod ops;
 mod pipelining;
 mod resources;
 mod routes;
+mod sse;
 mod strict;
 mod supervisor;
 mod timeouts;

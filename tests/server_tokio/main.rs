@@ -38,6 +38,8 @@ mod pipelining;
 mod resources;
 #[path = "../server/routes.rs"]
 mod routes;
+#[path = "../server/sse.rs"]
+mod sse;
 #[path = "../server/strict.rs"]
 mod strict;
 #[path = "../server/supervisor.rs"]
