@@ -162,3 +162,26 @@ fn sse_sigterm_ends_the_stream_between_events() {
         assert!(status.success(), "{label}: exit {status:?}");
     }
 }
+
+/// A SIGHUP reload drains the old executor while the server goes on: the stream ends between
+/// events, and the client, reconnecting with the last id it saw, misses no event.
+#[test]
+fn sse_reload_ends_the_stream_and_the_client_resumes_after_its_last_event() {
+    let mut s = ServerProc::start(&[]);
+    let (mut c, status, _) = SseClient::open(&s, "/events?count=1000&ms=100", "");
+    assert_eq!(status, 200);
+    assert!(matches!(c.chunk(), Chunk::Data(e, _) if e == counter(1)));
+    s.signal(libc::SIGHUP);
+    let mut last = 1;
+    while let Chunk::Data(e, _) = c.chunk() {
+        assert_eq!(e, counter(last + 1), "only whole events in order until the drain");
+        last += 1;
+        assert!(last < 1000, "the reload never ended the stream");
+    }
+    assert!(c.closed(), "connection closed after the drained stream");
+    assert!(s.wait_log("reload done", Duration::from_secs(10)), "reload did not finish");
+    let (mut c, status, _) =
+        SseClient::open(&s, "/events?count=1000&ms=100", &format!("Last-Event-ID: {last}\r\n"));
+    assert_eq!(status, 200, "the new executor serves the reconnect");
+    assert!(matches!(c.chunk(), Chunk::Data(e, _) if e == counter(last + 1)), "resumed after event {last}");
+}
