@@ -164,7 +164,7 @@ impl Default for ServerConfig {
 /// log format change in place. Every other setting needs a restart, and a reload that
 /// changes one names it in a warning. (A list of what is applied, so that a setting added
 /// later is reported as needing a restart until its reload is wired up.)
-pub const APPLIED_ON_RELOAD: [&str; 32] = [
+pub const APPLIED_ON_RELOAD: [&str; 38] = [
     "log-level",
     "certfile",
     "keyfile",
@@ -197,6 +197,12 @@ pub const APPLIED_ON_RELOAD: [&str; 32] = [
     "max-stuck",
     "max-requests",
     "max-requests-jitter",
+    "ws-max-size",
+    "ws-close-timeout",
+    "ws-ping-interval",
+    "ws-ping-timeout",
+    "ws-origins",
+    "sse-ping-interval",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
