@@ -12,7 +12,7 @@ fi
 out="$(mktemp -d)"
 log="$out/server.log"
 cargo build --quiet --bin percore
-./target/debug/percore --host 127.0.0.1 --port 0 --workers 1 --log-format json 2>"$log" &
+"${CARGO_TARGET_DIR:-target}/debug/percore" --host 127.0.0.1 --port 0 --workers 1 --log-format json 2>"$log" &
 server=$!
 trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true' EXIT
 addr=""
