@@ -86,28 +86,18 @@ impl<T: Transport> TlsStream<T> {
     /// alerts, encrypted data, `close_notify`), then FIN if the write side is closing.
     async fn push(&mut self) -> io::Result<()> {
         loop {
-            let out = {
+            let next = self.session.borrow_mut().next_outgoing()?;
+            let Some(out) = next else {
                 let mut s = self.session.borrow_mut();
-                let s = &mut *s;
-                let mut writer = (&mut s.outgoing).writer();
-                while s.conn.wants_write() {
-                    s.conn.write_tls(&mut writer)?;
+                if s.closing && !s.fin_sent {
+                    s.fin_sent = true;
+                    return self.inner.shutdown_write();
                 }
-                if s.outgoing.is_empty() {
-                    if s.closing && !s.fin_sent {
-                        s.fin_sent = true;
-                        return self.inner.shutdown_write();
-                    }
-                    return Ok(());
-                }
-                mem::take(&mut s.outgoing)
+                return Ok(());
             };
-            let (result, mut out) = self.inner.write_all(out).await;
+            let (result, out) = self.inner.write_all(out).await;
             result?;
-            if out.capacity() <= CIPHERTEXT_KEEP {
-                out.clear();
-                self.session.borrow_mut().outgoing = out;
-            }
+            self.session.borrow_mut().recycle_outgoing(out);
         }
     }
 
@@ -116,10 +106,7 @@ impl<T: Transport> TlsStream<T> {
     async fn pull(&mut self) -> io::Result<bool> {
         let waiting = !self.session.borrow().incoming.is_empty();
         if !waiting {
-            let mut incoming = mem::take(&mut self.session.borrow_mut().incoming);
-            if incoming.capacity() < CIPHERTEXT_READ {
-                incoming.reserve(CIPHERTEXT_READ);
-            }
+            let incoming = self.session.borrow_mut().incoming_room();
             let (result, incoming) = self.inner.read(incoming).await;
             let first_byte = incoming.first().copied();
             self.session.borrow_mut().incoming = incoming;
@@ -214,10 +201,7 @@ impl<R: ReadHalf> ReadHalf for TlsRead<R> {
             }
             let waiting = !self.session.borrow().incoming.is_empty();
             if !waiting {
-                let mut incoming = mem::take(&mut self.session.borrow_mut().incoming);
-                if incoming.capacity() < CIPHERTEXT_READ {
-                    incoming.reserve(CIPHERTEXT_READ);
-                }
+                let incoming = self.session.borrow_mut().incoming_room();
                 let (result, incoming) = self.inner.read(incoming).await;
                 self.session.borrow_mut().incoming = incoming;
                 match result {
@@ -243,24 +227,12 @@ impl<W: WriteHalf> TlsWrite<W> {
     /// Write out whatever rustls has for the peer.
     async fn push(&mut self) -> io::Result<()> {
         loop {
-            let out = {
-                let mut s = self.session.borrow_mut();
-                let s = &mut *s;
-                let mut writer = (&mut s.outgoing).writer();
-                while s.conn.wants_write() {
-                    s.conn.write_tls(&mut writer)?;
-                }
-                if s.outgoing.is_empty() {
-                    return Ok(());
-                }
-                mem::take(&mut s.outgoing)
-            };
-            let (result, mut out) = self.inner.write_all(out).await;
+            // Bound first: no borrow of the session may live across the write.
+            let next = self.session.borrow_mut().next_outgoing()?;
+            let Some(out) = next else { return Ok(()) };
+            let (result, out) = self.inner.write_all(out).await;
             result?;
-            if out.capacity() <= CIPHERTEXT_KEEP {
-                out.clear();
-                self.session.borrow_mut().outgoing = out;
-            }
+            self.session.borrow_mut().recycle_outgoing(out);
         }
     }
 }
@@ -296,6 +268,32 @@ impl<W: WriteHalf> WriteHalf for TlsWrite<W> {
 }
 
 impl Session {
+    /// What rustls has for the peer, taken out to be written; `None` when there is nothing.
+    fn next_outgoing(&mut self) -> io::Result<Option<BytesMut>> {
+        let mut writer = (&mut self.outgoing).writer();
+        while self.conn.wants_write() {
+            self.conn.write_tls(&mut writer)?;
+        }
+        Ok((!self.outgoing.is_empty()).then(|| mem::take(&mut self.outgoing)))
+    }
+
+    /// Keep a written ciphertext buffer for the next flight, unless one large write grew it.
+    fn recycle_outgoing(&mut self, mut out: BytesMut) {
+        if out.capacity() <= CIPHERTEXT_KEEP {
+            out.clear();
+            self.outgoing = out;
+        }
+    }
+
+    /// The ciphertext buffer, taken out for a read, with room for one.
+    fn incoming_room(&mut self) -> BytesMut {
+        let mut incoming = mem::take(&mut self.incoming);
+        if incoming.capacity() < CIPHERTEXT_READ {
+            incoming.reserve(CIPHERTEXT_READ);
+        }
+        incoming
+    }
+
     /// Move decrypted bytes into `buf` (at most its spare room, but never none).
     /// `None`: nothing decrypted yet; `Some(Ok(0))`: the peer sent `close_notify`.
     fn take_plaintext(&mut self, buf: &mut BytesMut) -> Option<io::Result<usize>> {
