@@ -188,12 +188,7 @@ impl Listener for MonoioListener {
     type Stream = std::net::TcpStream;
 
     async fn accept(&self) -> io::Result<(MonoioStream, Peer)> {
-        loop {
-            match self.try_accept()? {
-                Some(accepted) => return Ok(accepted),
-                None => self.inner.readable(false).await?,
-            }
-        }
+        accept_on_readiness(self, || self.inner.readable(false)).await
     }
 
     fn fd(&self) -> RawFd {
@@ -208,6 +203,21 @@ impl Listener for MonoioListener {
     }
 }
 
+/// Accept with `accept4` in user space, waiting on `readable` while nothing is queued, so a
+/// connection is only taken by an executor that is running.
+async fn accept_on_readiness<L, F>(listener: &L, readable: impl Fn() -> F) -> io::Result<(L::Io, Peer)>
+where
+    L: Listener,
+    F: Future<Output = io::Result<()>>,
+{
+    loop {
+        match listener.try_accept()? {
+            Some(accepted) => return Ok(accepted),
+            None => readable().await?,
+        }
+    }
+}
+
 /// The Unix socket every executor accepts from, on readiness as [`MonoioListener`] does.
 pub struct MonoioUnixListener {
     inner: monoio::net::UnixListener,
@@ -219,12 +229,7 @@ impl Listener for MonoioUnixListener {
     type Stream = std::os::unix::net::UnixStream;
 
     async fn accept(&self) -> io::Result<(Self::Io, Peer)> {
-        loop {
-            match self.try_accept()? {
-                Some(accepted) => return Ok(accepted),
-                None => self.inner.readable(false).await?,
-            }
-        }
+        accept_on_readiness(self, || self.inner.readable(false)).await
     }
 
     fn fd(&self) -> RawFd {
