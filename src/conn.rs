@@ -463,7 +463,10 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         // response is ever logged with an earlier request's forwarded client).
         let forwarded_host = self.learn_client(&head);
         // Taken now: a streamed body takes the transport away until the handler is done.
-        self.client_cert = self.io.as_ref().and_then(|io| io.client_subject());
+        // The certificate is the connection's (fixed by its handshake): asked for once.
+        if self.client_cert.is_none() {
+            self.client_cert = self.io.as_ref().and_then(|io| io.client_subject());
+        }
 
         if ctx.slots.taken.get() >= ctx.max_in_flight
             && !ctx.config.limit_exempt_paths.iter().any(|p| p == head.path())

@@ -80,6 +80,8 @@ pub struct ParsedHead {
     pub keep_alive: bool,
     /// `Expect: 100-continue` on an HTTP/1.1 request.
     pub expect_continue: bool,
+    /// `TE: trailers`: the client accepts trailer fields in a chunked response.
+    pub accepts_trailers: bool,
     method: Span,
     target: Span,
     path: Span,
@@ -176,12 +178,7 @@ impl RequestHead {
 
     /// Whether the client accepts trailer fields in a chunked response (`TE: trailers`).
     pub fn accepts_trailers(&self) -> bool {
-        self.headers()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("te"))
-            .flat_map(|(_, v)| v.split(|&b| b == b','))
-            .any(|t| {
-                t.split(|&b| b == b';').next().is_some_and(|c| trim_ows(c).eq_ignore_ascii_case(b"trailers"))
-            })
+        self.parsed.accepts_trailers
     }
 
     /// The first value of a header, matched case-insensitively.
@@ -260,6 +257,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<ParsedHead>, Par
     let mut conn_close = false;
     let mut conn_keep_alive = false;
     let mut expect_continue = false;
+    let mut accepts_trailers = false;
     for h in req.headers.iter() {
         headers.push((span(h.name.as_bytes()), span(h.value)));
         let name = h.name.as_bytes();
@@ -272,6 +270,12 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<ParsedHead>, Par
                 if !value.is_empty() && check_authority(value, false).is_err() {
                     return Err(ParseError::InvalidHost);
                 }
+            }
+            2 if name.eq_ignore_ascii_case(b"te") => {
+                accepts_trailers |= h.value.split(|&b| b == b',').any(|coding| {
+                    let name = coding.split(|&b| b == b';').next().unwrap_or(coding);
+                    trim_ows(name).eq_ignore_ascii_case(b"trailers")
+                });
             }
             6 if name.eq_ignore_ascii_case(b"expect") => {
                 let v = trim_ows(h.value);
@@ -340,6 +344,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<ParsedHead>, Par
         framing,
         keep_alive,
         expect_continue: expect_continue && version == Version::Http11,
+        accepts_trailers,
         method,
         target,
         path,
@@ -384,6 +389,7 @@ pub fn refused_request_line(buf: &[u8], limits: &Limits) -> Option<RequestHead> 
         framing: Framing::None,
         keep_alive: false,
         expect_continue: false,
+        accepts_trailers: false,
         method: at(method),
         target: target_span,
         path,

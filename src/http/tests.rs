@@ -549,3 +549,11 @@ fn a_refused_head_still_has_its_request_line_for_the_log() {
     assert!(super::refused_request_line(b"GET / HTTP/2.0\r\n", &limits).is_none());
     assert!(super::refused_request_line(b"GET /a b HTTP/1.1\r\n", &limits).is_none());
 }
+
+#[test]
+fn te_trailers_is_read_with_the_head() {
+    assert!(ok(b"GET / HTTP/1.1\r\nHost: h\r\nTE: trailers\r\n\r\n").accepts_trailers());
+    assert!(ok(b"GET / HTTP/1.1\r\nHost: h\r\nte: gzip, Trailers;q=1\r\n\r\n").accepts_trailers());
+    assert!(!ok(b"GET / HTTP/1.1\r\nHost: h\r\nTE: gzip\r\n\r\n").accepts_trailers());
+    assert!(!ok(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n").accepts_trailers());
+}
