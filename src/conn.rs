@@ -707,7 +707,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
                 Box::pin(self.write_stream(frames, length, event_stream, &mut sent)).await
             }
             ResponseBody::Frames { frames, .. } if send_body => {
-                Box::pin(self.write_stream(frames, length, false, &mut sent)).await
+                Box::pin(self.write_stream(frames, length, event_stream, &mut sent)).await
             }
             _ => Ok(()),
         };

@@ -256,3 +256,68 @@ fn a_service_error_is_a_500() {
     assert!(r.starts_with("HTTP/1.1 500"), "{r}");
     server.stop();
 }
+
+/// One event, then nothing more for as long as the connection lasts.
+struct OneEventThenQuiet(Option<Bytes>);
+
+impl http_body::Body for OneEventThenQuiet {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.0.take() {
+            Some(event) => Poll::Ready(Some(Ok(Frame::data(event)))),
+            None => Poll::Pending,
+        }
+    }
+}
+
+/// A tower `text/event-stream` body (as axum's `Sse` makes) is an event stream to the driver:
+/// keepalive comments while it waits, and the end between events when the server drains.
+#[test]
+fn a_tower_event_stream_gets_pings_and_ends_on_drain() {
+    let events = || {
+        Router::new().route(
+            "/events",
+            get(|| async {
+                http::Response::builder()
+                    .header("content-type", "text/event-stream")
+                    .body(AxumBody::new(OneEventThenQuiet(Some(Bytes::from_static(b"data: one\n\n")))))
+                    .unwrap()
+            }),
+        )
+    };
+    for runtime in [RuntimeKind::Monoio, RuntimeKind::Tokio, RuntimeKind::Glommio] {
+        let mut cfg = ServerConfig { port: 0, workers: Some(1), runtime, ..ServerConfig::default() };
+        cfg.driver.sse_ping_interval = Duration::from_millis(150);
+        let server = Server::new(cfg).start(per_executor(move |_exec| events())).expect("server start");
+        let mut s = TcpStream::connect_timeout(&server.local_addr(), Duration::from_secs(5)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&seen).contains(": ping") {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => panic!("{runtime:?}: no ping: {}", String::from_utf8_lossy(&seen)),
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+        let text = String::from_utf8_lossy(&seen).into_owned();
+        assert!(text.contains("transfer-encoding: chunked") && text.contains("data: one\n\n"), "{runtime:?}: {text}");
+        // The drain ends the stream with the chunked terminator, then closes.
+        let drained = std::thread::spawn(move || server.drain());
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+                Err(e) => panic!("{runtime:?}: {e}: {}", String::from_utf8_lossy(&seen)),
+            }
+        }
+        let text = String::from_utf8_lossy(&seen).into_owned();
+        assert!(text.ends_with("0\r\n\r\n"), "{runtime:?}: {text}");
+        drained.join().unwrap().expect("drained");
+    }
+}

@@ -109,6 +109,15 @@ impl Response {
         r
     }
 
+    /// Mark a streamed body as an event stream, one whole event per chunk (for the tower
+    /// adapter, whose `text/event-stream` bodies, axum's `Sse` among them, yield one event per
+    /// data frame): the driver then sends pings while it waits and ends it between events on
+    /// drain.
+    pub(crate) fn into_event_stream(mut self) -> Response {
+        self.event_stream = matches!(self.body, ResponseBody::Stream(_) | ResponseBody::Frames { length: None, .. });
+        self
+    }
+
     /// Whether the body is an event stream made by [`Response::sse`]; for the connection driver.
     pub(crate) fn is_event_stream(&self) -> bool {
         self.event_stream

@@ -90,6 +90,7 @@ where
     B::Error: Display,
 {
     let (parts, body) = response.into_parts();
+    let event_stream = is_event_stream(&parts.headers);
     let mut out = Response::new(parts.status.as_u16());
     for (name, value) in &parts.headers {
         // `http` checked both: a token name, a value without CR, LF or NUL.
@@ -120,7 +121,23 @@ where
             }
         }
     }
-    out.with_frames(HttpFrames { first, body }, length)
+    let out = out.with_frames(HttpFrames { first, body }, length);
+    if event_stream {
+        out.into_event_stream()
+    } else {
+        out
+    }
+}
+
+/// Whether the response is a `text/event-stream`. Such bodies are treated as one event per data
+/// frame (axum's `Sse` and the SSE crates for tower yield each event as one frame), so they get
+/// percore's keepalive comments (`--sse-ping-interval`) and end between two events when the
+/// executor drains, as [`Response::sse`] bodies do.
+fn is_event_stream(headers: &http::HeaderMap) -> bool {
+    headers.get(http::header::CONTENT_TYPE).is_some_and(|v| {
+        let media = v.as_bytes().split(|&b| b == b';').next().unwrap_or_default();
+        media.trim_ascii().eq_ignore_ascii_case(b"text/event-stream")
+    })
 }
 
 /// Bodies up to this size are taken whole when they are ready at once; larger ones stream.
