@@ -18,6 +18,8 @@ mod procfs;
 mod report;
 mod servers;
 mod wrk;
+mod ws_bench;
+mod ws_peers;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -192,6 +194,12 @@ OPTIONS:
   compare serve-percore-axum [PERCORE FLAGS]
                          the axum router on percore (cli::run_service)
 
+  compare ws [--servers LIST] [--sizes 20,16384] [--conns 100,500] [--idle 10000] ...
+                         WebSocket echo: percore /ws against tokio-tungstenite and
+                         fastwebsockets, messages per server CPU-second and idle memory
+  compare serve-ws tungstenite|fastwebsockets --port P
+                         one of those echo servers alone
+
   The axum comparison: --servers axum-serve,percore-axum-tokio,percore-axum-monoio,percore-monoio,hyper-mt";
 
 fn manifest_dir() -> PathBuf {
@@ -320,6 +328,16 @@ fn main() {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("serve-axum: {e}");
+                1
+            }
+        });
+    }
+    if let Some(sub @ ("ws" | "serve-ws")) = args.first().map(String::as_str) {
+        let ran = if sub == "ws" { ws_bench::run(&args[1..]) } else { ws_peers::serve(&args[1..]) };
+        std::process::exit(match ran {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("compare {sub}: {e}");
                 1
             }
         });
