@@ -15,6 +15,7 @@
 //! ```
 
 pub mod app;
+pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod conn;
@@ -30,6 +31,7 @@ pub mod runtime;
 pub mod server;
 pub mod state;
 pub mod supervisor;
+pub mod task;
 pub mod testing;
 pub mod time;
 pub mod tls;
