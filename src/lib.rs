@@ -19,6 +19,7 @@ pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod conn;
+pub mod coop;
 pub mod cpus;
 pub mod executor;
 pub mod http;
