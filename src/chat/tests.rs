@@ -181,3 +181,25 @@ fn a_full_batch_yields_to_the_executor_and_goes_on() {
 fn zero_limits_are_refused() {
     let _ = Hub::with_limits(Limits { inbox: 0, subscriber: 1 });
 }
+
+#[test]
+fn an_event_stream_yields_the_shared_events_and_ends_when_dropped_for_lag() {
+    use futures_core::Stream;
+    let room = Hub::with_limits(Limits { inbox: 8, subscriber: 2 }).room();
+    let mut events = pin!(room.subscribe().into_events());
+    let (_, waker) = counting();
+    let mut cx = Context::from_waker(&waker);
+    let post = room.publish("a\nb");
+    match events.as_mut().poll_next(&mut cx) {
+        Poll::Ready(Some(bytes)) => {
+            assert_eq!(&bytes[..], b"data: a\ndata: b\n\n");
+            assert_eq!(bytes.as_ptr(), post.event().as_ptr(), "the post's bytes, not a copy");
+        }
+        other => panic!("expected an event, got {other:?}"),
+    }
+    assert!(events.as_mut().poll_next(&mut cx).is_pending());
+    for i in 0..3 {
+        room.publish(&i.to_string());
+    }
+    assert_eq!(events.as_mut().poll_next(&mut cx), Poll::Ready(None), "the stream ends");
+}
