@@ -39,24 +39,26 @@ pub fn chat_routes(router: Router, room: Room) -> Router {
 async fn chat_socket(room: Room, ws: WebSocket) {
     let subscription = room.subscribe();
     loop {
-        match first_of(ws.recv(), subscription.next()).await {
-            Either::Left(Some(Message::Text(text))) => {
-                room.publish(&text);
-            }
-            Either::Left(Some(Message::Binary(_))) => {
-                let _ = ws.close(NOT_TEXT, "chat messages are text");
-                return;
-            }
-            Either::Left(Some(Message::Close(_)) | None) => return,
-            Either::Right(Some(post)) => {
+        // What waits to go out first: a client that sends fast and reads what it sent is
+        // slowed down (its messages wait unread, then TCP pushes back), not dropped for lag.
+        match first_of(subscription.next(), ws.recv()).await {
+            Either::Left(Some(post)) => {
                 if ws.send_prepared(post.frame()).await.is_err() {
                     return;
                 }
             }
-            Either::Right(None) => {
+            Either::Left(None) => {
                 let _ = ws.close(TOO_SLOW, "too slow for the chat room");
                 return;
             }
+            Either::Right(Some(Message::Text(text))) => {
+                room.publish(&text);
+            }
+            Either::Right(Some(Message::Binary(_))) => {
+                let _ = ws.close(NOT_TEXT, "chat messages are text");
+                return;
+            }
+            Either::Right(Some(Message::Close(_)) | None) => return,
         }
     }
 }

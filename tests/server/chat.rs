@@ -177,6 +177,24 @@ fn a_chat_subscriber_that_never_reads_is_dropped_without_stalling_the_room() {
 }
 
 #[test]
+fn a_chat_client_that_sends_a_burst_before_reading_gets_all_of_it_back() {
+    let s = ServerProc::start(&["--debug-routes"]);
+    let mut ws = chat_on(&s, 0);
+    // Far more than a subscriber's queue of 256 posts: the server sends out before it reads on,
+    // so the sender is slowed down, never dropped.
+    for i in 0..5000 {
+        ws.write(Message::text(format!("burst {i}"))).unwrap();
+    }
+    ws.flush().unwrap();
+    for i in 0..5000 {
+        match ws.read() {
+            Ok(Message::Text(t)) => assert_eq!(t, format!("burst {i}")),
+            other => panic!("message {i}: expected text, got {other:?}"),
+        }
+    }
+}
+
+#[test]
 fn sigterm_closes_chat_sockets_with_1001() {
     let mut s = ServerProc::start(&["--debug-routes"]);
     let mut ws = chat_on(&s, 0);
