@@ -682,7 +682,7 @@ fn stalled_executor_does_not_delay_new_connections() {
 #[test]
 fn a_body_stream_that_never_waits_does_not_stall_its_executor() {
     let _turn = heavy();
-    let s = ServerProc::start(&["--workers", "1", "--stall-detect", "300ms", "--timeout", "30s"]);
+    let s = ServerProc::start(&["--workers", "1", "--stall-detect", "1s", "--timeout", "30s"]);
     let mut streaming = s.client();
     // Tiny chunks: the server spends long on each byte, so the reader keeps the socket
     // buffer empty and no write ever has to wait. Pipelined, so one body follows another.
