@@ -480,7 +480,17 @@ http {{
     expect(bool(m) and m.group(1) == setting("host") and m.group(2) == setting("port"), "nginx vs percore",
            f"upstream server is percore's {setting('host')}:{setting('port')}")
     expect(re.search(r"proxy_http_version\s+1\.1;", text) is not None, "nginx", "proxy_http_version 1.1")
-    expect(re.search(r'proxy_set_header\s+Connection\s+"";', text) is not None, "nginx", 'proxy_set_header Connection ""')
+    # Either no Connection header to the upstream at all, or the WebSocket map that is empty
+    # for every request without Upgrade (both keep upstream keepalive).
+    empty = re.search(r'proxy_set_header\s+Connection\s+"";', text) is not None
+    mapped = (
+        re.search(r"proxy_set_header\s+Connection\s+\$connection_upgrade;", text) is not None
+        and re.search(r"proxy_set_header\s+Upgrade\s+\$http_upgrade;", text) is not None
+        and re.search(r"map\s+\$http_upgrade\s+\$connection_upgrade\s*\{[^}]*(''|\"\")\s+(''|\"\")\s*;", text)
+        is not None
+    )
+    expect(empty or mapped, "nginx",
+           'proxy_set_header Connection "" (or $connection_upgrade, empty without Upgrade, with Upgrade $http_upgrade)')
     for h in ("X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"):
         expect(re.search(rf"proxy_set_header\s+{h}\s", text) is not None, "nginx", f"sets {h}")
     m = re.search(r"client_max_body_size\s+(\S+);", text)

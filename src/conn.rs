@@ -773,6 +773,9 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         let ctx = self.ctx.clone();
         let ping_every = Some(ctx.config.sse_ping_interval).filter(|d| event_stream && !d.is_zero());
         let mut trailers = None;
+        // A stream that is always ready, to a socket that always has room, never waits: yield
+        // now and then so the executor's other tasks (its heartbeat among them) run.
+        let mut budget = crate::coop::Budget::new();
         loop {
             let polled = if event_stream && ctx.draining() {
                 Ok(Poll::Ready(None))
@@ -783,6 +786,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             let item = match polled {
                 Ok(Poll::Ready(item)) => item,
                 Ok(Poll::Pending) if event_stream => {
+                    budget.reset();
                     self.flush().await?;
                     let woke = catch_panic(wait_for_event::<K>(stream.as_mut(), &ctx.drain, ping_every))
                         .await
@@ -804,6 +808,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
                     }
                 }
                 Ok(Poll::Pending) => {
+                    budget.reset();
                     self.flush().await?;
                     catch_panic(poll_fn(|cx| stream.as_mut().poll_next(cx))).await.map_err(|panic| {
                         tracing::error!(peer = %self.peer, panic = panic_message(&panic), "response stream panicked");
@@ -837,7 +842,8 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             if data.is_empty() {
                 continue;
             }
-            *sent += data.len() as u64;
+            let len = data.len();
+            *sent += len as u64;
             if let BodyLength::Known(n) = length {
                 if *sent > n {
                     tracing::warn!(peer = %self.peer, length = n, "response body longer than its length; closing connection");
@@ -863,6 +869,9 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
                 if self.wbuf.len() >= WRITE_HIGH_WATER {
                     self.flush().await?;
                 }
+            }
+            if budget.spend(len) {
+                crate::coop::yield_now().await;
             }
         }
     }

@@ -11,7 +11,11 @@ use crate::testing::{run_connection, Transcript};
 /// Run one connection over `script` with the demo app.
 fn run(script: &[&[u8]]) -> Transcript {
     let state = Arc::new(ServerState::new(1));
-    run_connection(script.iter().map(|s| s.to_vec()).collect(), DriverConfig::default(), demo_app(state))
+    run_connection(
+        script.iter().map(|s| s.to_vec()).collect(),
+        DriverConfig::default(),
+        demo_app(state, &crate::chat::Hub::new()),
+    )
 }
 
 fn count(haystack: &[u8], needle: &str) -> usize {
@@ -167,7 +171,7 @@ fn a_large_head_does_not_leave_an_idle_connection_a_large_buffer() {
             limits: crate::http::Limits { max_header_field: 64 * 1024, ..Default::default() },
             ..Default::default()
         },
-        demo_app(Arc::new(ServerState::new(1))),
+        demo_app(Arc::new(ServerState::new(1)), &crate::chat::Hub::new()),
     );
     assert_eq!(count(&log.output(), "HTTP/1.1 200 OK"), 2);
     let idle = *log.read_rooms.last().expect("reads");

@@ -137,6 +137,18 @@ pub fn run<R: Runtime, H: Handler>(
         cfg.stats.tid.store(tid as u64, std::sync::atomic::Ordering::Relaxed);
         cfg.stats.serving.store(true, std::sync::atomic::Ordering::Relaxed);
         report(Ok(driver));
+        // Tasks the app starts (`crate::task::spawn_local`) run like the executor's own: a
+        // panic stops the executor, and they end when it stops. Weak: the spawner must not
+        // keep the handler (inside `ctx`) alive.
+        let spawning = Rc::downgrade(&ctx);
+        crate::task::install(Rc::new(move |task| {
+            if let Some(ctx) = spawning.upgrade() {
+                let stop = ctx.clone();
+                spawn_guarded::<R, H>(ctx, async move {
+                    first_of(task, stop.stop.wait()).await;
+                });
+            }
+        }));
 
         let open = Rc::new(Cell::new(0usize));
         let admission = Rc::new(Admission {
@@ -197,6 +209,7 @@ pub fn run<R: Runtime, H: Handler>(
         ctx.stop.fire();
         // One more turn of the driver so those tasks finish and the last closes are submitted.
         R::sleep(Duration::from_millis(1)).await;
+        crate::task::uninstall();
         tracing::debug!(executor = cfg.index, "executor finished");
         // Taken where the tasks ran: the thread that runs the runtime may outlive this
         // executor and serve the next one (glommio's pool).

@@ -15,9 +15,11 @@
 //! ```
 
 pub mod app;
+pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod conn;
+pub mod coop;
 pub mod cpus;
 pub mod executor;
 pub mod http;
@@ -30,6 +32,7 @@ pub mod runtime;
 pub mod server;
 pub mod state;
 pub mod supervisor;
+pub mod task;
 pub mod testing;
 pub mod time;
 pub mod tls;

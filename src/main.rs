@@ -5,8 +5,11 @@
 use std::process::ExitCode;
 
 use percore::app::demo::demo_routes;
+use percore::chat::Hub;
 use percore::Router;
 
 fn main() -> ExitCode {
-    percore::cli::run(|_executor| demo_routes(Router::new()))
+    // One chat room for the whole process; each executor gets its own side of it.
+    let chat = Hub::new();
+    percore::cli::run(move |_executor| demo_routes(Router::new(), &chat))
 }

@@ -11,9 +11,11 @@ use bytes::Bytes;
 use futures_core::Stream;
 
 use super::builtin::builtin_routes;
+use super::demo_chat::chat_routes;
 use super::request::Request;
 use super::response::Response;
 use super::router::Router;
+use crate::chat::Hub;
 use crate::state::ServerState;
 
 /// Longest `/delay` accepted, so a typo cannot park a connection for days.
@@ -23,15 +25,17 @@ const MAX_STREAM_CHUNKS: usize = 1_000_000;
 const MAX_STREAM_CHUNK_SIZE: usize = 1024 * 1024;
 
 /// The demo app as the `percore` binary serves it: the built-in routes (`/health`,
-/// `/ready`, `/metrics`) and the demo routes.
-pub fn demo_app(state: Arc<ServerState>) -> Router {
-    demo_routes(builtin_routes(state))
+/// `/ready`, `/metrics`) and the demo routes, the chat on `chat`.
+pub fn demo_app(state: Arc<ServerState>, chat: &Hub) -> Router {
+    demo_routes(builtin_routes(state), chat)
 }
 
 /// Add the demo routes to `router`: `/plaintext`, `/json`, `/echo`, `/delay`, `/stream`,
-/// the Server-Sent Events counter `/events`, and the WebSocket echo `/ws`.
-pub fn demo_routes(router: Router) -> Router {
-    router
+/// the Server-Sent Events counter `/events`, the WebSocket echo `/ws`, and the chat room
+/// `/chat` and `/chat/events` ([`chat_routes`]) on this executor's side of `chat`. Call it
+/// once per executor, with the same hub.
+pub fn demo_routes(router: Router, chat: &Hub) -> Router {
+    chat_routes(router, chat.room())
         .get("/plaintext", plaintext)
         .get("/json", json)
         .post("/echo", echo)

@@ -100,11 +100,23 @@ impl Response {
     /// the chunked terminator, and the client's `EventSource` reconnects, sending
     /// `Last-Event-ID` ([`crate::Request::last_event_id`]) to another executor or process.
     pub fn sse(events: impl Stream<Item = crate::app::sse::Event> + 'static) -> Response {
+        Response::event_stream(Encoded(Box::pin(events)))
+    }
+
+    /// [`Response::sse`] for events encoded beforehand: each item must be the bytes of one
+    /// whole event as [`Event::encode`](crate::app::sse::Event::encode) makes them, so the
+    /// same event can be encoded once and sent on many streams.
+    pub fn sse_encoded(events: impl Stream<Item = Bytes> + 'static) -> Response {
+        Response::event_stream(Preencoded(Box::pin(events)))
+    }
+
+    /// The event-stream response around chunks that are whole events each.
+    fn event_stream(chunks: impl Stream<Item = std::io::Result<Bytes>> + 'static) -> Response {
         let mut r = Response::new(200)
             .with_header("content-type", Bytes::from_static(b"text/event-stream"))
             .with_header("cache-control", Bytes::from_static(b"no-cache"))
             .with_header("x-accel-buffering", Bytes::from_static(b"no"))
-            .with_stream(Encoded(Box::pin(events)));
+            .with_stream(chunks);
         r.event_stream = true;
         r
     }
@@ -241,5 +253,16 @@ impl Stream for Encoded {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.0.as_mut().poll_next(cx).map(|e| e.map(|e| Ok(e.encode())))
+    }
+}
+
+/// Events encoded beforehand, as body chunks.
+struct Preencoded(Pin<Box<dyn Stream<Item = Bytes>>>);
+
+impl Stream for Preencoded {
+    type Item = std::io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.as_mut().poll_next(cx).map(|e| e.map(Ok))
     }
 }

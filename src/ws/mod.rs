@@ -16,7 +16,7 @@ use std::time::Duration;
 pub use accept::{Offer, Upgrade, WsRoute};
 pub use frame::CloseFrame;
 pub use handshake::HandshakeError;
-pub use socket::{Message, SendError, Utf8Bytes, WebSocket};
+pub use socket::{Message, PreparedMessage, SendError, Utf8Bytes, WebSocket};
 
 /// WebSocket settings, shared by every connection of a server.
 #[derive(Debug, Clone)]

@@ -32,7 +32,11 @@ fn after_head(output: &[u8]) -> &[u8] {
 }
 
 fn serve(reads: Vec<Vec<u8>>) -> crate::testing::Transcript {
-    run_connection(reads, DriverConfig::default(), demo_app(Arc::new(ServerState::new(1))))
+    run_connection(
+        reads,
+        DriverConfig::default(),
+        demo_app(Arc::new(ServerState::new(1)), &crate::chat::Hub::new()),
+    )
 }
 
 #[test]

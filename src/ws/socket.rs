@@ -93,6 +93,42 @@ impl Message {
     }
 }
 
+/// A text or binary message encoded once as a whole server frame, for sending the same
+/// message to many WebSockets ([`WebSocket::send_prepared`]): each send copies the frame's
+/// bytes instead of framing the message again. The frame is never compressed, which every
+/// connection accepts (RFC 7692 §6: an uncompressed message has RSV1 clear).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PreparedMessage(Bytes);
+
+impl PreparedMessage {
+    /// A text message.
+    pub fn text(text: &str) -> PreparedMessage {
+        PreparedMessage::encode(OpCode::Text, text.as_bytes())
+    }
+
+    /// A binary message.
+    pub fn binary(data: &[u8]) -> PreparedMessage {
+        PreparedMessage::encode(OpCode::Binary, data)
+    }
+
+    fn encode(opcode: OpCode, payload: &[u8]) -> PreparedMessage {
+        let mut out = BytesMut::new();
+        frame::encode(&mut out, opcode, payload);
+        PreparedMessage(out.freeze())
+    }
+
+    /// The frame's wire bytes.
+    pub fn frame(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for PreparedMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedMessage").field("frame_len", &self.0.len()).finish()
+    }
+}
+
 /// Why a message could not be sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendError {
@@ -252,6 +288,25 @@ impl WebSocket {
                 return Poll::Pending;
             }
             frame::encode(&mut s.outbox, opcode, payload);
+            s.notify();
+            Poll::Ready(Ok(()))
+        })
+        .await
+    }
+
+    /// Send a message framed beforehand, waiting (as [`send`](Self::send)) while too much
+    /// is still unwritten.
+    pub async fn send_prepared(&self, message: &PreparedMessage) -> Result<(), SendError> {
+        poll_fn(|cx| {
+            let mut s = self.shared.borrow_mut();
+            if s.close_sent || s.done {
+                return Poll::Ready(Err(SendError::Closed));
+            }
+            if s.outbox.len() >= OUTBOX_HIGH_WATER {
+                s.register(cx.waker());
+                return Poll::Pending;
+            }
+            s.outbox.extend_from_slice(message.frame());
             s.notify();
             Poll::Ready(Ok(()))
         })

@@ -11,6 +11,7 @@ mod axum_app;
 mod backend;
 mod basics;
 mod chaos;
+mod chat;
 mod chunked;
 mod cli;
 mod concurrency;

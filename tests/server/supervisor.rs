@@ -676,6 +676,49 @@ fn stalled_executor_does_not_delay_new_connections() {
     eprintln!("stall: worst probe {worst:?}");
 }
 
+/// A response body whose chunks are always ready, read by a fast client, never makes the
+/// connection wait; the driver still yields to the executor's other tasks now and then, so
+/// the timer task beats (no stall is seen) and other connections of that executor are served.
+#[test]
+fn a_body_stream_that_never_waits_does_not_stall_its_executor() {
+    let _turn = heavy();
+    let s = ServerProc::start(&["--workers", "1", "--stall-detect", "1s", "--timeout", "30s"]);
+    let mut streaming = s.client();
+    // Tiny chunks: the server spends long on each byte, so the reader keeps the socket
+    // buffer empty and no write ever has to wait. Pipelined, so one body follows another.
+    let one = get("/stream?chunks=1000000&size=1");
+    streaming.send(&one.repeat(20));
+    let reading = Arc::new(AtomicBool::new(true));
+    let reader = {
+        let reading = reading.clone();
+        thread::spawn(move || {
+            let mut buf = vec![0u8; 1 << 20];
+            let mut total = 0usize;
+            while reading.load(Ordering::Relaxed) {
+                match streaming.stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => total += n,
+                }
+            }
+            total
+        })
+    };
+    // While the body flows, the same (only) executor answers other connections.
+    let started = Instant::now();
+    let mut answered = 0;
+    while started.elapsed() < Duration::from_secs(2) {
+        let r = fetch(s.addr, "/plaintext", Duration::from_secs(5));
+        assert!(matches!(&r, Ok(r) if r.status == 200), "not served during the stream: {r:?}");
+        answered += 1;
+        thread::sleep(Duration::from_millis(100));
+    }
+    reading.store(false, Ordering::Relaxed);
+    let streamed = reader.join().unwrap();
+    assert!(streamed > 1 << 20, "the body did not flow ({streamed} bytes): the test proves nothing");
+    assert_eq!(s.log_count("executor stalled"), 0, "logs:\n{}", s.logs().join("\n"));
+    eprintln!("never-pending stream: {streamed} bytes, {answered} requests answered meanwhile");
+}
+
 #[test]
 fn stuck_executor_is_replaced_and_the_server_keeps_serving() {
     let _turn = heavy();

@@ -12,6 +12,8 @@ mod backend;
 mod basics;
 #[path = "../server/chaos.rs"]
 mod chaos;
+#[path = "../server/chat.rs"]
+mod chat;
 #[path = "../server/chunked.rs"]
 mod chunked;
 #[path = "../server/cli.rs"]

@@ -1,0 +1,117 @@
+//! Cooperative scheduling for loops that may never wait.
+//!
+//! An executor runs its tasks one at a time on one thread; a task that never returns
+//! `Pending` keeps every other task of its executor from running. The timer task is one of
+//! them, and it drives the heartbeat: a long response body whose chunks are always ready,
+//! written to a socket that always has room (glommio writes with a plain `send(2)` first),
+//! would look like a stalled executor to the supervisor and keep the executor's other
+//! connections waiting. A [`Budget`] counts the work done since the loop last waited, and
+//! [`yield_now`] hands the thread back once when it is spent. Runtime-neutral: the task
+//! wakes itself and returns `Pending` once, which every runtime treats as "run me again
+//! after the others".
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+/// Items a loop may handle in a row without waiting before it yields.
+const ITEMS: u32 = 64;
+/// Bytes a loop may move in a row without waiting before it yields.
+const BYTES: usize = 1024 * 1024;
+
+/// Work done since the loop last waited (a counter: no clock, no syscall).
+#[derive(Debug, Default)]
+pub struct Budget {
+    items: u32,
+    bytes: usize,
+}
+
+impl Budget {
+    pub fn new() -> Budget {
+        Budget::default()
+    }
+
+    /// Count one item of `bytes`; true when the budget is spent and the loop should
+    /// [`yield_now`] (the budget starts over).
+    #[inline]
+    pub fn spend(&mut self, bytes: usize) -> bool {
+        self.items += 1;
+        self.bytes += bytes;
+        if self.items >= ITEMS || self.bytes >= BYTES {
+            self.reset();
+            return true;
+        }
+        false
+    }
+
+    /// The loop waited (its task returned `Pending`): the budget starts over.
+    #[inline]
+    pub fn reset(&mut self) {
+        self.items = 0;
+        self.bytes = 0;
+    }
+}
+
+/// Let the executor's other tasks run once, then go on.
+pub fn yield_now() -> YieldNow {
+    YieldNow { yielded: false }
+}
+
+/// Future returned by [`yield_now`]: `Pending` once (after waking itself), then `Ready`.
+#[derive(Debug)]
+#[must_use = "a yield does nothing unless awaited"]
+pub struct YieldNow {
+    yielded: bool,
+}
+
+impl Future for YieldNow {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.yielded {
+            return Poll::Ready(());
+        }
+        self.yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::{Wake, Waker};
+
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn yield_now_is_pending_once_and_wakes_itself() {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut y = std::pin::pin!(yield_now());
+        assert!(y.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "woken, so the executor polls it again");
+        assert!(y.as_mut().poll(&mut cx).is_ready());
+    }
+
+    #[test]
+    fn the_budget_is_spent_by_items_or_by_bytes_and_starts_over() {
+        let mut b = Budget::new();
+        assert!(!(1..ITEMS).any(|_| b.spend(1)));
+        assert!(b.spend(1), "the 64th item in a row");
+        assert!(!b.spend(1), "a new budget");
+        assert!(b.spend(BYTES), "a megabyte in a row");
+        b.spend(10);
+        b.reset();
+        assert!(!(1..ITEMS).any(|_| b.spend(1)), "a wait starts it over");
+    }
+}
