@@ -213,6 +213,11 @@ impl<S: Read + Write> Client<S> {
         Client { stream, buf: Vec::new() }
     }
 
+    /// Bytes received but not yet parsed into a response.
+    pub fn pending(&self) -> &[u8] {
+        &self.buf
+    }
+
     pub fn send(&mut self, raw: &[u8]) {
         self.stream.write_all(raw).expect("write request");
     }
@@ -469,11 +474,6 @@ impl Client {
         };
         self.stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         (total, ended)
-    }
-
-    /// Bytes received but not yet parsed into a response.
-    pub fn pending(&self) -> &[u8] {
-        &self.buf
     }
 }
 
