@@ -399,7 +399,9 @@ fn a_websocket_handler_hears_the_drain_and_says_goodbye() {
         .expect("server start");
     let stream = TcpStream::connect(server.local_addr().expect("a TCP address")).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let (mut ws, _) = tungstenite::client(format!("ws://{}/ws", server.local_addr().expect("a TCP address")), stream).unwrap();
+    let (mut ws, _) =
+        tungstenite::client(format!("ws://{}/ws", server.local_addr().expect("a TCP address")), stream)
+            .unwrap();
     ws.send(tungstenite::Message::text("hi")).unwrap();
     assert_eq!(ws.read().unwrap(), tungstenite::Message::text("hi"));
     server.send(percore::Command::Drain);

@@ -70,8 +70,10 @@ impl Runtime for Tokio {
         let fd = listener.as_raw_fd();
         // SAFETY: the listener is owned by the AsyncFd, so its descriptor stays open and the
         // same for the AsyncFd's whole life.
-        let inner = unsafe { tokio::io::unix::AsyncFd::register_with_interest(listener, tokio::io::Interest::READABLE) }
-            .map_err(io::Error::from)?;
+        let inner = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(listener, tokio::io::Interest::READABLE)
+        }
+        .map_err(io::Error::from)?;
         Ok(TokioUnixListener { inner, fd })
     }
 

@@ -44,8 +44,9 @@ impl Nginx {
     /// Start `nginx` with deploy/nginx/percore.conf proxying to the Unix socket `socket`.
     fn start(nginx: &Path, dir: &Path, socket: &Path) -> Nginx {
         let port = free_port();
-        let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nginx/percore.conf"))
-            .expect("deploy/nginx/percore.conf");
+        let shipped =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nginx/percore.conf"))
+                .expect("deploy/nginx/percore.conf");
         // The shipped server block, on a test port and the Unix upstream. Each edit must
         // apply: if the file changes shape, this test says so instead of testing something else.
         let edits = [
@@ -88,7 +89,11 @@ impl Nginx {
             if let Some(status) = n.child.try_wait().unwrap() {
                 panic!("nginx exited ({status}) before listening:\n{}", n.error_log());
             }
-            assert!(start.elapsed() < Duration::from_secs(10), "nginx not listening after 10 s:\n{}", n.error_log());
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "nginx not listening after 10 s:\n{}",
+                n.error_log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         n
@@ -114,8 +119,7 @@ fn nginx_proxies_to_the_unix_socket() {
         eprintln!("note: nginx not found (PATH, /usr/sbin, deploy/check.sh's cache); skipping");
         return;
     };
-    let dir =
-        std::env::temp_dir().join(format!("percore-nginx-{}-{}", crate::RUNTIME, std::process::id()));
+    let dir = std::env::temp_dir().join(format!("percore-nginx-{}-{}", crate::RUNTIME, std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let socket = dir.join("percore.sock");

@@ -518,5 +518,9 @@ pub fn stop_successor(pid: i32, limit: Duration, logs: &dyn Fn() -> Vec<String>)
     if !exited {
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
-    assert!(exited, "the upgraded process {pid} did not exit within {limit:?} of SIGTERM; logs:\n{}", logs().join("\n"));
+    assert!(
+        exited,
+        "the upgraded process {pid} did not exit within {limit:?} of SIGTERM; logs:\n{}",
+        logs().join("\n")
+    );
 }

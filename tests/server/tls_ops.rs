@@ -249,7 +249,8 @@ impl TlsLoad {
         let certs = Arc::new(certs);
         let threads = (0..keep_alive + fresh)
             .map(|i| {
-                let (stop, tally, certs, config) = (stop.clone(), tally.clone(), certs.clone(), config.clone());
+                let (stop, tally, certs, config) =
+                    (stop.clone(), tally.clone(), certs.clone(), config.clone());
                 let reuse = i < keep_alive;
                 thread::spawn(move || load_client(addr, config, &certs, reuse, &stop, &tally))
             })
@@ -378,7 +379,11 @@ fn certificate_reload_under_load_fails_no_request() {
             "reload {round} did not finish: {:?}",
             s.logs()
         );
-        assert_eq!(presented(s.addr, &pki), next.der, "reload {round}: a new handshake gets the new certificate");
+        assert_eq!(
+            presented(s.addr, &pki),
+            next.der,
+            "reload {round}: a new handshake gets the new certificate"
+        );
         load.expect_progress(50, &format!("after reload {round}"));
     }
     let tally = load.finish();

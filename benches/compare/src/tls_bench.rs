@@ -29,7 +29,9 @@ use std::time::{Duration, Instant};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, HandshakeKind, SignatureScheme, StreamOwned};
+use rustls::{
+    ClientConfig, ClientConnection, DigitallySignedStruct, HandshakeKind, SignatureScheme, StreamOwned,
+};
 
 use crate::procfs;
 use crate::wrk::WrkRun;
@@ -72,7 +74,9 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--duration" => o.duration_s = v.parse().map_err(|_| "bad --duration".to_string())?,
             "--rounds" => o.rounds = v.parse().map_err(|_| "bad --rounds".to_string())?,
             "--connections" => o.connections = v.parse().map_err(|_| "bad --connections".to_string())?,
-            "--handshake-clients" => o.handshake_clients = v.parse().map_err(|_| "bad --handshake-clients".to_string())?,
+            "--handshake-clients" => {
+                o.handshake_clients = v.parse().map_err(|_| "bad --handshake-clients".to_string())?
+            }
             "--percore" => o.percore = PathBuf::from(v),
             "--out" => o.out = PathBuf::from(v),
             other => return Err(format!("unknown option {other}; {HELP}")),
@@ -209,7 +213,13 @@ fn start(kind: Kind, o: &Options, me: &Path, dir: &Path, cert: &Path, key: &Path
             let conf = prefix.join("nginx.conf");
             std::fs::write(&conf, nginx_conf(&prefix, o.server_cpus.len(), port, cert, key))
                 .map_err(|e| e.to_string())?;
-            cmd.arg(nginx).arg("-p").arg(&prefix).arg("-c").arg(&conf).arg("-e").arg(prefix.join("error.log"));
+            cmd.arg(nginx)
+                .arg("-p")
+                .arg(&prefix)
+                .arg("-c")
+                .arg(&conf)
+                .arg("-e")
+                .arg(prefix.join("error.log"));
         }
     }
     cmd.stdin(Stdio::null()).stdout(log.try_clone().map_err(|e| e.to_string())?).stderr(log);
@@ -293,7 +303,8 @@ fn client_config(resume: bool) -> Arc<ClientConfig> {
 
 /// One new connection: handshake, `GET /plaintext` with `Connection: close`, read to the end.
 fn one_connection(addr: SocketAddr, config: &Arc<ClientConfig>) -> Result<Option<HandshakeKind>, String> {
-    let sock = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| format!("connect: {e}"))?;
+    let sock =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| format!("connect: {e}"))?;
     sock.set_nodelay(true).map_err(|e| e.to_string())?;
     sock.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
     let name = ServerName::try_from("localhost").expect("name");
