@@ -475,7 +475,7 @@ fn a_server_on_a_unix_socket_only_has_no_tcp_address() {
     let server = Server::new(cfg).start(|_exec: &ExecutorInfo| app()).expect("server start");
     assert_eq!(server.local_addr(), None, "no TCP address to report");
     assert!(server.local_addrs().is_empty());
-    assert_eq!(server.unix_paths(), &[path.clone()]);
+    assert_eq!(server.unix_paths(), std::slice::from_ref(&path));
     let mut s = std::os::unix::net::UnixStream::connect(&path).expect("connect to the Unix socket");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(b"GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
