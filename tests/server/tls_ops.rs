@@ -406,3 +406,23 @@ impl<S: Read + Write> Tap for Client<S> {
         self.response()
     }
 }
+
+/// `certfile` and `keyfile` from `--config` (each needs the other: read together).
+#[test]
+fn tls_from_the_config_file() {
+    let pki = Pki::new("config-file");
+    let cert = pki.server("server", "localhost", KeyPair::generate().unwrap());
+    let file = pki.dir.join("percore.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "certfile = \"{}\"\nkeyfile = \"{}\"\ntls-min-version = \"1.2\"\n",
+            cert.cert_path.display(),
+            cert.key_path.display()
+        ),
+    )
+    .unwrap();
+    let s = ServerProc::start(&["--config", ps(&file)]);
+    assert_eq!(presented(s.addr, &pki), cert.der);
+    assert_eq!(tls_client(s.addr, &pki).tap(&get("/plaintext")).status, 200);
+}
