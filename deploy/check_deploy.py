@@ -237,6 +237,52 @@ def check_config(percore_bin: str | None) -> None:
     else:
         warn("percore check-config", "no percore binary newer than src/ (set PERCORE_BIN); key names checked "
              "against src/config only")
+    check_https_config(path, percore_bin)
+
+
+def check_https_config(base: Path, percore_bin: str | None) -> None:
+    """deploy/percore-https.toml: keys percore knows, certbot's paths, and (with a binary and
+    openssl) `check-config` on percore.toml with those lines in, the paths on a throwaway pair."""
+    section("deploy/percore-https.toml")
+    path = DEPLOY / "percore-https.toml"
+    try:
+        https = tomllib.loads(path.read_text())
+    except Exception as e:  # noqa: BLE001
+        fail("toml", f"{rel(path)}: {e}")
+        return
+    check_flag_names("toml keys", list(https), "keys set")
+    live = re.compile(r"/etc/letsencrypt/live/[^/]+/")
+    cert, key = str(https.get("certfile", "")), str(https.get("keyfile", ""))
+    expect(live.match(cert) is not None and cert.endswith("/fullchain.pem") and key == cert[:-len("fullchain.pem")]
+           + "privkey.pem", "certbot paths", f"certfile/keyfile are certbot's live/DOMAIN/fullchain.pem and "
+           "privkey.pem", f"certfile {cert!r}, keyfile {key!r}")
+    binds = [str(b) for b in https.get("bind", [])]
+    expect(any(b.endswith(":443") and not b.startswith("http:") for b in binds), "bind", "HTTPS on port 443",
+           f"bind {binds}")
+    expect(any(b.startswith("http:127.0.0.1:") for b in binds), "bind",
+           "a plain loopback address for local probes", f"bind {binds}")
+    if not percore_bin:
+        warn("percore check-config", "no percore binary: the HTTPS lines were not run through check-config")
+        return
+    if not shutil.which("openssl"):
+        warn("percore check-config", "no openssl to make a test certificate: HTTPS lines not run through check-config")
+        return
+    with tempfile.TemporaryDirectory(prefix="percore-https-") as tmp:
+        pem, pkey = Path(tmp) / "fullchain.pem", Path(tmp) / "privkey.pem"
+        r = run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                 "-days", "1", "-subj", "/CN=localhost", "-keyout", str(pkey), "-out", str(pem)])
+        if not expect(r.returncode == 0, "openssl", "test certificate made", r.stderr.strip()[:300]):
+            return
+        # percore.toml with its own lines for these keys left out, then the HTTPS lines.
+        keys = set(https)
+        own = [ln for ln in base.read_text().splitlines()
+               if not (m := re.match(r"\s*([a-z][a-z0-9_-]*)\s*=", ln)) or m.group(1) not in keys]
+        snippet = path.read_text().replace(cert, str(pem)).replace(key, str(pkey))
+        merged = Path(tmp) / "percore.toml"
+        merged.write_text("\n".join(own) + "\n" + snippet)
+        r = run([percore_bin, "check-config", "--config", str(merged)], env=clean_env())
+        expect(r.returncode == 0, "percore check-config", "accepts percore.toml with the HTTPS lines",
+               f"check-config failed: {(r.stderr or r.stdout).strip()[:400]}")
 
 
 def clean_env() -> dict:
@@ -319,6 +365,9 @@ def check_systemd() -> None:
         stub.chmod(0o755)
         for p in (svc_path, sock_path, unix_sock_path):
             (Path(tmp) / p.name).write_text(p.read_text().replace("/usr/local/bin/percore", str(stub)))
+        # The HTTPS drop-in, where systemd looks for it (percore.service.d/).
+        (Path(tmp) / "percore.service.d").mkdir()
+        (Path(tmp) / "percore.service.d/https.conf").write_text((DEPLOY / "systemd/percore-https.conf").read_text())
         r = run(["systemd-analyze", "verify", "--man=no", "percore.service", "percore.socket", "percore-unix.socket"], cwd=tmp,
                 env={**os.environ, "SYSTEMD_LOG_COLOR": "0", "SYSTEMD_UNIT_PATH": f"{tmp}:"})
         lines = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.strip()]
@@ -329,9 +378,11 @@ def check_systemd() -> None:
         for ln in other:
             warn("systemd-analyze verify", f"(environment) {ln}")
         expect(r.returncode == 0 and not ours, "systemd-analyze verify",
-               "percore.service, percore.socket and percore-unix.socket load cleanly",
+               "percore.service (with the HTTPS drop-in), percore.socket and percore-unix.socket load cleanly",
                "; ".join(ours) or f"exit {r.returncode}")
 
+        # (The security score is the unit's own, without the drop-in.)
+        shutil.rmtree(Path(tmp) / "percore.service.d")
         r = run(["systemd-analyze", "security", "--offline=true", "--no-pager", str(Path(tmp) / "percore.service")])
         m = re.search(r"Overall exposure level for \S+: ([0-9.]+) (\w+)", r.stdout + r.stderr)
         if m:
@@ -391,6 +442,15 @@ def check_systemd() -> None:
 
     expect((sock.get("Service") or [""])[-1] == "percore.service" and bool(sock.get("ListenStream")), "socket unit",
            "ListenStream= set, Service=percore.service")
+
+    https = parse_unit(DEPLOY / "systemd/percore-https.conf")
+    cap = "CAP_NET_BIND_SERVICE"
+    expect(https.get("CapabilityBoundingSet") == [cap] and https.get("AmbientCapabilities") == [cap], "HTTPS drop-in",
+           f"adds only {cap} (port 443)", f"CapabilityBoundingSet={https.get('CapabilityBoundingSet')} "
+           f"AmbientCapabilities={https.get('AmbientCapabilities')}")
+    expect(https.get("PrivateUsers") == ["no"], "HTTPS drop-in", "PrivateUsers=no (a capability in a user "
+           "namespace opens no host port)")
+    expect(bool(https.get("SupplementaryGroups")), "HTTPS drop-in", "SupplementaryGroups= to read certbot's key")
 
 
 # --- sysctl --------------------------------------------------------------------------------
@@ -612,51 +672,73 @@ def check_docker(venv: Path) -> None:
 def check_aws(venv: Path) -> None:
     section("deploy/aws")
     docs = {}
-    for name in ("ecs-task-definition.json", "alb-target-group.json", "alb-attributes.json"):
+    for name in ("ecs-task-definition.json", "alb-target-group.json", "alb-attributes.json",
+                 "ecs-task-definition-https.json", "alb-target-group-https.json"):
         path = DEPLOY / "aws" / name
         r = run([sys.executable, "-m", "json.tool", str(path)])
         if expect(r.returncode == 0, "json.tool", f"{name} is valid JSON", r.stderr.strip()):
             docs[name] = json.loads(path.read_text())
-    if len(docs) < 3:
+    if len(docs) < 5:
         return
     import botocore.session
     from botocore.validate import ParamValidator
 
     session = botocore.session.get_session()
-    ecs_model = session.get_service_model("ecs").operation_model("RegisterTaskDefinition")
-    report = ParamValidator().validate(docs["ecs-task-definition.json"], ecs_model.input_shape)
-    expect(not report.has_errors(), "ECS task definition", "valid RegisterTaskDefinition input (botocore model)",
-           report.generate_report())
     elb_model = session.get_service_model("elbv2").operation_model("ModifyLoadBalancerAttributes")
     report = ParamValidator().validate({"LoadBalancerArn": "arn:aws:x", "Attributes": docs["alb-attributes.json"]},
                                        elb_model.input_shape)
     expect(not report.has_errors(), "ALB attributes", "valid ModifyLoadBalancerAttributes Attributes",
            report.generate_report())
-    r = run([str(venv / "bin/cfn-lint"), "--format", "parseable", str(DEPLOY / "aws/alb-target-group.json")])
-    expect(r.returncode == 0, "cfn-lint", "alb-target-group.json template is valid", (r.stdout + r.stderr).strip()[:600])
+    ecs_model = session.get_service_model("ecs").operation_model("RegisterTaskDefinition")
+    for task_name, tg_name in (("ecs-task-definition.json", "alb-target-group.json"),
+                               ("ecs-task-definition-https.json", "alb-target-group-https.json")):
+        report = ParamValidator().validate(docs[task_name], ecs_model.input_shape)
+        expect(not report.has_errors(), "ECS task definition", f"{task_name}: valid RegisterTaskDefinition input "
+               "(botocore model)", report.generate_report())
+        r = run([str(venv / "bin/cfn-lint"), "--format", "parseable", str(DEPLOY / "aws" / tg_name)])
+        expect(r.returncode == 0, "cfn-lint", f"{tg_name} template is valid", (r.stdout + r.stderr).strip()[:600])
+        check_ecs_alb(docs[task_name], docs[tg_name], docs["alb-attributes.json"], task_name)
 
-    task = docs["ecs-task-definition.json"]
+
+def ecs_argv(c: dict) -> list[str]:
+    """The container's command as words; a `sh -c` script is split as the shell would."""
+    import shlex
+
+    cmd = c.get("command", [])
+    if c.get("entryPoint", [])[-1:] == ["-c"] and len(cmd) == 1:
+        return shlex.split(cmd[0])
+    return cmd
+
+
+def check_ecs_alb(task: dict, tg_doc: dict, alb_attrs: list, name: str) -> None:
+    """One ECS task definition against its ALB target group: flags, timing, ports, health."""
     c = task["containerDefinitions"][0]
     env = {e["name"]: e["value"] for e in c.get("environment", [])}
-    check_flag_names("ECS flags", flags_in_argv(c.get("command", [])) + env_flag_names(list(env)),
+    cmd = ecs_argv(c)
+    # PERCORE_HEALTHCHECK_* are for deploy/docker/healthcheck.sh, not percore.
+    percore_env = [e for e in env if not e.startswith("PERCORE_HEALTHCHECK_")]
+    check_flag_names(f"{name} flags", flags_in_argv(cmd) + env_flag_names(percore_env),
                      "flags and PERCORE_* variables")
     ecs = {k: env.get("PERCORE_" + k.upper().replace("-", "_"), DEFAULTS.get(k)) for k in DEFAULTS}
     drain, grace = seconds(ecs["drain-delay"]), seconds(ecs["graceful-timeout"])
     stop = c.get("stopTimeout", 30)
-    expect(drain + grace + 1 < stop <= 120, "ECS timing",
+    expect(drain + grace + 1 < stop <= 120, f"{name} timing",
            f"stopTimeout {stop} > drain-delay {drain:g} + graceful-timeout {grace:g} + 1, and <= 120",
            f"stopTimeout {stop} must be in ({drain + grace + 1:g}, 120]")
     hc = " ".join(c.get("healthCheck", {}).get("command", []))
-    expect("percore-healthcheck" in hc or "/health" in hc, "ECS", "container healthCheck probes /health")
+    expect("percore-healthcheck" in hc or "/health" in hc, name, "container healthCheck probes /health")
     limits = {u["name"] for u in c.get("ulimits", [])}
-    expect({"nofile", "memlock"} <= limits, "ECS", "ulimits nofile and memlock")
-    expect("linuxParameters" in c, "ECS", "linuxParameters set")
+    expect({"nofile", "memlock"} <= limits, name, "ulimits nofile and memlock")
+    expect("linuxParameters" in c, name, "linuxParameters set")
     port = c["portMappings"][0]["containerPort"]
-    cmd = c.get("command", [])
-    cmd_port = cmd[cmd.index("--port") + 1] if "--port" in cmd else ecs["port"]
-    tg = next(r for r in docs["alb-target-group.json"]["Resources"].values()
+    binds = [cmd[i + 1] for i, a in enumerate(cmd[:-1]) if a == "--bind"]
+    served = [b.rsplit(":", 1)[1] for b in binds if not b.startswith(("http:", "unix:"))]
+    plain = [b.rsplit(":", 1)[1] for b in binds if b.startswith("http:")]
+    cmd_port = served[0] if served else (cmd[cmd.index("--port") + 1] if "--port" in cmd else ecs["port"])
+    tg = next(r for r in tg_doc["Resources"].values()
               if r["Type"] == "AWS::ElasticLoadBalancingV2::TargetGroup")["Properties"]
-    expect(str(port) == str(cmd_port) == str(tg["Port"]), "ECS vs ALB", f"containerPort {port} = percore port = target port")
+    expect(str(port) == str(cmd_port) == str(tg["Port"]), f"{name} vs ALB",
+           f"containerPort {port} = percore port {cmd_port} = target port {tg['Port']}")
     attrs = {a["Key"]: a["Value"] for a in tg.get("TargetGroupAttributes", [])}
     dereg = int(attrs.get("deregistration_delay.timeout_seconds", 300))
     expect(dereg >= drain + grace, "ALB timing", f"deregistration delay {dereg}s >= drain-delay + graceful-timeout "
@@ -666,10 +748,24 @@ def check_aws(venv: Path) -> None:
     expect(drain >= detect, "ALB timing", f"drain-delay {drain:g}s >= health check interval x unhealthy threshold "
            f"= {detect}s")
     expect(tg["HealthCheckTimeoutSeconds"] < tg["HealthCheckIntervalSeconds"], "ALB", "health check timeout < interval")
-    idle = int({a["Key"]: a["Value"] for a in docs["alb-attributes.json"]}.get("idle_timeout.timeout_seconds", 60))
+    idle = int({a["Key"]: a["Value"] for a in alb_attrs}.get("idle_timeout.timeout_seconds", 60))
     ka = seconds(ecs["keep-alive"])
     expect(idle < ka, "ALB vs percore", f"ALB idle timeout {idle}s < percore keep-alive {ka:g}s",
            f"ALB idle timeout {idle}s >= percore keep-alive {ka:g}s: the 502 trap")
+    tls = "PERCORE_CERTFILE" in env
+    expect(tg["Protocol"] == tg.get("HealthCheckProtocol", "HTTP") == ("HTTPS" if tls else "HTTP"), f"{name} vs ALB",
+           f"target group and health check protocol {tg['Protocol']} ({'percore serves TLS' if tls else 'plain'})",
+           f"percore {'serves TLS' if tls else 'is plain'} but the target group says {tg['Protocol']}, health "
+           f"check {tg.get('HealthCheckProtocol')}")
+    if tls:
+        expect("PERCORE_KEYFILE" in env, name, "PERCORE_CERTFILE and PERCORE_KEYFILE set")
+        scratch = [t["containerPath"] for t in c.get("linuxParameters", {}).get("tmpfs", [])]
+        expect(any(env[k].startswith(d + "/") for d in scratch for k in ("PERCORE_CERTFILE", "PERCORE_KEYFILE")),
+               name, f"certificate and key written to a tmpfs ({', '.join(scratch)}), the root file system read-only",
+               f"PERCORE_CERTFILE/KEYFILE not on a tmpfs of the task ({scratch})")
+        hc_port = env.get("PERCORE_HEALTHCHECK_PORT", "")
+        expect(hc_port in plain, name, f"the container health check (plain HTTP) probes the http: address "
+               f"on port {hc_port}", f"PERCORE_HEALTHCHECK_PORT {hc_port!r} is not a plain http: --bind port {plain}")
 
 
 # --- Kubernetes ----------------------------------------------------------------------------
@@ -749,7 +845,7 @@ class _Health(http.server.BaseHTTPRequestHandler):
 
 def check_shell(venv: Path) -> None:
     section("shell scripts")
-    scripts = [DEPLOY / "check.sh", DEPLOY / "docker/healthcheck.sh"]
+    scripts = [DEPLOY / "check.sh", DEPLOY / "docker/healthcheck.sh", DEPLOY / "certbot/percore-deploy-hook.sh"]
     r = run([str(venv / "bin/shellcheck"), "--severity=style", *map(str, scripts)])
     expect(r.returncode == 0, "shellcheck", ", ".join(rel(s) for s in scripts), (r.stdout + r.stderr).strip()[:800])
     hc = DEPLOY / "docker/healthcheck.sh"
@@ -770,6 +866,41 @@ def check_shell(venv: Path) -> None:
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
     expect(probe("/health", closed) == 1, "healthcheck", "exit 1 when nothing listens")
+    check_certbot_hook()
+
+
+def check_certbot_hook() -> None:
+    """Run the deploy hook on a fake certbot lineage: it reloads (a stub) and makes the new key
+    group-readable only for a lineage percore's config names."""
+    hook = DEPLOY / "certbot/percore-deploy-hook.sh"
+    expect(os.access(hook, os.X_OK), "certbot hook", "deploy/certbot/percore-deploy-hook.sh is executable")
+    group = subprocess.run(["id", "-gn"], capture_output=True, text=True).stdout.strip()
+    with tempfile.TemporaryDirectory(prefix="percore-certbot-") as tmp:
+        t = Path(tmp)
+        (t / "archive/example.com").mkdir(parents=True)
+        (t / "live/example.com").mkdir(parents=True)
+        key = t / "archive/example.com/privkey2.pem"
+        key.write_text("key\n")
+        key.chmod(0o600)
+        (t / "live/example.com/privkey.pem").symlink_to(key)
+        conf = t / "percore.toml"
+        https = (DEPLOY / "percore-https.toml").read_text().replace("/etc/letsencrypt", tmp)
+        conf.write_text(https)
+        reloads = t / "reloads"
+
+        def hook_run(lineage: str) -> subprocess.CompletedProcess:
+            env = {**clean_env(), "RENEWED_LINEAGE": lineage, "PERCORE_CONFIG": str(conf),
+                   "PERCORE_KEY_GROUP": group, "PERCORE_RELOAD": f"touch {reloads}"}
+            return run(["sh", str(hook)], env=env, timeout=10)
+
+        r = hook_run(f"{tmp}/live/other.org")
+        expect(r.returncode == 0 and not reloads.exists() and key.stat().st_mode & 0o777 == 0o600, "certbot hook",
+               "another certificate's renewal leaves percore alone", (r.stdout + r.stderr).strip()[:300])
+        r = hook_run(f"{tmp}/live/example.com")
+        expect(r.returncode == 0 and reloads.exists() and key.stat().st_mode & 0o777 == 0o640, "certbot hook",
+               "percore's certificate: key made group-readable (0640), percore reloaded",
+               f"exit {r.returncode}, reloaded {reloads.exists()}, key mode {key.stat().st_mode & 0o777:o}: "
+               f"{(r.stdout + r.stderr).strip()[:300]}")
 
 
 # --- docs ----------------------------------------------------------------------------------

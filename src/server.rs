@@ -365,12 +365,10 @@ pub struct ServerHandle {
 
 impl ServerHandle {
     /// The (first) TCP address the executors listen on, with the real port when 0 was
-    /// asked for.
-    ///
-    /// # Panics
-    /// When the server listens on Unix sockets only (see [`ServerHandle::unix_paths`]).
-    pub fn local_addr(&self) -> SocketAddr {
-        *self.addrs.first().expect("the server listens on Unix sockets only (see unix_paths)")
+    /// asked for; `None` when the server listens on Unix sockets only (see
+    /// [`ServerHandle::unix_paths`]).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.addrs.first().copied()
     }
 
     /// The Unix sockets the executors listen on (`--bind unix:PATH`, or inherited ones).

@@ -150,7 +150,7 @@ fn get(path: &str) -> Vec<u8> {
 #[test]
 fn panicking_handler_gets_500_and_close_and_server_goes_on() {
     let server = start();
-    let mut c = Conn::open(server.local_addr());
+    let mut c = Conn::open(server.local_addr().expect("a TCP address"));
     c.send(&get("/panic"));
     let r = c.response(false);
     assert_eq!(r.status, 500, "a panicking handler must produce 500");
@@ -159,7 +159,7 @@ fn panicking_handler_gets_500_and_close_and_server_goes_on() {
 
     // The executor survived: the same (single) worker still serves, repeatedly.
     for i in 0..3 {
-        let mut c = Conn::open(server.local_addr());
+        let mut c = Conn::open(server.local_addr().expect("a TCP address"));
         c.send(&get("/ok"));
         let r = c.response(false);
         assert_eq!((r.status, r.body.as_slice()), (200, &b"ok"[..]), "request {i} after the panic");
@@ -172,7 +172,7 @@ fn panicking_handler_gets_500_and_close_and_server_goes_on() {
 #[test]
 fn panic_with_unread_body_and_pipelined_request() {
     let server = start();
-    let mut c = Conn::open(server.local_addr());
+    let mut c = Conn::open(server.local_addr().expect("a TCP address"));
     c.send(b"POST /panic HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhelloGET /ok HTTP/1.1\r\nHost: x\r\n\r\n");
     let r = c.response(false);
     assert_eq!(r.status, 500);
@@ -184,7 +184,7 @@ fn panic_with_unread_body_and_pipelined_request() {
 #[test]
 fn router_404_405_head_options() {
     let server = start();
-    let mut c = Conn::open(server.local_addr());
+    let mut c = Conn::open(server.local_addr().expect("a TCP address"));
 
     c.send(&get("/missing"));
     assert_eq!(c.response(false).status, 404, "unknown path");
@@ -229,7 +229,7 @@ fn router_404_405_head_options() {
 #[test]
 fn handler_streams_request_body_chunk_by_chunk() {
     let server = start();
-    let mut c = Conn::open(server.local_addr());
+    let mut c = Conn::open(server.local_addr().expect("a TCP address"));
     c.send(b"POST /chunks HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
     for piece in ["first-", "second-", "third"] {
         std::thread::sleep(Duration::from_millis(100));
@@ -271,7 +271,7 @@ fn refuses_connections(addr: SocketAddr) -> bool {
 #[test]
 fn stop_releases_the_port() {
     let server = start();
-    let addr = server.local_addr();
+    let addr = server.local_addr().expect("a TCP address");
     let mut c = Conn::open(addr);
     c.send(b"GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     assert_eq!(c.response(false).status, 200);
@@ -288,7 +288,7 @@ fn stop_releases_the_port() {
 #[test]
 fn stop_with_an_open_connection_releases_the_port_and_drops_it() {
     let server = start();
-    let addr = server.local_addr();
+    let addr = server.local_addr().expect("a TCP address");
     let mut c = Conn::open(addr);
     c.send(&get("/ok"));
     assert_eq!(c.response(false).status, 200);
@@ -320,7 +320,7 @@ fn tokio_mt_serves_a_handler_that_is_not_send() {
         })
         .expect("tokio-mt server start");
     assert_eq!(server.state().runtime(), "tokio-mt");
-    let mut c = Conn::open(server.local_addr());
+    let mut c = Conn::open(server.local_addr().expect("a TCP address"));
     let mut last = 0u64;
     for _ in 0..5 {
         c.send(&get("/"));
@@ -347,7 +347,7 @@ fn start_whoami(forwarded_host: bool) -> ServerHandle {
 }
 
 fn who(server: &ServerHandle, raw: &[u8]) -> String {
-    let mut c = Conn::open(server.local_addr());
+    let mut c = Conn::open(server.local_addr().expect("a TCP address"));
     c.send(raw);
     let r = c.response(false);
     assert_eq!(r.status, 200);
@@ -397,9 +397,11 @@ fn a_websocket_handler_hears_the_drain_and_says_goodbye() {
     let server = Server::new(cfg)
         .start(|_exec: &ExecutorInfo| Router::new().ws("/ws", ws_goodbye))
         .expect("server start");
-    let stream = TcpStream::connect(server.local_addr()).unwrap();
+    let stream = TcpStream::connect(server.local_addr().expect("a TCP address")).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let (mut ws, _) = tungstenite::client(format!("ws://{}/ws", server.local_addr()), stream).unwrap();
+    let (mut ws, _) =
+        tungstenite::client(format!("ws://{}/ws", server.local_addr().expect("a TCP address")), stream)
+            .unwrap();
     ws.send(tungstenite::Message::text("hi")).unwrap();
     assert_eq!(ws.read().unwrap(), tungstenite::Message::text("hi"));
     server.send(percore::Command::Drain);
@@ -457,4 +459,29 @@ fn replaced_executors_drop_their_handlers() {
         handle.stop();
         assert_eq!(dropped, 6, "{kind:?}: handlers dropped after 3 reloads of 2 executors");
     }
+}
+
+#[test]
+fn a_server_on_a_unix_socket_only_has_no_tcp_address() {
+    let dir = std::env::temp_dir().join(format!("percore-library-unix-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("s.sock");
+    let cfg = ServerConfig {
+        bind: vec![format!("unix:{}", path.display())],
+        workers: Some(1),
+        ..ServerConfig::default()
+    };
+    let server = Server::new(cfg).start(|_exec: &ExecutorInfo| app()).expect("server start");
+    assert_eq!(server.local_addr(), None, "no TCP address to report");
+    assert!(server.local_addrs().is_empty());
+    assert_eq!(server.unix_paths(), std::slice::from_ref(&path));
+    let mut s = std::os::unix::net::UnixStream::connect(&path).expect("connect to the Unix socket");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    server.stop();
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -140,7 +140,7 @@ fn recycled_executors_stop_near_max_requests() {
                 })
             })
             .expect("start");
-        let addr = handle.local_addr();
+        let addr = handle.local_addr().expect("a TCP address");
         let stop = Arc::new(AtomicBool::new(false));
         let clients: Vec<_> = (0..CLIENTS)
             .map(|_| {

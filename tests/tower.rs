@@ -167,7 +167,7 @@ fn get_close(path: &str, extra: &str) -> Vec<u8> {
 
 fn check_runtime(runtime: RuntimeKind) {
     let server = start(runtime);
-    let addr = server.local_addr();
+    let addr = server.local_addr().expect("a TCP address");
     let r = exchange(addr, &get_close("/full", ""));
     assert!(r.contains("content-length: 12\r\n") && r.ends_with("exactly this"), "{runtime:?}: {r}");
 
@@ -252,7 +252,7 @@ fn a_service_error_is_a_500() {
     }
     let cfg = ServerConfig { port: 0, workers: Some(1), ..ServerConfig::default() };
     let server = Server::new(cfg).start(per_executor(|_exec| Failing)).expect("server start");
-    let r = exchange(server.local_addr(), &get_close("/", ""));
+    let r = exchange(server.local_addr().expect("a TCP address"), &get_close("/", ""));
     assert!(r.starts_with("HTTP/1.1 500"), "{r}");
     server.stop();
 }

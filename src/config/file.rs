@@ -162,13 +162,19 @@ fn read_file(path: &Path) -> Result<Vec<(String, Vec<String>)>, LoadError> {
             }
             (_, false) => return Err(key_err("expected a string or a number".to_string())),
         };
-        // Check the value with the flag's own parser, alone.
+        // Check the value with the flag's own parser, alone. A key that needs another one
+        // (`certfile` needs `keyfile`) cannot have it in a probe of one key: that rule is
+        // the merged parse's to check, with every key of the file in.
         let mut probe = vec!["percore".to_string()];
         probe.extend(args.iter().cloned());
-        if let Err(e) = Cli::command().try_get_matches_from(&probe) {
-            let message = e.to_string();
-            let first_line = message.lines().next().unwrap_or("invalid value").trim_start_matches("error: ");
-            return Err(key_err(first_line.to_string()));
+        match Cli::command().try_get_matches_from(&probe) {
+            Err(e) if e.kind() != clap::error::ErrorKind::MissingRequiredArgument => {
+                let message = e.to_string();
+                let first_line =
+                    message.lines().next().unwrap_or("invalid value").trim_start_matches("error: ");
+                return Err(key_err(first_line.to_string()));
+            }
+            _ => {}
         }
         out.push((arg.get_id().as_str().to_string(), args));
     }
@@ -263,6 +269,21 @@ mod tests {
         let loaded = load(&args(&["--config", path.to_str().unwrap()])).unwrap();
         assert_eq!(loaded.cli.bind, vec!["127.0.0.1:1".to_string(), "[::1]:2".to_string()]);
         std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn keys_that_need_each_other_are_read_together() {
+        let both = write("tls-both", "certfile = \"/c.pem\"\nkeyfile = \"/k.pem\"\n");
+        let loaded = load(&args(&["--config", both.to_str().unwrap()])).unwrap();
+        assert_eq!(loaded.cli.certfile.as_deref(), Some(Path::new("/c.pem")));
+        assert_eq!(loaded.cli.keyfile.as_deref(), Some(Path::new("/k.pem")));
+        // One without the other is still refused, by the parse of the whole file.
+        let alone = write("tls-alone", "certfile = \"/c.pem\"\n");
+        let err = load(&args(&["--config", alone.to_str().unwrap()])).unwrap_err().to_string();
+        assert!(err.contains("--keyfile"), "{err}");
+        for p in [both, alone] {
+            std::fs::remove_file(p).unwrap();
+        }
     }
 
     #[test]

@@ -68,7 +68,13 @@ impl Runtime for Tokio {
     fn unix_listener(listener: std::os::unix::net::UnixListener) -> io::Result<TokioUnixListener> {
         listener.set_nonblocking(true)?;
         let fd = listener.as_raw_fd();
-        Ok(TokioUnixListener { inner: tokio::net::UnixListener::from_std(listener)?, fd })
+        // SAFETY: the listener is owned by the AsyncFd, so its descriptor stays open and the
+        // same for the AsyncFd's whole life.
+        let inner = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(listener, tokio::io::Interest::READABLE)
+        }
+        .map_err(io::Error::from)?;
+        Ok(TokioUnixListener { inner, fd })
     }
 
     fn spawn<F: Future<Output = ()> + 'static>(task: F) {
@@ -177,8 +183,16 @@ impl Listener for TokioListener {
 }
 
 /// The Unix socket every executor accepts from (readiness, then accept in user space).
+///
+/// Not `tokio::net::UnixListener`: the executor that stops first shuts the shared socket
+/// down for all (`Listener::stop_listening`), after which accept(2) answers EAGAIN for ever
+/// while epoll reports the socket read-closed, a readiness tokio never clears. Its
+/// `accept` retries inside one poll until accept(2) succeeds, so an executor still waiting
+/// there would spin and never see its own drain (a server that never exits on SIGTERM).
+/// Here a read-closed socket with nothing to accept is an error, and the accept loop backs
+/// off until the drain ends it.
 pub struct TokioUnixListener {
-    inner: tokio::net::UnixListener,
+    inner: tokio::io::unix::AsyncFd<std::os::unix::net::UnixListener>,
     fd: RawFd,
 }
 
@@ -187,8 +201,22 @@ impl Listener for TokioUnixListener {
     type Stream = std::os::unix::net::UnixStream;
 
     async fn accept(&self) -> io::Result<(Self::Io, Peer)> {
-        let (stream, _unnamed) = self.inner.accept().await?;
-        Ok((TokioStream(stream), Peer::Unix))
+        loop {
+            let mut ready = self.inner.readable().await?;
+            // (Read before `try_io`, which forgets the event when it clears it.)
+            let shut_down = ready.ready().is_read_closed();
+            match ready.try_io(|listener| listener.get_ref().accept()) {
+                Ok(accepted) => {
+                    let (stream, _unnamed) = accepted?;
+                    return Ok((Self::adopt(stream)?, Peer::Unix));
+                }
+                Err(_would_block) if shut_down => {
+                    return Err(io::Error::new(io::ErrorKind::NotConnected, "the Unix socket was shut down"));
+                }
+                // Readiness cleared; wait for the next connection.
+                Err(_would_block) => {}
+            }
+        }
     }
 
     fn fd(&self) -> RawFd {

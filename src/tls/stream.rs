@@ -390,10 +390,14 @@ impl<T: Transport> Transport for TlsStream<T> {
     }
 
     /// Queue `close_notify`; it goes out, followed by FIN, with the next read (the driver's
-    /// lingering read after its shutdown).
+    /// lingering read after its shutdown). A handshake that never finished (a silent client,
+    /// or one cut off by `--header-timeout` mid-ClientHello) has no session to close: FIN
+    /// alone, as nginx closes it, rather than an alert to a peer that may not speak TLS.
     fn shutdown_write(&mut self) -> io::Result<()> {
         let mut s = self.session.borrow_mut();
-        s.conn.send_close_notify();
+        if !s.conn.is_handshaking() {
+            s.conn.send_close_notify();
+        }
         s.closing = true;
         Ok(())
     }

@@ -189,9 +189,9 @@ fn sigusr2_upgrade_under_load_loses_nothing() {
     thread::sleep(Duration::from_millis(500));
     let (ok, refused, lost) = load.finish();
     eprintln!("load: ok {ok} refused {refused} lost {lost}");
-    // The successor is ours to clean up (our server started it).
     let after = server.request(b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n");
-    unsafe { libc::kill(pid, libc::SIGKILL) };
+    // The successor is ours to stop (our server started it): it drains and exits on SIGTERM.
+    stop_successor(pid, Duration::from_secs(15), &|| server.logs());
     assert!(status.expect("old process exits").success(), "old process exit status");
     assert_eq!(after.status, 200, "the new process serves on the same port");
     assert_eq!(lost, 0, "requests lost across the upgrade (ok {ok}, refused {refused})");

@@ -29,9 +29,10 @@ pub(crate) struct Resp {
 
 /// Read one Content-Length-framed response from `s` (`buf` keeps bytes between calls).
 /// `Err` says why no full response came: EOF, reset, timeout, or a malformed response.
-pub(crate) fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Resp, String> {
+/// Over TCP, TLS or a Unix socket: anything that reads.
+pub(crate) fn read_response<S: Read>(s: &mut S, buf: &mut Vec<u8>) -> Result<Resp, String> {
     let mut chunk = [0u8; 8192];
-    let mut fill = |s: &mut TcpStream, buf: &mut Vec<u8>, what: &str| -> Result<(), String> {
+    let mut fill = |s: &mut S, buf: &mut Vec<u8>, what: &str| -> Result<(), String> {
         match s.read(&mut chunk) {
             Ok(0) if buf.is_empty() => Err(format!("EOF before any response byte ({what})")),
             Ok(0) => Err(format!("EOF inside a response ({what}; {} bytes so far)", buf.len())),

@@ -213,6 +213,11 @@ impl<S: Read + Write> Client<S> {
         Client { stream, buf: Vec::new() }
     }
 
+    /// Bytes received but not yet parsed into a response.
+    pub fn pending(&self) -> &[u8] {
+        &self.buf
+    }
+
     pub fn send(&mut self, raw: &[u8]) {
         self.stream.write_all(raw).expect("write request");
     }
@@ -470,11 +475,6 @@ impl Client {
         self.stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         (total, ended)
     }
-
-    /// Bytes received but not yet parsed into a response.
-    pub fn pending(&self) -> &[u8] {
-        &self.buf
-    }
 }
 
 /// Run the server under test on this test binary's runtime (`crate::RUNTIME`): every
@@ -496,4 +496,31 @@ static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// neighbouring test's load.
 pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
     HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether the process `pid` (not necessarily our child: the successor of a SIGUSR2 upgrade
+/// is the old server's) has exited within `limit`: gone from /proc, or a zombie.
+pub fn pid_exits_within(pid: i32, limit: Duration) -> bool {
+    eventually(limit, || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // "pid (comm) S ...": the state follows the last ')'.
+        stat.rsplit_once(')').is_none_or(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']))
+    })
+}
+
+/// The successor of a SIGUSR2 upgrade must drain and exit on SIGTERM like any percore:
+/// signal it by PID and wait up to `limit`; SIGKILL it (and fail) if it does not.
+#[track_caller]
+pub fn stop_successor(pid: i32, limit: Duration, logs: &dyn Fn() -> Vec<String>) {
+    // SAFETY: kill(2) on the successor our server started, by its PID (just reported).
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let exited = pid_exits_within(pid, limit);
+    if !exited {
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    assert!(
+        exited,
+        "the upgraded process {pid} did not exit within {limit:?} of SIGTERM; logs:\n{}",
+        logs().join("\n")
+    );
 }

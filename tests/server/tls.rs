@@ -18,25 +18,25 @@ use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
 use crate::support::*;
 
-type Tls = StreamOwned<ClientConnection, TcpStream>;
+pub(crate) type Tls = StreamOwned<ClientConnection, TcpStream>;
 
 /// A CA and what it signed, as PEM files in a directory of the test's own.
-struct Pki {
-    dir: PathBuf,
+pub(crate) struct Pki {
+    pub(crate) dir: PathBuf,
     ca: rcgen::Certificate,
     ca_key: KeyPair,
 }
 
 /// A certificate and its key, as DER (for the client) and as PEM files (for the server).
-struct Issued {
-    der: CertificateDer<'static>,
+pub(crate) struct Issued {
+    pub(crate) der: CertificateDer<'static>,
     key: PrivateKeyDer<'static>,
-    cert_path: PathBuf,
-    key_path: PathBuf,
+    pub(crate) cert_path: PathBuf,
+    pub(crate) key_path: PathBuf,
 }
 
 impl Pki {
-    fn new(name: &str) -> Pki {
+    pub(crate) fn new(name: &str) -> Pki {
         let dir = std::env::temp_dir().join(format!(
             "percore-tls-{}-{}-{name}",
             crate::RUNTIME,
@@ -53,12 +53,12 @@ impl Pki {
         Pki { dir, ca, ca_key }
     }
 
-    fn ca_path(&self) -> PathBuf {
+    pub(crate) fn ca_path(&self) -> PathBuf {
         self.dir.join("ca.pem")
     }
 
     /// A server certificate for localhost and 127.0.0.1 with subject `CN=cn`.
-    fn server(&self, file: &str, cn: &str, key: KeyPair) -> Issued {
+    pub(crate) fn server(&self, file: &str, cn: &str, key: KeyPair) -> Issued {
         let mut params =
             CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
         params.distinguished_name.push(DnType::CommonName, cn);
@@ -99,18 +99,18 @@ fn file_shows(path: &Path, needle: &str) -> bool {
     eventually(Duration::from_secs(5), || std::fs::read_to_string(path).unwrap_or_default().contains(needle))
 }
 
-fn ps(p: &Path) -> &str {
+pub(crate) fn ps(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
 /// Start a TLS server with `cert` and `extra` flags.
-fn server(cert: &Issued, extra: &[&str]) -> ServerProc {
+pub(crate) fn server(cert: &Issued, extra: &[&str]) -> ServerProc {
     let mut args = vec!["--certfile", ps(&cert.cert_path), "--keyfile", ps(&cert.key_path)];
     args.extend_from_slice(extra);
     ServerProc::start(&args)
 }
 
-fn client_config(
+pub(crate) fn client_config(
     pki: &Pki,
     versions: &[&'static rustls::SupportedProtocolVersion],
     me: Option<&Issued>,
@@ -130,7 +130,7 @@ fn client_config(
 }
 
 /// A TLS connection to `addr`, handshake done (`Err`: the handshake failed).
-fn try_connect_with(addr: SocketAddr, config: ClientConfig) -> Result<Tls, std::io::Error> {
+pub(crate) fn try_connect_with(addr: SocketAddr, config: ClientConfig) -> Result<Tls, std::io::Error> {
     let conn = ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap()).unwrap();
     let mut tls = StreamOwned::new(conn, connect(addr));
     while tls.conn.is_handshaking() {
@@ -139,14 +139,14 @@ fn try_connect_with(addr: SocketAddr, config: ClientConfig) -> Result<Tls, std::
     Ok(tls)
 }
 
-fn tls_client(addr: SocketAddr, pki: &Pki) -> Client<Tls> {
+pub(crate) fn tls_client(addr: SocketAddr, pki: &Pki) -> Client<Tls> {
     Client::new(
         try_connect_with(addr, client_config(pki, rustls::DEFAULT_VERSIONS, None)).expect("TLS handshake"),
     )
 }
 
 /// The certificate the server presented on a new connection.
-fn presented(addr: SocketAddr, pki: &Pki) -> CertificateDer<'static> {
+pub(crate) fn presented(addr: SocketAddr, pki: &Pki) -> CertificateDer<'static> {
     let tls =
         try_connect_with(addr, client_config(pki, rustls::DEFAULT_VERSIONS, None)).expect("TLS handshake");
     tls.conn.peer_certificates().unwrap()[0].clone().into_owned()
@@ -154,7 +154,7 @@ fn presented(addr: SocketAddr, pki: &Pki) -> CertificateDer<'static> {
 
 /// Whether a request over `tls` gets no HTTP response (the server refused the handshake,
 /// which a TLS 1.3 client learns only on its first read).
-fn refused(tls: Result<Tls, std::io::Error>) -> bool {
+pub(crate) fn refused(tls: Result<Tls, std::io::Error>) -> bool {
     let Ok(mut tls) = tls else { return true };
     if tls.write_all(&get("/plaintext")).and_then(|()| tls.flush()).is_err() {
         return true;

@@ -370,8 +370,8 @@ fn sigusr2_upgrade_hands_over_the_unix_socket_losing_nothing() {
     let after = unix_client(&path).request_status();
     let file_kept = path.exists();
     let counts = load.finish();
-    // The successor is ours to clean up (our server started it), by PID.
-    unsafe { libc::kill(pid, libc::SIGKILL) };
+    // The successor is ours to stop (our server started it): it drains and exits on SIGTERM.
+    stop_successor(pid, Duration::from_secs(15), &|| server.logs());
     assert!(status.expect("old process exits").success());
     assert!(file_kept, "the old process leaves the socket file to the new one");
     assert!(progressed, "the new process serves the load");

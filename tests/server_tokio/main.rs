@@ -32,6 +32,8 @@ mod handover;
 mod keepalive;
 #[path = "../server/limits.rs"]
 mod limits;
+#[path = "../server/nginx.rs"]
+mod nginx;
 #[path = "../server/ops.rs"]
 mod ops;
 #[path = "../server/pipelining.rs"]
@@ -53,6 +55,8 @@ mod support;
 mod timeouts;
 #[path = "../server/tls.rs"]
 mod tls;
+#[path = "../server/tls_ops.rs"]
+mod tls_ops;
 #[path = "../server/trust.rs"]
 mod trust;
 #[path = "../server/uds.rs"]

@@ -28,7 +28,7 @@ pub enum Mode {
     ThreadPerCore,
 }
 
-async fn handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+pub(crate) async fn handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let (status, ctype, body): (StatusCode, &'static str, &'static [u8]) = match req.uri().path() {
         "/plaintext" => (StatusCode::OK, "text/plain", b"Hello, World!"),
         "/json" => (StatusCode::OK, "application/json", br#"{"message":"Hello, World!"}"#),
@@ -60,7 +60,7 @@ async fn accept_loop(listener: TcpListener) {
     }
 }
 
-fn listener(addr: SocketAddr, reuseport: bool) -> std::io::Result<StdListener> {
+pub(crate) fn listener(addr: SocketAddr, reuseport: bool) -> std::io::Result<StdListener> {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
     if reuseport {

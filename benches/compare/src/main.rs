@@ -13,10 +13,12 @@
 
 mod axum_app;
 mod hyper_ref;
+mod hyper_tls;
 mod idle;
 mod procfs;
 mod report;
 mod servers;
+mod tls_bench;
 mod wrk;
 mod ws_bench;
 mod ws_peers;
@@ -338,6 +340,28 @@ fn main() {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("compare {sub}: {e}");
+                1
+            }
+        });
+    }
+    if args.first().map(String::as_str) == Some("serve-hyper-tls") {
+        let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+        let threads = value("--threads").and_then(|v| v.parse().ok()).unwrap_or(1);
+        let port = value("--port").and_then(|v| v.parse().ok()).unwrap_or(8443);
+        let (cert, key) = (value("--cert").unwrap_or_default(), value("--key").unwrap_or_default());
+        std::process::exit(match hyper_tls::serve(port, threads, Path::new(&cert), Path::new(&key)) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("serve-hyper-tls: {e}");
+                1
+            }
+        });
+    }
+    if args.first().map(String::as_str) == Some("tls") {
+        std::process::exit(match tls_bench::run(&args[1..]) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("compare tls: {e}");
                 1
             }
         });

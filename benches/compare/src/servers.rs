@@ -317,6 +317,10 @@ pub fn find_nginx() -> Option<PathBuf> {
     dirs.extend(["/usr/sbin", "/usr/local/sbin", "/usr/local/nginx/sbin"].map(PathBuf::from));
     // A package unpacked without installing it: `dpkg -x nginx_*.deb benches/compare/target/nginx`.
     dirs.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/nginx/usr/sbin"));
+    // The one deploy/check.sh unpacks into its cache.
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(PathBuf::from(home).join(".cache/percore-deploy-check/nginx/root/usr/sbin"));
+    }
     dirs.into_iter().map(|d| d.join("nginx")).find(|p| p.is_file())
 }
 
