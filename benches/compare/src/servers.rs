@@ -10,6 +10,7 @@ use crate::procfs;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
+    Floor,
     PercoreMonoio,
     PercoreTokio,
     PercoreTokioMt,
@@ -24,7 +25,8 @@ pub enum Kind {
 
 impl Kind {
     /// The servers a plain run compares (the axum ones are asked for by name).
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
+        Kind::Floor,
         Kind::PercoreMonoio,
         Kind::PercoreTokio,
         Kind::PercoreTokioMt,
@@ -50,6 +52,7 @@ impl Kind {
 
     pub fn name(self) -> &'static str {
         match self {
+            Kind::Floor => "floor",
             Kind::PercoreMonoio => "percore-monoio",
             Kind::PercoreTokio => "percore-tokio",
             Kind::PercoreTokioMt => "percore-tokio-mt",
@@ -65,6 +68,7 @@ impl Kind {
 
     pub fn describe(self) -> &'static str {
         match self {
+            Kind::Floor => "the floor: the cheapest monoio (io_uring) responder wrk accepts: counts request ends, writes canned answers (no parsing, date, limits or timeouts)",
             Kind::PercoreMonoio => "percore `--runtime monoio` (io_uring), one pinned executor per core",
             Kind::PercoreTokio => "percore `--runtime tokio` (epoll), one pinned executor per core",
             Kind::PercoreTokioMt => "percore `--runtime tokio-mt` (epoll): one multi-thread tokio runtime and one listener shared by the executors",
@@ -135,6 +139,9 @@ impl Server {
                     .arg("serve-percore-axum")
                     .args(["--runtime", runtime, "--io-backend", "auto", "--workers", &n, "--cpus", &list])
                     .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--log-level", "warn"]);
+            }
+            Kind::Floor => {
+                cmd.arg(&progs.me).args(["serve-floor", "--threads", &n, "--port", &port.to_string()]);
             }
             Kind::AxumServe => {
                 cmd.arg(&progs.me).args(["serve-axum", "--threads", &n, "--port", &port.to_string()]);
