@@ -26,6 +26,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::app::body::{BodySource, ChunkFuture};
+use crate::app::fields::Fields;
 use crate::app::response::{BodyStream, FrameStream};
 use crate::app::sse::PING;
 use crate::app::{BodyError, Frame, Handler, Request, RequestBody, Response, ResponseBody};
@@ -503,9 +504,15 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             return Outcome::Abort; // flushing before the body failed
         }
 
-        let request = Request::new(head, self.peer, body)
-            .with_client(self.client, self.scheme, forwarded_host)
-            .with_client_cert_subject(self.client_cert.clone());
+        let request = Request::with_all(
+            head,
+            self.peer,
+            body,
+            self.client,
+            self.scheme,
+            forwarded_host,
+            self.client_cert.clone(),
+        );
         let mut must_close = false;
         let response = {
             let _in_flight = ctx.slots.enter();
@@ -591,7 +598,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
     /// trusted proxy that says otherwise); returns the host the proxy names, if believed.
     fn learn_client(&mut self, head: &crate::http::RequestHead) -> Option<Bytes> {
         (self.client, self.scheme) = (self.peer.ip(), self.own_scheme());
-        if !self.peer_trusted {
+        if !self.peer_trusted || !head.has_forwarding_fields() {
             return None;
         }
         let cfg = &self.ctx.config;
@@ -676,11 +683,10 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             (false, Version::Http10) => ConnectionHeader::KeepAlive,
             (false, Version::Http11) => ConnectionHeader::Omit,
         };
-        let header_pairs = headers.iter().map(|(n, v)| (n.as_ref(), &v[..]));
         encode_head(
             &mut self.wbuf,
             status,
-            header_pairs,
+            headers.iter(),
             length,
             connection,
             self.ctx.date.borrow().as_bytes(),
@@ -726,7 +732,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
     }
 
     /// Count a response in the executor's metrics and write its access log line.
-    fn record(&mut self, status: u16, headers: &[(std::borrow::Cow<'static, str>, Bytes)], sent: u64) {
+    fn record(&mut self, status: u16, headers: &Fields, sent: u64) {
         let elapsed = self.started.elapsed();
         self.ctx.stats.record_response(status, elapsed.as_micros() as u64);
         let Some(log) = &self.ctx.access_log else { return };
@@ -735,8 +741,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             Some(id) => String::from_utf8_lossy(id).into_owned(),
             None => log.new_request_id(),
         };
-        let response_headers: Vec<(&str, &[u8])> =
-            headers.iter().map(|(n, v)| (n.as_ref(), &v[..])).collect();
+        let response_headers: Vec<(&str, &[u8])> = headers.iter().collect();
         log.log(&Entry {
             time: SystemTime::now(),
             client: self.client,

@@ -4,6 +4,7 @@
 pub mod body;
 pub mod builtin;
 pub mod demo;
+pub mod fields;
 pub mod handler;
 pub mod request;
 pub mod response;
