@@ -258,6 +258,20 @@ pub async fn refuse<T: Transport, K: Timer, H: Handler>(io: T, peer: Peer, ctx: 
     }
 }
 
+/// A response whose head is in the write buffer, with what writing its body needs.
+struct Encoded {
+    status: u16,
+    body: ResponseBody,
+    /// False for HEAD and for statuses without a body.
+    send_body: bool,
+    length: BodyLength,
+    /// This is the connection's last response.
+    close: bool,
+    event_stream: bool,
+    /// The response's fields, for the access log (when it is on).
+    log_fields: Option<Box<Fields>>,
+}
+
 /// Why waiting for a request head ended without one.
 enum Wait {
     /// The peer closed or the socket failed: nothing more to say.
@@ -307,6 +321,10 @@ struct Conn<T, K, H> {
     client_cert: Option<Arc<str>>,
     /// When the current request's head was complete (for its duration).
     started: Instant,
+    /// When the last response was counted, unless the driver has waited on the socket since:
+    /// a pipelined request that was already in the buffer starts then, which saves a clock
+    /// read per request.
+    recorded_at: Option<Instant>,
     /// The current request said `TE: trailers`: chunked trailers may be sent.
     trailers_ok: bool,
     /// The current request's head, kept for its access log line when logging is on.
@@ -330,6 +348,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             peer_trusted: false,
             client_cert: None,
             started: Instant::now(),
+            recorded_at: None,
             trailers_ok: false,
             log_head: None,
             timer: TimerSlot::new::<K>(),
@@ -458,7 +477,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             parsed.into_head(self.rbuf.split_to(len).freeze())
         };
         ctx.count_request();
-        self.started = Instant::now();
+        self.started = self.recorded_at.take().unwrap_or_else(Instant::now);
         self.log_head = ctx.access_log.as_ref().map(|_| head.clone());
         // Who the client is, from this request alone (before anything can refuse it, so no
         // response is ever logged with an earlier request's forwarded client).
@@ -653,13 +672,21 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
 
     /// Encode `response` (and write it when it must go now). `close` marks it the last one.
     /// Every response is counted (metrics) and logged (access log) here, once written.
-    async fn write_response(
+    fn write_response(
         &mut self,
         response: Response,
         is_head: bool,
         version: Version,
-        mut close: bool,
-    ) -> Outcome {
+        close: bool,
+    ) -> impl Future<Output = Outcome> + '_ {
+        // The head is encoded before the future is made: the response and its fields are
+        // then no part of it (nor of every connection's future) while the body is written.
+        let encoded = self.encode_response_head(response, is_head, version, close);
+        self.write_body(encoded)
+    }
+
+    /// Encode the status line and fields of `response` into the write buffer.
+    fn encode_response_head(&mut self, response: Response, is_head: bool, version: Version, mut close: bool) -> Encoded {
         let event_stream = response.is_event_stream();
         let (status, headers, body) = response.into_parts();
         let allows_body = status_allows_body(status);
@@ -691,7 +718,14 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             connection,
             self.ctx.date.borrow().as_bytes(),
         );
+        // Kept past the writes only for the access log, and then boxed.
+        let log_fields = self.ctx.access_log.is_some().then(|| Box::new(headers));
+        Encoded { status, body, send_body, length, close, event_stream, log_fields }
+    }
 
+    /// Write the body of a response whose head is encoded; count and log the response.
+    async fn write_body(&mut self, encoded: Encoded) -> Outcome {
+        let Encoded { status, body, send_body, length, mut close, event_stream, log_fields } = encoded;
         let mut sent = 0u64;
         let mut result = match body {
             ResponseBody::Full(bytes) if send_body && !bytes.is_empty() => {
@@ -720,7 +754,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         if result.is_ok() && self.wbuf.len() >= WRITE_HIGH_WATER {
             result = self.flush().await;
         }
-        self.record(status, &headers, sent);
+        self.record(status, log_fields.as_deref(), sent);
         // An event stream the drain ended: the connection goes with it (the client reconnects
         // to a server that is not draining).
         close |= event_stream && self.ctx.draining();
@@ -732,8 +766,11 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
     }
 
     /// Count a response in the executor's metrics and write its access log line.
-    fn record(&mut self, status: u16, headers: &Fields, sent: u64) {
-        let elapsed = self.started.elapsed();
+    /// `headers`: the response's fields, when the access log is on.
+    fn record(&mut self, status: u16, headers: Option<&Fields>, sent: u64) {
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(self.started);
+        self.recorded_at = Some(now);
         self.ctx.stats.record_response(status, elapsed.as_micros() as u64);
         let Some(log) = &self.ctx.access_log else { return };
         let head = self.log_head.take();
@@ -741,7 +778,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             Some(id) => String::from_utf8_lossy(id).into_owned(),
             None => log.new_request_id(),
         };
-        let response_headers: Vec<(&str, &[u8])> = headers.iter().collect();
+        let response_headers: Vec<(&str, &[u8])> = headers.map(|h| h.iter().collect()).unwrap_or_default();
         log.log(&Entry {
             time: SystemTime::now(),
             client: self.client,
@@ -956,6 +993,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
     /// lose bytes the kernel has already copied into its buffer (a request the client sent
     /// would vanish), so only a timeout, after which the connection closes, drops it.
     async fn read_some(&mut self, wait: Duration, shorten: Option<&Latch>) -> ReadOutcome {
+        self.recorded_at = None;
         if self.io.is_none() {
             return ReadOutcome::Failed;
         }
@@ -1031,6 +1069,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         if self.wbuf.is_empty() {
             return Ok(());
         }
+        self.recorded_at = None;
         let io = self.io.as_mut().ok_or(())?;
         let buf = mem::take(&mut self.wbuf);
         match self.timer.timeout(self.ctx.config.write_timeout, io.write_all(buf)).await {

@@ -57,6 +57,7 @@ pub struct Response {
 
 impl Response {
     /// An empty response with `status`.
+    #[inline]
     pub fn new(status: u16) -> Response {
         assert!((100..1000).contains(&status), "invalid status code {status}");
         Response {
@@ -116,20 +117,23 @@ impl Response {
     /// # Panics
     /// If `name` is not a token or `value` holds CR, LF or NUL: such a header would let a
     /// client-controlled value split the response. In a handler the panic becomes a 500.
+    #[inline]
     pub fn with_header(mut self, name: impl Into<Cow<'static, str>>, value: impl Into<Bytes>) -> Response {
         self.insert_header(name, value);
         self
     }
 
     /// Add a header in place; see [`Response::with_header`].
+    #[inline]
     pub fn insert_header(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<Bytes>) {
         let name = name.into();
         let value = value.into();
-        assert!(!name.is_empty() && name.bytes().all(crate::http::is_tchar), "invalid header name {name:?}");
-        assert!(
-            !value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0),
-            "invalid header value for {name}"
-        );
+        if name.is_empty() || !name.bytes().all(crate::http::is_tchar) {
+            invalid_name(&name);
+        }
+        if value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+            invalid_value(&name);
+        }
         self.headers.push((name, value));
     }
 
@@ -142,6 +146,7 @@ impl Response {
         self
     }
 
+    #[inline]
     pub fn with_body(mut self, body: impl Into<Bytes>) -> Response {
         self.body = ResponseBody::Full(body.into());
         self.event_stream = false;
@@ -209,6 +214,19 @@ impl Response {
                 && v.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
         })
     }
+}
+
+/// The panics of [`Response::insert_header`], out of line so that the checks inline cheaply.
+#[cold]
+#[inline(never)]
+fn invalid_name(name: &str) -> ! {
+    panic!("invalid header name {name:?}")
+}
+
+#[cold]
+#[inline(never)]
+fn invalid_value(name: &str) -> ! {
+    panic!("invalid header value for {name}")
 }
 
 impl fmt::Debug for Response {
