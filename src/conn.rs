@@ -253,7 +253,8 @@ pub async fn refuse<T: Transport, K: Timer, H: Handler>(io: T, peer: Peer, ctx: 
     let mut conn = Conn::<T, K, H>::new(io, peer, ctx);
     conn.rbuf = BytesMut::new();
     let response = Response::status_text(503);
-    if let Outcome::Close = conn.write_response(response, false, Version::Http11, true).await {
+    let encoded = conn.encode_response_head(response, false, Version::Http11, true);
+    if let Outcome::Close = conn.write_body(encoded).await {
         conn.close().await;
     }
 }
@@ -493,7 +494,8 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         {
             // --limit-concurrency: refuse rather than queue (the body is left unread, so the
             // connection closes).
-            return self.write_response(Response::status_text(503), false, head.version(), true).await;
+            let encoded = self.encode_response_head(Response::status_text(503), false, head.version(), true);
+            return self.write_body(encoded).await;
         }
 
         let is_head = head.method() == "HEAD";
@@ -580,7 +582,8 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             || response.wants_close()
             || ctx.drain.is_fired()
             || ctx.spent.is_fired();
-        self.write_response(response, is_head, version, close).await
+        let encoded = self.encode_response_head(response, is_head, version, close);
+        self.write_body(encoded).await
     }
 
     /// Write the `101` that accepts a WebSocket (or 403 to an origin `--ws-origins` does not
@@ -588,9 +591,11 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
     async fn upgrade(&mut self, response: Response, upgrade: Upgrade, version: Version) -> Outcome {
         if !crate::ws::handshake::origin_allowed(upgrade.origin(), &self.ctx.config.ws.origins) {
             tracing::debug!(peer = %self.peer, "WebSocket origin not in --ws-origins; 403");
-            return self.write_response(Response::status_text(403), false, version, true).await;
+            let encoded = self.encode_response_head(Response::status_text(403), false, version, true);
+            return self.write_body(encoded).await;
         }
-        match self.write_response(response, false, version, false).await {
+        let encoded = self.encode_response_head(response, false, version, false);
+        match self.write_body(encoded).await {
             Outcome::KeepAlive if self.flush().await.is_ok() => Outcome::Upgrade(upgrade),
             Outcome::KeepAlive => Outcome::Abort,
             other => other,
@@ -670,22 +675,10 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         }))
     }
 
-    /// Encode `response` (and write it when it must go now). `close` marks it the last one.
-    /// Every response is counted (metrics) and logged (access log) here, once written.
-    fn write_response(
-        &mut self,
-        response: Response,
-        is_head: bool,
-        version: Version,
-        close: bool,
-    ) -> impl Future<Output = Outcome> + '_ {
-        // The head is encoded before the future is made: the response and its fields are
-        // then no part of it (nor of every connection's future) while the body is written.
-        let encoded = self.encode_response_head(response, is_head, version, close);
-        self.write_body(encoded)
-    }
-
-    /// Encode the status line and fields of `response` into the write buffer.
+    /// Encode the status line and fields of `response` into the write buffer; `close` marks
+    /// it the last one. [`Conn::write_body`] then writes its body. Two steps, called one after
+    /// the other at each site: the response and its fields are then no part of the write's
+    /// future (nor of every connection's future), and that future is made in place.
     fn encode_response_head(&mut self, response: Response, is_head: bool, version: Version, mut close: bool) -> Encoded {
         let event_stream = response.is_event_stream();
         let (status, headers, body) = response.into_parts();
@@ -723,7 +716,8 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         Encoded { status, body, send_body, length, close, event_stream, log_fields }
     }
 
-    /// Write the body of a response whose head is encoded; count and log the response.
+    /// Write the body of a response whose head is encoded (and the buffer, when it must go
+    /// now). Every response is counted (metrics) and logged (access log) here, once written.
     async fn write_body(&mut self, encoded: Encoded) -> Outcome {
         let Encoded { status, body, send_body, length, mut close, event_stream, log_fields } = encoded;
         let mut sent = 0u64;
@@ -951,7 +945,8 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
     async fn error_outcome(&mut self, e: ParseError, version: Version) -> Outcome {
         self.ctx.stats.record_parse_error(e);
         tracing::debug!(peer = %self.peer, error = %e, kind = e.kind(), "refusing request");
-        self.write_response(error_response(e), false, version, true).await
+        let encoded = self.encode_response_head(error_response(e), false, version, true);
+        self.write_body(encoded).await
     }
 
     /// Graceful close: flush, FIN, then read and discard until the client closes too (or
