@@ -679,7 +679,13 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
     /// it the last one. [`Conn::write_body`] then writes its body. Two steps, called one after
     /// the other at each site: the response and its fields are then no part of the write's
     /// future (nor of every connection's future), and that future is made in place.
-    fn encode_response_head(&mut self, response: Response, is_head: bool, version: Version, mut close: bool) -> Encoded {
+    fn encode_response_head(
+        &mut self,
+        response: Response,
+        is_head: bool,
+        version: Version,
+        mut close: bool,
+    ) -> Encoded {
         let event_stream = response.is_event_stream();
         let (status, headers, body) = response.into_parts();
         let allows_body = status_allows_body(status);

@@ -662,20 +662,7 @@ fn split_target(method: &str, target: &[u8], offset: u32) -> Result<Target, Pars
 
 /// The bytes a reg-name or IPv4 host may hold (unreserved, pct-encoded's `%`, sub-delims),
 /// by value: one load per byte of every request's `Host`.
-static HOST_CHAR: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut i = 0;
-    while i < 256 {
-        let b = i as u8;
-        table[i] = b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'-' | b'.' | b'_' | b'~' | b'%' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
-            );
-        i += 1;
-    }
-    table
-};
+static HOST_CHAR: [bool; 256] = super::byte_table(b"-._~%!$&'()*+,;=");
 
 /// An authority as a target may carry it: `host[:port]` with a non-empty host and no
 /// userinfo (RFC 9110 §4.2.4: `http://user:pass@host/` is refused), the port all digits
@@ -697,9 +684,8 @@ fn check_authority(authority: &[u8], port_required: bool) -> Result<(), ParseErr
             None => (authority, None),
         }
     };
-    let host_ok = !host.is_empty()
-        && (authority.starts_with(b"[")
-            || host.iter().all(|&b| HOST_CHAR[b as usize]));
+    let host_ok =
+        !host.is_empty() && (authority.starts_with(b"[") || host.iter().all(|&b| HOST_CHAR[b as usize]));
     let port_ok = match port {
         None => !port_required,
         Some(p) => p.len() <= 5 && p.iter().all(u8::is_ascii_digit) && !(port_required && p.is_empty()),

@@ -22,7 +22,13 @@ const GOAL_PIPELINED: u64 = 1_300;
 const GOAL_KEEP_ALIVE: u64 = 3_000;
 
 /// Run the three servers under callgrind for each of `paths`; profiles go to `out`.
-pub fn measure(percore: &Path, me: &Path, paths: &[String], out: &Path, port: u16) -> Result<Vec<Counts>, String> {
+pub fn measure(
+    percore: &Path,
+    me: &Path,
+    paths: &[String],
+    out: &Path,
+    port: u16,
+) -> Result<Vec<Counts>, String> {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../callgrind/run.sh");
     std::fs::create_dir_all(out).map_err(|e| e.to_string())?;
     let mut all = Vec::new();

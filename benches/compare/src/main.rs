@@ -598,7 +598,14 @@ fn run_all(o: &Options) -> Result<(), String> {
 
 /// Count instructions per request under callgrind; print the table and write it to
 /// `out/callgrind.md` (the profiles go to `out/callgrind/`).
-fn run_callgrind(percore: &Path, me: &Path, paths: &[String], out: &Path, port: u16, command: &str) -> Result<(), String> {
+fn run_callgrind(
+    percore: &Path,
+    me: &Path,
+    paths: &[String],
+    out: &Path,
+    port: u16,
+    command: &str,
+) -> Result<(), String> {
     if servers::find_in_path("valgrind").is_none() {
         return Err("valgrind not found (apt-get install valgrind)".into());
     }
@@ -628,7 +635,8 @@ fn callgrind_only(args: &[String]) -> Result<(), String> {
         Some(p) => PathBuf::from(p),
         None => std::env::current_exe().map_err(|e| e.to_string())?,
     };
-    let command = std::iter::once("compare".to_owned()).chain(args.iter().cloned()).collect::<Vec<_>>().join(" ");
+    let command =
+        std::iter::once("compare".to_owned()).chain(args.iter().cloned()).collect::<Vec<_>>().join(" ");
     run_callgrind(&percore.canonicalize().unwrap_or(percore), &me, &paths, &out, port, &command)
 }
 

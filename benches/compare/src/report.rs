@@ -291,7 +291,11 @@ fn targets(m: &mut String, r: &CoreResults) {
         metric(r, Kind::PercoreMonoio, Workload::Pipelined, cpu).as_ref(),
         metric(r, Kind::Floor, Workload::Pipelined, cpu).as_ref(),
     ) {
-        row("percore-monoio CPU/request ≤ 1.2× the floor's, pipelined".into(), format!("{x:.2}×"), Some(x <= 1.2));
+        row(
+            "percore-monoio CPU/request ≤ 1.2× the floor's, pipelined".into(),
+            format!("{x:.2}×"),
+            Some(x <= 1.2),
+        );
     }
     for w in [Workload::Plaintext, Workload::Json] {
         let a = metric(r, Kind::PercoreMonoio, w, |x| x.p99_us);
