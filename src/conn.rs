@@ -26,6 +26,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::app::body::{BodySource, ChunkFuture};
+use crate::app::fields::Fields;
 use crate::app::response::{BodyStream, FrameStream};
 use crate::app::sse::PING;
 use crate::app::{BodyError, Frame, Handler, Request, RequestBody, Response, ResponseBody};
@@ -252,9 +253,24 @@ pub async fn refuse<T: Transport, K: Timer, H: Handler>(io: T, peer: Peer, ctx: 
     let mut conn = Conn::<T, K, H>::new(io, peer, ctx);
     conn.rbuf = BytesMut::new();
     let response = Response::status_text(503);
-    if let Outcome::Close = conn.write_response(response, false, Version::Http11, true).await {
+    let encoded = conn.encode_response_head(response, false, Version::Http11, true);
+    if let Outcome::Close = conn.write_body(encoded).await {
         conn.close().await;
     }
+}
+
+/// A response whose head is in the write buffer, with what writing its body needs.
+struct Encoded {
+    status: u16,
+    body: ResponseBody,
+    /// False for HEAD and for statuses without a body.
+    send_body: bool,
+    length: BodyLength,
+    /// This is the connection's last response.
+    close: bool,
+    event_stream: bool,
+    /// The response's fields, for the access log (when it is on).
+    log_fields: Option<Box<Fields>>,
 }
 
 /// Why waiting for a request head ended without one.
@@ -306,6 +322,10 @@ struct Conn<T, K, H> {
     client_cert: Option<Arc<str>>,
     /// When the current request's head was complete (for its duration).
     started: Instant,
+    /// When the last response was counted, unless the driver has waited on the socket since:
+    /// a pipelined request that was already in the buffer starts then, which saves a clock
+    /// read per request.
+    recorded_at: Option<Instant>,
     /// The current request said `TE: trailers`: chunked trailers may be sent.
     trailers_ok: bool,
     /// The current request's head, kept for its access log line when logging is on.
@@ -329,6 +349,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             peer_trusted: false,
             client_cert: None,
             started: Instant::now(),
+            recorded_at: None,
             trailers_ok: false,
             log_head: None,
             timer: TimerSlot::new::<K>(),
@@ -457,7 +478,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             parsed.into_head(self.rbuf.split_to(len).freeze())
         };
         ctx.count_request();
-        self.started = Instant::now();
+        self.started = self.recorded_at.take().unwrap_or_else(Instant::now);
         self.log_head = ctx.access_log.as_ref().map(|_| head.clone());
         // Who the client is, from this request alone (before anything can refuse it, so no
         // response is ever logged with an earlier request's forwarded client).
@@ -473,7 +494,8 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         {
             // --limit-concurrency: refuse rather than queue (the body is left unread, so the
             // connection closes).
-            return self.write_response(Response::status_text(503), false, head.version(), true).await;
+            let encoded = self.encode_response_head(Response::status_text(503), false, head.version(), true);
+            return self.write_body(encoded).await;
         }
 
         let is_head = head.method() == "HEAD";
@@ -503,9 +525,15 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             return Outcome::Abort; // flushing before the body failed
         }
 
-        let request = Request::new(head, self.peer, body)
-            .with_client(self.client, self.scheme, forwarded_host)
-            .with_client_cert_subject(self.client_cert.clone());
+        let request = Request::with_all(
+            head,
+            self.peer,
+            body,
+            self.client,
+            self.scheme,
+            forwarded_host,
+            self.client_cert.clone(),
+        );
         let mut must_close = false;
         let response = {
             let _in_flight = ctx.slots.enter();
@@ -554,7 +582,8 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             || response.wants_close()
             || ctx.drain.is_fired()
             || ctx.spent.is_fired();
-        self.write_response(response, is_head, version, close).await
+        let encoded = self.encode_response_head(response, is_head, version, close);
+        self.write_body(encoded).await
     }
 
     /// Write the `101` that accepts a WebSocket (or 403 to an origin `--ws-origins` does not
@@ -562,9 +591,11 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
     async fn upgrade(&mut self, response: Response, upgrade: Upgrade, version: Version) -> Outcome {
         if !crate::ws::handshake::origin_allowed(upgrade.origin(), &self.ctx.config.ws.origins) {
             tracing::debug!(peer = %self.peer, "WebSocket origin not in --ws-origins; 403");
-            return self.write_response(Response::status_text(403), false, version, true).await;
+            let encoded = self.encode_response_head(Response::status_text(403), false, version, true);
+            return self.write_body(encoded).await;
         }
-        match self.write_response(response, false, version, false).await {
+        let encoded = self.encode_response_head(response, false, version, false);
+        match self.write_body(encoded).await {
             Outcome::KeepAlive if self.flush().await.is_ok() => Outcome::Upgrade(upgrade),
             Outcome::KeepAlive => Outcome::Abort,
             other => other,
@@ -591,7 +622,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
     /// trusted proxy that says otherwise); returns the host the proxy names, if believed.
     fn learn_client(&mut self, head: &crate::http::RequestHead) -> Option<Bytes> {
         (self.client, self.scheme) = (self.peer.ip(), self.own_scheme());
-        if !self.peer_trusted {
+        if !self.peer_trusted || !head.has_forwarding_fields() {
             return None;
         }
         let cfg = &self.ctx.config;
@@ -644,15 +675,17 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         }))
     }
 
-    /// Encode `response` (and write it when it must go now). `close` marks it the last one.
-    /// Every response is counted (metrics) and logged (access log) here, once written.
-    async fn write_response(
+    /// Encode the status line and fields of `response` into the write buffer; `close` marks
+    /// it the last one. [`Conn::write_body`] then writes its body. Two steps, called one after
+    /// the other at each site: the response and its fields are then no part of the write's
+    /// future (nor of every connection's future), and that future is made in place.
+    fn encode_response_head(
         &mut self,
         response: Response,
         is_head: bool,
         version: Version,
         mut close: bool,
-    ) -> Outcome {
+    ) -> Encoded {
         let event_stream = response.is_event_stream();
         let (status, headers, body) = response.into_parts();
         let allows_body = status_allows_body(status);
@@ -676,16 +709,23 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             (false, Version::Http10) => ConnectionHeader::KeepAlive,
             (false, Version::Http11) => ConnectionHeader::Omit,
         };
-        let header_pairs = headers.iter().map(|(n, v)| (n.as_ref(), &v[..]));
         encode_head(
             &mut self.wbuf,
             status,
-            header_pairs,
+            headers.iter(),
             length,
             connection,
             self.ctx.date.borrow().as_bytes(),
         );
+        // Kept past the writes only for the access log, and then boxed.
+        let log_fields = self.ctx.access_log.is_some().then(|| Box::new(headers));
+        Encoded { status, body, send_body, length, close, event_stream, log_fields }
+    }
 
+    /// Write the body of a response whose head is encoded (and the buffer, when it must go
+    /// now). Every response is counted (metrics) and logged (access log) here, once written.
+    async fn write_body(&mut self, encoded: Encoded) -> Outcome {
+        let Encoded { status, body, send_body, length, mut close, event_stream, log_fields } = encoded;
         let mut sent = 0u64;
         let mut result = match body {
             ResponseBody::Full(bytes) if send_body && !bytes.is_empty() => {
@@ -714,7 +754,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         if result.is_ok() && self.wbuf.len() >= WRITE_HIGH_WATER {
             result = self.flush().await;
         }
-        self.record(status, &headers, sent);
+        self.record(status, log_fields.as_deref(), sent);
         // An event stream the drain ended: the connection goes with it (the client reconnects
         // to a server that is not draining).
         close |= event_stream && self.ctx.draining();
@@ -726,8 +766,11 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
     }
 
     /// Count a response in the executor's metrics and write its access log line.
-    fn record(&mut self, status: u16, headers: &[(std::borrow::Cow<'static, str>, Bytes)], sent: u64) {
-        let elapsed = self.started.elapsed();
+    /// `headers`: the response's fields, when the access log is on.
+    fn record(&mut self, status: u16, headers: Option<&Fields>, sent: u64) {
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(self.started);
+        self.recorded_at = Some(now);
         self.ctx.stats.record_response(status, elapsed.as_micros() as u64);
         let Some(log) = &self.ctx.access_log else { return };
         let head = self.log_head.take();
@@ -735,8 +778,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             Some(id) => String::from_utf8_lossy(id).into_owned(),
             None => log.new_request_id(),
         };
-        let response_headers: Vec<(&str, &[u8])> =
-            headers.iter().map(|(n, v)| (n.as_ref(), &v[..])).collect();
+        let response_headers: Vec<(&str, &[u8])> = headers.map(|h| h.iter().collect()).unwrap_or_default();
         log.log(&Entry {
             time: SystemTime::now(),
             client: self.client,
@@ -918,7 +960,8 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
     async fn error_outcome(&mut self, e: ParseError, version: Version) -> Outcome {
         self.ctx.stats.record_parse_error(e);
         tracing::debug!(peer = %self.peer, error = %e, kind = e.kind(), "refusing request");
-        self.write_response(error_response(e), false, version, true).await
+        let encoded = self.encode_response_head(error_response(e), false, version, true);
+        self.write_body(encoded).await
     }
 
     /// Graceful close: flush, FIN, then read and discard until the client closes too (or
@@ -960,6 +1003,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
     /// lose bytes the kernel has already copied into its buffer (a request the client sent
     /// would vanish), so only a timeout, after which the connection closes, drops it.
     async fn read_some(&mut self, wait: Duration, shorten: Option<&Latch>) -> ReadOutcome {
+        self.recorded_at = None;
         if self.io.is_none() {
             return ReadOutcome::Failed;
         }
@@ -1035,6 +1079,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         if self.wbuf.is_empty() {
             return Ok(());
         }
+        self.recorded_at = None;
         let io = self.io.as_mut().ok_or(())?;
         let buf = mem::take(&mut self.wbuf);
         match self.timer.timeout(self.ctx.config.write_timeout, io.write_all(buf)).await {

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::handler::Handler;
+use std::future::Future;
+
+use super::handler::{Handler, OneOf};
 use super::request::Request;
 use super::response::Response;
 use super::router::Router;
@@ -51,11 +53,13 @@ impl<H> WithBuiltins<H> {
 }
 
 impl<H: Handler> Handler for WithBuiltins<H> {
-    async fn call(&self, req: Request) -> Response {
+    /// Not an `async fn`: the request moves straight into the chosen handler's future, and
+    /// this adds no state machine of its own around it.
+    fn call(&self, req: Request) -> impl Future<Output = Response> {
         if self.builtins.serves(req.path()) {
-            self.builtins.call(req).await
+            OneOf::First(self.builtins.call(req))
         } else {
-            self.app.call(req).await
+            OneOf::Second(self.app.call(req))
         }
     }
 }

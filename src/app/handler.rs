@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use super::request::Request;
 use super::response::Response;
@@ -37,5 +38,26 @@ pub trait DynHandler: 'static {
 impl<H: Handler> DynHandler for H {
     fn call_boxed(&self, req: Request) -> BoxResponseFuture<'_> {
         Box::pin(self.call(req))
+    }
+}
+
+/// The future of one of two handlers, whichever was chosen (no allocation, no state of its own).
+pub(crate) enum OneOf<A, B> {
+    First(A),
+    Second(B),
+}
+
+impl<A: Future, B: Future<Output = A::Output>> Future for OneOf<A, B> {
+    type Output = A::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<A::Output> {
+        // SAFETY: structural pinning: the chosen future is never moved out of the pinned enum,
+        // which has no Drop impl and no Unpin impl of its own.
+        unsafe {
+            match self.get_unchecked_mut() {
+                OneOf::First(a) => Pin::new_unchecked(a).poll(cx),
+                OneOf::Second(b) => Pin::new_unchecked(b).poll(cx),
+            }
+        }
     }
 }

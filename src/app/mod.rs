@@ -5,6 +5,7 @@ pub mod body;
 pub mod builtin;
 pub mod demo;
 pub mod demo_chat;
+pub mod fields;
 pub mod handler;
 pub mod request;
 pub mod response;

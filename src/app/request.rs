@@ -40,6 +40,20 @@ impl Request {
         }
     }
 
+    /// A request with everything the connection driver knows, built in place (the driver's
+    /// path; the builder methods would move the request once each).
+    pub(crate) fn with_all(
+        head: RequestHead,
+        peer: Peer,
+        body: RequestBody,
+        client: Option<IpAddr>,
+        scheme: &'static str,
+        forwarded_host: Option<Bytes>,
+        client_cert_subject: Option<Arc<str>>,
+    ) -> Request {
+        Request { head, peer, client, scheme, forwarded_host, client_cert_subject, body }
+    }
+
     /// Set what the connection driver learned from a trusted proxy: the client's address,
     /// the scheme it used, and (with `--forwarded-host`) the host it asked for.
     /// `client` is `None` for a Unix-socket peer that no trusted header named.

@@ -8,6 +8,8 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures_core::Stream;
 
+pub use super::fields::Fields;
+
 /// A stream of body chunks, sent with chunked transfer coding.
 pub type BodyStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>>>>;
 
@@ -41,10 +43,11 @@ pub enum ResponseBody {
 /// An HTTP response. The server adds `date`, the framing headers and `connection` itself.
 pub struct Response {
     status: u16,
-    headers: Vec<(Cow<'static, str>, Bytes)>,
+    headers: Fields,
     body: ResponseBody,
     /// For a `101` accepting a WebSocket: what to run once the connection is handed over.
-    upgrade: Option<crate::ws::Upgrade>,
+    /// Boxed: rare, and every response is moved from the handler to the driver.
+    upgrade: Option<Box<crate::ws::Upgrade>>,
     /// A `text/event-stream` made by [`Response::sse`]: each chunk is one whole event, so the
     /// driver may end the body between any two (on drain) and sends keepalive comments while
     /// the stream waits. Not inferred from the content type: a stream built by hand may split
@@ -54,11 +57,12 @@ pub struct Response {
 
 impl Response {
     /// An empty response with `status`.
+    #[inline]
     pub fn new(status: u16) -> Response {
         assert!((100..1000).contains(&status), "invalid status code {status}");
         Response {
             status,
-            headers: Vec::new(),
+            headers: Fields::default(),
             body: ResponseBody::Empty,
             upgrade: None,
             event_stream: false,
@@ -67,24 +71,18 @@ impl Response {
 
     /// 200 with a `text/plain` body.
     pub fn text(body: impl Into<Bytes>) -> Response {
-        Response::new(200)
-            .with_header("content-type", Bytes::from_static(b"text/plain; charset=utf-8"))
-            .with_body(body)
+        Response::new(200).with_known_header("content-type", b"text/plain; charset=utf-8").with_body(body)
     }
 
     /// 200 with an `application/json` body (already serialized).
     pub fn json(body: impl Into<Bytes>) -> Response {
-        Response::new(200)
-            .with_header("content-type", Bytes::from_static(b"application/json"))
-            .with_body(body)
+        Response::new(200).with_known_header("content-type", b"application/json").with_body(body)
     }
 
     /// A plain-text response whose body is the status and its reason, e.g. `404 Not Found`.
     pub fn status_text(status: u16) -> Response {
         let body = format!("{} {}\n", status, crate::http::response::reason(status));
-        Response::new(status)
-            .with_header("content-type", Bytes::from_static(b"text/plain; charset=utf-8"))
-            .with_body(body)
+        Response::new(status).with_known_header("content-type", b"text/plain; charset=utf-8").with_body(body)
     }
 
     /// 200 with a chunked body from `stream`.
@@ -140,23 +138,36 @@ impl Response {
     /// # Panics
     /// If `name` is not a token or `value` holds CR, LF or NUL: such a header would let a
     /// client-controlled value split the response. In a handler the panic becomes a 500.
+    #[inline]
     pub fn with_header(mut self, name: impl Into<Cow<'static, str>>, value: impl Into<Bytes>) -> Response {
         self.insert_header(name, value);
         self
     }
 
     /// Add a header in place; see [`Response::with_header`].
+    #[inline]
     pub fn insert_header(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<Bytes>) {
         let name = name.into();
         let value = value.into();
-        assert!(!name.is_empty() && name.bytes().all(crate::http::is_tchar), "invalid header name {name:?}");
-        assert!(
-            !value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0),
-            "invalid header value for {name}"
-        );
+        if name.is_empty() || !name.bytes().all(crate::http::is_tchar) {
+            invalid_name(&name);
+        }
+        if value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+            invalid_value(&name);
+        }
         self.headers.push((name, value));
     }
 
+    /// Add a header this crate spells itself: a constant, valid name and value, so the
+    /// checks of [`Response::insert_header`] would only repeat on every response what the
+    /// unit test `known_headers_are_valid` checks once.
+    fn with_known_header(mut self, name: &'static str, value: &'static [u8]) -> Response {
+        debug_assert!(name.bytes().all(crate::http::is_tchar) && !value.iter().any(|&b| b < b' '));
+        self.headers.push((Cow::Borrowed(name), Bytes::from_static(value)));
+        self
+    }
+
+    #[inline]
     pub fn with_body(mut self, body: impl Into<Bytes>) -> Response {
         self.body = ResponseBody::Full(body.into());
         self.event_stream = false;
@@ -191,11 +202,11 @@ impl Response {
 
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| &v[..])
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
     }
 
     pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
-        self.headers.iter().map(|(n, v)| (n.as_ref(), &v[..]))
+        self.headers.iter()
     }
 
     pub fn body(&self) -> &ResponseBody {
@@ -204,16 +215,16 @@ impl Response {
 
     /// Make this response hand the connection over to a WebSocket (see [`crate::ws::Offer`]).
     pub(crate) fn set_upgrade(&mut self, upgrade: crate::ws::Upgrade) {
-        self.upgrade = Some(upgrade);
+        self.upgrade = Some(Box::new(upgrade));
     }
 
     /// The WebSocket this response accepts, if it does; for the connection driver.
     pub(crate) fn take_upgrade(&mut self) -> Option<crate::ws::Upgrade> {
-        self.upgrade.take()
+        self.upgrade.take().map(|u| *u)
     }
 
     /// Split into status, headers and body, for the connection driver.
-    pub fn into_parts(self) -> (u16, Vec<(Cow<'static, str>, Bytes)>, ResponseBody) {
+    pub fn into_parts(self) -> (u16, Fields, ResponseBody) {
         (self.status, self.headers, self.body)
     }
 
@@ -224,6 +235,19 @@ impl Response {
                 && v.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
         })
     }
+}
+
+/// The panics of [`Response::insert_header`], out of line so that the checks inline cheaply.
+#[cold]
+#[inline(never)]
+fn invalid_name(name: &str) -> ! {
+    panic!("invalid header name {name:?}")
+}
+
+#[cold]
+#[inline(never)]
+fn invalid_value(name: &str) -> ! {
+    panic!("invalid header value for {name}")
 }
 
 impl fmt::Debug for Response {
@@ -264,5 +288,22 @@ impl Stream for Preencoded {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.0.as_mut().poll_next(cx).map(|e| e.map(Ok))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The headers the constructors add unchecked pass the checks of `insert_header`.
+    #[test]
+    fn known_headers_are_valid() {
+        for r in [Response::text("a"), Response::json("{}"), Response::status_text(404)] {
+            let mut checked = Response::new(200);
+            for (name, value) in r.headers() {
+                checked.insert_header(name.to_owned(), Bytes::copy_from_slice(value));
+            }
+            assert_eq!(checked.headers().count(), 1);
+        }
     }
 }

@@ -3,7 +3,11 @@
 
 use bytes::Bytes;
 
-use super::handler::{DynHandler, Handler};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use super::handler::{BoxResponseFuture, DynHandler, Handler};
 use super::request::Request;
 use super::response::Response;
 
@@ -106,21 +110,48 @@ impl Router {
     }
 }
 
-impl Handler for Router {
-    async fn call(&self, req: Request) -> Response {
+impl Router {
+    /// The route's handler started on `req`, or the router's own answer. Not an `async fn`:
+    /// the request moves straight into the handler's future instead of through a state
+    /// machine of the router's own first.
+    fn dispatch(&self, req: Request) -> Dispatch<'_> {
         if req.path() == "*" {
             // Only OPTIONS reaches here: the codec refuses `*` with any other method.
-            return Response::new(204).with_header("allow", self.all_methods());
+            return Dispatch::Answer(Some(Response::new(204).with_header("allow", self.all_methods())));
         }
         let Some(route) = self.routes.iter().find(|r| r.path == req.path()) else {
-            return Response::status_text(404);
+            return Dispatch::Answer(Some(Response::status_text(404)));
         };
         if let Some(handler) = route.find(req.method()) {
-            return handler.call_boxed(req).await;
+            return Dispatch::Handler(handler.call_boxed(req));
         }
-        if req.method() == "OPTIONS" {
-            return Response::new(204).with_header("allow", route.allow());
+        Dispatch::Answer(Some(if req.method() == "OPTIONS" {
+            Response::new(204).with_header("allow", route.allow())
+        } else {
+            Response::status_text(405).with_header("allow", Bytes::from(route.allow()))
+        }))
+    }
+}
+
+/// The future of [`Router::call`]: a handler's, or an answer of the router's own.
+enum Dispatch<'a> {
+    Answer(Option<Response>),
+    Handler(BoxResponseFuture<'a>),
+}
+
+impl Future for Dispatch<'_> {
+    type Output = Response;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response> {
+        match self.get_mut() {
+            Dispatch::Answer(answer) => Poll::Ready(answer.take().expect("Dispatch polled after completion")),
+            Dispatch::Handler(fut) => fut.as_mut().poll(cx),
         }
-        Response::status_text(405).with_header("allow", Bytes::from(route.allow()))
+    }
+}
+
+impl Handler for Router {
+    fn call(&self, req: Request) -> impl Future<Output = Response> {
+        self.dispatch(req)
     }
 }

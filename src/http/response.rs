@@ -37,9 +37,15 @@ pub fn status_allows_body(status: u16) -> bool {
 
 /// Header names the server writes itself; the same names from a handler are dropped.
 pub fn is_server_owned(name: &str) -> bool {
-    ["content-length", "transfer-encoding", "connection", "date", "keep-alive"]
-        .iter()
-        .any(|n| n.eq_ignore_ascii_case(name))
+    // By length first: most names (`content-type`, ...) match none, and are told so at once.
+    let owned: &[&str] = match name.len() {
+        4 => &["date"],
+        10 => &["connection", "keep-alive"],
+        14 => &["content-length"],
+        17 => &["transfer-encoding"],
+        _ => return false,
+    };
+    owned.iter().any(|n| n.eq_ignore_ascii_case(name))
 }
 
 /// Append a status line and headers to `out`.
@@ -52,11 +58,16 @@ pub fn encode_head<'a>(
     date: &[u8],
 ) {
     out.reserve(128);
-    out.put_slice(b"HTTP/1.1 ");
-    write_decimal(out, u64::from(status));
-    out.put_u8(b' ');
-    out.put_slice(reason(status).as_bytes());
-    out.put_slice(b"\r\ndate: ");
+    if status == 200 {
+        // The usual status line in one copy.
+        out.put_slice(b"HTTP/1.1 200 OK\r\ndate: ");
+    } else {
+        out.put_slice(b"HTTP/1.1 ");
+        write_decimal(out, u64::from(status));
+        out.put_u8(b' ');
+        out.put_slice(reason(status).as_bytes());
+        out.put_slice(b"\r\ndate: ");
+    }
     out.put_slice(date);
     out.put_slice(b"\r\n");
     for (name, value) in headers {

@@ -557,3 +557,31 @@ fn te_trailers_is_read_with_the_head() {
     assert!(!ok(b"GET / HTTP/1.1\r\nHost: h\r\nTE: gzip\r\n\r\n").accepts_trailers());
     assert!(!ok(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n").accepts_trailers());
 }
+
+#[test]
+fn forwarding_fields_are_noted() {
+    assert!(ok(b"GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n").has_forwarding_fields());
+    assert!(ok(b"GET / HTTP/1.1\r\nHost: h\r\nx-forwarded-proto: https\r\n\r\n").has_forwarding_fields());
+    assert!(ok(b"GET / HTTP/1.1\r\nHost: h\r\nFORWARDED: for=1.2.3.4\r\n\r\n").has_forwarding_fields());
+    assert!(!ok(b"GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded: x\r\nForwarded-For: y\r\n\r\n")
+        .has_forwarding_fields());
+}
+
+#[test]
+fn server_owned_names_in_any_case() {
+    use crate::http::response::is_server_owned;
+    for name in ["Content-Length", "transfer-encoding", "CONNECTION", "Date", "keep-alive"] {
+        assert!(is_server_owned(name), "{name}");
+    }
+    for name in ["content-type", "dates", "connections", "x", ""] {
+        assert!(!is_server_owned(name), "{name}");
+    }
+}
+
+#[test]
+fn the_tchar_table_is_rfc_9110s_tchar() {
+    for b in 0..=255u8 {
+        let tchar = b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        assert_eq!(super::is_tchar(b), tchar, "byte {b}");
+    }
+}

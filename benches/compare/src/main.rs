@@ -12,6 +12,8 @@
 //! `compare --help` lists the options.
 
 mod axum_app;
+mod callgrind;
+mod floor;
 mod hyper_ref;
 mod hyper_tls;
 mod idle;
@@ -152,6 +154,8 @@ pub struct Options {
     pub strace: bool,
     pub strace_requests: u64,
     pub profile: bool,
+    /// Also count instructions per request under callgrind (floor, percore, hyper).
+    pub callgrind: bool,
     pub percore_bin: Option<PathBuf>,
     pub build: bool,
     pub wrk: Option<PathBuf>,
@@ -182,6 +186,9 @@ OPTIONS:
   --no-strace            skip syscall counting (default: on when strace is installed)
   --strace-requests N    requests per syscall count (default 50000)
   --profile              perf record the percore servers and hyper-mt under plaintext
+  --callgrind            also count user-space instructions per request under callgrind for the
+                         floor, percore (monoio, native handlers) and hyper, pipelined and
+                         keep-alive, /plaintext and /json (results/callgrind.md; needs valgrind)
   --percore-bin PATH     use this percore binary (default: build target/release/percore)
   --no-build             do not run `cargo build --release` at the root
   --wrk PATH             wrk binary (default: wrk on PATH)
@@ -191,6 +198,11 @@ OPTIONS:
 
   compare serve-hyper --mode mt|tpc --threads N --cpus LIST --port P
                          run the hyper reference server alone
+  compare callgrind [--percore-bin PATH] [--paths /plaintext,/json] [--out DIR] [--port P]
+                         only the callgrind counts (as --callgrind), percore not rebuilt
+  compare serve-floor --threads N --port P
+                         the floor: the cheapest monoio responder wrk accepts (counts request
+                         ends, writes canned answers)
   compare serve-axum --threads N --port P
                          the axum router on axum::serve
   compare serve-percore-axum [PERCORE FLAGS]
@@ -223,6 +235,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         strace: true,
         strace_requests: 50_000,
         profile: false,
+        callgrind: false,
         percore_bin: None,
         build: true,
         wrk: None,
@@ -273,6 +286,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             "--no-strace" => o.strace = false,
             "--strace-requests" => o.strace_requests = num(value(&mut i)?)?.max(1000),
             "--profile" => o.profile = true,
+            "--callgrind" => o.callgrind = true,
             "--percore-bin" => {
                 o.percore_bin = Some(PathBuf::from(value(&mut i)?));
                 o.build = false;
@@ -311,6 +325,27 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("serve-hyper") {
         std::process::exit(serve_hyper(&args[1..]));
+    }
+    if args.first().map(String::as_str) == Some("callgrind") {
+        std::process::exit(match callgrind_only(&args) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("compare: {e}");
+                1
+            }
+        });
+    }
+    if args.first().map(String::as_str) == Some("serve-floor") {
+        let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+        let threads = value("--threads").and_then(|v| v.parse().ok()).unwrap_or(1);
+        let port = value("--port").and_then(|v| v.parse().ok()).unwrap_or(8080);
+        std::process::exit(match floor::serve(port, threads) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("serve-floor: {e}");
+                1
+            }
+        });
     }
     if args.first().map(String::as_str) == Some("serve-percore-axum") {
         // percore's own command line (every flag after the subcommand) around the router.
@@ -596,7 +631,55 @@ fn run_all(o: &Options) -> Result<(), String> {
     }
     println!("{md}");
     let _ = std::fs::remove_dir_all(&workdir);
+    if o.callgrind {
+        let paths = ["/plaintext".to_owned(), "/json".to_owned()];
+        run_callgrind(&progs.percore, &progs.me, &paths, &o.out, o.port_base + 90, &o.command_line)?;
+    }
     Ok(())
+}
+
+/// Count instructions per request under callgrind; print the table and write it to
+/// `out/callgrind.md` (the profiles go to `out/callgrind/`).
+fn run_callgrind(
+    percore: &Path,
+    me: &Path,
+    paths: &[String],
+    out: &Path,
+    port: u16,
+    command: &str,
+) -> Result<(), String> {
+    if servers::find_in_path("valgrind").is_none() {
+        return Err("valgrind not found (apt-get install valgrind)".into());
+    }
+    let counts = callgrind::measure(percore, me, paths, &out.join("callgrind"), port)?;
+    let md = callgrind::markdown(&counts, command);
+    std::fs::create_dir_all(out).map_err(|e| e.to_string())?;
+    std::fs::write(out.join("callgrind.md"), &md).map_err(|e| e.to_string())?;
+    eprintln!("== wrote {}/callgrind.md", out.display());
+    println!("{md}");
+    Ok(())
+}
+
+/// `compare callgrind [--percore-bin PATH] [--paths LIST] [--out DIR] [--port P]`.
+fn callgrind_only(args: &[String]) -> Result<(), String> {
+    let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let percore = value("--percore-bin")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest_dir().join("../../target/release/percore"));
+    if !percore.is_file() {
+        return Err(format!("{} missing: run `cargo build --release` at the root", percore.display()));
+    }
+    let paths: Vec<String> =
+        value("--paths").unwrap_or_else(|| "/plaintext,/json".into()).split(',').map(str::to_owned).collect();
+    let out = value("--out").map(PathBuf::from).unwrap_or_else(|| manifest_dir().join("results"));
+    let port = value("--port").and_then(|v| v.parse().ok()).unwrap_or(18190);
+    let me = match std::env::var_os("COMPARE_SELF") {
+        Some(p) => PathBuf::from(p),
+        None => std::env::current_exe().map_err(|e| e.to_string())?,
+    };
+    let command =
+        std::iter::once("compare".to_owned()).chain(args.iter().cloned()).collect::<Vec<_>>().join(" ");
+    run_callgrind(&percore.canonicalize().unwrap_or(percore), &me, &paths, &out, port, &command)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -136,10 +136,11 @@ fn core_section(m: &mut String, o: &Options, r: &CoreResults) {
         Workload::ALL.into_iter().filter(|w| r.runs.iter().any(|x| x.workload == *w)).collect();
     let _ = writeln!(
         m,
-        "| workload | server | **server CPU-s per M req** | CPU vs hyper-mt | server-core busy s per M req | req/s | req/s vs hyper-mt | p50 | p99 | p99 vs hyper-mt | RSS after load | errors |"
+        "| workload | server | **server CPU-s per M req** | CPU vs floor | CPU vs hyper-mt | server-core busy s per M req | req/s | req/s vs hyper-mt | p50 | p99 | p99 vs hyper-mt | RSS after load | errors |"
     );
-    let _ = writeln!(m, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(m, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &w in &workloads {
+        let floor_cpu = metric(r, Kind::Floor, w, cpu);
         let ref_cpu = metric(r, REF, w, cpu);
         let ref_rps = metric(r, REF, w, |x| x.rps);
         let ref_p99 = metric(r, REF, w, |x| x.p99_us);
@@ -164,11 +165,12 @@ fn core_section(m: &mut String, o: &Options, r: &CoreResults) {
             let errors: u64 = runs_of(r, k, w).map(|x| x.errors).sum();
             let _ = writeln!(
                 m,
-                "| {label} | {} | **{:.2}** ({:.2}–{:.2}) | {} | {busy} | {}{} | {} | {p50} | {p99_text} | {} | {rss} | {errors} |",
+                "| {label} | {} | **{:.2}** ({:.2}–{:.2}) | {} | {} | {busy} | {}{} | {} | {p50} | {p99_text} | {} | {rss} | {errors} |",
                 k.name(),
                 c.median,
                 c.min,
                 c.max,
+                fmt_ratio(ratio(Some(&c), floor_cpu.as_ref())),
                 fmt_ratio(ratio(Some(&c), ref_cpu.as_ref())),
                 kilo(rps.median),
                 spread_pct(&rps),
@@ -261,7 +263,7 @@ fn core_section(m: &mut String, o: &Options, r: &CoreResults) {
 
 fn targets(m: &mut String, r: &CoreResults) {
     let has = |k: Kind| r.servers.iter().any(|s| s.0 == k);
-    if !has(Kind::PercoreMonoio) || !has(REF) {
+    if !has(Kind::PercoreMonoio) || !(has(REF) || has(Kind::Floor)) {
         return;
     }
     let _ = writeln!(m, "Targets ({} server core(s)):\n", r.cores);
@@ -284,6 +286,16 @@ fn targets(m: &mut String, r: &CoreResults) {
                 Some(x <= limit),
             );
         }
+    }
+    if let Some(x) = ratio(
+        metric(r, Kind::PercoreMonoio, Workload::Pipelined, cpu).as_ref(),
+        metric(r, Kind::Floor, Workload::Pipelined, cpu).as_ref(),
+    ) {
+        row(
+            "percore-monoio CPU/request ≤ 1.2× the floor's, pipelined".into(),
+            format!("{x:.2}×"),
+            Some(x <= 1.2),
+        );
     }
     for w in [Workload::Plaintext, Workload::Json] {
         let a = metric(r, Kind::PercoreMonoio, w, |x| x.p99_us);
@@ -420,6 +432,7 @@ pub fn csv(r: &CoreResults) -> String {
 
 fn color(k: Kind) -> &'static str {
     match k {
+        Kind::Floor => "#000000",
         Kind::PercoreMonoio => "#d62728",
         Kind::PercoreTokio => "#ff7f0e",
         Kind::PercoreTokioMt => "#8c564b",

@@ -10,6 +10,7 @@ use crate::procfs;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
+    Floor,
     PercoreMonoio,
     PercoreTokio,
     PercoreTokioMt,
@@ -24,7 +25,8 @@ pub enum Kind {
 
 impl Kind {
     /// The servers a plain run compares (the axum ones are asked for by name).
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
+        Kind::Floor,
         Kind::PercoreMonoio,
         Kind::PercoreTokio,
         Kind::PercoreTokioMt,
@@ -50,6 +52,7 @@ impl Kind {
 
     pub fn name(self) -> &'static str {
         match self {
+            Kind::Floor => "floor",
             Kind::PercoreMonoio => "percore-monoio",
             Kind::PercoreTokio => "percore-tokio",
             Kind::PercoreTokioMt => "percore-tokio-mt",
@@ -65,6 +68,7 @@ impl Kind {
 
     pub fn describe(self) -> &'static str {
         match self {
+            Kind::Floor => "the floor: the cheapest monoio (io_uring) responder wrk accepts: counts request ends, writes canned answers (no parsing, date, limits or timeouts)",
             Kind::PercoreMonoio => "percore `--runtime monoio` (io_uring), one pinned executor per core",
             Kind::PercoreTokio => "percore `--runtime tokio` (epoll), one pinned executor per core",
             Kind::PercoreTokioMt => "percore `--runtime tokio-mt` (epoll): one multi-thread tokio runtime and one listener shared by the executors",
@@ -135,6 +139,9 @@ impl Server {
                     .arg("serve-percore-axum")
                     .args(["--runtime", runtime, "--io-backend", "auto", "--workers", &n, "--cpus", &list])
                     .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--log-level", "warn"]);
+            }
+            Kind::Floor => {
+                cmd.arg(&progs.me).args(["serve-floor", "--threads", &n, "--port", &port.to_string()]);
             }
             Kind::AxumServe => {
                 cmd.arg(&progs.me).args(["serve-axum", "--threads", &n, "--port", &port.to_string()]);
@@ -300,8 +307,26 @@ pub fn get(port: u16, path: &str) -> std::io::Result<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(2)))?;
     s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())?;
+    // Until the server closes, or the body its content-length announces is whole (the
+    // floor ignores `Connection: close`: it parses nothing).
     let mut buf = Vec::new();
-    s.read_to_end(&mut buf)?;
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:").and_then(|v| v.trim().parse::<usize>().ok()));
+            if length.is_some_and(|len| buf.len() >= end + 4 + len) {
+                break;
+            }
+        }
+    }
     Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 

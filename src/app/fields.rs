@@ -1,0 +1,64 @@
+//! The header fields of a [`super::Response`]: a list whose first field is kept inline, so
+//! the usual response (one `content-type`) is built and dropped without an allocation.
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+
+/// One header field: its name and value.
+pub type Field = (Cow<'static, str>, Bytes);
+
+/// Header fields in the order they were added. The first lives inline; only a second one
+/// allocates.
+#[derive(Default, Clone)]
+pub struct Fields {
+    first: Option<Field>,
+    rest: Vec<Field>,
+}
+
+impl Fields {
+    /// Add a field after the others. Checking it is the caller's job.
+    pub(crate) fn push(&mut self, field: Field) {
+        if self.first.is_none() {
+            self.first = Some(field);
+        } else {
+            self.rest.push(field);
+        }
+    }
+
+    /// The fields in order, names as given.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+        self.first.iter().chain(self.rest.iter()).map(|(n, v)| (n.as_ref(), &v[..]))
+    }
+
+    pub fn len(&self) -> usize {
+        self.first.is_some() as usize + self.rest.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+}
+
+impl std::fmt::Debug for Fields {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.first.iter().chain(self.rest.iter())).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_order_across_the_inline_field_and_the_rest() {
+        let mut fields = Fields::default();
+        assert!(fields.is_empty());
+        for (n, v) in [("a", "1"), ("b", "2"), ("c", "3")] {
+            fields.push((Cow::Borrowed(n), Bytes::from_static(v.as_bytes())));
+        }
+        let got: Vec<(&str, &[u8])> = fields.iter().collect();
+        assert_eq!(got, vec![("a", &b"1"[..]), ("b", &b"2"[..]), ("c", &b"3"[..])]);
+        assert_eq!(fields.len(), 3);
+    }
+}
