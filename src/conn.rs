@@ -559,11 +559,12 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
 
     /// Write the `101` that accepts a WebSocket (or 403 to an origin `--ws-origins` does not
     /// allow), with any earlier pipelined responses before it.
-    async fn upgrade(&mut self, response: Response, upgrade: Upgrade, version: Version) -> Outcome {
+    async fn upgrade(&mut self, mut response: Response, mut upgrade: Upgrade, version: Version) -> Outcome {
         if !crate::ws::handshake::origin_allowed(upgrade.origin(), &self.ctx.config.ws.origins) {
             tracing::debug!(peer = %self.peer, "WebSocket origin not in --ws-origins; 403");
             return self.write_response(Response::status_text(403), false, version, true).await;
         }
+        upgrade.negotiate(&mut response, &self.ctx.config.ws);
         match self.write_response(response, false, version, false).await {
             Outcome::KeepAlive if self.flush().await.is_ok() => Outcome::Upgrade(upgrade),
             Outcome::KeepAlive => Outcome::Abort,

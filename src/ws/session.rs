@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 
+use super::deflate::DeflateParams;
 use super::frame::{self, code, Decoder, Event, OpCode};
 use super::socket::{driver_wait, text, Message, Shared, State, WebSocket};
 use super::{Upgrade, WsConfig};
@@ -55,13 +56,19 @@ pub struct SessionCtx<'a> {
 /// bytes read past the handshake, the start of the client's first frames.
 pub async fn run<T: Transport, K: Timer>(io: T, leftover: BytesMut, upgrade: Upgrade, ctx: SessionCtx<'_>) {
     let (reader, writer) = io.split();
+    let deflate = upgrade.deflate;
     let shared: Shared = Rc::new(RefCell::new(State::default()));
+    shared.borrow_mut().deflater = deflate.as_ref().map(DeflateParams::deflater);
     let socket = WebSocket::new(shared.clone(), upgrade.protocol);
     let mut handler = pin!(catch_panic((upgrade.run)(socket)));
     let mut write = pin!(write_loop::<_, K>(writer, &shared, ctx.config.close_timeout, ctx.write_timeout));
     // The side loops are dropped as soon as the connection is finished: the reader's read in
     // flight holds the socket open, and the handler may still be running.
-    let mut read = pin!(Some(read_loop::<_, K>(reader, leftover, &shared, ctx.config)));
+    let decoder = match &deflate {
+        Some(params) => Decoder::with_inflater(ctx.config.max_message, params.inflater()),
+        None => Decoder::new(ctx.config.max_message),
+    };
+    let mut read = pin!(Some(read_loop::<_, K>(reader, leftover, decoder, &shared, ctx.config)));
     let mut keepalive =
         pin!(Some(keepalive::<K>(&shared, ctx.config.ping_interval, ctx.config.ping_timeout)));
     let mut drain = pin!(Some(drain::<K>(&shared, ctx.drain, ctx.state, ctx.config.close_timeout)));
@@ -120,10 +127,10 @@ fn poll_side<F: Future<Output = ()>>(mut side: Pin<&mut Option<F>>, cx: &mut Con
 async fn read_loop<R: ReadHalf, K: Timer>(
     mut reader: R,
     mut rbuf: BytesMut,
+    mut decoder: Decoder,
     shared: &Shared,
     config: &WsConfig,
 ) {
-    let mut decoder = Decoder::new(config.max_message);
     // Before a close frame goes out (the peer's answered, or ours for its error), the handler
     // takes the messages that came first and may still answer them: a close ends what it
     // may send.

@@ -13,6 +13,7 @@ use std::task::{Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
 
+use super::deflate::Deflater;
 use super::frame::{self, CloseFrame, OpCode};
 
 /// Messages the driver holds for a handler that has not asked for them yet; past this the
@@ -143,6 +144,8 @@ pub(crate) struct State {
     pub draining: Option<u16>,
     /// The handler awaits [`WebSocket::draining`]: it gets time for its own goodbye.
     pub drain_watched: bool,
+    /// Set when permessage-deflate was negotiated: every data message goes out compressed.
+    pub deflater: Option<Deflater>,
     /// Everything waiting for a change: the handler's `recv`s and `send`s (clones of one
     /// WebSocket may wait in several tasks), and the driver.
     wakers: Vec<Waker>,
@@ -160,6 +163,14 @@ impl State {
     fn register(&mut self, waker: &Waker) {
         if !self.wakers.iter().any(|w| w.will_wake(waker)) {
             self.wakers.push(waker.clone());
+        }
+    }
+
+    /// Queue a text or binary message, compressed when permessage-deflate was negotiated.
+    pub fn queue_message(&mut self, opcode: OpCode, payload: &[u8]) {
+        match self.deflater.as_mut() {
+            Some(deflater) => frame::encode_compressed(&mut self.outbox, opcode, deflater.compress(payload)),
+            None => frame::encode(&mut self.outbox, opcode, payload),
         }
     }
 
@@ -251,7 +262,7 @@ impl WebSocket {
                 s.register(cx.waker());
                 return Poll::Pending;
             }
-            frame::encode(&mut s.outbox, opcode, payload);
+            s.queue_message(opcode, payload);
             s.notify();
             Poll::Ready(Ok(()))
         })
