@@ -310,6 +310,8 @@ struct Conn<T, K, H> {
     trailers_ok: bool,
     /// The current request's head, kept for its access log line when logging is on.
     log_head: Option<crate::http::RequestHead>,
+    /// The headers of a `101` whose access log line waits for the WebSocket to close.
+    upgrade_headers: Option<Vec<(std::borrow::Cow<'static, str>, Bytes)>>,
     /// The timer of every read and write wait (one at a time).
     timer: TimerSlot,
     _timer: PhantomData<fn() -> K>,
@@ -331,6 +333,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             started: Instant::now(),
             trailers_ok: false,
             log_head: None,
+            upgrade_headers: None,
             timer: TimerSlot::new::<K>(),
             _timer: PhantomData,
         }
@@ -583,9 +586,14 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             write_timeout: ctx.config.write_timeout,
             drain: &ctx.drain,
             state: &ctx.state,
+            stats: &ctx.stats,
         };
         let rbuf = mem::take(&mut self.rbuf);
-        crate::ws::session::run::<T, K>(io, rbuf, upgrade, session).await
+        let report = crate::ws::session::run::<T, K>(io, rbuf, upgrade, session).await;
+        // The `101`'s line, now that the WebSocket's duration and bytes are known.
+        if let Some(headers) = self.upgrade_headers.take() {
+            self.log(101, &headers, report.bytes_out, Some(report.bytes_in));
+        }
     }
 
     /// Set the client and scheme of the request `head` (the peer's own, unless the peer is a
@@ -726,10 +734,28 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         }
     }
 
-    /// Count a response in the executor's metrics and write its access log line.
+    /// Count a response in the executor's metrics and write its access log line. A `101`'s
+    /// line waits for the end of its WebSocket (`hand_over`).
     fn record(&mut self, status: u16, headers: &[(std::borrow::Cow<'static, str>, Bytes)], sent: u64) {
         let elapsed = self.started.elapsed();
         self.ctx.stats.record_response(status, elapsed.as_micros() as u64);
+        if status == 101 && self.ctx.access_log.is_some() {
+            self.upgrade_headers = Some(headers.to_vec());
+            return;
+        }
+        self.log(status, headers, sent, None);
+    }
+
+    /// Write the access log line of the current request (if the log is on): `sent` bytes
+    /// out and, for a WebSocket, `received` bytes in; its duration is from the head.
+    fn log(
+        &mut self,
+        status: u16,
+        headers: &[(std::borrow::Cow<'static, str>, Bytes)],
+        sent: u64,
+        received: Option<u64>,
+    ) {
+        let elapsed = self.started.elapsed();
         let Some(log) = &self.ctx.access_log else { return };
         let head = self.log_head.take();
         let request_id = match head.as_ref().and_then(|h| h.header("x-request-id")) {
@@ -745,6 +771,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             head: head.as_ref(),
             status,
             bytes: sent,
+            bytes_in: received,
             duration: elapsed,
             executor: log.executor(),
             request_id: &request_id,

@@ -10,6 +10,7 @@ pub mod frame;
 pub mod handshake;
 pub mod session;
 pub mod socket;
+pub mod stats;
 pub mod utf8;
 
 use std::time::Duration;
