@@ -32,3 +32,5 @@ mod tls;
 mod trust;
 mod uds;
 mod websocket;
+mod websocket_deflate;
+mod websocket_observe;
