@@ -676,7 +676,9 @@ mod tests {
         // A WebSocket's line, written at its close: bytes each way.
         let ws = Entry { status: 101, bytes: 300, bytes_in: Some(120), ..unix };
         assert_eq!(line("%(s)s %(b)s %(I)s", &ws), "101 300 120\n");
-        assert!(line("json", &ws).contains("\"bytes\":300,") && line("json", &ws).contains("\"bytes_in\":120"));
+        assert!(
+            line("json", &ws).contains("\"bytes\":300,") && line("json", &ws).contains("\"bytes_in\":120")
+        );
         assert!(Format::parse("%(zz)s").is_err());
         assert!(Format::parse("%(h").is_err());
     }

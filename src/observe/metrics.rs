@@ -119,7 +119,10 @@ pub fn render(state: &ServerState) -> String {
     );
     for (direction, counts) in [("sent", &sum.ws.closes_sent), ("received", &sum.ws.closes_received)] {
         for (code, n) in CLOSE_CODE_LABELS.iter().zip(counts.iter()) {
-            let _ = writeln!(w, "percore_websocket_closes_total{{direction=\"{direction}\",code=\"{code}\"}} {n}");
+            let _ = writeln!(
+                w,
+                "percore_websocket_closes_total{{direction=\"{direction}\",code=\"{code}\"}} {n}"
+            );
         }
     }
 

@@ -10,8 +10,8 @@ use bytes::Bytes;
 
 use super::deflate::DeflateParams;
 use super::handshake::{check, Handshake, HandshakeError};
-use super::WsConfig;
 use super::socket::WebSocket;
+use super::WsConfig;
 use crate::app::{Handler, Request, Response};
 
 /// The function a `101` response carries: it runs on the WebSocket after the hand-over.

@@ -247,7 +247,12 @@ async fn read_loop<R: ReadHalf, K: Timer>(
 /// `size` is the room reads get: doubled (up to `READ_MAX`) when a read fills all of it, as
 /// a large message streams in, and halved (down to `READ_MIN`) when a read uses less than a
 /// quarter, so that a WebSocket that goes quiet goes back to a small buffer.
-async fn read_more<R: ReadHalf>(reader: &mut R, rbuf: &mut BytesMut, size: &mut usize, shared: &Shared) -> bool {
+async fn read_more<R: ReadHalf>(
+    reader: &mut R,
+    rbuf: &mut BytesMut,
+    size: &mut usize,
+    shared: &Shared,
+) -> bool {
     if rbuf.is_empty() && rbuf.capacity() > 2 * *size {
         *rbuf = BytesMut::with_capacity(*size);
     } else if rbuf.capacity() - rbuf.len() < *size / 2 {

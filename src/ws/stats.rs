@@ -10,8 +10,8 @@ use crate::state::ExecutorStats;
 /// application ranges as a whole (a label per code would let clients grow the metric without
 /// bound), a close frame without a code, and anything else.
 pub const CLOSE_CODE_LABELS: [&str; 20] = [
-    "1000", "1001", "1002", "1003", "1004", "1005", "1006", "1007", "1008", "1009", "1010", "1011",
-    "1012", "1013", "1014", "1015", "3xxx", "4xxx", "none", "other",
+    "1000", "1001", "1002", "1003", "1004", "1005", "1006", "1007", "1008", "1009", "1010", "1011", "1012",
+    "1013", "1014", "1015", "3xxx", "4xxx", "none", "other",
 ];
 
 /// The index in [`CLOSE_CODE_LABELS`] of a close frame's code (`None`: no code).

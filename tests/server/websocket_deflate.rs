@@ -107,7 +107,10 @@ fn negotiation_answers_the_first_acceptable_offer() {
         // A window the server cannot compress with, and an unknown parameter, are declined;
         // the next offer is taken.
         (
-            &["permessage-deflate; server_max_window_bits=8, permessage-deflate; x=1", "permessage-deflate; server_max_window_bits=12"],
+            &[
+                "permessage-deflate; server_max_window_bits=8, permessage-deflate; x=1",
+                "permessage-deflate; server_max_window_bits=12",
+            ],
             Some("permessage-deflate; server_max_window_bits=12"),
         ),
         (&["permessage-deflate; server_max_window_bits=8"], None),

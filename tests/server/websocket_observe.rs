@@ -53,9 +53,8 @@ fn metrics_count_websockets_messages_bytes_and_close_codes() {
     assert_eq!(sample(&s, "percore_websocket_sent_bytes_total{executor=\"0\"}"), (3 + 5) as f64);
 
     close_normally(&mut ws);
-    let closed = eventually(Duration::from_secs(5), || {
-        sample(&s, "percore_websockets_open{executor=\"0\"}") == 0.0
-    });
+    let closed =
+        eventually(Duration::from_secs(5), || sample(&s, "percore_websockets_open{executor=\"0\"}") == 0.0);
     assert!(closed, "the WebSocket is still counted open");
     assert_eq!(sample(&s, "percore_websocket_closes_total{direction=\"received\",code=\"1000\"}"), 1.0);
     assert_eq!(sample(&s, "percore_websocket_closes_total{direction=\"sent\",code=\"1000\"}"), 1.0);

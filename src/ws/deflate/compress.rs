@@ -66,7 +66,10 @@ impl Deflater {
             // stored block, less the tail, is the one byte 0x00 (RFC 7692 §7.2.3.6).
             self.out.push(0x00);
         } else {
-            debug_assert!(self.out.ends_with(&[0x00, 0x00, 0xff, 0xff]), "a sync flush ends with an empty stored block");
+            debug_assert!(
+                self.out.ends_with(&[0x00, 0x00, 0xff, 0xff]),
+                "a sync flush ends with an empty stored block"
+            );
             self.out.truncate(self.out.len() - 4);
         }
         if self.no_context_takeover {

@@ -66,7 +66,11 @@ impl Inflater {
             // Room for what may still come (one byte more shows a message over the limit),
             // at most a step, and in proportion to the input: the room is zeroed first, and
             // a few bytes of input rarely make more than a few KiB.
-            let room = limit.saturating_sub(start).saturating_add(1).min(STEP).min(input.len().saturating_mul(8).max(512));
+            let room = limit
+                .saturating_sub(start)
+                .saturating_add(1)
+                .min(STEP)
+                .min(input.len().saturating_mul(8).max(512));
             out.resize(start + room, 0);
             let (in_before, out_before) = (state.total_in(), state.total_out());
             let status = state.decompress(input, &mut out[start..], FlushDecompress::Sync);

@@ -180,8 +180,7 @@ fn unquote(value: &[u8]) -> Result<Vec<u8>, OfferError> {
 
 /// An HTTP token (RFC 9110 §5.6.2).
 fn is_token(s: &[u8]) -> bool {
-    !s.is_empty()
-        && s.iter().all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !s.is_empty() && s.iter().all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Split `s` at `sep` outside quoted strings (a `,` or `;` inside quotes is part of the

@@ -59,7 +59,10 @@ fn server_max_window_bits_is_kept_to_or_declined() {
         assert_eq!(p.response_header(), format!("permessage-deflate; server_max_window_bits={bits}"));
     }
     // Quoted values are tokens after unquoting (RFC 6455 §9.1).
-    assert_eq!(agree(&["permessage-deflate; server_max_window_bits=\"10\""]).unwrap().server_max_window_bits, 10);
+    assert_eq!(
+        agree(&["permessage-deflate; server_max_window_bits=\"10\""]).unwrap().server_max_window_bits,
+        10
+    );
     // The deflater cannot keep to a 256-byte window: declined rather than claimed.
     assert_eq!(agree(&["permessage-deflate; server_max_window_bits=8"]), None);
 }
@@ -110,10 +113,8 @@ fn invalid_offers_are_declined() {
 #[test]
 fn first_acceptable_offer_wins() {
     // Declined offers are skipped, in one header value or across several.
-    let p = agree(&[
-        "permessage-deflate; server_max_window_bits=8, permessage-deflate; foo=1, \
-         permessage-deflate; server_max_window_bits=12, permessage-deflate",
-    ])
+    let p = agree(&["permessage-deflate; server_max_window_bits=8, permessage-deflate; foo=1, \
+         permessage-deflate; server_max_window_bits=12, permessage-deflate"])
     .unwrap();
     assert_eq!(p.server_max_window_bits, 12);
     let p = agree(&[
