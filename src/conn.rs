@@ -271,8 +271,9 @@ enum Wait {
 #[derive(Debug)]
 enum Outcome {
     KeepAlive,
-    /// The `101` is written: the connection is a WebSocket's now.
-    Upgrade(Upgrade),
+    /// The `101` is written: the connection is a WebSocket's now. (Boxed: an `Outcome` is
+    /// held in every connection's future.)
+    Upgrade(Box<Upgrade>),
     /// Close gracefully (FIN, then lingering read).
     Close,
     /// The connection is unusable (write failed, body stream broke): drop it.
@@ -310,8 +311,9 @@ struct Conn<T, K, H> {
     trailers_ok: bool,
     /// The current request's head, kept for its access log line when logging is on.
     log_head: Option<crate::http::RequestHead>,
-    /// The headers of a `101` whose access log line waits for the WebSocket to close.
-    upgrade_headers: Option<Vec<(std::borrow::Cow<'static, str>, Bytes)>>,
+    /// The headers of a `101` whose access log line waits for the WebSocket to close (boxed:
+    /// rare, and this struct is part of every connection's future).
+    upgrade_headers: Option<Box<Vec<(std::borrow::Cow<'static, str>, Bytes)>>>,
     /// The timer of every read and write wait (one at a time).
     timer: TimerSlot,
     _timer: PhantomData<fn() -> K>,
@@ -359,7 +361,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             first = false;
             match self.exchange(parsed).await {
                 Outcome::KeepAlive => {}
-                Outcome::Upgrade(upgrade) => return Box::pin(self.hand_over(upgrade)).await,
+                Outcome::Upgrade(upgrade) => return Box::pin(self.hand_over(*upgrade)).await,
                 Outcome::Close => return self.close().await,
                 Outcome::Abort => return,
             }
@@ -569,7 +571,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         }
         upgrade.negotiate(&mut response, &self.ctx.config.ws);
         match self.write_response(response, false, version, false).await {
-            Outcome::KeepAlive if self.flush().await.is_ok() => Outcome::Upgrade(upgrade),
+            Outcome::KeepAlive if self.flush().await.is_ok() => Outcome::Upgrade(Box::new(upgrade)),
             Outcome::KeepAlive => Outcome::Abort,
             other => other,
         }
@@ -740,7 +742,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         let elapsed = self.started.elapsed();
         self.ctx.stats.record_response(status, elapsed.as_micros() as u64);
         if status == 101 && self.ctx.access_log.is_some() {
-            self.upgrade_headers = Some(headers.to_vec());
+            self.upgrade_headers = Some(Box::new(headers.to_vec()));
             return;
         }
         self.log(status, headers, sent, None);
