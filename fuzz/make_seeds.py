@@ -2,12 +2,14 @@
 """Write the seed corpus of the fuzz targets from the codec's test vectors.
 
 Every smuggling vector of src/http/tests.rs and tests/server/framing.rs, the valid requests
-of those tests, and requests for each route of the fuzz app (fuzz/src/checks.rs, FuzzApp).
+of those tests, and requests for each route of the fuzz app (fuzz/src/checks.rs, FuzzApp);
+for ws_inflate, compressed messages (RFC 7692's examples, deflate bombs, broken DEFLATE).
 Files are named `seed-<name>`; inputs a fuzzing run adds keep libFuzzer's hash names.
 Re-running rewrites the seeds only:  python3 fuzz/make_seeds.py
 """
 
 import os
+import zlib
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
 
@@ -205,6 +207,40 @@ PROXY = {
 }
 
 
+def deflate_message(data, window=15, level=9):
+    """A message compressed as a permessage-deflate client does: raw DEFLATE, a sync flush,
+    the final 00 00 ff ff taken off (RFC 7692 §7.2.1)."""
+    c = zlib.compressobj(level, zlib.DEFLATED, -window)
+    out = c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
+    assert out.endswith(b"\x00\x00\xff\xff")
+    return out[:-4]
+
+
+# Seeds of ws_inflate: a control byte (bits 0-1: limit 64 B, 4 KiB, 1 MiB; bit 2: no context
+# takeover; bits 3-7: the deflater's window), then a compressed message.
+LIMIT_64, LIMIT_4K, LIMIT_1M, NO_CONTEXT = 0, 1, 2, 4
+TEXT = "permessage-deflate, κόσμε. ".encode() * 40
+WS_INFLATE = {
+    # RFC 7692 §7.2.3: "Hello" compressed, as a stored block, with BFINAL set, empty.
+    "rfc-hello": bytes([LIMIT_64, 0xF2, 0x48, 0xCD, 0xC9, 0xC9, 0x07, 0x00]),
+    "rfc-stored": bytes([LIMIT_64, 0x00, 0x05, 0x00, 0xFA, 0xFF]) + b"Hello" + b"\x00",
+    "rfc-bfinal": bytes([LIMIT_64 | NO_CONTEXT, 0xF3, 0x48, 0xCD, 0xC9, 0xC9, 0x07, 0x00]),
+    "rfc-empty": bytes([LIMIT_64, 0x00]),
+    "text": bytes([LIMIT_4K]) + deflate_message(TEXT),
+    "text-window-9": bytes([LIMIT_4K | (0 << 3)]) + deflate_message(TEXT, window=9),
+    "text-over-64": bytes([LIMIT_64 | (6 << 3)]) + deflate_message(TEXT),
+    "binary": bytes([LIMIT_1M | NO_CONTEXT | (3 << 3)]) + deflate_message(bytes(range(256)) * 64, level=1),
+    # Deflate bombs: 16 MiB of zeros against 1 MiB, 1 MiB against 64 bytes.
+    "bomb-16m": bytes([LIMIT_1M]) + deflate_message(bytes(16 << 20)),
+    "bomb-1m-small-limit": bytes([LIMIT_64]) + deflate_message(bytes(1 << 20)),
+    # Not DEFLATE: a reserved block type; bytes after a final block; a cut stored block.
+    "reserved-btype": bytes([LIMIT_4K, 0xFF, 0xFF, 0xFF]),
+    "after-bfinal": bytes([LIMIT_64, 0xF3, 0x48, 0xCD, 0xC9, 0xC9, 0x07, 0x00, 0x00, 0x01]),
+    "cut-stored": bytes([LIMIT_64, 0x00, 0x05, 0x00, 0xFA, 0xFF, 0x48]),
+    "stored-bad-nlen": bytes([LIMIT_64, 0x00, 0x05, 0x00, 0x00, 0x00]) + b"Hello",
+}
+
+
 def write(target, name, data):
     d = os.path.join(ROOT, target)
     os.makedirs(d, exist_ok=True)
@@ -218,6 +254,8 @@ def main():
             write(target, name, data)
     for name, data in CHUNKED.items():
         write("chunked", name, data)
+    for name, data in WS_INFLATE.items():
+        write("ws_inflate", name, data)
     for name, data in PROXY.items():
         write("proxy", name, data)
         if data.startswith(b"PROXY") or data.startswith(b"\r\n\r\n"):

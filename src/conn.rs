@@ -287,8 +287,9 @@ enum Wait {
 #[derive(Debug)]
 enum Outcome {
     KeepAlive,
-    /// The `101` is written: the connection is a WebSocket's now.
-    Upgrade(Upgrade),
+    /// The `101` is written: the connection is a WebSocket's now. (Boxed: an `Outcome` is
+    /// held in every connection's future.)
+    Upgrade(Box<Upgrade>),
     /// Close gracefully (FIN, then lingering read).
     Close,
     /// The connection is unusable (write failed, body stream broke): drop it.
@@ -330,6 +331,9 @@ struct Conn<T, K, H> {
     trailers_ok: bool,
     /// The current request's head, kept for its access log line when logging is on.
     log_head: Option<crate::http::RequestHead>,
+    /// The headers of a `101` whose access log line waits for the WebSocket to close (boxed:
+    /// rare, and this struct is part of every connection's future).
+    upgrade_headers: Option<Box<Fields>>,
     /// The timer of every read and write wait (one at a time).
     timer: TimerSlot,
     _timer: PhantomData<fn() -> K>,
@@ -352,6 +356,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             recorded_at: None,
             trailers_ok: false,
             log_head: None,
+            upgrade_headers: None,
             timer: TimerSlot::new::<K>(),
             _timer: PhantomData,
         }
@@ -377,7 +382,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             first = false;
             match self.exchange(parsed).await {
                 Outcome::KeepAlive => {}
-                Outcome::Upgrade(upgrade) => return Box::pin(self.hand_over(upgrade)).await,
+                Outcome::Upgrade(upgrade) => return Box::pin(self.hand_over(*upgrade)).await,
                 Outcome::Close => return self.close().await,
                 Outcome::Abort => return,
             }
@@ -588,15 +593,16 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
 
     /// Write the `101` that accepts a WebSocket (or 403 to an origin `--ws-origins` does not
     /// allow), with any earlier pipelined responses before it.
-    async fn upgrade(&mut self, response: Response, upgrade: Upgrade, version: Version) -> Outcome {
+    async fn upgrade(&mut self, mut response: Response, mut upgrade: Upgrade, version: Version) -> Outcome {
         if !crate::ws::handshake::origin_allowed(upgrade.origin(), &self.ctx.config.ws.origins) {
             tracing::debug!(peer = %self.peer, "WebSocket origin not in --ws-origins; 403");
             let encoded = self.encode_response_head(Response::status_text(403), false, version, true);
             return self.write_body(encoded).await;
         }
+        upgrade.negotiate(&mut response, &self.ctx.config.ws);
         let encoded = self.encode_response_head(response, false, version, false);
         match self.write_body(encoded).await {
-            Outcome::KeepAlive if self.flush().await.is_ok() => Outcome::Upgrade(upgrade),
+            Outcome::KeepAlive if self.flush().await.is_ok() => Outcome::Upgrade(Box::new(upgrade)),
             Outcome::KeepAlive => Outcome::Abort,
             other => other,
         }
@@ -613,9 +619,15 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             write_timeout: ctx.config.write_timeout,
             drain: &ctx.drain,
             state: &ctx.state,
+            stats: &ctx.stats,
         };
         let rbuf = mem::take(&mut self.rbuf);
-        crate::ws::session::run::<T, K>(io, rbuf, upgrade, session).await
+        let report = crate::ws::session::run::<T, K>(io, rbuf, upgrade, session).await;
+        // The `101`'s line, now that the WebSocket's duration and bytes are known.
+        if let Some(headers) = self.upgrade_headers.take() {
+            let elapsed = self.started.elapsed();
+            self.log(101, Some(&headers), report.bytes_out, Some(report.bytes_in), elapsed);
+        }
     }
 
     /// Set the client and scheme of the request `head` (the peer's own, unless the peer is a
@@ -766,12 +778,23 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
     }
 
     /// Count a response in the executor's metrics and write its access log line.
-    /// `headers`: the response's fields, when the access log is on.
+    /// `headers`: the response's fields, when the access log is on. A `101`'s line waits for
+    /// the end of its WebSocket (`hand_over`).
     fn record(&mut self, status: u16, headers: Option<&Fields>, sent: u64) {
         let now = Instant::now();
         let elapsed = now.saturating_duration_since(self.started);
         self.recorded_at = Some(now);
         self.ctx.stats.record_response(status, elapsed.as_micros() as u64);
+        if status == 101 && self.ctx.access_log.is_some() {
+            self.upgrade_headers = headers.map(|h| Box::new(h.clone()));
+            return;
+        }
+        self.log(status, headers, sent, None, elapsed);
+    }
+
+    /// Write the access log line of the current request (if the log is on): `sent` bytes
+    /// out and, for a WebSocket, `received` bytes in, `elapsed` since its head.
+    fn log(&mut self, status: u16, headers: Option<&Fields>, sent: u64, received: Option<u64>, elapsed: Duration) {
         let Some(log) = &self.ctx.access_log else { return };
         let head = self.log_head.take();
         let request_id = match head.as_ref().and_then(|h| h.header("x-request-id")) {
@@ -786,6 +809,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             head: head.as_ref(),
             status,
             bytes: sent,
+            bytes_in: received,
             duration: elapsed,
             executor: log.executor(),
             request_id: &request_id,

@@ -9,6 +9,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::http::ParseError;
+use crate::ws::stats::{WsStats, WsTotals};
 
 /// Upper bounds (µs) of the request-duration histogram buckets; a last `+Inf` bucket is
 /// implied (the count).
@@ -48,6 +49,8 @@ pub struct ExecutorStats {
     pub parse_error_kinds: [AtomicU64; ParseError::ALL.len()],
     /// Requests inside a handler right now.
     pub in_flight: AtomicU64,
+    /// WebSocket connections, messages, bytes and close codes.
+    pub ws: WsStats,
     /// The executor slot this instance serves.
     pub slot: usize,
     /// Set by the supervisor: stop accepting, finish open connections, then exit.
@@ -171,6 +174,7 @@ pub struct Totals {
     pub duration_sum_us: u64,
     pub duration_count: u64,
     pub parse_error_kinds: [u64; ParseError::ALL.len()],
+    pub ws: WsTotals,
 }
 
 impl Totals {
@@ -197,6 +201,7 @@ impl Totals {
         for (t, c) in self.parse_error_kinds.iter_mut().zip(&s.parse_error_kinds) {
             *t += g(c);
         }
+        self.ws.add(&s.ws, gauges);
     }
 }
 

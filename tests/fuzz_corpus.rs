@@ -81,6 +81,11 @@ fn ws_frame_corpus() {
     run_corpus("ws_frame");
 }
 
+#[test]
+fn ws_inflate_corpus() {
+    run_corpus("ws_inflate");
+}
+
 /// Every target directory has a check, and every check a directory.
 #[test]
 fn corpus_directories_match_targets() {
@@ -89,7 +94,7 @@ fn corpus_directories_match_targets() {
         let name = entry.unwrap().file_name().to_string_lossy().into_owned();
         assert!(checks::check_for(&name).is_some(), "fuzz/corpus/{name} has no target");
     }
-    for target in ["head", "chunked", "driver", "differential", "proxy", "ws_frame"] {
+    for target in ["head", "chunked", "driver", "differential", "proxy", "ws_frame", "ws_inflate"] {
         assert!(corpus_dir(target).is_dir(), "fuzz/corpus/{target} missing");
     }
 }

@@ -1201,6 +1201,75 @@ pub fn check_ws_frame(data: &[u8]) {
     }
 }
 
+// --- ws_inflate: permessage-deflate ---------------------------------------------------------
+
+/// Inflate `input` as one compressed message, fed in `pieces` (then byte by byte), with
+/// `limit`: the message, or why it was refused. Output never exceeds the limit.
+pub fn ws_inflate_in_pieces(
+    input: &[u8],
+    limit: usize,
+    pieces: &[usize],
+    no_context: bool,
+) -> Result<Vec<u8>, percore::ws::deflate::InflateError> {
+    let mut inflater = percore::ws::deflate::Inflater::new(no_context);
+    let mut out = bytes::BytesMut::new();
+    let (mut at, mut next) = (0, 0);
+    while at < input.len() {
+        let n = pieces.get(next).copied().unwrap_or(1).clamp(1, input.len() - at);
+        next += 1;
+        let fed = inflater.feed(&input[at..at + n], &mut out, limit);
+        assert!(out.len() <= limit + 1, "{} bytes inflated with a limit of {limit}", out.len());
+        fed?;
+        assert!(out.len() <= limit, "{} bytes inflated with a limit of {limit}", out.len());
+        at += n;
+    }
+    inflater.finish(&mut out, limit)?;
+    assert!(out.len() <= limit, "{} bytes inflated with a limit of {limit}", out.len());
+    Ok(out.to_vec())
+}
+
+/// The inflater of permessage-deflate (`ws/deflate/`). The first byte picks the limit
+/// (64 B, 4 KiB, 1 MiB), context takeover and a window for the deflater; the rest is:
+/// (a) a compressed message: inflated in one piece, byte by byte and in random pieces, with
+/// the same result (message or error kind), never more output than the limit, and memory
+/// held within a small multiple of the limit whatever the ratio (a deflate bomb costs
+/// nothing); (b) a message: compressed by the server's deflater (twice, so the second may
+/// refer back to the first) and inflated again, byte for byte, refused if one byte over.
+pub fn check_ws_inflate(data: &[u8]) {
+    let Some((&control, input)) = data.split_first() else { return };
+    let limit = [64, 4096, 1 << 20][usize::from(control & 3) % 3];
+    let no_context = control & 4 != 0;
+    let window = 9 + (control >> 3) % 7;
+
+    let (one, peak) = peak_during(|| ws_inflate_in_pieces(input, limit, &[input.len()], no_context));
+    // The inflater's state (a 32 KiB window and its tables) and an output buffer that grows
+    // by doubling up to the limit (the old and the new buffer both held while it moves):
+    // a multiple of the limit, never of what the input would inflate to.
+    let bound = 3 * limit + 256 * 1024;
+    assert!(peak <= bound, "{peak} bytes held inflating {} bytes with a limit of {limit}", input.len());
+    let bytewise = ws_inflate_in_pieces(input, limit, &[], no_context);
+    assert_eq!(one, bytewise, "one piece vs byte by byte, limit {limit}: {}", show(data));
+    let mut rng = Rng::new(hash(data));
+    let pieces: Vec<usize> = (0..input.len()).map(|_| rng.size(300)).collect();
+    let random = ws_inflate_in_pieces(input, limit, &pieces, no_context);
+    assert_eq!(one, random, "one piece vs {pieces:?}, limit {limit}: {}", show(data));
+
+    let mut deflater = percore::ws::deflate::Deflater::new(window, no_context);
+    let mut inflater = percore::ws::deflate::Inflater::new(no_context);
+    for _ in 0..2 {
+        let z = deflater.compress(input).to_vec();
+        let mut out = bytes::BytesMut::new();
+        inflater.feed(&z, &mut out, input.len()).expect("the deflater's output inflates");
+        inflater.finish(&mut out, input.len()).expect("the deflater's output inflates");
+        assert_eq!(&out[..], input, "round trip, window {window}, no context {no_context}");
+    }
+    if !input.is_empty() {
+        let z = percore::ws::deflate::Deflater::new(window, true).compress(input).to_vec();
+        let over = ws_inflate_in_pieces(&z, input.len() - 1, &[z.len()], true);
+        assert_eq!(over, Err(percore::ws::deflate::InflateError::TooBig), "one byte over the limit");
+    }
+}
+
 /// The checks by target name, for running a corpus directory.
 pub fn check_for(target: &str) -> Option<fn(&[u8])> {
     Some(match target {
@@ -1210,6 +1279,7 @@ pub fn check_for(target: &str) -> Option<fn(&[u8])> {
         "differential" => check_differential,
         "proxy" => check_proxy,
         "ws_frame" => check_ws_frame,
+        "ws_inflate" => check_ws_inflate,
         _ => return None,
     })
 }

@@ -150,6 +150,8 @@ fn read_file(path: &Path) -> Result<Vec<(String, Vec<String>)>, LoadError> {
             (toml::Value::Boolean(true), true) => vec![format!("--{long}")],
             (toml::Value::Boolean(false), true) => Vec::new(),
             (_, true) => return Err(key_err("expected true or false".to_string())),
+            // A flag that takes `true`/`false` (`ws-per-message-deflate = false`).
+            (toml::Value::Boolean(b), false) => vec![format!("--{long}={b}")],
             (toml::Value::String(s), false) => vec![format!("--{long}={s}")],
             (toml::Value::Integer(i), false) => vec![format!("--{long}={i}")],
             (toml::Value::Float(f), false) => vec![format!("--{long}={f}")],

@@ -164,7 +164,7 @@ impl Default for ServerConfig {
 /// log format change in place. Every other setting needs a restart, and a reload that
 /// changes one names it in a warning. (A list of what is applied, so that a setting added
 /// later is reported as needing a restart until its reload is wired up.)
-pub const APPLIED_ON_RELOAD: [&str; 38] = [
+pub const APPLIED_ON_RELOAD: [&str; 39] = [
     "log-level",
     "certfile",
     "keyfile",
@@ -202,6 +202,7 @@ pub const APPLIED_ON_RELOAD: [&str; 38] = [
     "ws-ping-interval",
     "ws-ping-timeout",
     "ws-origins",
+    "ws-per-message-deflate",
     "sse-ping-interval",
 ];
 
@@ -511,6 +512,11 @@ pub struct Cli {
     #[arg(long, env = "PERCORE_WS_ORIGINS", default_value = "", value_parser = parse_origin_list)]
     pub ws_origins: OriginList,
 
+    /// Compress WebSocket messages with permessage-deflate (RFC 7692) when the client offers
+    /// it (uvicorn's default): `true` or `false`.
+    #[arg(long, env = "PERCORE_WS_PER_MESSAGE_DEFLATE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub ws_per_message_deflate: bool,
+
     /// On a Server-Sent Events stream, a `: ping` comment after this long without an event,
     /// so proxies and clients do not take the quiet connection for a dead one; 0 sends none.
     #[arg(long, env = "PERCORE_SSE_PING_INTERVAL", default_value = "15s", value_parser = parse_duration)]
@@ -565,6 +571,7 @@ impl Cli {
                     ping_interval: self.ws_ping_interval,
                     ping_timeout: self.ws_ping_timeout,
                     origins: self.ws_origins.0.clone(),
+                    per_message_deflate: self.ws_per_message_deflate,
                 },
                 sse_ping_interval: self.sse_ping_interval,
                 ..DriverConfig::default()

@@ -71,7 +71,7 @@ pub enum Format {
 /// gunicorn's default, which is Apache's combined format.
 const COMBINED: &str = r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s""#;
 const COMMON: &str = r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s"#;
-const ATOMS: &str = "hlutrmUqHsBbfaTMDLp";
+const ATOMS: &str = "hlutrmUqHsBbIfaTMDLp";
 
 impl Format {
     /// `common`, `combined`, `json`, or a gunicorn format string such as
@@ -123,8 +123,10 @@ pub struct Entry<'a> {
     /// `None` for requests refused before a head was parsed.
     pub head: Option<&'a RequestHead>,
     pub status: u16,
-    /// Body bytes sent.
+    /// Body bytes sent (for a WebSocket, logged at its close: the bytes of its frames).
     pub bytes: u64,
+    /// Bytes received, where they are counted: a WebSocket's frames (`%(I)s`, `bytes_in`).
+    pub bytes_in: Option<u64>,
     pub duration: Duration,
     pub executor: usize,
     pub request_id: &'a str,
@@ -186,6 +188,7 @@ fn atom(a: &str, e: &Entry<'_>, out: &mut Vec<u8>) {
         "B" => e.bytes.to_string().into_bytes(),
         "b" if e.bytes == 0 => b"-".to_vec(),
         "b" => e.bytes.to_string().into_bytes(),
+        "I" => e.bytes_in.map_or(b"-".to_vec(), |n| n.to_string().into_bytes()),
         "f" => dash(e.request_header("referer")),
         "a" => dash(e.request_header("user-agent")),
         "T" => e.duration.as_secs().to_string().into_bytes(),
@@ -223,6 +226,9 @@ fn json_line(e: &Entry<'_>, out: &mut Vec<u8>) {
         ("user_agent", json_opt(e.request_header("user-agent"))),
         ("referer", json_opt(e.request_header("referer"))),
     ];
+    if let Some(n) = e.bytes_in {
+        fields.push(("bytes_in", n.to_string()));
+    }
     if let Some(subject) = e.client_cert {
         fields.push(("client_cert", json_opt(Some(clip(subject.as_bytes())))));
     }
@@ -641,6 +647,7 @@ mod tests {
             head: Some(&h),
             status: 200,
             bytes: 13,
+            bytes_in: None,
             duration: Duration::from_micros(1234),
             executor: 1,
             request_id: "abc",
@@ -664,6 +671,14 @@ mod tests {
         let unix = Entry { client: None, ..mtls };
         assert_eq!(line("%(h)s %(s)s", &unix), "unix: 200\n");
         assert!(line("json", &unix).contains("\"client\":\"unix:\""));
+        assert_eq!(line("%(b)s %(I)s", &unix), "13 -\n");
+        assert!(!line("json", &unix).contains("bytes_in"));
+        // A WebSocket's line, written at its close: bytes each way.
+        let ws = Entry { status: 101, bytes: 300, bytes_in: Some(120), ..unix };
+        assert_eq!(line("%(s)s %(b)s %(I)s", &ws), "101 300 120\n");
+        assert!(
+            line("json", &ws).contains("\"bytes\":300,") && line("json", &ws).contains("\"bytes_in\":120")
+        );
         assert!(Format::parse("%(zz)s").is_err());
         assert!(Format::parse("%(h").is_err());
     }
@@ -688,6 +703,7 @@ mod tests {
             head: Some(head),
             status: 200,
             bytes: 1,
+            bytes_in: None,
             duration: Duration::ZERO,
             executor: 0,
             request_id: "r",

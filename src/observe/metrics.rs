@@ -14,6 +14,7 @@ use bytes::Bytes;
 use crate::app::{Request, Response};
 use crate::http::ParseError;
 use crate::state::{ServerState, Totals, DURATION_BUCKETS_US};
+use crate::ws::stats::CLOSE_CODE_LABELS;
 
 /// The media type Prometheus scrapes.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -40,6 +41,12 @@ pub fn render(state: &ServerState) -> String {
             *s += v;
         }
         for (s, v) in sum.parse_error_kinds.iter_mut().zip(&t.parse_error_kinds) {
+            *s += v;
+        }
+        for (s, v) in sum.ws.closes_sent.iter_mut().zip(&t.ws.closes_sent) {
+            *s += v;
+        }
+        for (s, v) in sum.ws.closes_received.iter_mut().zip(&t.ws.closes_received) {
             *s += v;
         }
     }
@@ -74,6 +81,50 @@ pub fn render(state: &ServerState) -> String {
         "Connections answered 503 and closed because of --max-connections.",
         &|t| t.connections_rejected,
     );
+
+    per_executor(&mut w, "percore_websockets_open", "gauge", "WebSockets open now.", &|t| t.ws.open);
+    per_executor(
+        &mut w,
+        "percore_websocket_messages_received_total",
+        "counter",
+        "WebSocket text and binary messages received.",
+        &|t| t.ws.messages_in,
+    );
+    per_executor(
+        &mut w,
+        "percore_websocket_messages_sent_total",
+        "counter",
+        "WebSocket text and binary messages sent.",
+        &|t| t.ws.messages_out,
+    );
+    per_executor(
+        &mut w,
+        "percore_websocket_received_bytes_total",
+        "counter",
+        "Bytes read from WebSockets after their handshake (frames as on the wire, compressed or not).",
+        &|t| t.ws.bytes_in,
+    );
+    per_executor(
+        &mut w,
+        "percore_websocket_sent_bytes_total",
+        "counter",
+        "Bytes written to WebSockets (frames as on the wire, compressed or not).",
+        &|t| t.ws.bytes_out,
+    );
+    let _ = writeln!(
+        w,
+        "# HELP percore_websocket_closes_total WebSocket close frames by direction and code \
+         (3xxx, 4xxx: application codes; none: a close frame without a code).\n\
+         # TYPE percore_websocket_closes_total counter"
+    );
+    for (direction, counts) in [("sent", &sum.ws.closes_sent), ("received", &sum.ws.closes_received)] {
+        for (code, n) in CLOSE_CODE_LABELS.iter().zip(counts.iter()) {
+            let _ = writeln!(
+                w,
+                "percore_websocket_closes_total{{direction=\"{direction}\",code=\"{code}\"}} {n}"
+            );
+        }
+    }
 
     let _ = writeln!(
         w,

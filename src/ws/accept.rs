@@ -8,8 +8,10 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
+use super::deflate::DeflateParams;
 use super::handshake::{check, Handshake, HandshakeError};
 use super::socket::WebSocket;
+use super::WsConfig;
 use crate::app::{Handler, Request, Response};
 
 /// The function a `101` response carries: it runs on the WebSocket after the hand-over.
@@ -20,18 +22,37 @@ pub struct Upgrade {
     /// The request's `Origin`, checked against `--ws-origins` before the `101` goes out.
     pub(crate) origin: Option<Bytes>,
     pub(crate) protocol: Option<String>,
+    /// The permessage-deflate parameters the client's offers allow, if any; used only if
+    /// `--ws-per-message-deflate` is on (see [`Upgrade::negotiate`]).
+    pub(crate) deflate: Option<DeflateParams>,
     pub(crate) run: RunSocket,
 }
 
 impl std::fmt::Debug for Upgrade {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Upgrade").field("origin", &self.origin).field("protocol", &self.protocol).finish()
+        f.debug_struct("Upgrade")
+            .field("origin", &self.origin)
+            .field("protocol", &self.protocol)
+            .field("deflate", &self.deflate)
+            .finish()
     }
 }
 
 impl Upgrade {
     pub fn origin(&self) -> Option<&[u8]> {
         self.origin.as_deref()
+    }
+
+    /// Settle the extensions before the `101` goes out: with permessage-deflate on in
+    /// `config` and an acceptable offer, name it in `response`; else the connection runs
+    /// without it.
+    pub(crate) fn negotiate(&mut self, response: &mut Response, config: &WsConfig) {
+        if !config.per_message_deflate {
+            self.deflate = None;
+        }
+        if let Some(params) = &self.deflate {
+            response.insert_header("sec-websocket-extensions", params.response_header());
+        }
     }
 }
 
@@ -79,7 +100,7 @@ impl Offer {
             response.insert_header("sec-websocket-protocol", p.clone());
         }
         let run: RunSocket = Box::new(move |ws| Box::pin(f(ws)));
-        response.set_upgrade(Upgrade { origin: self.0.origin, protocol, run });
+        response.set_upgrade(Upgrade { origin: self.0.origin, protocol, deflate: self.0.deflate, run });
         response
     }
 }

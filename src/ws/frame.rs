@@ -6,9 +6,15 @@
 //! bad byte, and a message over the size limit is refused from the length in its header,
 //! before any of its payload is buffered. Control frames (at most 125 bytes) are decoded
 //! whole and handed out at once, also between the fragments of a message.
+//!
+//! With permessage-deflate negotiated (RFC 7692), a text or binary frame with RSV1 set
+//! starts a compressed message: its payload is inflated as it arrives, the inflated size
+//! checked against the limit at every step, so a deflate bomb is refused with flat memory.
+//! RSV1 on a control frame or a continuation is a protocol error (§6.1).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use super::deflate::{InflateError, Inflater};
 use super::utf8::Utf8Validator;
 
 /// Close codes the server sends (RFC 6455 §7.4.1).
@@ -59,6 +65,12 @@ pub enum FrameError {
     Unmasked,
     /// RSV bits set that no negotiated extension defines (§5.2).
     ReservedBits,
+    /// RSV1 (compressed) on a control frame (RFC 7692 §6.1).
+    CompressedControl,
+    /// RSV1 on a continuation frame: only a message's first frame carries it (§6.1).
+    CompressedContinuation,
+    /// A compressed message that is not DEFLATE.
+    BadCompression,
     /// An opcode RFC 6455 reserves.
     UnknownOpcode(u8),
     /// A control frame with FIN clear (§5.5).
@@ -96,6 +108,9 @@ impl FrameError {
         match self {
             FrameError::Unmasked => "unmasked client frame",
             FrameError::ReservedBits => "reserved bits set",
+            FrameError::CompressedControl => "compressed control frame",
+            FrameError::CompressedContinuation => "RSV1 on a continuation frame",
+            FrameError::BadCompression => "invalid compressed data",
             FrameError::UnknownOpcode(_) => "unknown opcode",
             FrameError::FragmentedControl => "fragmented control frame",
             FrameError::ControlTooLong => "control frame over 125 bytes",
@@ -162,6 +177,10 @@ struct Payload {
 #[derive(Debug)]
 struct Partial {
     text: bool,
+    /// RSV1 was set on its first frame: `data` holds what its payload inflated to.
+    compressed: bool,
+    /// Payload bytes received on the wire (compressed or not).
+    wire: u64,
     data: BytesMut,
     utf8: Utf8Validator,
 }
@@ -172,12 +191,27 @@ pub struct Decoder {
     max_message: u64,
     frame: Option<Payload>,
     message: Option<Partial>,
+    /// Set when permessage-deflate was negotiated: RSV1 marks a compressed message.
+    inflater: Option<Inflater>,
 }
 
 impl Decoder {
     /// A decoder refusing messages over `max_message` bytes with [`FrameError::TooBig`].
     pub fn new(max_message: usize) -> Decoder {
-        Decoder { max_message: max_message as u64, frame: None, message: None }
+        Decoder { max_message: max_message as u64, frame: None, message: None, inflater: None }
+    }
+
+    /// A decoder for a connection with permessage-deflate: compressed messages are inflated
+    /// with `inflater`, and refused with [`FrameError::TooBig`] once they inflate past
+    /// `max_message` bytes. Their compressed payload may take up to twice `max_message` on
+    /// the wire (it is inflated as it arrives, never held).
+    pub fn with_inflater(max_message: usize, inflater: Inflater) -> Decoder {
+        Decoder { inflater: Some(inflater), ..Decoder::new(max_message) }
+    }
+
+    /// The most compressed payload one message may have on the wire.
+    fn max_compressed(&self) -> u64 {
+        self.max_message.saturating_mul(2)
     }
 
     /// Decode from the front of `buf`, consuming what was used. `Ok(None)`: more bytes are
@@ -196,13 +230,33 @@ impl Decoder {
                 frame.remaining -= take as u64;
                 let (fin, frame_done) = (frame.fin, frame.remaining == 0);
                 let message = self.message.as_mut().expect("a data frame belongs to a message");
-                if message.text {
-                    message.utf8.feed(&chunk).map_err(|_| FrameError::InvalidUtf8)?;
-                }
-                if message.data.is_empty() {
-                    message.data = chunk;
+                message.wire += take as u64;
+                if message.compressed {
+                    let inflater = self.inflater.as_mut().expect("RSV1 is accepted only with an inflater");
+                    let limit = usize::try_from(self.max_message).unwrap_or(usize::MAX);
+                    let start = message.data.len();
+                    let inflated = inflater.feed(&chunk, &mut message.data, limit).and_then(|()| {
+                        match fin && frame_done {
+                            true => inflater.finish(&mut message.data, limit),
+                            false => Ok(()),
+                        }
+                    });
+                    inflated.map_err(|e| match e {
+                        InflateError::TooBig => FrameError::TooBig,
+                        InflateError::Corrupt => FrameError::BadCompression,
+                    })?;
+                    if message.text {
+                        message.utf8.feed(&message.data[start..]).map_err(|_| FrameError::InvalidUtf8)?;
+                    }
                 } else {
-                    message.data.extend_from_slice(&chunk);
+                    if message.text {
+                        message.utf8.feed(&chunk).map_err(|_| FrameError::InvalidUtf8)?;
+                    }
+                    if message.data.is_empty() {
+                        message.data = chunk;
+                    } else {
+                        message.data.extend_from_slice(&chunk);
+                    }
                 }
                 if !frame_done {
                     return Ok(None);
@@ -219,7 +273,7 @@ impl Decoder {
                 continue;
             }
 
-            let Some(head) = parse_head(buf)? else { return Ok(None) };
+            let Some(head) = parse_head(buf, self.inflater.is_some())? else { return Ok(None) };
             if head.opcode.is_control() {
                 if (buf.len() as u64) < head.len as u64 + head.payload {
                     return Ok(None);
@@ -234,19 +288,26 @@ impl Decoder {
                     _ => Event::Close(parse_close(payload)?),
                 }));
             }
-            let held = match (&self.message, head.opcode) {
+            // A compressed message is bounded by its inflated size as it inflates; its wire
+            // size only by the looser `max_compressed`.
+            let (held, limit) = match (&self.message, head.opcode) {
                 (None, OpCode::Continuation) => return Err(FrameError::UnexpectedContinuation),
                 (Some(_), OpCode::Text | OpCode::Binary) => return Err(FrameError::InterleavedMessage),
-                (Some(m), _) => m.data.len() as u64,
-                (None, _) => 0,
+                (Some(_), _) if head.compressed => return Err(FrameError::CompressedContinuation),
+                (Some(m), _) if m.compressed => (m.wire, self.max_compressed()),
+                (Some(m), _) => (m.data.len() as u64, self.max_message),
+                (None, _) if head.compressed => (0, self.max_compressed()),
+                (None, _) => (0, self.max_message),
             };
-            if head.payload > self.max_message - held {
+            if head.payload > limit - held {
                 return Err(FrameError::TooBig);
             }
             buf.advance(head.len);
             if self.message.is_none() {
                 self.message = Some(Partial {
                     text: head.opcode == OpCode::Text,
+                    compressed: head.compressed,
+                    wire: 0,
                     data: BytesMut::new(),
                     utf8: Utf8Validator::new(),
                 });
@@ -259,6 +320,8 @@ impl Decoder {
 /// A frame head, checked.
 struct Head {
     fin: bool,
+    /// RSV1, with permessage-deflate: the message is compressed.
+    compressed: bool,
     opcode: OpCode,
     mask: [u8; 4],
     payload: u64,
@@ -267,15 +330,19 @@ struct Head {
 }
 
 /// Parse and check the head at the front of `buf` (`None`: incomplete). The first two bytes
-/// are checked as soon as they arrive.
-fn parse_head(buf: &[u8]) -> Result<Option<Head>, FrameError> {
+/// are checked as soon as they arrive. `deflate`: permessage-deflate was negotiated, so
+/// RSV1 may be set (on the first frame of a data message only).
+fn parse_head(buf: &[u8], deflate: bool) -> Result<Option<Head>, FrameError> {
     let [b0, b1, ..] = *buf else { return Ok(None) };
-    // RSV1 is where permessage-deflate will be allowed, once negotiated; nothing is yet.
-    if b0 & 0x70 != 0 {
+    let rsv1 = b0 & 0x40 != 0;
+    if b0 & 0x30 != 0 || (rsv1 && !deflate) {
         return Err(FrameError::ReservedBits);
     }
     let fin = b0 & 0x80 != 0;
     let opcode = OpCode::from_bits(b0 & 0x0F).ok_or(FrameError::UnknownOpcode(b0 & 0x0F))?;
+    if rsv1 && opcode.is_control() {
+        return Err(FrameError::CompressedControl);
+    }
     let short = u64::from(b1 & 0x7F);
     if opcode.is_control() {
         if !fin {
@@ -307,7 +374,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, FrameError> {
     };
     let Some(mask) = buf.get(at..at + 4) else { return Ok(None) };
     let mask = mask.try_into().expect("four bytes");
-    Ok(Some(Head { fin, opcode, mask, payload, len: at + 4 }))
+    Ok(Some(Head { fin, compressed: rsv1, opcode, mask, payload, len: at + 4 }))
 }
 
 fn parse_close(payload: Bytes) -> Result<Option<CloseFrame>, FrameError> {
@@ -347,8 +414,19 @@ fn unmask(data: &mut [u8], mask: [u8; 4], offset: usize) {
 /// Append one unfragmented server frame (FIN set, no mask, RFC 6455 §5.1) to `dst`: head
 /// and payload together, so they go out in one write.
 pub fn encode(dst: &mut BytesMut, opcode: OpCode, payload: &[u8]) {
+    encode_frame(dst, opcode, payload, false);
+}
+
+/// Append one unfragmented data frame whose payload is a compressed message (RSV1 set,
+/// RFC 7692 §6).
+pub fn encode_compressed(dst: &mut BytesMut, opcode: OpCode, payload: &[u8]) {
+    debug_assert!(!opcode.is_control(), "control frames are never compressed");
+    encode_frame(dst, opcode, payload, true);
+}
+
+fn encode_frame(dst: &mut BytesMut, opcode: OpCode, payload: &[u8], rsv1: bool) {
     dst.reserve(10 + payload.len());
-    dst.put_u8(0x80 | opcode as u8);
+    dst.put_u8(0x80 | if rsv1 { 0x40 } else { 0 } | opcode as u8);
     match payload.len() {
         n if n <= 125 => dst.put_u8(n as u8),
         n if n <= 0xFFFF => {

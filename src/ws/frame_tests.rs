@@ -227,3 +227,94 @@ fn unmask_matches_a_bytewise_xor_at_any_offset() {
         assert_eq!(fast, slow, "offset {offset}");
     }
 }
+
+/// With permessage-deflate: decode everything in `bytes`, fed `step` bytes at a time.
+fn decode_deflate(bytes: &[u8], step: usize, max: usize) -> Result<Vec<Event>, FrameError> {
+    let mut decoder = Decoder::with_inflater(max, crate::ws::deflate::Inflater::new(false));
+    let mut buf = BytesMut::new();
+    let mut events = Vec::new();
+    for piece in bytes.chunks(step.max(1)) {
+        buf.extend_from_slice(piece);
+        while let Some(event) = decoder.decode(&mut buf)? {
+            events.push(event);
+        }
+    }
+    Ok(events)
+}
+
+const RSV1: u8 = 0x40;
+/// "Hello", compressed (RFC 7692 §7.2.3.1), and again referring back to it (§7.2.3.2).
+const HELLO_Z: [u8; 7] = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+const HELLO_AGAIN_Z: [u8; 5] = [0xf2, 0x00, 0x11, 0x00, 0x00];
+
+#[test]
+fn compressed_messages_inflate_in_any_split() {
+    let mut wire = client(FIN | RSV1 | 1, &HELLO_Z);
+    // Fragmented: RSV1 on the first frame only, a ping between the fragments.
+    wire.extend(client(RSV1 | 1, &HELLO_AGAIN_Z[..2]));
+    wire.extend(client(FIN | 9, b"p"));
+    wire.extend(client(FIN, &HELLO_AGAIN_Z[2..]));
+    // Uncompressed messages may be mixed in (RSV1 clear).
+    wire.extend(client(FIN | 2, &[1, 2, 3]));
+    wire.extend(client(FIN | RSV1 | 2, &[0x00]));
+    for step in [1, 2, 3, 5, 1 << 20] {
+        let events = decode_deflate(&wire, step, 1 << 20).unwrap();
+        assert_eq!(
+            events,
+            vec![
+                text("Hello"),
+                Event::Ping(Bytes::from_static(b"p")),
+                text("Hello"),
+                Event::Binary(Bytes::from_static(&[1, 2, 3])),
+                Event::Binary(Bytes::new()),
+            ],
+            "step {step}"
+        );
+    }
+}
+
+#[test]
+fn rsv1_without_deflate_is_refused() {
+    assert_eq!(decode_all(&client(FIN | RSV1 | 1, &HELLO_Z), 1 << 20, 100), Err(FrameError::ReservedBits));
+}
+
+#[test]
+fn rsv1_on_control_or_continuation_is_a_protocol_error() {
+    for op in [8u8, 9, 10] {
+        let e = decode_deflate(&client(FIN | RSV1 | op, b""), 1 << 20, 100).unwrap_err();
+        assert_eq!(e, FrameError::CompressedControl);
+        assert_eq!(e.close_code(), code::PROTOCOL_ERROR);
+    }
+    for first in [2u8, RSV1 | 2] {
+        let mut wire = client(first, &HELLO_Z[..3]);
+        wire.extend(client(FIN | RSV1, &HELLO_Z[3..]));
+        let e = decode_deflate(&wire, 1 << 20, 100).unwrap_err();
+        assert_eq!(e, FrameError::CompressedContinuation);
+        assert_eq!(e.close_code(), code::PROTOCOL_ERROR);
+    }
+    // RSV2 and RSV3 stay reserved.
+    for rsv in [0x20u8, 0x10] {
+        assert_eq!(decode_deflate(&client(FIN | rsv | 1, b"x"), 1 << 20, 100), Err(FrameError::ReservedBits));
+    }
+}
+
+#[test]
+fn deflate_bomb_is_too_big_while_inflating() {
+    // 8 MiB of zeros in about 8 KiB; the limit is 64 KiB.
+    let mut c = flate2::Compress::new(flate2::Compression::best(), false);
+    let mut z = Vec::with_capacity(64 * 1024);
+    c.compress_vec(&vec![0u8; 8 << 20], &mut z, flate2::FlushCompress::Sync).unwrap();
+    z.truncate(z.len() - 4);
+    let e = decode_deflate(&client(FIN | RSV1 | 2, &z), 1 << 20, 64 * 1024).unwrap_err();
+    assert_eq!(e, FrameError::TooBig);
+    assert_eq!(e.close_code(), code::TOO_BIG);
+}
+
+#[test]
+fn compressed_text_is_checked_as_utf8() {
+    // "\xff" compressed (a stored block).
+    let e = decode_deflate(&client(FIN | RSV1 | 1, &[0x00, 0x01, 0x00, 0xfe, 0xff, 0xff]), 1 << 20, 100);
+    assert_eq!(e, Err(FrameError::InvalidUtf8));
+    let e = decode_deflate(&client(FIN | RSV1 | 1, &[0xff, 0xff, 0xff]), 1 << 20, 100);
+    assert_eq!(e, Err(FrameError::BadCompression));
+}

@@ -6,6 +6,7 @@ use base64::Engine;
 use bytes::Bytes;
 use sha1::{Digest, Sha1};
 
+use super::deflate::{negotiate, DeflateParams};
 use crate::http::{Framing, Version};
 
 /// The GUID every server appends to the client's key (RFC 6455 §1.3).
@@ -84,6 +85,9 @@ pub struct Handshake {
     pub protocols: Vec<String>,
     /// The `Origin` header, for the server's allow-list.
     pub origin: Option<Bytes>,
+    /// The parameters of the first acceptable permessage-deflate offer, if any (applied only
+    /// when the server has it on).
+    pub deflate: Option<DeflateParams>,
 }
 
 /// Check an upgrade request from its method, version, framing and header fields.
@@ -129,7 +133,8 @@ pub fn check(
         .map(str::to_string)
         .collect();
     let origin = all("origin").next().map(Bytes::copy_from_slice);
-    Ok(Handshake { accept: accept_key(key), protocols, origin })
+    let deflate = negotiate(all("sec-websocket-extensions"));
+    Ok(Handshake { accept: accept_key(key), protocols, origin, deflate })
 }
 
 /// `Sec-WebSocket-Accept` for a client's `Sec-WebSocket-Key`.

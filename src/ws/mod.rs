@@ -5,10 +5,12 @@
 //! the IO traits of [`crate::io`]. The HTTP connection driver only hands a connection over.
 
 pub mod accept;
+pub mod deflate;
 pub mod frame;
 pub mod handshake;
 pub mod session;
 pub mod socket;
+pub mod stats;
 pub mod utf8;
 
 use std::time::Duration;
@@ -31,6 +33,9 @@ pub struct WsConfig {
     pub ping_timeout: Duration,
     /// Origins allowed to open a WebSocket (`--ws-origins`; empty: any).
     pub origins: Vec<String>,
+    /// Whether permessage-deflate is negotiated when a client offers it
+    /// (`--ws-per-message-deflate`).
+    pub per_message_deflate: bool,
 }
 
 impl Default for WsConfig {
@@ -41,6 +46,7 @@ impl Default for WsConfig {
             ping_interval: Duration::from_secs(20),
             ping_timeout: Duration::from_secs(20),
             origins: Vec::new(),
+            per_message_deflate: true,
         }
     }
 }

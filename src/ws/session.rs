@@ -19,17 +19,19 @@ use std::mem;
 use std::pin::pin;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
 
+use super::deflate::DeflateParams;
 use super::frame::{self, code, Decoder, Event, OpCode};
 use super::socket::{driver_wait, text, Message, Shared, State, WebSocket};
 use super::{Upgrade, WsConfig};
 use crate::io::{catch_panic, first_of, timeout, Either, ReadHalf, Timer, Transport, WriteHalf};
 use crate::latch::Latch;
-use crate::state::ServerState;
+use crate::state::{ExecutorStats, ServerState};
 
 /// The room reads start with, and never go below. A read in flight owns its buffer
 /// (io_uring), so this is what an idle WebSocket holds for reading.
@@ -49,19 +51,50 @@ pub struct SessionCtx<'a> {
     pub drain: &'a Latch,
     /// Whether the whole server is stopping (1001) rather than replacing executors (1012).
     pub state: &'a ServerState,
+    /// The executor's counters (`/metrics`).
+    pub stats: &'a Arc<ExecutorStats>,
+}
+
+/// What a finished WebSocket's access log line needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionReport {
+    /// Bytes read from the client after the handshake (frames as on the wire).
+    pub bytes_in: u64,
+    /// Bytes written to the client after the `101`.
+    pub bytes_out: u64,
 }
 
 /// Run a WebSocket on `io` until it is closed and its handler has returned. `leftover`:
 /// bytes read past the handshake, the start of the client's first frames.
-pub async fn run<T: Transport, K: Timer>(io: T, leftover: BytesMut, upgrade: Upgrade, ctx: SessionCtx<'_>) {
+pub async fn run<T: Transport, K: Timer>(
+    io: T,
+    leftover: BytesMut,
+    upgrade: Upgrade,
+    ctx: SessionCtx<'_>,
+) -> SessionReport {
+    ExecutorStats::add(&ctx.stats.ws.open, 1);
+    // Counted down however the session ends (the future may be dropped when the executor
+    // stops).
+    let _open = OpenGuard(ctx.stats);
     let (reader, writer) = io.split();
+    let deflate = upgrade.deflate;
     let shared: Shared = Rc::new(RefCell::new(State::default()));
+    {
+        let mut s = shared.borrow_mut();
+        s.deflater = deflate.as_ref().map(DeflateParams::deflater);
+        s.stats = Some(ctx.stats.clone());
+        s.received(leftover.len());
+    }
     let socket = WebSocket::new(shared.clone(), upgrade.protocol);
     let mut handler = pin!(catch_panic((upgrade.run)(socket)));
     let mut write = pin!(write_loop::<_, K>(writer, &shared, ctx.config.close_timeout, ctx.write_timeout));
     // The side loops are dropped as soon as the connection is finished: the reader's read in
     // flight holds the socket open, and the handler may still be running.
-    let mut read = pin!(Some(read_loop::<_, K>(reader, leftover, &shared, ctx.config)));
+    let decoder = match &deflate {
+        Some(params) => Decoder::with_inflater(ctx.config.max_message, params.inflater()),
+        None => Decoder::new(ctx.config.max_message),
+    };
+    let mut read = pin!(Some(read_loop::<_, K>(reader, leftover, decoder, &shared, ctx.config)));
     let mut keepalive =
         pin!(Some(keepalive::<K>(&shared, ctx.config.ping_interval, ctx.config.ping_timeout)));
     let mut drain = pin!(Some(drain::<K>(&shared, ctx.drain, ctx.state, ctx.config.close_timeout)));
@@ -104,7 +137,18 @@ pub async fn run<T: Transport, K: Timer>(io: T, leftover: BytesMut, upgrade: Upg
             Poll::Pending
         }
     })
-    .await
+    .await;
+    let s = shared.borrow();
+    SessionReport { bytes_in: s.bytes_in, bytes_out: s.bytes_out }
+}
+
+/// Counts an open WebSocket down when dropped.
+struct OpenGuard<'a>(&'a ExecutorStats);
+
+impl Drop for OpenGuard<'_> {
+    fn drop(&mut self) {
+        ExecutorStats::sub(&self.0.ws.open, 1);
+    }
 }
 
 /// Poll a side loop until it ends, then drop it.
@@ -120,10 +164,10 @@ fn poll_side<F: Future<Output = ()>>(mut side: Pin<&mut Option<F>>, cx: &mut Con
 async fn read_loop<R: ReadHalf, K: Timer>(
     mut reader: R,
     mut rbuf: BytesMut,
+    mut decoder: Decoder,
     shared: &Shared,
     config: &WsConfig,
 ) {
-    let mut decoder = Decoder::new(config.max_message);
     // Before a close frame goes out (the peer's answered, or ours for its error), the handler
     // takes the messages that came first and may still answer them: a close ends what it
     // may send.
@@ -141,6 +185,9 @@ async fn read_loop<R: ReadHalf, K: Timer>(
                     return discard(reader, rbuf, shared).await;
                 }
             };
+            if matches!(event, Event::Text(_) | Event::Binary(_)) {
+                shared.borrow().count(|ws| ExecutorStats::add(&ws.messages_in, 1));
+            }
             let message = match event {
                 Event::Text(bytes) => text(bytes),
                 Event::Binary(bytes) => Message::Binary(bytes),
@@ -159,17 +206,20 @@ async fn read_loop<R: ReadHalf, K: Timer>(
                     continue;
                 }
                 Event::Close(close) => {
+                    let code = close.as_ref().map(|c| c.code);
+                    shared.borrow().count(|ws| ws.close_received(code));
                     // As for an error: the handler answers what came before the close first.
                     timeout::<K, _>(config.close_timeout, driver_wait(shared, taken)).await;
                     let mut s = shared.borrow_mut();
                     s.peer_closed = true;
                     if !s.close_sent && !s.done {
                         // Echo the peer's code (RFC 6455 §5.5.1); an empty close gets one.
-                        match &close {
-                            Some(c) => frame::encode_close(&mut s.outbox, c.code, ""),
+                        match code {
+                            Some(code) => frame::encode_close(&mut s.outbox, code, ""),
                             None => frame::encode(&mut s.outbox, OpCode::Close, b""),
                         }
                         s.close_sent = true;
+                        s.count(|ws| ws.close_sent(code));
                     }
                     if !s.handler_gone {
                         s.inbox.push_back(Message::Close(close));
@@ -185,19 +235,24 @@ async fn read_loop<R: ReadHalf, K: Timer>(
                 s.notify();
             }
         }
-        match read_more(&mut reader, &mut rbuf, &mut size).await {
+        match read_more(&mut reader, &mut rbuf, &mut size, shared).await {
             true => {}
             false => return gone(shared),
         }
     }
 }
 
-/// One read into `rbuf`; false at end of stream or on an error.
+/// One read into `rbuf` (counted as received); false at end of stream or on an error.
 ///
 /// `size` is the room reads get: doubled (up to `READ_MAX`) when a read fills all of it, as
 /// a large message streams in, and halved (down to `READ_MIN`) when a read uses less than a
 /// quarter, so that a WebSocket that goes quiet goes back to a small buffer.
-async fn read_more<R: ReadHalf>(reader: &mut R, rbuf: &mut BytesMut, size: &mut usize) -> bool {
+async fn read_more<R: ReadHalf>(
+    reader: &mut R,
+    rbuf: &mut BytesMut,
+    size: &mut usize,
+    shared: &Shared,
+) -> bool {
     if rbuf.is_empty() && rbuf.capacity() > 2 * *size {
         *rbuf = BytesMut::with_capacity(*size);
     } else if rbuf.capacity() - rbuf.len() < *size / 2 {
@@ -208,6 +263,7 @@ async fn read_more<R: ReadHalf>(reader: &mut R, rbuf: &mut BytesMut, size: &mut 
     *rbuf = buf;
     match result {
         Ok(n) if n > 0 => {
+            shared.borrow_mut().received(n);
             if n >= room && *size < READ_MAX {
                 *size *= 2;
             } else if n < room / 4 && *size > READ_MIN {
@@ -232,7 +288,7 @@ async fn discard<R: ReadHalf>(mut reader: R, mut rbuf: BytesMut, shared: &Shared
     let mut size = READ_MIN;
     loop {
         rbuf.clear();
-        if !read_more(&mut reader, &mut rbuf, &mut size).await {
+        if !read_more(&mut reader, &mut rbuf, &mut size, shared).await {
             return gone(shared);
         }
     }
@@ -258,8 +314,10 @@ async fn write_loop<W: WriteHalf, K: Timer>(
             }
         };
         if let Some(buf) = pending {
+            let len = buf.len();
             match timeout::<K, _>(write_timeout, writer.write_all(buf)).await {
                 Some((Ok(()), mut buf)) => {
+                    shared.borrow_mut().sent(len);
                     if buf.capacity() <= KEEP_WRITE_BUF {
                         buf.clear();
                         spare = buf;

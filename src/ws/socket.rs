@@ -9,11 +9,15 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
 
+use super::deflate::Deflater;
 use super::frame::{self, CloseFrame, OpCode};
+use super::stats::WsStats;
+use crate::state::ExecutorStats;
 
 /// Messages the driver holds for a handler that has not asked for them yet; past this the
 /// driver stops reading, so a slow handler slows its peer down (TCP backpressure) instead
@@ -179,6 +183,13 @@ pub(crate) struct State {
     pub draining: Option<u16>,
     /// The handler awaits [`WebSocket::draining`]: it gets time for its own goodbye.
     pub drain_watched: bool,
+    /// Set when permessage-deflate was negotiated: every data message goes out compressed.
+    pub deflater: Option<Deflater>,
+    /// The executor's counters (`/metrics`); none in unit tests.
+    pub stats: Option<Arc<ExecutorStats>>,
+    /// Bytes read from and written to the connection since the hand-over (access log).
+    pub bytes_in: u64,
+    pub bytes_out: u64,
     /// Everything waiting for a change: the handler's `recv`s and `send`s (clones of one
     /// WebSocket may wait in several tasks), and the driver.
     wakers: Vec<Waker>,
@@ -199,13 +210,42 @@ impl State {
         }
     }
 
+    /// Queue a text or binary message, compressed when permessage-deflate was negotiated.
+    pub fn queue_message(&mut self, opcode: OpCode, payload: &[u8]) {
+        match self.deflater.as_mut() {
+            Some(deflater) => frame::encode_compressed(&mut self.outbox, opcode, deflater.compress(payload)),
+            None => frame::encode(&mut self.outbox, opcode, payload),
+        }
+        self.count(|ws| ExecutorStats::add(&ws.messages_out, 1));
+    }
+
     /// Queue a close frame, if none is queued yet.
     pub fn close(&mut self, code: u16, reason: &str) {
         if !self.close_sent && !self.done {
             frame::encode_close(&mut self.outbox, code, reason);
             self.close_sent = true;
+            self.count(|ws| ws.close_sent(Some(code)));
         }
         self.notify();
+    }
+
+    /// Update the executor's WebSocket counters, if there are any.
+    pub fn count(&self, f: impl FnOnce(&WsStats)) {
+        if let Some(stats) = &self.stats {
+            f(&stats.ws);
+        }
+    }
+
+    /// Count `n` bytes read from the connection.
+    pub fn received(&mut self, n: usize) {
+        self.bytes_in += n as u64;
+        self.count(|ws| ExecutorStats::add(&ws.bytes_in, n as u64));
+    }
+
+    /// Count `n` bytes written to the connection.
+    pub fn sent(&mut self, n: usize) {
+        self.bytes_out += n as u64;
+        self.count(|ws| ExecutorStats::add(&ws.bytes_out, n as u64));
     }
 
     /// Fail the connection (RFC 6455 §7.1.7): a close frame with `code`, then FIN.
@@ -287,7 +327,7 @@ impl WebSocket {
                 s.register(cx.waker());
                 return Poll::Pending;
             }
-            frame::encode(&mut s.outbox, opcode, payload);
+            s.queue_message(opcode, payload);
             s.notify();
             Poll::Ready(Ok(()))
         })

@@ -35,3 +35,5 @@ mod tls_ops;
 mod trust;
 mod uds;
 mod websocket;
+mod websocket_deflate;
+mod websocket_observe;

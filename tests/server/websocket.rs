@@ -14,7 +14,7 @@ use crate::support::*;
 const HANDSHAKE: &[u8] = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
-fn open(s: &ServerProc) -> WebSocket<TcpStream> {
+pub(crate) fn open(s: &ServerProc) -> WebSocket<TcpStream> {
     let url = format!("ws://{}/ws", s.addr);
     let (ws, response) = client(url, s.connect()).expect("WebSocket handshake");
     assert_eq!(response.status(), 101);
@@ -22,7 +22,7 @@ fn open(s: &ServerProc) -> WebSocket<TcpStream> {
 }
 
 /// A masked client frame.
-fn frame(b0: u8, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn frame(b0: u8, payload: &[u8]) -> Vec<u8> {
     let mask = [1u8, 2, 3, 4];
     let mut out = vec![b0];
     match payload.len() {
@@ -42,7 +42,7 @@ fn frame(b0: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 /// A raw WebSocket: the handshake written (with `extra` in the same write), the 101 read.
-fn raw(s: &ServerProc, extra: &[u8]) -> TcpStream {
+pub(crate) fn raw(s: &ServerProc, extra: &[u8]) -> TcpStream {
     let mut stream = s.connect();
     stream.write_all(&cat(&[HANDSHAKE, extra])).unwrap();
     let mut head = Vec::new();
@@ -58,7 +58,7 @@ fn raw(s: &ServerProc, extra: &[u8]) -> TcpStream {
 }
 
 /// One server frame: (FIN/opcode byte, payload). Server frames are never masked.
-fn read_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
+pub(crate) fn read_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
     let mut head = [0u8; 2];
     stream.read_exact(&mut head).expect("a frame");
     assert_eq!(head[1] & 0x80, 0, "server frames are unmasked");
@@ -82,7 +82,7 @@ fn read_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
 
 /// Read frames up to the server's close and answer it, as a client does; its code. The
 /// server must then end the connection.
-fn close_code(stream: &mut TcpStream) -> u16 {
+pub(crate) fn close_code(stream: &mut TcpStream) -> u16 {
     loop {
         let (b0, payload) = read_frame(stream);
         if b0 == 0x88 {

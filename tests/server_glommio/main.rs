@@ -63,3 +63,7 @@ mod trust;
 mod uds;
 #[path = "../server/websocket.rs"]
 mod websocket;
+#[path = "../server/websocket_deflate.rs"]
+mod websocket_deflate;
+#[path = "../server/websocket_observe.rs"]
+mod websocket_observe;
