@@ -794,7 +794,14 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
 
     /// Write the access log line of the current request (if the log is on): `sent` bytes
     /// out and, for a WebSocket, `received` bytes in, `elapsed` since its head.
-    fn log(&mut self, status: u16, headers: Option<&Fields>, sent: u64, received: Option<u64>, elapsed: Duration) {
+    fn log(
+        &mut self,
+        status: u16,
+        headers: Option<&Fields>,
+        sent: u64,
+        received: Option<u64>,
+        elapsed: Duration,
+    ) {
         let Some(log) = &self.ctx.access_log else { return };
         let head = self.log_head.take();
         let request_id = match head.as_ref().and_then(|h| h.header("x-request-id")) {

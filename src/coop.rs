@@ -12,7 +12,11 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+
+use atomic_waker::AtomicWaker;
 
 /// Items a loop may handle in a row without waiting before it yields.
 const ITEMS: u32 = 64;
@@ -77,12 +81,58 @@ impl Future for YieldNow {
     }
 }
 
+/// The waker of a task that polls several futures of its own (a WebSocket session: the
+/// handler, its reader, writer and timers). One of them often wakes another while the task is
+/// being polled (the reader hands the handler a message); with the task's own waker that puts
+/// the task back in its executor's queue, and monoio parks (and so runs its timers: the
+/// heartbeat, the drain flags, every timeout) only when that queue is empty. Under a steady
+/// load of such tasks the queue never empties and the timers never fire.
+///
+/// With this waker, a wake during the task's poll only marks it to be polled again at once
+/// ([`InlineWake::end`] says so); a wake at any other time (another task, another thread)
+/// wakes the task as usual.
+#[derive(Debug, Default)]
+pub struct InlineWake {
+    polling: AtomicBool,
+    rewoken: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl InlineWake {
+    /// A poll of the task begins; `task`: its waker for wakes from outside.
+    pub fn begin(&self, task: &Waker) {
+        self.task.register(task);
+        self.rewoken.store(false, Ordering::SeqCst);
+        self.polling.store(true, Ordering::SeqCst);
+    }
+
+    /// The poll ended without finishing: true when something woke it meanwhile, so the
+    /// caller polls again now instead of through the executor's queue.
+    pub fn end(&self) -> bool {
+        self.polling.store(false, Ordering::SeqCst);
+        self.rewoken.swap(false, Ordering::SeqCst)
+    }
+}
+
+impl Wake for InlineWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        // Marked first, then checked: a wake that races with `end` is seen by one or the
+        // other (or both, which only costs one extra poll).
+        self.rewoken.store(true, Ordering::SeqCst);
+        if !self.polling.load(Ordering::SeqCst) {
+            self.task.wake();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-    use std::task::{Wake, Waker};
+    use std::sync::atomic::AtomicUsize;
 
     struct Count(AtomicUsize);
 
@@ -113,5 +163,22 @@ mod tests {
         b.spend(10);
         b.reset();
         assert!(!(1..ITEMS).any(|_| b.spend(1)), "a wait starts it over");
+    }
+
+    #[test]
+    fn a_wake_during_the_poll_asks_for_another_poll_and_one_after_it_wakes_the_task() {
+        let task = Arc::new(Count(AtomicUsize::new(0)));
+        let task_waker = Waker::from(task.clone());
+        let inline = Arc::new(InlineWake::default());
+        let waker = Waker::from(inline.clone());
+        inline.begin(&task_waker);
+        assert!(!inline.end(), "nothing woke it");
+        inline.begin(&task_waker);
+        waker.wake_by_ref();
+        assert_eq!(task.0.load(Ordering::SeqCst), 0, "not through the executor");
+        assert!(inline.end(), "polled again at once");
+        assert!(!inline.end(), "once");
+        waker.wake_by_ref();
+        assert_eq!(task.0.load(Ordering::SeqCst), 1, "outside a poll: the task is woken");
     }
 }

@@ -294,7 +294,9 @@ fn a_tower_event_stream_gets_pings_and_ends_on_drain() {
         let mut cfg = ServerConfig { port: 0, workers: Some(1), runtime, ..ServerConfig::default() };
         cfg.driver.sse_ping_interval = Duration::from_millis(150);
         let server = Server::new(cfg).start(per_executor(move |_exec| events())).expect("server start");
-        let mut s = TcpStream::connect_timeout(&server.local_addr().expect("a TCP address"), Duration::from_secs(5)).unwrap();
+        let mut s =
+            TcpStream::connect_timeout(&server.local_addr().expect("a TCP address"), Duration::from_secs(5))
+                .unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         s.write_all(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
         let mut seen = Vec::new();
@@ -306,7 +308,10 @@ fn a_tower_event_stream_gets_pings_and_ends_on_drain() {
             }
         }
         let text = String::from_utf8_lossy(&seen).into_owned();
-        assert!(text.contains("transfer-encoding: chunked") && text.contains("data: one\n\n"), "{runtime:?}: {text}");
+        assert!(
+            text.contains("transfer-encoding: chunked") && text.contains("data: one\n\n"),
+            "{runtime:?}: {text}"
+        );
         // The drain ends the stream with the chunked terminator, then closes.
         let drained = std::thread::spawn(move || server.drain());
         loop {

@@ -124,7 +124,8 @@ impl Response {
     /// data frame): the driver then sends pings while it waits and ends it between events on
     /// drain.
     pub(crate) fn into_event_stream(mut self) -> Response {
-        self.event_stream = matches!(self.body, ResponseBody::Stream(_) | ResponseBody::Frames { length: None, .. });
+        self.event_stream =
+            matches!(self.body, ResponseBody::Stream(_) | ResponseBody::Frames { length: None, .. });
         self
     }
 

@@ -20,7 +20,7 @@ use std::pin::pin;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -29,10 +29,14 @@ use super::deflate::DeflateParams;
 use super::frame::{self, code, Decoder, Event, OpCode};
 use super::socket::{driver_wait, text, Message, Shared, State, WebSocket};
 use super::{Upgrade, WsConfig};
+use crate::coop::InlineWake;
 use crate::io::{catch_panic, first_of, timeout, Either, ReadHalf, Timer, Transport, WriteHalf};
 use crate::latch::Latch;
 use crate::state::{ExecutorStats, ServerState};
 
+/// Polls of a session in a row, while its parts keep waking one another, before it lets the
+/// executor's other tasks run.
+const INLINE_POLLS: usize = 16;
 /// The room reads start with, and never go below. A read in flight owns its buffer
 /// (io_uring), so this is what an idle WebSocket holds for reading.
 const READ_MIN: usize = 2 * 1024;
@@ -99,7 +103,9 @@ pub async fn run<T: Transport, K: Timer>(
         pin!(Some(keepalive::<K>(&shared, ctx.config.ping_interval, ctx.config.ping_timeout)));
     let mut drain = pin!(Some(drain::<K>(&shared, ctx.drain, ctx.state, ctx.config.close_timeout)));
     let (mut handler_done, mut connection_done) = (false, false);
-    poll_fn(|cx| {
+    let inline = Arc::new(InlineWake::default());
+    let waker = Waker::from(inline.clone());
+    let mut step = |cx: &mut Context<'_>| {
         if !handler_done {
             if let Poll::Ready(result) = handler.as_mut().poll(cx) {
                 handler_done = true;
@@ -131,11 +137,25 @@ pub async fn run<T: Transport, K: Timer>(
                 drain.set(None);
             }
         }
-        if handler_done && connection_done {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
+        handler_done && connection_done
+    };
+    // The parts wake one another as they go (a message for the handler, a frame to write):
+    // such a wake polls them again here, not through the executor (see `InlineWake`).
+    poll_fn(|cx| {
+        let mut inner = Context::from_waker(&waker);
+        for _ in 0..INLINE_POLLS {
+            inline.begin(cx.waker());
+            if step(&mut inner) {
+                inline.end();
+                return Poll::Ready(());
+            }
+            if !inline.end() {
+                return Poll::Pending;
+            }
         }
+        // Still busy: let the executor's other tasks run first.
+        cx.waker().wake_by_ref();
+        Poll::Pending
     })
     .await;
     let s = shared.borrow();

@@ -301,3 +301,77 @@ fn a_peer_that_stops_reading_is_cut_off_after_the_write_timeout() {
     );
     assert!(started.elapsed() < Duration::from_secs(12), "closed only after {:?}", started.elapsed());
 }
+
+/// Clients that keep their WebSockets busy (8 messages in flight each, answered as soon as
+/// echoed) until the server closes them; returns the close codes, `None` for a connection
+/// still open at `deadline`.
+fn busy_clients(
+    s: &ServerProc,
+    conns: usize,
+    deadline: std::time::Instant,
+) -> Vec<std::thread::JoinHandle<Vec<Option<u16>>>> {
+    let batch: Vec<u8> = (0..8).flat_map(|_| frame(0x81, b"keep the executor busy")).collect();
+    (0..4)
+        .map(|_| {
+            let streams: Vec<TcpStream> = (0..conns / 4).map(|_| raw(s, b"")).collect();
+            let batch = batch.clone();
+            std::thread::spawn(move || {
+                let mut codes = vec![None; streams.len()];
+                let mut streams = streams;
+                for st in &mut streams {
+                    st.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                }
+                while codes.iter().any(Option::is_none) && std::time::Instant::now() < deadline {
+                    for (i, st) in streams.iter_mut().enumerate() {
+                        if codes[i].is_none() && st.write_all(&batch).is_err() {
+                            codes[i] = Some(0);
+                        }
+                    }
+                    for (i, st) in streams.iter_mut().enumerate() {
+                        let mut echoed = 0;
+                        while codes[i].is_none() && echoed < 8 {
+                            let mut head = [0u8; 2];
+                            if st.read_exact(&mut head).is_err() {
+                                codes[i] = Some(0);
+                                break;
+                            }
+                            let mut payload = vec![0; (head[1] & 0x7f) as usize];
+                            if st.read_exact(&mut payload).is_err() {
+                                codes[i] = Some(0);
+                                break;
+                            }
+                            match head[0] {
+                                0x88 => codes[i] = Some(u16::from_be_bytes([payload[0], payload[1]])),
+                                0x81 => echoed += 1,
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+                codes
+            })
+        })
+        .collect()
+}
+
+/// The executor's timer task (heartbeat, drain flags, every timeout) runs while its
+/// WebSockets keep it busy: SIGTERM under a steady load closes them with 1001 soon, and the
+/// supervisor never takes the busy executor for a stalled one. (On monoio, timers run only
+/// when the executor's queue empties, which sessions waking themselves once kept from
+/// happening.)
+#[test]
+fn sigterm_under_a_steady_websocket_load_closes_with_1001_soon() {
+    let mut s = ServerProc::start(&["--stall-detect", "1s"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(25);
+    let clients = busy_clients(&s, 64, deadline);
+    std::thread::sleep(Duration::from_secs(3));
+    let term = std::time::Instant::now();
+    s.signal(libc::SIGTERM);
+    let codes: Vec<Option<u16>> = clients.into_iter().flat_map(|c| c.join().unwrap()).collect();
+    let took = term.elapsed();
+    assert!(codes.iter().all(|c| *c == Some(1001)), "every busy WebSocket closed with 1001: {codes:?}");
+    assert!(took < Duration::from_secs(10), "the drain began {took:?} after SIGTERM");
+    assert!(s.wait_exit(Duration::from_secs(10)).is_some());
+    let logs = s.logs().join("\n");
+    assert!(!logs.contains("executor stalled"), "a busy executor taken for a stalled one:\n{logs}");
+}
