@@ -318,25 +318,22 @@ impl WebSocket {
             Message::Binary(data) => (OpCode::Binary, &data[..]),
             Message::Close(_) => return Err(SendError::CloseMessage),
         };
-        poll_fn(|cx| {
-            let mut s = self.shared.borrow_mut();
-            if s.close_sent || s.done {
-                return Poll::Ready(Err(SendError::Closed));
-            }
-            if s.outbox.len() >= OUTBOX_HIGH_WATER {
-                s.register(cx.waker());
-                return Poll::Pending;
-            }
-            s.queue_message(opcode, payload);
-            s.notify();
-            Poll::Ready(Ok(()))
-        })
-        .await
+        self.enqueue(|s| s.queue_message(opcode, payload)).await
     }
 
     /// Send a message framed beforehand, waiting (as [`send`](Self::send)) while too much
     /// is still unwritten.
     pub async fn send_prepared(&self, message: &PreparedMessage) -> Result<(), SendError> {
+        self.enqueue(|s| {
+            s.outbox.extend_from_slice(message.frame());
+            s.count(|ws| ExecutorStats::add(&ws.messages_out, 1));
+        })
+        .await
+    }
+
+    /// Queue a frame with `put` once the socket may take more (fewer than
+    /// `OUTBOX_HIGH_WATER` bytes unwritten), and wake the writer.
+    async fn enqueue(&self, mut put: impl FnMut(&mut State)) -> Result<(), SendError> {
         poll_fn(|cx| {
             let mut s = self.shared.borrow_mut();
             if s.close_sent || s.done {
@@ -346,7 +343,7 @@ impl WebSocket {
                 s.register(cx.waker());
                 return Poll::Pending;
             }
-            s.outbox.extend_from_slice(message.frame());
+            put(&mut s);
             s.notify();
             Poll::Ready(Ok(()))
         })
