@@ -29,7 +29,10 @@ struct User {
 
 pub fn router() -> Router {
     Router::new()
-        .route("/plaintext", get(|| async { ([(CONTENT_TYPE, "text/plain")], "Hello, World!").into_response() }))
+        .route(
+            "/plaintext",
+            get(|| async { ([(CONTENT_TYPE, "text/plain")], "Hello, World!").into_response() }),
+        )
         .route("/json", get(|| async { Json(Message { message: "Hello, World!" }) }))
         .route("/users/{id}", get(|Path(id): Path<String>| async move { Json(User { id }) }))
 }

@@ -163,16 +163,7 @@ impl Server {
             Kind::Nginx => {
                 let nginx = progs.nginx.as_ref().ok_or("nginx not installed")?;
                 let prefix = workdir.join("nginx");
-                std::fs::create_dir_all(prefix.join("logs")).map_err(|e| e.to_string())?;
-                let conf = prefix.join("nginx.conf");
-                std::fs::write(&conf, nginx_conf(&prefix, cpus.len(), port)).map_err(|e| e.to_string())?;
-                cmd.arg(nginx)
-                    .arg("-p")
-                    .arg(&prefix)
-                    .arg("-c")
-                    .arg(&conf)
-                    .arg("-e")
-                    .arg(prefix.join("logs/error.log"));
+                nginx_command(&mut cmd, nginx, &prefix, cpus.len(), port, None)?;
                 tmp = Some(prefix);
             }
         }
@@ -262,9 +253,42 @@ impl Drop for Server {
     }
 }
 
-fn nginx_conf(prefix: &Path, workers: usize, port: u16) -> String {
+/// Write nginx's configuration under `prefix` (its logs and temp files go there too) and
+/// add the program and its arguments to `cmd`. `tls`: the certificate and key to serve
+/// HTTPS with (TLS 1.2 and 1.3, stateless tickets, as percore resumes).
+pub fn nginx_command(
+    cmd: &mut Command,
+    nginx: &Path,
+    prefix: &Path,
+    workers: usize,
+    port: u16,
+    tls: Option<(&Path, &Path)>,
+) -> Result<(), String> {
+    std::fs::create_dir_all(prefix.join("logs")).map_err(|e| e.to_string())?;
+    let conf = prefix.join("nginx.conf");
+    std::fs::write(&conf, nginx_conf(prefix, workers, port, tls)).map_err(|e| e.to_string())?;
+    cmd.arg(nginx).arg("-p").arg(prefix).arg("-c").arg(&conf).arg("-e").arg(prefix.join("logs/error.log"));
+    Ok(())
+}
+
+fn nginx_conf(prefix: &Path, workers: usize, port: u16, tls: Option<(&Path, &Path)>) -> String {
     let p = prefix.display();
     let user = if unsafe { libc::geteuid() } == 0 { "user root root;\n" } else { "" };
+    let (ssl, ssl_settings) = match tls {
+        None => ("", String::new()),
+        Some((cert, key)) => (
+            " ssl",
+            format!(
+                "
+        ssl_certificate {};
+        ssl_certificate_key {};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_tickets on;",
+                cert.display(),
+                key.display()
+            ),
+        ),
+    };
     format!(
         r#"# written by benches/compare
 {user}daemon off;
@@ -287,7 +311,7 @@ http {{
     uwsgi_temp_path {p}/uwsgi;
     scgi_temp_path {p}/scgi;
     server {{
-        listen 127.0.0.1:{port} reuseport backlog=2048;
+        listen 127.0.0.1:{port}{ssl} reuseport backlog=2048;{ssl_settings}
         location = /plaintext {{
             default_type text/plain;
             return 200 "Hello, World!";
@@ -354,4 +378,27 @@ pub fn find_in_path(name: &str) -> Option<PathBuf> {
         std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
     dirs.extend(["/usr/bin", "/usr/sbin", "/usr/local/bin"].map(PathBuf::from));
     dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nginx_conf_serves_tls_only_when_given_a_certificate() {
+        let prefix = Path::new("/tmp/x");
+        let plain = nginx_conf(prefix, 1, 8080, None);
+        assert!(plain.contains("listen 127.0.0.1:8080 reuseport backlog=2048;\n"), "{plain}");
+        assert!(!plain.contains("ssl"), "{plain}");
+        let tls = nginx_conf(prefix, 1, 8443, Some((Path::new("/c.pem"), Path::new("/k.pem"))));
+        for line in [
+            "listen 127.0.0.1:8443 ssl reuseport backlog=2048;\n",
+            "ssl_certificate /c.pem;\n",
+            "ssl_certificate_key /k.pem;\n",
+            "ssl_protocols TLSv1.2 TLSv1.3;\n",
+            "ssl_session_tickets on;\n",
+        ] {
+            assert!(tls.contains(line), "{line} in {tls}");
+        }
+    }
 }

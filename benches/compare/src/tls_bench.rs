@@ -141,49 +141,6 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(18443)
 }
 
-fn nginx_conf(prefix: &Path, workers: usize, port: u16, cert: &Path, key: &Path) -> String {
-    let p = prefix.display();
-    let user = if unsafe { libc::geteuid() } == 0 { "user root root;\n" } else { "" };
-    format!(
-        r#"# written by benches/compare (compare tls)
-{user}daemon off;
-master_process on;
-worker_processes {workers};
-worker_rlimit_nofile 20000;
-pid {p}/nginx.pid;
-error_log {p}/error.log warn;
-events {{
-    worker_connections 20000;
-}}
-http {{
-    access_log off;
-    server_tokens off;
-    keepalive_requests 100000000;
-    keepalive_timeout 75s;
-    client_body_temp_path {p}/client_body;
-    proxy_temp_path {p}/proxy;
-    fastcgi_temp_path {p}/fastcgi;
-    uwsgi_temp_path {p}/uwsgi;
-    scgi_temp_path {p}/scgi;
-    server {{
-        listen 127.0.0.1:{port} ssl reuseport backlog=2048;
-        ssl_certificate {cert};
-        ssl_certificate_key {key};
-        ssl_protocols TLSv1.2 TLSv1.3;
-        # Stateless tickets, as percore and hyper-mt-rustls resume (nginx's default, spelled out).
-        ssl_session_tickets on;
-        location = /plaintext {{
-            default_type text/plain;
-            return 200 "Hello, World!";
-        }}
-    }}
-}}
-"#,
-        cert = cert.display(),
-        key = key.display()
-    )
-}
-
 fn start(kind: Kind, o: &Options, me: &Path, dir: &Path, cert: &Path, key: &Path) -> Result<Server, String> {
     let list = procfs::cpu_list(&o.server_cpus);
     let n = o.server_cpus.len().to_string();
@@ -208,18 +165,14 @@ fn start(kind: Kind, o: &Options, me: &Path, dir: &Path, cert: &Path, key: &Path
         }
         Kind::Nginx => {
             let nginx = crate::servers::find_nginx().ok_or("nginx not installed")?;
-            let prefix = dir.join("nginx");
-            std::fs::create_dir_all(&prefix).map_err(|e| e.to_string())?;
-            let conf = prefix.join("nginx.conf");
-            std::fs::write(&conf, nginx_conf(&prefix, o.server_cpus.len(), port, cert, key))
-                .map_err(|e| e.to_string())?;
-            cmd.arg(nginx)
-                .arg("-p")
-                .arg(&prefix)
-                .arg("-c")
-                .arg(&conf)
-                .arg("-e")
-                .arg(prefix.join("error.log"));
+            crate::servers::nginx_command(
+                &mut cmd,
+                &nginx,
+                &dir.join("nginx"),
+                o.server_cpus.len(),
+                port,
+                Some((cert, key)),
+            )?;
         }
     }
     cmd.stdin(Stdio::null()).stdout(log.try_clone().map_err(|e| e.to_string())?).stderr(log);

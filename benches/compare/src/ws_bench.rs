@@ -30,7 +30,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::procfs;
 
-const HANDSHAKE: &[u8] = b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+const HANDSHAKE: &[u8] =
+    b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
 /// The servers compared.
@@ -43,7 +44,8 @@ enum Server {
 }
 
 impl Server {
-    const ALL: [Server; 4] = [Server::PercoreMonoio, Server::PercoreTokio, Server::Tungstenite, Server::FastWebSockets];
+    const ALL: [Server; 4] =
+        [Server::PercoreMonoio, Server::PercoreTokio, Server::Tungstenite, Server::FastWebSockets];
 
     fn name(self) -> &'static str {
         match self {
@@ -297,7 +299,13 @@ fn parse_head(h: &[u8]) -> Option<(u64, bool, u8)> {
 }
 
 /// One loaded connection: write a batch, read its echoes, until `stop`.
-async fn echo_loop(port: u16, frames: Rc<Vec<u8>>, batch: usize, done: Rc<Cell<u64>>, stop: Rc<Cell<bool>>) -> Result<(), String> {
+async fn echo_loop(
+    port: u16,
+    frames: Rc<Vec<u8>>,
+    batch: usize,
+    done: Rc<Cell<u64>>,
+    stop: Rc<Cell<bool>>,
+) -> Result<(), String> {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| e.to_string())?;
     s.set_nodelay(true).map_err(|e| e.to_string())?;
     s.write_all(HANDSHAKE).await.map_err(|e| e.to_string())?;
@@ -435,7 +443,10 @@ fn median(v: &mut [f64]) -> f64 {
 pub fn run(args: &[String]) -> Result<(), String> {
     let o = parse(args)?;
     if !o.percore.is_file() {
-        return Err(format!("{} missing: run `cargo build --release` at the root first", o.percore.display()));
+        return Err(format!(
+            "{} missing: run `cargo build --release` at the root first",
+            o.percore.display()
+        ));
     }
     if o.server_cpu == o.client_cpu {
         eprintln!("warning: the server and the load share CPU {}", o.server_cpu);
@@ -496,7 +507,11 @@ pub fn run(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-fn report(o: &Options, cells: &[((Server, usize, usize), Vec<(f64, f64)>)], idle: &[(Server, f64, usize)]) -> String {
+fn report(
+    o: &Options,
+    cells: &[((Server, usize, usize), Vec<(f64, f64)>)],
+    idle: &[(Server, f64, usize)],
+) -> String {
     let mut md = String::new();
     md.push_str("# WebSocket echo, one server core\n\n");
     md.push_str(&format!(
@@ -536,7 +551,10 @@ fn report(o: &Options, cells: &[((Server, usize, usize), Vec<(f64, f64)>)], idle
         }
     }
     if !idle.is_empty() {
-        md.push_str(&format!("\nServer RSS growth per idle WebSocket ({} connections, handshake done):\n\n", o.idle));
+        md.push_str(&format!(
+            "\nServer RSS growth per idle WebSocket ({} connections, handshake done):\n\n",
+            o.idle
+        ));
         md.push_str("| server | KiB per WebSocket | failed |\n|---|---:|---:|\n");
         for (server, kib, failed) in idle {
             md.push_str(&format!("| {} | {kib:.2} | {failed} |\n", server.name()));
