@@ -25,7 +25,11 @@ const FIN: u8 = 0x80;
 
 /// Decode everything in `bytes`, fed `step` bytes at a time.
 fn decode_all(bytes: &[u8], step: usize, max: usize) -> Result<Vec<Event>, FrameError> {
-    let mut decoder = Decoder::new(max);
+    decode_with(Decoder::new(max), bytes, step)
+}
+
+/// Decode everything in `bytes` with `decoder`, fed `step` bytes at a time.
+fn decode_with(mut decoder: Decoder, bytes: &[u8], step: usize) -> Result<Vec<Event>, FrameError> {
     let mut buf = BytesMut::new();
     let mut events = Vec::new();
     for piece in bytes.chunks(step.max(1)) {
@@ -230,16 +234,7 @@ fn unmask_matches_a_bytewise_xor_at_any_offset() {
 
 /// With permessage-deflate: decode everything in `bytes`, fed `step` bytes at a time.
 fn decode_deflate(bytes: &[u8], step: usize, max: usize) -> Result<Vec<Event>, FrameError> {
-    let mut decoder = Decoder::with_inflater(max, crate::ws::deflate::Inflater::new(false));
-    let mut buf = BytesMut::new();
-    let mut events = Vec::new();
-    for piece in bytes.chunks(step.max(1)) {
-        buf.extend_from_slice(piece);
-        while let Some(event) = decoder.decode(&mut buf)? {
-            events.push(event);
-        }
-    }
-    Ok(events)
+    decode_with(Decoder::with_inflater(max, crate::ws::deflate::Inflater::new(false)), bytes, step)
 }
 
 const RSV1: u8 = 0x40;
