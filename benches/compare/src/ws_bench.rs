@@ -204,10 +204,15 @@ impl Drop for Running {
     }
 }
 
-/// The server's `101` to our handshake, on a blocking socket.
+/// Our handshake and the server's `101` to it, on a blocking socket.
 fn handshake_blocking(s: &mut StdTcpStream) -> std::io::Result<()> {
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
     s.write_all(HANDSHAKE)?;
+    read_101(s)
+}
+
+/// Read the server's `101` to a handshake already written.
+fn read_101(s: &mut StdTcpStream) -> std::io::Result<()> {
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut head = Vec::with_capacity(256);
     let mut byte = [0u8; 1];
     // Byte by byte: nothing after the head may be consumed (there is nothing yet anyway).
@@ -406,25 +411,9 @@ fn idle_kib(pids: &[u32], port: u16, count: usize) -> Result<(f64, usize), Strin
             }
         }
         for mut s in fresh {
-            // The handshake was written already; read the 101.
-            let mut head = Vec::with_capacity(256);
-            let mut byte = [0u8; 1];
-            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-            let ok = loop {
-                match s.read(&mut byte) {
-                    Ok(1) => {
-                        head.push(byte[0]);
-                        if head.ends_with(b"\r\n\r\n") {
-                            break head.starts_with(b"HTTP/1.1 101");
-                        }
-                    }
-                    _ => break false,
-                }
-            };
-            if ok {
-                open.push(s);
-            } else {
-                failed += 1;
+            match read_101(&mut s) {
+                Ok(()) => open.push(s),
+                Err(_) => failed += 1,
             }
         }
     }
