@@ -766,7 +766,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         if result.is_ok() && self.wbuf.len() >= WRITE_HIGH_WATER {
             result = self.flush().await;
         }
-        self.record(status, log_fields.as_deref(), sent);
+        self.record(status, log_fields, sent);
         // An event stream the drain ended: the connection goes with it (the client reconnects
         // to a server that is not draining).
         close |= event_stream && self.ctx.draining();
@@ -780,16 +780,16 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
     /// Count a response in the executor's metrics and write its access log line.
     /// `headers`: the response's fields, when the access log is on. A `101`'s line waits for
     /// the end of its WebSocket (`hand_over`).
-    fn record(&mut self, status: u16, headers: Option<&Fields>, sent: u64) {
+    fn record(&mut self, status: u16, headers: Option<Box<Fields>>, sent: u64) {
         let now = Instant::now();
         let elapsed = now.saturating_duration_since(self.started);
         self.recorded_at = Some(now);
         self.ctx.stats.record_response(status, elapsed.as_micros() as u64);
         if status == 101 && self.ctx.access_log.is_some() {
-            self.upgrade_headers = headers.map(|h| Box::new(h.clone()));
+            self.upgrade_headers = headers;
             return;
         }
-        self.log(status, headers, sent, None, elapsed);
+        self.log(status, headers.as_deref(), sent, None, elapsed);
     }
 
     /// Write the access log line of the current request (if the log is on): `sent` bytes
