@@ -8,13 +8,15 @@
 //! connections waiting. A [`Budget`] counts the work done since the loop last waited, and
 //! [`yield_now`] hands the thread back once when it is spent. Runtime-neutral: the task
 //! wakes itself and returns `Pending` once, which every runtime treats as "run me again
-//! after the others".
+//! after the others" (but see [`pause_if_timers_late`] for monoio's timers).
 
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
 
 use atomic_waker::AtomicWaker;
 
@@ -56,28 +58,70 @@ impl Budget {
     }
 }
 
-/// Let the executor's other tasks run once, then go on.
-pub fn yield_now() -> YieldNow {
-    YieldNow { yielded: false }
+/// The executor's timer task is this late (it runs every `executor::TICK`) when its timers are
+/// taken to be starved.
+const TIMERS_LATE: Duration = Duration::from_millis(300);
+/// How long a yield waits on a timer while the timers are starved.
+const STARVED_PAUSE: Duration = Duration::from_millis(1);
+
+thread_local! {
+    /// When this thread's executor last ran its timer task.
+    static LAST_TICK: Cell<Option<Instant>> = const { Cell::new(None) };
 }
 
-/// Future returned by [`yield_now`]: `Pending` once (after waking itself), then `Ready`.
-#[derive(Debug)]
+/// Called by the executor's timer task each time it runs.
+pub fn ticked() {
+    LAST_TICK.with(|t| t.set(Some(Instant::now())));
+}
+
+/// A short timer to wait on instead of waking at once, when this thread's executor has not
+/// run its timer task for a while.
+///
+/// A task that wakes itself is put back in the executor's queue, and monoio runs its timers
+/// (the heartbeat, the drain flags, every timeout) only once that queue is empty. Tasks whose
+/// reads and writes complete without waiting (a fast peer, a socket with room), yielding now
+/// and then, can keep the queue from ever emptying. Waiting on a timer instead takes them out
+/// of the queue until monoio next runs its timers, which it then does as soon as they are all
+/// out. Only when the timers are late: otherwise a yield costs no more than a wake.
+pub fn pause_if_timers_late() -> Option<Pin<Box<dyn Future<Output = ()>>>> {
+    let late = LAST_TICK.with(|t| t.get().is_some_and(|last| last.elapsed() > TIMERS_LATE));
+    if late {
+        crate::time::try_sleep(STARVED_PAUSE)
+    } else {
+        None
+    }
+}
+
+/// Let the executor's other tasks run once, then go on (after its timers, if they are late:
+/// see [`pause_if_timers_late`]).
+pub fn yield_now() -> YieldNow {
+    match pause_if_timers_late() {
+        Some(sleep) => YieldNow::Pause(sleep),
+        None => YieldNow::Wake { yielded: false },
+    }
+}
+
+/// Future returned by [`yield_now`]: `Pending` once (after waking itself), then `Ready`; or a
+/// short wait on a timer.
 #[must_use = "a yield does nothing unless awaited"]
-pub struct YieldNow {
-    yielded: bool,
+pub enum YieldNow {
+    Wake { yielded: bool },
+    Pause(Pin<Box<dyn Future<Output = ()>>>),
 }
 
 impl Future for YieldNow {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.yielded {
-            return Poll::Ready(());
+        match &mut *self {
+            YieldNow::Wake { yielded: true } => Poll::Ready(()),
+            YieldNow::Wake { yielded } => {
+                *yielded = true;
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            YieldNow::Pause(sleep) => sleep.as_mut().poll(cx),
         }
-        self.yielded = true;
-        cx.waker().wake_by_ref();
-        Poll::Pending
     }
 }
 
@@ -151,6 +195,17 @@ mod tests {
         assert!(y.as_mut().poll(&mut cx).is_pending());
         assert_eq!(count.0.load(Ordering::SeqCst), 1, "woken, so the executor polls it again");
         assert!(y.as_mut().poll(&mut cx).is_ready());
+    }
+
+    #[test]
+    fn a_yield_waits_on_a_timer_only_while_the_timers_are_late() {
+        crate::time::install(|d| Box::pin(async move { std::thread::sleep(d) }));
+        LAST_TICK.with(|t| t.set(None));
+        assert!(pause_if_timers_late().is_none(), "no timer task on this thread");
+        ticked();
+        assert!(matches!(yield_now(), YieldNow::Wake { .. }), "it just ran");
+        LAST_TICK.with(|t| t.set(Instant::now().checked_sub(TIMERS_LATE * 2)));
+        assert!(matches!(yield_now(), YieldNow::Pause(_)), "late: wait on a timer");
     }
 
     #[test]

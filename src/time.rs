@@ -28,3 +28,8 @@ pub fn sleep(duration: Duration) -> Pin<Box<dyn Future<Output = ()>>> {
     let f = SLEEP.with(Cell::get).expect("percore::time::sleep called outside a percore executor thread");
     f(duration)
 }
+
+/// [`sleep`], or `None` outside a percore executor thread.
+pub(crate) fn try_sleep(duration: Duration) -> Option<Pin<Box<dyn Future<Output = ()>>>> {
+    SLEEP.with(Cell::get).map(|f| f(duration))
+}

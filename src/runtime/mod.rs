@@ -9,6 +9,8 @@ use crate::executor::{self, ExecutorConfig, ExecutorInfo};
 use crate::io::{Timer, Transport};
 use crate::peer::Peer;
 
+#[cfg(any(feature = "monoio", feature = "glommio"))]
+mod copy_now;
 #[cfg(feature = "glommio")]
 pub mod glommio;
 #[cfg(feature = "monoio")]

@@ -9,12 +9,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use monoio::buf::IoBufMut;
+use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{
     AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable,
 };
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 
+use super::copy_now::{self, Streak};
 use super::{shutdown, IoBackend, Listener, Runtime};
 use crate::io::{ReadHalf, Timer, Transport, WriteHalf};
 use crate::peer::Peer;
@@ -199,7 +200,7 @@ impl Listener for MonoioListener {
         stream.set_nonblocking(NONBLOCKING_STREAMS.with(Cell::get))?;
         // Responses are written whole; Nagle would only delay them.
         stream.set_nodelay(true)?;
-        Ok(MonoioStream(monoio::net::TcpStream::from_std(stream)?))
+        Ok(MonoioStream(monoio::net::TcpStream::from_std(stream)?, Streak::default(), Streak::default()))
     }
 }
 
@@ -238,12 +239,13 @@ impl Listener for MonoioUnixListener {
 
     fn adopt(stream: std::os::unix::net::UnixStream) -> io::Result<Self::Io> {
         stream.set_nonblocking(NONBLOCKING_STREAMS.with(Cell::get))?;
-        Ok(MonoioStream(monoio::net::UnixStream::from_std(stream)?))
+        Ok(MonoioStream(monoio::net::UnixStream::from_std(stream)?, Streak::default(), Streak::default()))
     }
 }
 
-/// A connection: TCP, or a Unix socket's.
-pub struct MonoioStream<S = monoio::net::TcpStream>(S);
+/// A connection: TCP, or a Unix socket's; with the streaks of its reads and writes done at
+/// once (see `copy_now`).
+pub struct MonoioStream<S = monoio::net::TcpStream>(S, Streak, Streak);
 
 impl<S> Transport for MonoioStream<S>
 where
@@ -255,22 +257,22 @@ where
     fn split(self) -> (MonoioRead<S>, MonoioWrite<S>) {
         let fd = self.0.as_raw_fd();
         let (read, write) = self.0.into_split();
-        (MonoioRead(read), MonoioWrite(write, fd))
+        (MonoioRead(read, fd, self.1), MonoioWrite(write, fd, self.2))
     }
 
     async fn read(&mut self, buf: BytesMut) -> (io::Result<usize>, BytesMut) {
-        let filled = buf.len();
-        let (result, slice) = self.0.read(buf.slice_mut(filled..)).await;
-        (result, slice.into_inner())
+        let fd = self.0.as_raw_fd();
+        read_into(&mut self.0, fd, &mut self.1, buf).await
     }
 
     async fn write_all(&mut self, buf: BytesMut) -> (io::Result<()>, BytesMut) {
-        let (result, buf) = self.0.write_all(buf).await;
-        (result.map(drop), buf)
+        let fd = self.0.as_raw_fd();
+        write_all_from(&mut self.0, fd, &mut self.2, buf).await
     }
 
     async fn write_bytes(&mut self, buf: Bytes) -> io::Result<()> {
-        self.0.write_all(buf).await.0.map(drop)
+        let fd = self.0.as_raw_fd();
+        write_all_from(&mut self.0, fd, &mut self.2, buf).await.0
     }
 
     fn shutdown_write(&mut self) -> io::Result<()> {
@@ -278,23 +280,63 @@ where
     }
 }
 
-pub struct MonoioRead<S = monoio::net::TcpStream>(OwnedReadHalf<S>);
+/// The read half, and the socket's descriptor (for reads done at once, see `copy_now`).
+pub struct MonoioRead<S = monoio::net::TcpStream>(OwnedReadHalf<S>, RawFd, Streak);
 
 impl<S: AsyncReadRent + 'static> ReadHalf for MonoioRead<S> {
     async fn read(&mut self, buf: BytesMut) -> (io::Result<usize>, BytesMut) {
-        let filled = buf.len();
-        let (result, slice) = self.0.read(buf.slice_mut(filled..)).await;
-        (result, slice.into_inner())
+        read_into(&mut self.0, self.1, &mut self.2, buf).await
     }
 }
 
+/// Read into the spare room of `buf`: at once if it is large and the socket has bytes (see
+/// `copy_now`), through the ring otherwise.
+async fn read_into<R: AsyncReadRent>(
+    reader: &mut R,
+    fd: RawFd,
+    streak: &mut Streak,
+    mut buf: BytesMut,
+) -> (io::Result<usize>, BytesMut) {
+    if buf.capacity() - buf.len() >= copy_now::RECV_NOW_MIN && streak.allow() {
+        if let Some(result) = copy_now::recv_now(fd, &mut buf) {
+            return (result, buf);
+        }
+        streak.used_ring();
+    }
+    let filled = buf.len();
+    let (result, slice) = reader.read(buf.slice_mut(filled..)).await;
+    (result, slice.into_inner())
+}
+
+/// Write all of `buf`: as much as the socket takes at once if it is large (see `copy_now`),
+/// the rest through the ring.
+async fn write_all_from<W: AsyncWriteRent, B: IoBuf + std::ops::Deref<Target = [u8]>>(
+    writer: &mut W,
+    fd: RawFd,
+    streak: &mut Streak,
+    buf: B,
+) -> (io::Result<()>, B) {
+    let mut sent = 0;
+    if buf.len() >= copy_now::SEND_NOW_MIN && streak.allow() {
+        sent = match copy_now::send_now(fd, &buf) {
+            Ok(n) => n,
+            Err(e) => return (Err(e), buf),
+        };
+        if sent == buf.len() {
+            return (Ok(()), buf);
+        }
+        streak.used_ring();
+    }
+    let (result, rest) = writer.write_all(buf.slice(sent..)).await;
+    (result.map(drop), rest.into_inner())
+}
+
 /// The write half, and the socket's descriptor for `shutdown` (the half does not expose it).
-pub struct MonoioWrite<S: AsyncWriteRent = monoio::net::TcpStream>(OwnedWriteHalf<S>, RawFd);
+pub struct MonoioWrite<S: AsyncWriteRent = monoio::net::TcpStream>(OwnedWriteHalf<S>, RawFd, Streak);
 
 impl<S: AsyncWriteRent + 'static> WriteHalf for MonoioWrite<S> {
     async fn write_all(&mut self, buf: BytesMut) -> (io::Result<()>, BytesMut) {
-        let (result, buf) = self.0.write_all(buf).await;
-        (result.map(drop), buf)
+        write_all_from(&mut self.0, self.1, &mut self.2, buf).await
     }
 
     async fn shutdown(&mut self) -> io::Result<()> {

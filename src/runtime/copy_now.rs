@@ -1,0 +1,128 @@
+//! Large reads and writes done at once with a plain non-blocking syscall, before falling back
+//! to the ring: for the completion-based runtimes.
+//!
+//! A ring batches its operations: the reads and writes every task queued during one turn of
+//! the executor run together when it next enters the kernel. That saves system calls for small
+//! messages, but a large one pays twice in cache misses: a write copies out of a buffer that
+//! was filled (and left the CPU's caches) while the other tasks ran, and a read fills buffers
+//! that are cold again by the time their tasks decode them. With 16 KiB WebSocket messages this
+//! made monoio spend about 3× tokio's kernel time per message copying out of the write buffer,
+//! and 2.6× its time unmasking. A readiness-based runtime copies while the data is hot; so do
+//! these: a large write is first tried with `send(MSG_DONTWAIT)` right away, and a large read
+//! with `recv(MSG_DONTWAIT)` into the room the caller just made, the ring being used only for
+//! what the socket cannot take or has not got yet. Small ones stay on the ring.
+
+use std::io;
+use std::os::fd::RawFd;
+
+use bytes::BytesMut;
+
+/// Writes at least this large are tried at once.
+pub const SEND_NOW_MIN: usize = 16 * 1024;
+/// Reads with at least this much room are tried at once. Larger than the HTTP driver's
+/// largest head read (16 KiB), so waiting for a request's head never costs an extra syscall;
+/// a WebSocket streaming large messages grows its reads past it.
+pub const RECV_NOW_MIN: usize = 32 * 1024;
+
+/// Large operations in a row that one socket side may do at once; the next goes through the
+/// ring. monoio runs its timers (the executor's heartbeat among them) only when no task is
+/// ready; a task whose every read and write completes at once never waits, so a fast peer
+/// could keep it ready for ever. Going through the ring now and then makes it wait.
+const IN_A_ROW: u8 = 16;
+
+/// Counts one socket side's large operations done at once since it last used the ring.
+#[derive(Debug, Default)]
+pub struct Streak(u8);
+
+impl Streak {
+    /// Whether the next operation may be tried at once (counted if so).
+    pub fn allow(&mut self) -> bool {
+        if self.0 >= IN_A_ROW {
+            self.0 = 0;
+            return false;
+        }
+        self.0 += 1;
+        true
+    }
+
+    /// The operation went (partly) through the ring after all.
+    pub fn used_ring(&mut self) {
+        self.0 = 0;
+    }
+}
+
+/// Send what the socket takes of `buf` now (for buffers of at least [`SEND_NOW_MIN`]).
+/// `Ok(0)` when it takes nothing (it is full): the caller writes the rest through the ring.
+pub fn send_now(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: send(2) reads `buf.len()` initialised bytes of a live slice.
+    let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+    if n >= 0 {
+        return Ok(n as usize);
+    }
+    match io::Error::last_os_error() {
+        e if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => Ok(0),
+        e => Err(e),
+    }
+}
+
+/// Read what the socket has into the spare room of `buf` (for rooms of at least
+/// [`RECV_NOW_MIN`]). `None` when nothing is there yet: the caller reads through the ring.
+/// `Some(Ok(0))` is the end of the stream.
+pub fn recv_now(fd: RawFd, buf: &mut BytesMut) -> Option<io::Result<usize>> {
+    let room = buf.capacity() - buf.len();
+    let spare = buf.spare_capacity_mut();
+    // SAFETY: recv(2) writes at most `room` bytes into the spare capacity, which is allocated
+    // and owned by `buf`.
+    let n = unsafe { libc::recv(fd, spare.as_mut_ptr().cast(), room, libc::MSG_DONTWAIT) };
+    if n >= 0 {
+        let n = n as usize;
+        // SAFETY: the kernel initialised the first `n` bytes of the spare capacity.
+        unsafe { buf.set_len(buf.len() + n) };
+        return Some(Ok(n));
+    }
+    match io::Error::last_os_error() {
+        e if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => None,
+        e => Some(Err(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn a_streak_of_operations_at_once_is_broken_by_one_through_the_ring() {
+        let mut streak = Streak::default();
+        let allowed: Vec<bool> = (0..10).map(|_| streak.allow()).collect();
+        assert_eq!(allowed, [true, true, true, true, false, true, true, true, true, false]);
+        streak.allow();
+        streak.used_ring();
+        assert!((0..IN_A_ROW).all(|_| streak.allow()));
+        assert!(!streak.allow());
+    }
+
+    #[test]
+    fn large_writes_go_out_at_once_and_large_reads_take_what_is_there() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let data: Vec<u8> = (0..SEND_NOW_MIN + 5).map(|i| i as u8).collect();
+        let sent = send_now(a.as_raw_fd(), &data).unwrap();
+        assert!(sent > 0, "an empty socket buffer takes part of a large write");
+        let mut got = vec![0; sent];
+        b.read_exact(&mut got).unwrap();
+        assert_eq!(got, data[..sent]);
+
+        // Nothing there yet: the caller falls back to the ring.
+        let mut buf = BytesMut::with_capacity(RECV_NOW_MIN);
+        buf.extend_from_slice(b"kept");
+        assert!(recv_now(b.as_raw_fd(), &mut buf).is_none());
+        a.try_clone().unwrap().write_all(b"hello").unwrap();
+        buf.reserve(RECV_NOW_MIN);
+        assert_eq!(recv_now(b.as_raw_fd(), &mut buf).unwrap().unwrap(), 5);
+        assert_eq!(&buf[..], b"kepthello");
+        drop(a);
+        assert_eq!(recv_now(b.as_raw_fd(), &mut buf).unwrap().unwrap(), 0, "end of stream");
+    }
+}
