@@ -326,3 +326,101 @@ fn a_tower_event_stream_gets_pings_and_ends_on_drain() {
         drained.join().unwrap().expect("drained");
     }
 }
+
+/// An axum route taking percore's WebSocket upgrade as an extractor.
+fn ws_app() -> Router {
+    use percore::tower::WebSocketUpgrade;
+    Router::new()
+        .route(
+            "/ws",
+            get(|ws: WebSocketUpgrade| async move {
+                ws.protocols_preferred(&["chat"]).on_upgrade(|socket| async move {
+                    while let Some(message) = socket.recv().await {
+                        if socket.send(message).await.is_err() {
+                            break;
+                        }
+                    }
+                })
+            }),
+        )
+        // A 101 that no `on_upgrade` made: nothing could run on the connection after it.
+        .route(
+            "/fake-101",
+            get(|| async { http::Response::builder().status(101).body(AxumBody::empty()).unwrap() }),
+        )
+}
+
+/// Read from `s` until `want` bytes came (or the server closed).
+fn read_n(s: &mut TcpStream, want: usize) -> Vec<u8> {
+    let mut out = vec![0u8; want];
+    let mut got = 0;
+    while got < want {
+        match s.read(&mut out[got..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    out.truncate(got);
+    out
+}
+
+/// A masked client frame (RFC 6455 §5.3) of up to 125 bytes.
+fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut f = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+#[test]
+fn an_axum_route_accepts_websockets_with_percores_extractor() {
+    for runtime in [RuntimeKind::Monoio, RuntimeKind::Tokio, RuntimeKind::Glommio] {
+        let cfg = ServerConfig { port: 0, workers: Some(1), runtime, ..ServerConfig::default() };
+        let server = Server::new(cfg).start(per_executor(|_exec| ws_app())).expect("server start");
+        let addr = server.local_addr().expect("a TCP address");
+
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+              Sec-WebSocket-Protocol: other, chat\r\n\r\n",
+        )
+        .unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let byte = read_n(&mut s, 1);
+            assert_eq!(byte.len(), 1, "{runtime:?}: closed in the head: {}", String::from_utf8_lossy(&head));
+            head.extend_from_slice(&byte);
+        }
+        let head = String::from_utf8_lossy(&head).to_lowercase();
+        assert!(head.starts_with("http/1.1 101 "), "{runtime:?}: {head}");
+        assert!(head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=\r\n"), "{runtime:?}: {head}");
+        assert!(head.contains("sec-websocket-protocol: chat\r\n"), "{runtime:?}: {head}");
+        assert_eq!(head.matches("connection:").count(), 1, "{runtime:?}: {head}");
+
+        // Echoed by percore's session: an unmasked text frame.
+        s.write_all(&client_frame(0x1, b"hello")).unwrap();
+        assert_eq!(read_n(&mut s, 7), b"\x81\x05hello", "{runtime:?}");
+        // A close is answered with the same code, then the server closes.
+        s.write_all(&client_frame(0x8, &1000u16.to_be_bytes())).unwrap();
+        assert_eq!(read_n(&mut s, 4), b"\x88\x02\x03\xe8", "{runtime:?}");
+        assert!(read_n(&mut s, 1).is_empty(), "{runtime:?}: closed after the close handshake");
+
+        // Not an upgrade: the handshake's refusal, as for a native route.
+        let r = exchange(addr, &get_close("/ws", ""));
+        assert!(r.starts_with("HTTP/1.1 426"), "{runtime:?}: {r}");
+        assert!(r.to_lowercase().contains("upgrade: websocket\r\n"), "{runtime:?}: {r}");
+        let r = exchange(
+            addr,
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: close, Upgrade\r\nUpgrade: websocket\r\n\
+              Sec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        );
+        assert!(r.starts_with("HTTP/1.1 400"), "{runtime:?}: {r}");
+
+        let r = exchange(addr, &get_close("/fake-101", ""));
+        assert!(r.starts_with("HTTP/1.1 500"), "{runtime:?}: {r}");
+        server.stop();
+    }
+}

@@ -9,6 +9,7 @@ use bytes::{Buf, Bytes};
 use futures_core::Stream;
 use http::header::{HeaderName, HeaderValue};
 
+use super::ws::PendingUpgrade;
 use super::{Body, RequestInfo};
 use crate::app::{Frame, Request, Response};
 use crate::http::{Framing, Version};
@@ -95,6 +96,15 @@ where
     for (name, value) in &parts.headers {
         // `http` checked both: a token name, a value without CR, LF or NUL.
         out.insert_header(header_name(name), Bytes::copy_from_slice(value.as_bytes()));
+    }
+    if parts.status == http::StatusCode::SWITCHING_PROTOCOLS {
+        // Only `WebSocketUpgrade::on_upgrade` can say what runs on the connection after it.
+        let attached = parts.extensions.get::<PendingUpgrade>().is_some_and(|up| up.attach(&mut out));
+        if !attached {
+            tracing::error!("a 101 from the service without percore::tower::WebSocketUpgrade; answering 500");
+            return Response::status_text(500);
+        }
+        return out;
     }
     let length = body.size_hint().exact();
     if length == Some(0) && body.is_end_stream() {

@@ -13,6 +13,7 @@
 
 mod body;
 mod convert;
+mod ws;
 
 use std::cell::RefCell;
 use std::fmt::Display;
@@ -24,6 +25,7 @@ use bytes::Bytes;
 use tower_service::Service;
 
 pub use body::Body;
+pub use ws::{refusal as websocket_refusal, WebSocketRejection, WebSocketUpgrade};
 
 use crate::app::{Handler, Request, Response};
 use crate::executor::ExecutorInfo;
