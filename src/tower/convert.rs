@@ -128,7 +128,9 @@ where
             // The framing is the server's, from the body (axum sets `content-length` on every
             // response): not copied, only read for a HEAD. (`connection` is kept:
             // `Connection: close` from the service closes the connection.)
-            declared_length = std::str::from_utf8(value.as_bytes()).ok().and_then(|v| v.parse::<u64>().ok());
+            if is_head {
+                declared_length = std::str::from_utf8(value.as_bytes()).ok().and_then(|v| v.parse::<u64>().ok());
+            }
             continue;
         } else if name == http::header::TRANSFER_ENCODING {
             continue;
