@@ -317,7 +317,10 @@ fn a_service_not_ready_at_once_and_one_that_panics_in_call() {
         // Keep-alive asked for, but the service said close.
         let r = exchange(addr, b"GET /close HTTP/1.1\r\nHost: x\r\n\r\n");
         assert!(r.contains("connection: close\r\n") && r.ends_with("bye"), "{runtime:?}: {r}");
-        assert!(exchange(addr, &get_close("/", "")).starts_with("HTTP/1.1 200"), "{runtime:?}: still serving");
+        assert!(
+            exchange(addr, &get_close("/", "")).starts_with("HTTP/1.1 200"),
+            "{runtime:?}: still serving"
+        );
         server.stop();
     }
 }

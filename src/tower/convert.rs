@@ -129,7 +129,8 @@ where
             // response): not copied, only read for a HEAD. (`connection` is kept:
             // `Connection: close` from the service closes the connection.)
             if is_head {
-                declared_length = std::str::from_utf8(value.as_bytes()).ok().and_then(|v| v.parse::<u64>().ok());
+                declared_length =
+                    std::str::from_utf8(value.as_bytes()).ok().and_then(|v| v.parse::<u64>().ok());
             }
             continue;
         } else if name == http::header::TRANSFER_ENCODING {
