@@ -171,6 +171,15 @@ fn check_runtime(runtime: RuntimeKind) {
     let r = exchange(addr, &get_close("/full", ""));
     assert!(r.contains("content-length: 12\r\n") && r.ends_with("exactly this"), "{runtime:?}: {r}");
 
+    // HEAD: axum answers with an empty body (and the GET's `content-length` when it knows
+    // it); the head is the GET's, and no body follows.
+    let head = |path: &str| format!("HEAD {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let r = exchange(addr, head("/full").as_bytes());
+    assert!(r.contains("content-length: 12\r\n") && r.ends_with("\r\n\r\n"), "{runtime:?}: {r}");
+    let r = exchange(addr, head("/stream").as_bytes());
+    assert!(r.contains("transfer-encoding: chunked\r\n") && r.ends_with("\r\n\r\n"), "{runtime:?}: {r}");
+    assert!(!r.contains("content-length") && !r.contains("\r\n0\r\n"), "{runtime:?}: {r}");
+
     let r = exchange(addr, &get_close("/stream", ""));
     assert!(r.contains("transfer-encoding: chunked\r\n"), "{r}");
     assert!(r.ends_with("4\r\none \r\n4\r\ntwo \r\n5\r\nthree\r\n0\r\n\r\n"), "{r}");
@@ -233,6 +242,115 @@ fn tower_services_on_tokio() {
 #[test]
 fn tower_services_on_glommio() {
     check_runtime(RuntimeKind::Glommio);
+}
+
+/// A hand-written service: not ready until its `poll_ready` was asked three times (waking
+/// itself each time), a panic in `call` itself for `/panic-in-call`, and response headers of
+/// every kind for the others.
+struct Moody {
+    not_ready_for: u32,
+    polls: u32,
+}
+
+impl tower_service::Service<http::Request<percore::tower::Body>> for Moody {
+    type Response = http::Response<String>;
+    type Error = String;
+    type Future = std::future::Ready<Result<http::Response<String>, String>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), String>> {
+        self.polls += 1;
+        if self.not_ready_for > 0 {
+            self.not_ready_for -= 1;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<percore::tower::Body>) -> Self::Future {
+        let polls = std::mem::take(&mut self.polls);
+        if req.uri().path() == "/slow" {
+            self.not_ready_for = 3;
+        }
+        let response = match req.uri().path() {
+            "/panic-in-call" => panic!("boom in call (expected by the test)"),
+            "/close" => http::Response::builder().header("connection", "close").body("bye".to_string()),
+            _ => http::Response::builder()
+                .header("content-type", "application/json")
+                .header("x-trace", "abc\t123")
+                .header("content-length", "999")
+                .header("transfer-encoding", "chunked")
+                .header("set-cookie", "a=1")
+                .header("set-cookie", "b=2")
+                .body(format!("{polls}")),
+        };
+        std::future::ready(Ok(response.unwrap()))
+    }
+}
+
+/// The paths the adapter takes besides an axum `Router`: a service not ready at once is
+/// called once it is; a panic in `call` (not in its future) is a 500 and the executor goes
+/// on; the service's framing fields give way to the body's; its other fields are sent as
+/// given; `Connection: close` from it closes the connection.
+#[test]
+fn a_service_not_ready_at_once_and_one_that_panics_in_call() {
+    for runtime in [RuntimeKind::Monoio, RuntimeKind::Tokio, RuntimeKind::Glommio] {
+        let cfg = ServerConfig { port: 0, workers: Some(1), runtime, ..ServerConfig::default() };
+        let server = Server::new(cfg)
+            .start(per_executor(|_exec| Moody { not_ready_for: 0, polls: 0 }))
+            .expect("server start");
+        let addr = server.local_addr().expect("a TCP address");
+        // Ready at once: one poll (the one before the call).
+        let r = exchange(addr, &get_close("/", ""));
+        assert!(r.starts_with("HTTP/1.1 200") && r.ends_with("\r\n\r\n1"), "{runtime:?}: {r}");
+        assert!(r.contains("content-length: 1\r\n") && !r.contains("999") && !r.contains("chunked"), "{r}");
+        for field in ["content-type: application/json\r\n", "x-trace: abc\t123\r\n", "set-cookie: a=1\r\n"] {
+            assert!(r.contains(field), "{runtime:?}: {field:?} in {r}");
+        }
+        assert!(r.contains("set-cookie: b=2\r\n"), "{r}");
+        // After `/slow`, the next request waits for three more polls, then is answered.
+        assert!(exchange(addr, &get_close("/slow", "")).ends_with("\r\n\r\n1"), "{runtime:?}");
+        let r = exchange(addr, &get_close("/", ""));
+        assert!(r.starts_with("HTTP/1.1 200") && r.ends_with("\r\n\r\n4"), "{runtime:?}: {r}");
+        let r = exchange(addr, &get_close("/panic-in-call", ""));
+        assert!(r.starts_with("HTTP/1.1 500"), "{runtime:?}: {r}");
+        // Keep-alive asked for, but the service said close.
+        let r = exchange(addr, b"GET /close HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(r.contains("connection: close\r\n") && r.ends_with("bye"), "{runtime:?}: {r}");
+        assert!(
+            exchange(addr, &get_close("/", "")).starts_with("HTTP/1.1 200"),
+            "{runtime:?}: still serving"
+        );
+        server.stop();
+    }
+}
+
+/// With the `axum` feature, `ConnectInfo<SocketAddr>` is there beside percore's
+/// `RequestInfo` and axum's own extensions (matched path, path parameters, original URI).
+#[cfg(feature = "axum")]
+#[test]
+fn axum_extractors_of_extensions_all_find_theirs() {
+    use axum::extract::{ConnectInfo, MatchedPath, OriginalUri, Path};
+    let app = || {
+        Router::new().route(
+            "/users/{id}",
+            get(
+                |ConnectInfo(addr): ConnectInfo<SocketAddr>,
+                 Extension(info): Extension<RequestInfo>,
+                 matched: MatchedPath,
+                 OriginalUri(uri): OriginalUri,
+                 Path(id): Path<String>| async move {
+                    assert_eq!(Some(addr), info.peer.socket_addr());
+                    format!("{} {} {} {id}", addr.ip(), matched.as_str(), uri)
+                },
+            ),
+        )
+    };
+    let cfg = ServerConfig { port: 0, workers: Some(1), ..ServerConfig::default() };
+    let server = Server::new(cfg).start(per_executor(move |_exec| app())).expect("server start");
+    let r = exchange(server.local_addr().expect("a TCP address"), &get_close("/users/7?x=1", ""));
+    assert!(r.ends_with("127.0.0.1 /users/{id} /users/7?x=1 7"), "{r}");
+    server.stop();
 }
 
 #[test]

@@ -168,6 +168,17 @@ impl Response {
         self
     }
 
+    /// Add a header the caller has already checked as [`Response::insert_header`] would (the
+    /// tower adapter: the `http` crate's `HeaderName` is always a lowercase token and its
+    /// `HeaderValue` never holds CR, LF or NUL), so the checks do not run twice.
+    #[cfg(feature = "tower")]
+    #[inline]
+    pub(crate) fn push_checked_header(&mut self, name: Cow<'static, str>, value: Bytes) {
+        debug_assert!(!name.is_empty() && name.bytes().all(crate::http::is_tchar));
+        debug_assert!(!value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0));
+        self.headers.push((name, value));
+    }
+
     #[inline]
     pub fn with_body(mut self, body: impl Into<Bytes>) -> Response {
         self.body = ResponseBody::Full(body.into());

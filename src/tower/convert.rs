@@ -34,8 +34,13 @@ impl Display for ConvertError {
 }
 
 /// The request as an `http::Request`: header values share the head's bytes (no copy), the
-/// body is streamed from the connection.
-pub fn to_http(mut req: Request, executor: usize) -> Result<http::Request<Body>, ConvertError> {
+/// body is streamed from the connection. `extensions`: an empty map with room for the usual
+/// entries, cloned for the request (see [`extensions_with_room`]).
+pub fn to_http(
+    mut req: Request,
+    executor: usize,
+    extensions: &http::Extensions,
+) -> Result<http::Request<Body>, ConvertError> {
     let method = http::Method::from_bytes(req.method().as_bytes()).map_err(|_| ConvertError::Method)?;
     // The target shares the head's bytes too.
     let uri = http::Uri::from_maybe_shared(req.head().bytes_of(req.target().as_bytes()))
@@ -46,12 +51,14 @@ pub fn to_http(mut req: Request, executor: usize) -> Result<http::Request<Body>,
     };
     let mut headers = http::HeaderMap::with_capacity(req.head().header_count());
     for (name, value) in req.head().headers() {
-        let header = HeaderName::from_bytes(name.as_bytes())
-            .ok()
-            .zip(HeaderValue::from_maybe_shared(req.head().bytes_of(value)).ok());
-        let Some((name, value)) = header else {
+        let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
             return Err(ConvertError::Header(name.to_string()));
         };
+        // SAFETY: not a memory-safety contract: `HeaderValue` asks for bytes it accepts (a
+        // tab, 0x20-0x7e, 0x80-0xff), and those are the only bytes the codec lets into a
+        // field value (httparse's value table is the same set; obsolete line folding is
+        // refused), so checking them again would only repeat it. hyper does the same.
+        let value = unsafe { HeaderValue::from_maybe_shared_unchecked(req.head().bytes_of(value)) };
         headers.append(name, value);
     }
     let length = match req.head().framing() {
@@ -74,28 +81,63 @@ pub fn to_http(mut req: Request, executor: usize) -> Result<http::Request<Body>,
     *request.uri_mut() = uri;
     *request.version_mut() = version;
     *request.headers_mut() = headers;
-    request.extensions_mut().insert(info);
+    let ext = request.extensions_mut();
+    *ext = extensions.clone();
+    ext.insert(info);
     // axum's type exists for TCP peers only.
     #[cfg(feature = "axum")]
     if let Some(addr) = peer.socket_addr() {
-        request.extensions_mut().insert(axum::extract::ConnectInfo(addr));
+        ext.insert(axum::extract::ConnectInfo(addr));
     }
     Ok(request)
 }
 
+/// An empty `Extensions` whose map has room for seven entries: cloned for each request, so
+/// that percore's own entries ([`RequestInfo`], axum's `ConnectInfo`) and axum's
+/// (`OriginalUri`, `MatchedPath`, the path parameters) go in without the map growing on the
+/// fourth insert (a second allocation, a rehash and a free on every request). The clone of
+/// an empty map allocates what the first insert into a new one would.
+pub fn extensions_with_room() -> http::Extensions {
+    #[derive(Clone)]
+    struct Room<const N: usize>;
+    let mut extensions = http::Extensions::new();
+    extensions.insert(Room::<0>);
+    extensions.insert(Room::<1>);
+    extensions.insert(Room::<2>);
+    extensions.insert(Room::<3>);
+    // Cleared, the map keeps its buckets (eight: room for seven).
+    extensions.clear();
+    extensions
+}
+
 /// The service's response as percore's: an exact `size_hint` becomes `Content-Length`,
-/// anything else is sent chunked as its frames come, trailers included.
-pub fn from_http<B>(response: http::Response<B>) -> Response
+/// anything else is sent chunked as its frames come, trailers included. `is_head`: the
+/// response answers a `HEAD`, whose empty body says nothing of the length.
+pub fn from_http<B>(response: http::Response<B>, is_head: bool) -> Response
 where
     B: http_body::Body<Data = Bytes> + 'static,
     B::Error: Display,
 {
     let (parts, body) = response.into_parts();
-    let event_stream = is_event_stream(&parts.headers);
     let mut out = Response::new(parts.status.as_u16());
+    let mut event_stream = false;
+    let mut declared_length = None;
     for (name, value) in &parts.headers {
-        // `http` checked both: a token name, a value without CR, LF or NUL.
-        out.insert_header(header_name(name), Bytes::copy_from_slice(value.as_bytes()));
+        if name == http::header::CONTENT_TYPE {
+            event_stream = is_event_stream(value);
+        } else if name == http::header::CONTENT_LENGTH {
+            // The framing is the server's, from the body (axum sets `content-length` on every
+            // response): not copied, only read for a HEAD. (`connection` is kept:
+            // `Connection: close` from the service closes the connection.)
+            if is_head {
+                declared_length =
+                    std::str::from_utf8(value.as_bytes()).ok().and_then(|v| v.parse::<u64>().ok());
+            }
+            continue;
+        } else if name == http::header::TRANSFER_ENCODING {
+            continue;
+        }
+        out.push_checked_header(header_name(name), header_value(value));
     }
     if parts.status == http::StatusCode::SWITCHING_PROTOCOLS {
         // Only `WebSocketUpgrade::on_upgrade` can say what runs on the connection after it.
@@ -108,7 +150,14 @@ where
     }
     let length = body.size_hint().exact();
     if length == Some(0) && body.is_end_stream() {
-        return out;
+        // axum answers a HEAD with an empty body and, when the GET's length is known, its
+        // `content-length`. The head must be the one the GET would get (RFC 9110 §9.3.2):
+        // that length, or chunked when it is not known. The driver sends no body for HEAD.
+        return match declared_length {
+            _ if !is_head => out,
+            Some(0) => out,
+            length => out.with_frames(NoFrames, length),
+        };
     }
     let mut body = Box::pin(body);
     // The usual response (a string, JSON, bytes) is whole at once: take it now, and it goes
@@ -139,15 +188,13 @@ where
     }
 }
 
-/// Whether the response is a `text/event-stream`. Such bodies are treated as one event per data
-/// frame (axum's `Sse` and the SSE crates for tower yield each event as one frame), so they get
-/// percore's keepalive comments (`--sse-ping-interval`) and end between two events when the
-/// executor drains, as [`Response::sse`] bodies do.
-fn is_event_stream(headers: &http::HeaderMap) -> bool {
-    headers.get(http::header::CONTENT_TYPE).is_some_and(|v| {
-        let media = v.as_bytes().split(|&b| b == b';').next().unwrap_or_default();
-        media.trim_ascii().eq_ignore_ascii_case(b"text/event-stream")
-    })
+/// Whether a `Content-Type` is `text/event-stream`. Such bodies are treated as one event per
+/// data frame (axum's `Sse` and the SSE crates for tower yield each event as one frame), so
+/// they get percore's keepalive comments (`--sse-ping-interval`) and end between two events
+/// when the executor drains, as [`Response::sse`] bodies do.
+fn is_event_stream(content_type: &HeaderValue) -> bool {
+    let media = content_type.as_bytes().split(|&b| b == b';').next().unwrap_or_default();
+    media.trim_ascii().eq_ignore_ascii_case(b"text/event-stream")
 }
 
 /// Bodies up to this size are taken whole when they are ready at once; larger ones stream.
@@ -173,6 +220,36 @@ fn header_name(name: &HeaderName) -> Cow<'static, str> {
     match COMMON.iter().find(|(known, _)| known == name) {
         Some((_, s)) => Cow::Borrowed(s),
         None => Cow::Owned(name.as_str().to_owned()),
+    }
+}
+
+/// The value of a response header as `Bytes`: the usual `Content-Type`s without an
+/// allocation (`http` gives no way to share a `HeaderValue`'s own bytes), others copied.
+fn header_value(value: &HeaderValue) -> Bytes {
+    const COMMON: [&str; 6] = [
+        "text/plain; charset=utf-8",
+        "application/json",
+        "text/plain",
+        "text/html; charset=utf-8",
+        "application/octet-stream",
+        "text/event-stream",
+    ];
+    let bytes = value.as_bytes();
+    match COMMON.iter().find(|known| known.as_bytes() == bytes) {
+        Some(known) => Bytes::from_static(known.as_bytes()),
+        None => Bytes::copy_from_slice(bytes),
+    }
+}
+
+/// The body of a `HEAD` response: never polled (the driver sends no body for HEAD), there
+/// only to carry the length of the body a GET would get.
+struct NoFrames;
+
+impl Stream for NoFrames {
+    type Item = std::io::Result<Frame>;
+
+    fn poll_next(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Poll::Ready(None)
     }
 }
 

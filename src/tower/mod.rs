@@ -15,11 +15,14 @@ mod body;
 mod convert;
 mod ws;
 
+use std::any::Any;
 use std::cell::RefCell;
 use std::fmt::Display;
-use std::future::{poll_fn, Future};
+use std::future::Future;
 use std::net::IpAddr;
-use std::task::Poll;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use tower_service::Service;
@@ -53,11 +56,17 @@ pub struct RequestInfo {
 pub struct TowerHandler<S> {
     service: RefCell<S>,
     executor: usize,
+    /// Cloned into each request: see [`convert::extensions_with_room`].
+    extensions: http::Extensions,
 }
 
 impl<S> TowerHandler<S> {
     pub fn new(service: S, executor: &ExecutorInfo) -> TowerHandler<S> {
-        TowerHandler { service: RefCell::new(service), executor: executor.index }
+        TowerHandler {
+            service: RefCell::new(service),
+            executor: executor.index,
+            extensions: convert::extensions_with_room(),
+        }
     }
 }
 
@@ -78,40 +87,91 @@ where
     B::Error: Display,
 {
     fn call(&self, req: Request) -> impl Future<Output = Response> {
-        let request = convert::to_http(req, self.executor);
-        async move {
-            let request = match request {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::debug!(error = %e, "request not representable as an http::Request");
-                    return Response::status_text(400);
-                }
-            };
-            // Honour `poll_ready`, then call with no await in between, so no other request of
-            // this executor can take the readiness this one waited for.
-            let mut request = Some(request);
-            let called = poll_fn(|cx| {
-                let mut service = self.service.borrow_mut();
-                match service.poll_ready(cx) {
-                    Poll::Ready(Ok(())) => {
-                        Poll::Ready(Ok(service.call(request.take().expect("called once"))))
-                    }
-                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-                    Poll::Pending => Poll::Pending,
-                }
-            })
-            .await;
-            let outcome = match called {
-                Ok(future) => future.await,
-                Err(e) => Err(e),
-            };
-            match outcome {
-                Ok(response) => convert::from_http(response),
-                Err(e) => {
-                    tracing::error!(error = %e, "service failed; answering 500");
-                    Response::status_text(500)
-                }
+        let is_head = req.method() == "HEAD";
+        let request = match convert::to_http(req, self.executor, &self.extensions) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(error = %e, "request not representable as an http::Request");
+                return Call::Answered(Some(Response::status_text(400)));
             }
+        };
+        // The driver catches panics only inside the future it polls: one here (in
+        // `poll_ready` or `call`) resumes in its first poll, and is a 500 like any other.
+        let called = catch_unwind(AssertUnwindSafe(|| {
+            let mut service = self.service.borrow_mut();
+            // Usually ready at once (an axum `Router` always is): then called now, so the
+            // service's future is the whole state, and the request is not moved through a
+            // waiting one first. `poll_ready` is asked again with the task's waker if not.
+            match service.poll_ready(&mut Context::from_waker(Waker::noop())) {
+                Poll::Ready(Ok(())) => Call::Running { future: service.call(request), is_head },
+                Poll::Ready(Err(e)) => Call::Answered(Some(service_failed(e))),
+                Poll::Pending => Call::Waiting { handler: self, request: Some(request), is_head },
+            }
+        }));
+        called.unwrap_or_else(|panic| Call::Panicked(Some(panic)))
+    }
+}
+
+/// The future of one request through a [`TowerHandler`].
+enum Call<'a, S: Service<http::Request<Body>>> {
+    /// The service was not ready: wait for it, then call it.
+    Waiting { handler: &'a TowerHandler<S>, request: Option<http::Request<Body>>, is_head: bool },
+    /// The service's future; `is_head`: it answers a `HEAD`.
+    Running { future: S::Future, is_head: bool },
+    /// `poll_ready` or `call` panicked: resumed in the first poll.
+    Panicked(Option<Box<dyn Any + Send>>),
+    /// Answered without the service (a 400 or 500).
+    Answered(Option<Response>),
+}
+
+impl<S, B> Future for Call<'_, S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<B>>,
+    S::Error: Display,
+    B: http_body::Body<Data = Bytes> + 'static,
+    B::Error: Display,
+{
+    type Output = Response;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response> {
+        loop {
+            // SAFETY: structural pinning of `Running`'s future only: it is never moved out
+            // while pinned (the state is replaced in place with `Pin::set`, which drops it
+            // there); `Call` has no `Drop` or `Unpin` impl of its own. The other variants'
+            // fields are not pinned.
+            let next = match unsafe { self.as_mut().get_unchecked_mut() } {
+                Call::Running { future, is_head } => {
+                    return match unsafe { Pin::new_unchecked(future) }.poll(cx) {
+                        Poll::Pending => Poll::Pending,
+                        Poll::Ready(Ok(response)) => Poll::Ready(convert::from_http(response, *is_head)),
+                        Poll::Ready(Err(e)) => Poll::Ready(service_failed(e)),
+                    };
+                }
+                Call::Waiting { handler, request, is_head } => {
+                    let mut service = handler.service.borrow_mut();
+                    match service.poll_ready(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Err(e)) => return Poll::Ready(service_failed(e)),
+                        // Called with no await in between, so no other request of this
+                        // executor can take the readiness this one waited for.
+                        Poll::Ready(Ok(())) => Call::Running {
+                            future: service.call(request.take().expect("called once")),
+                            is_head: *is_head,
+                        },
+                    }
+                }
+                Call::Panicked(panic) => resume_unwind(panic.take().expect("polled after the panic")),
+                Call::Answered(response) => {
+                    return Poll::Ready(response.take().expect("polled after completion"));
+                }
+            };
+            self.set(next);
         }
     }
+}
+
+/// The answer when the service fails.
+fn service_failed(e: impl Display) -> Response {
+    tracing::error!(error = %e, "service failed; answering 500");
+    Response::status_text(500)
 }
