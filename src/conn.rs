@@ -785,7 +785,10 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         let elapsed = now.saturating_duration_since(self.started);
         self.recorded_at = Some(now);
         self.ctx.stats.record_response(status, elapsed.as_micros() as u64);
-        if status == 101 && self.ctx.access_log.is_some() {
+        if self.ctx.access_log.is_none() {
+            return; // the access log costs nothing when it is off: not even a call
+        }
+        if status == 101 {
             self.upgrade_headers = headers;
             return;
         }
