@@ -542,7 +542,13 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         let mut must_close = false;
         let response = {
             let _in_flight = ctx.slots.enter();
-            match catch_panic(ctx.handler.call(request)).await {
+            // A handler may do its work in `call` itself and return a ready future (the
+            // demo's `/plaintext` does): a panic there is the handler's too.
+            let answered = match catch_unwind(AssertUnwindSafe(|| ctx.handler.call(request))) {
+                Ok(fut) => catch_panic(fut).await,
+                Err(panic) => Err(panic),
+            };
+            match answered {
                 Ok(response) => response,
                 Err(panic) => {
                     ExecutorStats::add(&ctx.stats.handler_panics, 1);
