@@ -530,21 +530,27 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             return Outcome::Abort; // flushing before the body failed
         }
 
-        let request = Request::with_all(
-            head,
-            self.peer,
-            body,
-            self.client,
-            self.scheme,
-            forwarded_host,
-            self.client_cert.clone(),
-        );
         let mut must_close = false;
         let response = {
             let _in_flight = ctx.slots.enter();
             // A handler may do its work in `call` itself and return a ready future (the
-            // demo's `/plaintext` does): a panic there is the handler's too.
-            let answered = match catch_unwind(AssertUnwindSafe(|| ctx.handler.call(request))) {
+            // demo's `/plaintext` does): a panic there is the handler's too. The request
+            // waits in a slot the call takes it from, so the closure that catches the panic
+            // holds a pointer rather than a copy of it; the slot's scope ends before the
+            // await, so it is no part of the connection's future.
+            let started = {
+                let mut request = Some(Request::with_all(
+                    head,
+                    self.peer,
+                    body,
+                    self.client,
+                    self.scheme,
+                    forwarded_host,
+                    self.client_cert.clone(),
+                ));
+                catch_unwind(AssertUnwindSafe(|| ctx.handler.call(request.take().expect("taken once"))))
+            };
+            let answered = match started {
                 Ok(fut) => catch_panic(fut).await,
                 Err(panic) => Err(panic),
             };
