@@ -15,6 +15,8 @@ pub type Field = (Cow<'static, str>, Bytes);
 #[derive(Default, Clone)]
 pub struct Fields {
     first: Option<Field>,
+    // Boxed on purpose (8 bytes instead of 24): see above.
+    #[allow(clippy::box_collection)]
     rest: Option<Box<Vec<Field>>>,
 }
 

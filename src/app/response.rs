@@ -355,7 +355,8 @@ mod tests {
         };
         assert!(made("content-type", b"text/plain"));
         assert!(made("x", b""));
-        for (name, value) in [("", &b"v"[..]), ("a b", b"v"), ("a:", b"v"), ("a", b"v\r\nx: y"), ("a", b"\0")] {
+        for (name, value) in [("", &b"v"[..]), ("a b", b"v"), ("a:", b"v"), ("a", b"v\r\nx: y"), ("a", b"\0")]
+        {
             assert!(!made(name, value), "{name:?}: {value:?}");
             let inserted = std::panic::catch_unwind(|| Response::new(200).with_header(name, value));
             assert!(inserted.is_err(), "{name:?}: {value:?}");

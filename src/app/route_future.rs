@@ -155,7 +155,11 @@ mod tests {
         let raw = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
         let parsed = crate::http::parse_head(raw, &Default::default()).unwrap().unwrap();
         let head = parsed.into_head(bytes::Bytes::from_static(raw));
-        Request::new(head, "127.0.0.1:1".parse::<std::net::SocketAddr>().unwrap(), super::super::body::RequestBody::empty())
+        Request::new(
+            head,
+            "127.0.0.1:1".parse::<std::net::SocketAddr>().unwrap(),
+            super::super::body::RequestBody::empty(),
+        )
     }
 
     /// A finished future's memory is used by the next; futures alive at the same time each

@@ -8,9 +8,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use super::handler::Handler;
-use super::route_future::{Pooled, RouteFuture, RouteHandler};
 use super::request::Request;
 use super::response::Response;
+use super::route_future::{Pooled, RouteFuture, RouteHandler};
 
 struct Route {
     path: String,

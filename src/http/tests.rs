@@ -634,8 +634,14 @@ fn request_line_limit_on_every_path() {
     let long = b"GET /123 HTTP/1.1\r\nHost: x\r\n\r\n";
     assert_eq!(parse_head(long, &limits).unwrap_err(), RequestLineTooLong);
     assert_eq!(parse_head(&long[..20], &limits).unwrap_err(), RequestLineTooLong);
-    assert_eq!(parse_head(b"GET /123 HTTP/1.1\r\nHo st: x\r\n\r\n", &limits).unwrap_err(), RequestLineTooLong);
-    assert_eq!(parse_head(b"\r\nGET /12 HTTP/1.1\r\nHost: x\r\n\r\n", &limits).unwrap_err(), RequestLineTooLong);
+    assert_eq!(
+        parse_head(b"GET /123 HTTP/1.1\r\nHo st: x\r\n\r\n", &limits).unwrap_err(),
+        RequestLineTooLong
+    );
+    assert_eq!(
+        parse_head(b"\r\nGET /12 HTTP/1.1\r\nHost: x\r\n\r\n", &limits).unwrap_err(),
+        RequestLineTooLong
+    );
     assert!(parse_head(b"GET /12 HTTP/1.1\nHost: x\n\n", &limits).unwrap().is_some());
 }
 
@@ -665,7 +671,8 @@ fn encodes_every_head_ending() {
                 let mut out = BytesMut::new();
                 encode_head(&mut out, status, [("a", &b"b"[..])].into_iter(), length, connection, date);
                 let line = if status == 200 { "HTTP/1.1 200 OK" } else { "HTTP/1.1 404 Not Found" };
-                let want = format!("{line}\r\ndate: Mon, 23 Nov 2026 07:00:00 GMT\r\na: b\r\n{framing}{conn}\r\n");
+                let want =
+                    format!("{line}\r\ndate: Mon, 23 Nov 2026 07:00:00 GMT\r\na: b\r\n{framing}{conn}\r\n");
                 assert_eq!(String::from_utf8(out.to_vec()).unwrap(), want);
             }
         }
