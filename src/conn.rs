@@ -530,19 +530,31 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             return Outcome::Abort; // flushing before the body failed
         }
 
-        let request = Request::with_all(
-            head,
-            self.peer,
-            body,
-            self.client,
-            self.scheme,
-            forwarded_host,
-            self.client_cert.clone(),
-        );
         let mut must_close = false;
         let response = {
             let _in_flight = ctx.slots.enter();
-            match catch_panic(ctx.handler.call(request)).await {
+            // A handler may do its work in `call` itself and return a ready future (the
+            // demo's `/plaintext` does): a panic there is the handler's too. The request
+            // waits in a slot the call takes it from, so the closure that catches the panic
+            // holds a pointer rather than a copy of it; the slot's scope ends before the
+            // await, so it is no part of the connection's future.
+            let started = {
+                let mut request = Some(Request::with_all(
+                    head,
+                    self.peer,
+                    body,
+                    self.client,
+                    self.scheme,
+                    forwarded_host,
+                    self.client_cert.clone(),
+                ));
+                catch_unwind(AssertUnwindSafe(|| ctx.handler.call(request.take().expect("taken once"))))
+            };
+            let answered = match started {
+                Ok(fut) => catch_panic(fut).await,
+                Err(panic) => Err(panic),
+            };
+            match answered {
                 Ok(response) => response,
                 Err(panic) => {
                     ExecutorStats::add(&ctx.stats.handler_panics, 1);
@@ -785,7 +797,10 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         let elapsed = now.saturating_duration_since(self.started);
         self.recorded_at = Some(now);
         self.ctx.stats.record_response(status, elapsed.as_micros() as u64);
-        if status == 101 && self.ctx.access_log.is_some() {
+        if self.ctx.access_log.is_none() {
+            return; // the access log costs nothing when it is off: not even a call
+        }
+        if status == 101 {
             self.upgrade_headers = headers;
             return;
         }

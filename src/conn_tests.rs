@@ -205,3 +205,25 @@ fn connection_futures_stay_small_and_loosely_aligned() {
     #[cfg(feature = "glommio")]
     check::<crate::runtime::glommio::GlommioStream, crate::runtime::glommio::Glommio>("glommio", 2048);
 }
+
+/// A handler that does its work in `call` (returning a ready future) and panics there gets
+/// the same answer as one whose future panics: a 500 that closes the connection, the
+/// request after it unanswered.
+#[test]
+fn a_panic_in_call_itself_is_a_500() {
+    use crate::app::{Request, Response, Router};
+    fn sync_panics(req: Request) -> std::future::Ready<Response> {
+        assert!(req.path() != "/boom", "boom");
+        std::future::ready(Response::new(204))
+    }
+    let log = crate::testing::run_connection(
+        vec![b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\nGET /boom HTTP/1.1\r\nHost: x\r\n\r\nGET /ok HTTP/1.1\r\nHost: x\r\n\r\n"
+            .to_vec()],
+        DriverConfig::default(),
+        Router::new().get("/ok", sync_panics).get("/boom", sync_panics),
+    );
+    let out = log.output();
+    assert_eq!(count(&out, "HTTP/1.1 204"), 1, "{}", String::from_utf8_lossy(&out));
+    assert_eq!(count(&out, "HTTP/1.1 500"), 1, "{}", String::from_utf8_lossy(&out));
+    assert_eq!(count(&out, "connection: close"), 1);
+}

@@ -55,6 +55,7 @@ impl<H> WithBuiltins<H> {
 impl<H: Handler> Handler for WithBuiltins<H> {
     /// Not an `async fn`: the request moves straight into the chosen handler's future, and
     /// this adds no state machine of its own around it.
+    #[inline]
     fn call(&self, req: Request) -> impl Future<Output = Response> {
         if self.builtins.serves(req.path()) {
             OneOf::First(self.builtins.call(req))

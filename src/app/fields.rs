@@ -9,11 +9,15 @@ use bytes::Bytes;
 pub type Field = (Cow<'static, str>, Bytes);
 
 /// Header fields in the order they were added. The first lives inline; only a second one
-/// allocates.
+/// allocates. The rest are boxed, list and all: a `Response` is then small enough (at most
+/// 128 bytes) to be moved with a few register moves rather than a call to `memcpy`, and it
+/// is moved several times between a handler and the write buffer.
 #[derive(Default, Clone)]
 pub struct Fields {
     first: Option<Field>,
-    rest: Vec<Field>,
+    // Boxed on purpose (8 bytes instead of 24): see above.
+    #[allow(clippy::box_collection)]
+    rest: Option<Box<Vec<Field>>>,
 }
 
 impl Fields {
@@ -22,17 +26,21 @@ impl Fields {
         if self.first.is_none() {
             self.first = Some(field);
         } else {
-            self.rest.push(field);
+            self.rest.get_or_insert_with(Default::default).push(field);
         }
     }
 
     /// The fields in order, names as given.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
-        self.first.iter().chain(self.rest.iter()).map(|(n, v)| (n.as_ref(), &v[..]))
+        self.first.iter().chain(self.rest()).map(|(n, v)| (n.as_ref(), &v[..]))
     }
 
     pub fn len(&self) -> usize {
-        self.first.is_some() as usize + self.rest.len()
+        self.first.is_some() as usize + self.rest().len()
+    }
+
+    fn rest(&self) -> &[Field] {
+        self.rest.as_deref().map_or(&[], Vec::as_slice)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -42,7 +50,7 @@ impl Fields {
 
 impl std::fmt::Debug for Fields {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.first.iter().chain(self.rest.iter())).finish()
+        f.debug_list().entries(self.first.iter().chain(self.rest())).finish()
     }
 }
 

@@ -9,6 +9,7 @@ pub mod fields;
 pub mod handler;
 pub mod request;
 pub mod response;
+mod route_future;
 pub mod router;
 pub mod sse;
 

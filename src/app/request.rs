@@ -42,6 +42,7 @@ impl Request {
 
     /// A request with everything the connection driver knows, built in place (the driver's
     /// path; the builder methods would move the request once each).
+    #[inline]
     pub(crate) fn with_all(
         head: RequestHead,
         peer: Peer,

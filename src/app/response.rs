@@ -40,6 +40,30 @@ pub enum ResponseBody {
     },
 }
 
+/// A header field checked when it is made: made in a `const`, at compile time, so a handler
+/// that adds it to every response ([`Response::with_static_header`]) pays for no checks.
+///
+/// ```
+/// use percore::app::response::StaticHeader;
+/// const TEXT: StaticHeader = StaticHeader::new("content-type", b"text/plain");
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct StaticHeader {
+    name: &'static str,
+    value: &'static [u8],
+}
+
+impl StaticHeader {
+    /// # Panics
+    /// As [`Response::with_header`] does, if `name` is not a token or `value` holds CR, LF or
+    /// NUL; in a `const`, that is a compile error.
+    pub const fn new(name: &'static str, value: &'static [u8]) -> StaticHeader {
+        assert!(crate::http::is_token(name.as_bytes()), "invalid header name");
+        assert!(crate::http::is_field_value(value), "invalid header value");
+        StaticHeader { name, value }
+    }
+}
+
 /// An HTTP response. The server adds `date`, the framing headers and `connection` itself.
 pub struct Response {
     status: u16,
@@ -150,13 +174,20 @@ impl Response {
     pub fn insert_header(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<Bytes>) {
         let name = name.into();
         let value = value.into();
-        if name.is_empty() || !name.bytes().all(crate::http::is_tchar) {
+        if !crate::http::is_token(name.as_bytes()) {
             invalid_name(&name);
         }
-        if value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+        if !crate::http::is_field_value(&value) {
             invalid_value(&name);
         }
         self.headers.push((name, value));
+    }
+
+    /// Add a header checked when it was made (see [`StaticHeader`]).
+    #[inline]
+    pub fn with_static_header(mut self, header: StaticHeader) -> Response {
+        self.headers.push((Cow::Borrowed(header.name), Bytes::from_static(header.value)));
+        self
     }
 
     /// Add a header this crate spells itself: a constant, valid name and value, so the
@@ -307,6 +338,12 @@ impl Stream for Preencoded {
 mod tests {
     use super::*;
 
+    /// Small enough to move without a call to `memcpy` (see [`Fields`]).
+    #[test]
+    fn a_response_is_at_most_128_bytes() {
+        assert!(std::mem::size_of::<Response>() <= 128, "{} bytes", std::mem::size_of::<Response>());
+    }
+
     /// The headers the constructors add unchecked pass the checks of `insert_header`.
     #[test]
     fn known_headers_are_valid() {
@@ -317,5 +354,25 @@ mod tests {
             }
             assert_eq!(checked.headers().count(), 1);
         }
+    }
+
+    /// A static header is checked as `insert_header` checks: the same names and values are
+    /// refused (here at run time, where the panic can be caught; in a `const`, it would not
+    /// compile).
+    #[test]
+    fn static_headers_are_checked() {
+        let made = |name: &'static str, value: &'static [u8]| {
+            std::panic::catch_unwind(|| StaticHeader::new(name, value)).is_ok()
+        };
+        assert!(made("content-type", b"text/plain"));
+        assert!(made("x", b""));
+        for (name, value) in [("", &b"v"[..]), ("a b", b"v"), ("a:", b"v"), ("a", b"v\r\nx: y"), ("a", b"\0")]
+        {
+            assert!(!made(name, value), "{name:?}: {value:?}");
+            let inserted = std::panic::catch_unwind(|| Response::new(200).with_header(name, value));
+            assert!(inserted.is_err(), "{name:?}: {value:?}");
+        }
+        let r = Response::new(200).with_static_header(StaticHeader::new("content-type", b"text/plain"));
+        assert_eq!(r.header("Content-Type"), Some(&b"text/plain"[..]));
     }
 }

@@ -7,13 +7,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use super::handler::{BoxResponseFuture, DynHandler, Handler};
+use super::handler::Handler;
 use super::request::Request;
 use super::response::Response;
+use super::route_future::{Pooled, RouteFuture, RouteHandler};
 
 struct Route {
     path: String,
-    methods: Vec<(String, Box<dyn DynHandler>)>,
+    methods: Vec<(String, Box<dyn RouteHandler>)>,
 }
 
 impl Route {
@@ -28,7 +29,7 @@ impl Route {
         names.join(", ")
     }
 
-    fn find(&self, method: &str) -> Option<&dyn DynHandler> {
+    fn find(&self, method: &str) -> Option<&dyn RouteHandler> {
         let lookup = |m: &str| self.methods.iter().find(|(k, _)| k == m).map(|(_, h)| h.as_ref());
         // HEAD is GET without the body (RFC 9110 §9.3.2); the encoder drops the body.
         lookup(method).or_else(|| if method == "HEAD" { lookup("GET") } else { None })
@@ -54,7 +55,7 @@ impl Router {
     /// Route `method` on `path` to `handler`.
     pub fn route(mut self, method: &str, path: &str, handler: impl Handler) -> Router {
         let method = method.to_ascii_uppercase();
-        let boxed: Box<dyn DynHandler> = Box::new(handler);
+        let boxed: Box<dyn RouteHandler> = Box::new(Pooled::new(handler));
         match self.routes.iter_mut().find(|r| r.path == path) {
             Some(route) => {
                 route.methods.retain(|(m, _)| *m != method);
@@ -114,6 +115,7 @@ impl Router {
     /// The route's handler started on `req`, or the router's own answer. Not an `async fn`:
     /// the request moves straight into the handler's future instead of through a state
     /// machine of the router's own first.
+    #[inline]
     fn dispatch(&self, req: Request) -> Dispatch<'_> {
         if req.path() == "*" {
             // Only OPTIONS reaches here: the codec refuses `*` with any other method.
@@ -123,7 +125,7 @@ impl Router {
             return Dispatch::Answer(Some(Response::status_text(404)));
         };
         if let Some(handler) = route.find(req.method()) {
-            return Dispatch::Handler(handler.call_boxed(req));
+            return Dispatch::Handler(handler.start(req));
         }
         Dispatch::Answer(Some(if req.method() == "OPTIONS" {
             Response::new(204).with_header("allow", route.allow())
@@ -136,7 +138,7 @@ impl Router {
 /// The future of [`Router::call`]: a handler's, or an answer of the router's own.
 enum Dispatch<'a> {
     Answer(Option<Response>),
-    Handler(BoxResponseFuture<'a>),
+    Handler(RouteFuture<'a>),
 }
 
 impl Future for Dispatch<'_> {
@@ -145,12 +147,13 @@ impl Future for Dispatch<'_> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response> {
         match self.get_mut() {
             Dispatch::Answer(answer) => Poll::Ready(answer.take().expect("Dispatch polled after completion")),
-            Dispatch::Handler(fut) => fut.as_mut().poll(cx),
+            Dispatch::Handler(fut) => Pin::new(fut).poll(cx),
         }
     }
 }
 
 impl Handler for Router {
+    #[inline]
     fn call(&self, req: Request) -> impl Future<Output = Response> {
         self.dispatch(req)
     }

@@ -23,7 +23,33 @@ pub(crate) fn is_tchar(b: u8) -> bool {
 }
 
 /// Which bytes are `tchar`, by value: one load per byte instead of a search of the symbols.
-static TCHAR: [bool; 256] = byte_table(b"!#$%&'*+-.^_`|~");
+static TCHAR: [bool; 256] = TCHAR_TABLE;
+const TCHAR_TABLE: [bool; 256] = byte_table(b"!#$%&'*+-.^_`|~");
+
+/// Whether `name` is a token (a valid field name), in a `const` context too.
+pub(crate) const fn is_token(name: &[u8]) -> bool {
+    let mut i = 0;
+    while i < name.len() {
+        if !TCHAR_TABLE[name[i] as usize] {
+            return false;
+        }
+        i += 1;
+    }
+    !name.is_empty()
+}
+
+/// Whether `value` may be sent as a field value: no CR, LF or NUL, which would let it end
+/// the field (or the head) early. In a `const` context too.
+pub(crate) const fn is_field_value(value: &[u8]) -> bool {
+    let mut i = 0;
+    while i < value.len() {
+        if matches!(value[i], b'\r' | b'\n' | 0) {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
 
 /// A table of the bytes that are ASCII letters or digits or one of `symbols`.
 pub(crate) const fn byte_table(symbols: &[u8]) -> [bool; 256] {

@@ -91,7 +91,12 @@ pub struct ParsedHead {
     query: Option<Span>,
     /// The authority of an absolute-form or authority-form (CONNECT) target.
     authority: Option<Span>,
-    headers: Vec<(Span, Span)>,
+    /// The field lines, from the first to the empty line that ends the head (excluded).
+    /// Read again line by line when a handler asks for a field: kept as one span rather
+    /// than a list of spans, so a request allocates nothing for its fields.
+    fields: Span,
+    /// How many field lines there are.
+    field_count: u32,
 }
 
 impl ParsedHead {
@@ -168,15 +173,12 @@ impl RequestHead {
 
     /// How many header fields the head has.
     pub fn header_count(&self) -> usize {
-        self.parsed.headers.len()
+        self.parsed.field_count as usize
     }
 
     /// All header fields in order, names as sent.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
-        self.parsed
-            .headers
-            .iter()
-            .map(move |(n, v)| (self.str_at(n), &self.bytes[v.start as usize..v.end as usize]))
+        FieldLines { rest: &self.bytes[self.parsed.fields.start as usize..self.parsed.fields.end as usize] }
     }
 
     /// Whether the client accepts trailer fields in a chunked response (`TE: trailers`).
@@ -200,18 +202,6 @@ impl RequestHead {
 /// `Ok(None)` means the head is not complete yet (and is still within the limits);
 /// the caller reads more and calls again with the longer buffer.
 pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<ParsedHead>, ParseError> {
-    // RFC 9112 §2.2: empty lines before the request line are skipped (httparse does so too).
-    // They count towards the request line's limit, so a client cannot make the server
-    // buffer them without bound.
-    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(buf.len());
-    let line_end = memchr_nl(&buf[start..]);
-    let request_line_len = line_end.unwrap_or(buf.len() - start);
-    // The same measure whether the line is complete or still arriving: its bytes without
-    // the CR (or LF) that ends it, so the result never depends on where a read ended.
-    if start + line_length(&buf[start..start + request_line_len]) > limits.max_request_line {
-        return Err(ParseError::RequestLineTooLong);
-    }
-
     let max = limits.max_headers.max(1);
     let mut stack: [MaybeUninit<httparse::Header<'_>>; STACK_HEADERS] =
         [const { MaybeUninit::uninit() }; STACK_HEADERS];
@@ -226,14 +216,32 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<ParsedHead>, Par
     let status = httparse::ParserConfig::default().parse_request_with_uninit_headers(&mut req, buf, slots);
     let len = match status {
         Ok(httparse::Status::Complete(len)) => len,
+        // The request line is measured first: a line over its limit is refused as such,
+        // whatever else is wrong with the head or still missing.
         Ok(httparse::Status::Partial) => {
-            check_partial(buf, start, request_line_len, line_end.is_some(), limits)?;
+            let line = RequestLine::find(buf, limits)?;
+            check_partial(buf, line.start, line.len, line.complete, limits)?;
             return Ok(None);
         }
-        Err(e) => return Err(map_httparse_error(e, &buf[start..])),
+        Err(e) => {
+            let line = RequestLine::find(buf, limits)?;
+            return Err(map_httparse_error(e, &buf[line.start..]));
+        }
     };
 
     let base = buf.as_ptr() as usize;
+    let method_str = req.method.unwrap_or("");
+    let target_str = req.path.unwrap_or("");
+    // A complete head's request line is exactly `method SP target SP HTTP/1.x` and its line
+    // ending (httparse allows no other spacing), after any empty lines (RFC 9112 §2.2), which
+    // count towards the line's limit as they do while it is arriving.
+    let line_end = target_str.as_ptr() as usize - base + target_str.len() + " HTTP/1.x".len();
+    debug_assert!(buf[line_end] == b'\r' || buf[line_end] == b'\n');
+    if line_end > limits.max_request_line {
+        return Err(ParseError::RequestLineTooLong);
+    }
+    let fields_start = line_end + 1 + usize::from(buf[line_end] == b'\r');
+
     let span = |s: &[u8]| -> Span {
         let from = s.as_ptr() as usize - base;
         from as u32..(from + s.len()) as u32
@@ -243,13 +251,11 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<ParsedHead>, Par
         Some(0) => Version::Http10,
         _ => Version::Http11,
     };
-    let method_str = req.method.unwrap_or("");
-    let target_str = req.path.unwrap_or("");
     let method = span(method_str.as_bytes());
     let target = span(target_str.as_bytes());
 
     // Header block size: everything after the request line.
-    let block = &buf[start + request_line_len + 1..len];
+    let block = &buf[fields_start..len];
     if block.len() > limits.max_header_block {
         return Err(ParseError::HeadersTooLarge);
     }
@@ -257,7 +263,6 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<ParsedHead>, Par
 
     let Target { path, query, authority } = split_target(method_str, target_str.as_bytes(), target.start)?;
 
-    let mut headers = Vec::with_capacity(req.headers.len());
     let mut hosts = 0u32;
     let mut content_length: Option<u64> = None;
     let mut te = TransferCodings::default();
@@ -268,7 +273,6 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<ParsedHead>, Par
     let mut accepts_trailers = false;
     let mut forwarding = false;
     for h in req.headers.iter() {
-        headers.push((span(h.name.as_bytes()), span(h.value)));
         let name = h.name.as_bytes();
         forwarding |= is_forwarding_name(name);
         match name.len() {
@@ -361,7 +365,9 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<ParsedHead>, Par
         path,
         query,
         authority,
-        headers,
+        // Without the empty line that ends the head (CRLF or a bare LF).
+        fields: fields_start as u32..(len - 1 - usize::from(buf[len - 2] == b'\r')).max(fields_start) as u32,
+        field_count: req.headers.len() as u32,
     }))
 }
 
@@ -407,7 +413,8 @@ pub fn refused_request_line(buf: &[u8], limits: &Limits) -> Option<RequestHead> 
         path,
         query,
         authority,
-        headers: Vec::new(),
+        fields: len as u32..len as u32,
+        field_count: 0,
     };
     Some(parsed.into_head(Bytes::copy_from_slice(&buf[..len])))
 }
@@ -451,6 +458,57 @@ impl HeadProgress {
             (buf.len(), limits.max_request_line)
         };
         line > line_limit || buf.len() > limits.max_request_line.saturating_add(limits.max_header_block)
+    }
+}
+
+/// Where the request line of a head that httparse did not accept (yet) is, once checked
+/// against `max_request_line`.
+struct RequestLine {
+    /// Where it starts, after any empty lines.
+    start: usize,
+    /// Its bytes up to the LF that ends it, or to the end of the buffer.
+    len: usize,
+    /// Whether its LF has arrived.
+    complete: bool,
+}
+
+impl RequestLine {
+    fn find(buf: &[u8], limits: &Limits) -> Result<RequestLine, ParseError> {
+        let start = buf.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(buf.len());
+        let line_end = memchr_nl(&buf[start..]);
+        let len = line_end.unwrap_or(buf.len() - start);
+        // The same measure whether the line is complete or still arriving: its bytes without
+        // the CR (or LF) that ends it, so the result never depends on where a read ended.
+        if start + line_length(&buf[start..start + len]) > limits.max_request_line {
+            return Err(ParseError::RequestLineTooLong);
+        }
+        Ok(RequestLine { start, len, complete: line_end.is_some() })
+    }
+}
+
+/// The field lines of a head that [`parse_head`] accepted, read again. httparse allows each
+/// only as `name ":" OWS value OWS` and a CRLF or LF (no whitespace before the colon, no
+/// obsolete line folding), and gives the value without the whitespace around it; so does this.
+struct FieldLines<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for FieldLines<'a> {
+    type Item = (&'a str, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let end = memchr_nl(self.rest).unwrap_or(self.rest.len());
+        let line = &self.rest[..end];
+        self.rest = &self.rest[(end + 1).min(self.rest.len())..];
+        let colon = line.iter().position(|&b| b == b':').unwrap_or(line.len());
+        // SAFETY: httparse accepted the name as a token: ASCII.
+        let name = unsafe { std::str::from_utf8_unchecked(&line[..colon]) };
+        let value = line.get(colon + 1..).unwrap_or_default();
+        let value = value.strip_suffix(b"\r").unwrap_or(value);
+        Some((name, trim_ows(value)))
     }
 }
 

@@ -57,7 +57,7 @@ pub fn encode_head<'a>(
     connection: ConnectionHeader,
     date: &[u8],
 ) {
-    out.reserve(128);
+    out.reserve(128 + date.len());
     if status == 200 {
         // The usual status line in one copy.
         out.put_slice(b"HTTP/1.1 200 OK\r\ndate: ");
@@ -68,33 +68,101 @@ pub fn encode_head<'a>(
         out.put_slice(reason(status).as_bytes());
         out.put_slice(b"\r\ndate: ");
     }
-    out.put_slice(date);
+    match <&[u8; DATE_LEN]>::try_from(date) {
+        // An IMF-fixdate, as the date cache keeps it: a copy of constant size, inlined.
+        Ok(fixed) => out.put_slice(fixed),
+        Err(_) => out.put_slice(date),
+    }
     out.put_slice(b"\r\n");
     for (name, value) in headers {
         if is_server_owned(name) {
             continue;
         }
-        out.put_slice(name.as_bytes());
-        out.put_slice(b": ");
-        out.put_slice(value);
-        out.put_slice(b"\r\n");
+        put_field(out, name.as_bytes(), value);
     }
+    // The framing field, the connection field and the empty line, in one copy.
+    let mut tail = Tail { buf: [0; TAIL_MAX], len: 0 };
     match length {
         BodyLength::Known(n) => {
-            out.put_slice(b"content-length: ");
-            write_decimal(out, n);
-            out.put_slice(b"\r\n");
+            tail.push(b"content-length: ");
+            tail.push_decimal(n);
+            tail.push(b"\r\n");
         }
-        BodyLength::Chunked => out.put_slice(b"transfer-encoding: chunked\r\n"),
+        BodyLength::Chunked => tail.push(b"transfer-encoding: chunked\r\n"),
         BodyLength::Forbidden | BodyLength::CloseDelimited => {}
     }
     match connection {
         ConnectionHeader::Omit => {}
-        ConnectionHeader::KeepAlive => out.put_slice(b"connection: keep-alive\r\n"),
-        ConnectionHeader::Close => out.put_slice(b"connection: close\r\n"),
-        ConnectionHeader::Upgrade => out.put_slice(b"connection: upgrade\r\n"),
+        ConnectionHeader::KeepAlive => tail.push(b"connection: keep-alive\r\n"),
+        ConnectionHeader::Close => tail.push(b"connection: close\r\n"),
+        ConnectionHeader::Upgrade => tail.push(b"connection: upgrade\r\n"),
     }
-    out.put_slice(b"\r\n");
+    tail.push(b"\r\n");
+    out.reserve(TAIL_MAX);
+    let spare = out.spare_capacity_mut();
+    // SAFETY: `reserve` made room for all `TAIL_MAX` bytes (a copy of constant size, which
+    // compiles to a few moves), and only the `tail.len` of them that were written are
+    // claimed as initialized.
+    unsafe {
+        std::ptr::copy_nonoverlapping(tail.buf.as_ptr(), spare.as_mut_ptr().cast::<u8>(), TAIL_MAX);
+        out.set_len(out.len() + tail.len);
+    }
+}
+
+/// Append `name: value` and its line ending, with one check for room.
+#[inline]
+fn put_field(out: &mut BytesMut, name: &[u8], value: &[u8]) {
+    let len = name.len() + value.len() + 4;
+    out.reserve(len);
+    let at = out.spare_capacity_mut().as_mut_ptr().cast::<u8>();
+    // SAFETY: `reserve` made room for `len` bytes after the buffer's contents; all of them
+    // are written before they are claimed as initialized.
+    unsafe {
+        std::ptr::copy_nonoverlapping(name.as_ptr(), at, name.len());
+        let colon = at.add(name.len());
+        colon.cast::<[u8; 2]>().write_unaligned(*b": ");
+        std::ptr::copy_nonoverlapping(value.as_ptr(), colon.add(2), value.len());
+        colon.add(2 + value.len()).cast::<[u8; 2]>().write_unaligned(*b"\r\n");
+        out.set_len(out.len() + len);
+    }
+}
+
+/// The length of an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
+const DATE_LEN: usize = 29;
+
+/// The longest end of a head: `content-length: ` with 20 digits, `connection: keep-alive`
+/// (the longest connection field) and three line endings.
+const TAIL_MAX: usize = 16 + 20 + 2 + 24 + 2;
+
+/// The end of a head, put together on the stack.
+struct Tail {
+    buf: [u8; TAIL_MAX],
+    len: usize,
+}
+
+impl Tail {
+    #[inline]
+    fn push(&mut self, bytes: &[u8]) {
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    /// `n` in decimal, in place: its digits counted, then written from the last.
+    #[inline]
+    fn push_decimal(&mut self, n: u64) {
+        let mut count = 1;
+        let mut rest = n / 10;
+        while rest > 0 {
+            count += 1;
+            rest /= 10;
+        }
+        let mut rest = n;
+        for digit in self.buf[self.len..self.len + count].iter_mut().rev() {
+            *digit = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        self.len += count;
+    }
 }
 
 /// Append one chunk (`size CRLF data CRLF`); empty data writes nothing, since an empty chunk

@@ -585,3 +585,96 @@ fn the_tchar_table_is_rfc_9110s_tchar() {
         assert_eq!(super::is_tchar(b), tchar, "byte {b}");
     }
 }
+
+/// The fields a head gives, read again from its bytes, are the ones httparse found, in
+/// order, with the same values (whitespace around a value, bare LF line endings, empty
+/// values, colons and tabs inside values), and their count is `header_count`.
+#[test]
+fn fields_read_again_match_httparse() {
+    let mut heads: Vec<Vec<u8>> = [
+        &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        b"GET / HTTP/1.0\r\n\r\n",
+        b"GET / HTTP/1.0\n\n",
+        b"GET / HTTP/1.1\nHost: x\n\n",
+        b"\r\n\nGET / HTTP/1.1\r\nHost:x\r\nA:\r\nB: \t \r\nC:\tv \t\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a:80\r\nX-Y: a: b ,\tc\r\nZ: \xff\xfe v\r\n\n",
+        b"POST /p?q HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nA: 1\nB: 2\r\n\r\nabc",
+    ]
+    .iter()
+    .map(|h| h.to_vec())
+    .collect();
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/head");
+    for entry in std::fs::read_dir(&corpus).expect("the head corpus") {
+        heads.push(std::fs::read(entry.expect("entry").path()).expect("a corpus file"));
+    }
+    let mut compared = 0;
+    for raw in &heads {
+        let Ok(Some(parsed)) = parse(raw) else { continue };
+        let len = parsed.len;
+        let head = parsed.into_head(Bytes::copy_from_slice(&raw[..len]));
+        let mut slots = [httparse::EMPTY_HEADER; 128];
+        let mut req = httparse::Request::new(&mut slots);
+        assert!(req.parse(raw).expect("httparse accepts it").is_complete());
+        let expected: Vec<(&str, &[u8])> = req.headers.iter().map(|h| (h.name, h.value)).collect();
+        let got: Vec<(&str, &[u8])> = head.headers().collect();
+        assert_eq!(got, expected, "fields of {:?}", String::from_utf8_lossy(raw));
+        assert_eq!(head.header_count(), expected.len());
+        compared += 1;
+    }
+    assert!(compared > 7, "only {compared} heads compared");
+}
+
+/// The request line's limit holds the same whether the head is complete, still arriving, or
+/// malformed further on; empty lines before it count towards it.
+#[test]
+fn request_line_limit_on_every_path() {
+    let limits = Limits { max_request_line: 16, ..Limits::default() };
+    let fits = b"GET /12 HTTP/1.1\r\nHost: x\r\n\r\n"; // 16 bytes before the CR
+    assert!(parse_head(fits, &limits).unwrap().is_some());
+    let long = b"GET /123 HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_eq!(parse_head(long, &limits).unwrap_err(), RequestLineTooLong);
+    assert_eq!(parse_head(&long[..20], &limits).unwrap_err(), RequestLineTooLong);
+    assert_eq!(
+        parse_head(b"GET /123 HTTP/1.1\r\nHo st: x\r\n\r\n", &limits).unwrap_err(),
+        RequestLineTooLong
+    );
+    assert_eq!(
+        parse_head(b"\r\nGET /12 HTTP/1.1\r\nHost: x\r\n\r\n", &limits).unwrap_err(),
+        RequestLineTooLong
+    );
+    assert!(parse_head(b"GET /12 HTTP/1.1\nHost: x\n\n", &limits).unwrap().is_some());
+}
+
+/// The end of a head (framing field, connection field, empty line) is put together apart
+/// from the rest: every combination, the longest content length included, comes out whole
+/// and in order, also into a buffer with no spare room.
+#[test]
+fn encodes_every_head_ending() {
+    let date = b"Mon, 23 Nov 2026 07:00:00 GMT";
+    let lengths = [
+        (BodyLength::Known(0), "content-length: 0\r\n"),
+        (BodyLength::Known(13), "content-length: 13\r\n"),
+        (BodyLength::Known(u64::MAX), "content-length: 18446744073709551615\r\n"),
+        (BodyLength::Chunked, "transfer-encoding: chunked\r\n"),
+        (BodyLength::Forbidden, ""),
+        (BodyLength::CloseDelimited, ""),
+    ];
+    let connections = [
+        (ConnectionHeader::Omit, ""),
+        (ConnectionHeader::KeepAlive, "connection: keep-alive\r\n"),
+        (ConnectionHeader::Close, "connection: close\r\n"),
+        (ConnectionHeader::Upgrade, "connection: upgrade\r\n"),
+    ];
+    for (length, framing) in lengths {
+        for (connection, conn) in connections {
+            for status in [200, 404] {
+                let mut out = BytesMut::new();
+                encode_head(&mut out, status, [("a", &b"b"[..])].into_iter(), length, connection, date);
+                let line = if status == 200 { "HTTP/1.1 200 OK" } else { "HTTP/1.1 404 Not Found" };
+                let want =
+                    format!("{line}\r\ndate: Mon, 23 Nov 2026 07:00:00 GMT\r\na: b\r\n{framing}{conn}\r\n");
+                assert_eq!(String::from_utf8(out.to_vec()).unwrap(), want);
+            }
+        }
+    }
+}
