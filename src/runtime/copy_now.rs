@@ -96,8 +96,10 @@ mod tests {
     #[test]
     fn a_streak_of_operations_at_once_is_broken_by_one_through_the_ring() {
         let mut streak = Streak::default();
-        let allowed: Vec<bool> = (0..10).map(|_| streak.allow()).collect();
-        assert_eq!(allowed, [true, true, true, true, false, true, true, true, true, false]);
+        let n = IN_A_ROW as usize;
+        let allowed: Vec<bool> = (0..2 * (n + 1)).map(|_| streak.allow()).collect();
+        let once: Vec<bool> = (0..=n).map(|i| i < n).collect();
+        assert_eq!(allowed, [once.clone(), once].concat(), "{n} at once, then one through the ring");
         streak.allow();
         streak.used_ring();
         assert!((0..IN_A_ROW).all(|_| streak.allow()));
