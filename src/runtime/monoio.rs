@@ -1,17 +1,19 @@
 //! monoio: io_uring on Linux, with monoio's epoll driver when a ring cannot be built.
 
 use std::cell::Cell;
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use monoio::buf::IoBufMut;
 use monoio::io::{
-    AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable,
+    AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelableAsyncReadRent, Canceller, OwnedReadHalf,
+    OwnedWriteHalf, Splitable,
 };
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 
@@ -199,7 +201,7 @@ impl Listener for MonoioListener {
         stream.set_nonblocking(NONBLOCKING_STREAMS.with(Cell::get))?;
         // Responses are written whole; Nagle would only delay them.
         stream.set_nodelay(true)?;
-        Ok(MonoioStream(monoio::net::TcpStream::from_std(stream)?))
+        Ok(MonoioStream::new(monoio::net::TcpStream::from_std(stream)?))
     }
 }
 
@@ -238,43 +240,111 @@ impl Listener for MonoioUnixListener {
 
     fn adopt(stream: std::os::unix::net::UnixStream) -> io::Result<Self::Io> {
         stream.set_nonblocking(NONBLOCKING_STREAMS.with(Cell::get))?;
-        Ok(MonoioStream(monoio::net::UnixStream::from_std(stream)?))
+        Ok(MonoioStream::new(monoio::net::UnixStream::from_std(stream)?))
     }
 }
 
 /// A connection: TCP, or a Unix socket's.
-pub struct MonoioStream<S = monoio::net::TcpStream>(S);
+pub struct MonoioStream<S = monoio::net::TcpStream> {
+    socket: S,
+    /// What calls off a read that `read_unless` was told to stop; made for the first such
+    /// read and let go once it has called one off (an idle connection holds none).
+    canceller: Option<Canceller>,
+}
+
+impl<S> MonoioStream<S> {
+    fn new(socket: S) -> Self {
+        MonoioStream { socket, canceller: None }
+    }
+}
+
+/// A monoio socket's wait for readability: an io_uring `POLL_ADD`, or on the epoll driver
+/// its readiness (confirmed with `poll(2)`, so that a stale readiness does not end it).
+pub trait MonoioReadable {
+    fn readable(&self) -> impl Future<Output = io::Result<()>>;
+}
+
+impl MonoioReadable for monoio::net::TcpStream {
+    fn readable(&self) -> impl Future<Output = io::Result<()>> {
+        monoio::net::TcpStream::readable(self, false)
+    }
+}
+
+impl MonoioReadable for monoio::net::UnixStream {
+    fn readable(&self) -> impl Future<Output = io::Result<()>> {
+        monoio::net::UnixStream::readable(self, false)
+    }
+}
 
 impl<S> Transport for MonoioStream<S>
 where
-    S: AsyncReadRent + AsyncWriteRent + AsRawFd + monoio::io::Split + 'static,
+    S: AsyncReadRent
+        + CancelableAsyncReadRent
+        + AsyncWriteRent
+        + MonoioReadable
+        + AsRawFd
+        + monoio::io::Split
+        + 'static,
 {
     type ReadHalf = MonoioRead<S>;
     type WriteHalf = MonoioWrite<S>;
 
     fn split(self) -> (MonoioRead<S>, MonoioWrite<S>) {
-        let fd = self.0.as_raw_fd();
-        let (read, write) = self.0.into_split();
+        let fd = self.socket.as_raw_fd();
+        let (read, write) = self.socket.into_split();
         (MonoioRead(read), MonoioWrite(write, fd))
     }
 
     async fn read(&mut self, buf: BytesMut) -> (io::Result<usize>, BytesMut) {
         let filled = buf.len();
-        let (result, slice) = self.0.read(buf.slice_mut(filled..)).await;
+        let (result, slice) = self.socket.read(buf.slice_mut(filled..)).await;
         (result, slice.into_inner())
     }
 
+    async fn read_unless<St: Future>(&mut self, buf: BytesMut, stop: St) -> (Option<io::Result<usize>>, BytesMut) {
+        let filled = buf.len();
+        let handle = self.canceller.get_or_insert_with(Canceller::new).handle();
+        let mut read = pin!(self.socket.cancelable_read(buf.slice_mut(filled..), handle));
+        let mut stop = pin!(stop);
+        let mut called_off = false;
+        let (result, slice) = poll_fn(|cx| {
+            if let Poll::Ready(done) = read.as_mut().poll(cx) {
+                return Poll::Ready(done);
+            }
+            if !called_off && stop.as_mut().poll(cx).is_ready() {
+                called_off = true;
+                // An io_uring AsyncCancel: the read completes with ECANCELED, or with the
+                // bytes it had already read, and its buffer comes back either way (the epoll
+                // driver has read nothing yet and answers ECANCELED at once).
+                if let Some(canceller) = self.canceller.take() {
+                    drop(canceller.cancel());
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        let buf = slice.into_inner();
+        match result {
+            Err(e) if called_off && e.raw_os_error() == Some(libc::ECANCELED) => (None, buf),
+            result => (Some(result), buf),
+        }
+    }
+
+    fn readable(&mut self) -> impl Future<Output = io::Result<()>> {
+        self.socket.readable()
+    }
+
     async fn write_all(&mut self, buf: BytesMut) -> (io::Result<()>, BytesMut) {
-        let (result, buf) = self.0.write_all(buf).await;
+        let (result, buf) = self.socket.write_all(buf).await;
         (result.map(drop), buf)
     }
 
     async fn write_bytes(&mut self, buf: Bytes) -> io::Result<()> {
-        self.0.write_all(buf).await.0.map(drop)
+        self.socket.write_all(buf).await.0.map(drop)
     }
 
     fn shutdown_write(&mut self) -> io::Result<()> {
-        shutdown(self.0.as_raw_fd(), libc::SHUT_WR)
+        shutdown(self.socket.as_raw_fd(), libc::SHUT_WR)
     }
 }
 

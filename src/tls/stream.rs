@@ -8,6 +8,7 @@
 use crate::peer::Peer;
 use std::cell::RefCell;
 use std::io::{self, BufRead, Write};
+use std::future::Future;
 use std::mem;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -285,6 +286,21 @@ impl Session {
         }
     }
 
+    /// Past the handshake, with no ciphertext waiting to be decrypted and not closing: a
+    /// read would only wait on the peer.
+    fn settled(&self) -> bool {
+        self.seen_bytes && !self.conn.is_handshaking() && self.incoming.is_empty() && !self.closing
+    }
+
+    /// Whether a read would find bytes here without reading the socket: ciphertext not yet
+    /// given to rustls, or decrypted bytes (or the peer's `close_notify`) not yet taken.
+    fn holds_input(&mut self) -> bool {
+        if !self.incoming.is_empty() {
+            return true;
+        }
+        !matches!(self.conn.reader().fill_buf(), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
     /// The ciphertext buffer, taken out for a read, with room for one.
     fn incoming_room(&mut self) -> BytesMut {
         let mut incoming = mem::take(&mut self.incoming);
@@ -378,6 +394,42 @@ impl<T: Transport> Transport for TlsStream<T> {
                 Err(e) => return (Err(e), buf),
             }
         }
+    }
+
+    /// Only a settled session waits without its buffers: one still in its handshake, or
+    /// holding bytes rustls has not handed out, reads as usual (those bytes are ready now).
+    async fn read_unless<S: Future>(&mut self, mut buf: BytesMut, stop: S) -> (Option<io::Result<usize>>, BytesMut) {
+        if let Some(result) = self.take_plaintext(&mut buf) {
+            return (Some(result), buf);
+        }
+        if !self.session.borrow().settled() {
+            let (result, buf) = self.read(buf).await;
+            return (Some(result), buf);
+        }
+        if let Err(e) = self.push().await {
+            return (Some(Err(e)), buf);
+        }
+        let incoming = self.session.borrow_mut().incoming_room();
+        let (result, incoming) = self.inner.read_unless(incoming, stop).await;
+        match result {
+            // Nothing arrived: the ciphertext buffer (a whole record's room) goes too.
+            None => (None, buf),
+            Some(Ok(0)) => (Some(Ok(0)), buf),
+            Some(Err(e)) => (Some(Err(e)), buf),
+            Some(Ok(_)) => {
+                // Decrypt what came as `read` would have (it finds the ciphertext waiting).
+                self.session.borrow_mut().incoming = incoming;
+                let (result, buf) = self.read(buf).await;
+                (Some(result), buf)
+            }
+        }
+    }
+
+    async fn readable(&mut self) -> io::Result<()> {
+        if self.session.borrow_mut().holds_input() {
+            return Ok(());
+        }
+        self.inner.readable().await
     }
 
     async fn write_all(&mut self, buf: BytesMut) -> (io::Result<()>, BytesMut) {

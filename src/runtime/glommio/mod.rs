@@ -23,7 +23,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::{LocalExecutor, LocalExecutorBuilder, Placement};
 
 use super::{shutdown, Listener, Runtime};
-use crate::io::{ReadHalf, Timer, Transport, WriteHalf};
+use crate::io::{first_of, Either, ReadHalf, Timer, Transport, WriteHalf};
 use crate::peer::Peer;
 
 mod pool;
@@ -141,9 +141,27 @@ pub struct GlommioListener<L = std::net::TcpListener> {
 /// What differs between a TCP and a Unix listener: how an accepted socket becomes glommio's.
 pub trait GlommioFamily: AsRawFd + 'static {
     type Stream: crate::runtime::Accepted + IntoRawFd;
-    type Glommio: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin + FromRawFd + 'static;
+    type Glommio: futures_lite::AsyncRead + futures_lite::AsyncWrite + GlommioPeek + Unpin + FromRawFd + 'static;
     /// Socket options the connection needs before glommio takes it.
     fn prepare(stream: &Self::Stream) -> io::Result<()>;
+}
+
+/// A glommio socket's `peek`: glommio has no readiness wait on a stream, and a one-byte
+/// `MSG_PEEK` receive is one (it takes nothing from the socket).
+pub trait GlommioPeek {
+    fn peek<'a>(&'a self, buf: &'a mut [u8]) -> impl Future<Output = io::Result<usize>> + 'a;
+}
+
+impl GlommioPeek for glommio::net::TcpStream {
+    async fn peek<'a>(&'a self, buf: &'a mut [u8]) -> io::Result<usize> {
+        Ok(glommio::net::TcpStream::peek(self, buf).await?)
+    }
+}
+
+impl GlommioPeek for glommio::net::UnixStream {
+    async fn peek<'a>(&'a self, buf: &'a mut [u8]) -> io::Result<usize> {
+        Ok(glommio::net::UnixStream::peek(self, buf).await?)
+    }
 }
 
 impl GlommioFamily for std::net::TcpListener {
@@ -306,7 +324,7 @@ pub struct GlommioStream<S = glommio::net::TcpStream>(S, RawFd);
 
 impl<S> Transport for GlommioStream<S>
 where
-    S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin + 'static,
+    S: futures_lite::AsyncRead + futures_lite::AsyncWrite + GlommioPeek + Unpin + 'static,
 {
     type ReadHalf = GlommioRead<S>;
     type WriteHalf = GlommioWrite<S>;
@@ -326,6 +344,24 @@ where
         let result = self.0.read(&mut buf[filled..]).await;
         buf.truncate(filled + *result.as_ref().unwrap_or(&0));
         (result, buf)
+    }
+
+    async fn read_unless<St: Future>(&mut self, mut buf: BytesMut, stop: St) -> (Option<io::Result<usize>>, BytesMut) {
+        // glommio's stream read receives synchronously once its readiness poll fires: a
+        // read that has not completed has taken nothing, and dropping it calls it off.
+        let filled = buf.len();
+        buf.resize(buf.capacity(), 0);
+        let result = match first_of(self.0.read(&mut buf[filled..]), stop).await {
+            Either::Left(result) => Some(result),
+            Either::Right(_) => None,
+        };
+        let read = result.as_ref().and_then(|r| r.as_ref().ok()).copied().unwrap_or(0);
+        buf.truncate(filled + read);
+        (result, buf)
+    }
+
+    async fn readable(&mut self) -> io::Result<()> {
+        self.0.peek(&mut [0u8; 1]).await.map(drop)
     }
 
     async fn write_all(&mut self, buf: BytesMut) -> (io::Result<()>, BytesMut) {
