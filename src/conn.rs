@@ -40,8 +40,8 @@ use crate::http::{
     parse_head, BodyDecoder, DateCache, Decoded, Framing, HeadProgress, Limits, ParseError, ParsedHead,
     Version,
 };
-use crate::io::{catch_panic, first_of, timeout, Either, Timer, TimerSlot, Transport};
 use crate::idle_clock::IdleClock;
+use crate::io::{catch_panic, first_of, timeout, Either, Timer, TimerSlot, Transport};
 use crate::latch::Latch;
 use crate::observe::access_log::{AccessLog, Entry, LocalAccessLog};
 use crate::peer::Peer;
@@ -50,7 +50,8 @@ use crate::ws::session::SessionCtx;
 use crate::ws::{Upgrade, WsConfig};
 
 /// Bytes allocated for a new connection's reads. A read in flight owns its buffer (io_uring),
-/// so this is what every idle connection holds; a connection whose reads fill its buffer
+/// so a connection holds this much until it has idled for `IDLE_GRACE` (then none, see
+/// `Conn::idle_wait`); a connection whose reads fill its buffer
 /// doubles the size it reads with between requests, up to `MAX_READ_BUF` (see `make_read_room`).
 const INITIAL_READ_BUF: usize = 2 * 1024;
 const MAX_READ_BUF: usize = 16 * 1024;
@@ -648,6 +649,10 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             stats: &ctx.stats,
         };
         let rbuf = mem::take(&mut self.rbuf);
+        // The session has buffers and timers of its own: the HTTP connection's write buffer
+        // and timer are not held for the WebSocket's life.
+        self.wbuf = BytesMut::new();
+        self.timer.release();
         let report = crate::ws::session::run::<T, K>(io, rbuf, upgrade, session).await;
         // The `101`'s line, now that the WebSocket's duration and bytes are known.
         if let Some(headers) = self.upgrade_headers.take() {
@@ -1064,7 +1069,12 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
     /// waits past `IDLE_GRACE` is called off without losing a byte (`read_unless`) and the
     /// connection lets go of its buffers, waiting for readability with none (`idle_wait`);
     /// once its waits have been short, a busy connection reads the plain way (`was_idle`).
-    async fn read_some(&mut self, mut wait: Duration, mut shorten: Option<&Latch>, may_idle: bool) -> ReadOutcome {
+    async fn read_some(
+        &mut self,
+        mut wait: Duration,
+        mut shorten: Option<&Latch>,
+        may_idle: bool,
+    ) -> ReadOutcome {
         self.recorded_at = None;
         if self.io.is_none() {
             return ReadOutcome::Failed;
@@ -1165,13 +1175,15 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         let mut ready = pin!(io.readable());
         let ready = match shorten {
             None => first_of(ready, clock.until(deadline)).await,
-            Some(latch) => match first_of(first_of(ready.as_mut(), clock.until(deadline)), latch.wait()).await {
-                Either::Left(done) => done,
-                Either::Right(()) => {
-                    deadline = deadline.min(Instant::now() + DRAIN_IDLE_GRACE);
-                    first_of(ready, clock.until(deadline)).await
+            Some(latch) => {
+                match first_of(first_of(ready.as_mut(), clock.until(deadline)), latch.wait()).await {
+                    Either::Left(done) => done,
+                    Either::Right(()) => {
+                        deadline = deadline.min(Instant::now() + DRAIN_IDLE_GRACE);
+                        first_of(ready, clock.until(deadline)).await
+                    }
                 }
-            },
+            }
         };
         match ready {
             Either::Right(()) => IdleWait::Done(ReadOutcome::TimedOut),

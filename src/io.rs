@@ -34,7 +34,9 @@ pub trait Transport: 'static {
     /// As [`read`](Transport::read), unless `stop` finishes while nothing has arrived: the
     /// read is then called off without losing a byte (a completion-based runtime cancels it
     /// and takes back whatever the kernel had already read into the buffer), and `None` comes
-    /// back with the buffer. `stop` is only polled while the read waits.
+    /// back with the buffer. `stop` is only polled while the read waits. `None` may also come
+    /// at once from a transport that cannot wait this way now, or (TLS) when what arrived
+    /// does not decrypt to anything yet; it never waits without `stop` bounding it.
     ///
     /// An idle connection lets go of its buffers this way and waits on [`readable`]
     /// instead, while a busy one pays nothing for it.

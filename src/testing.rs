@@ -74,7 +74,11 @@ impl Transport for MemoryIo {
     }
 
     /// A script never waits, so there is nothing to stop.
-    async fn read_unless<S: Future>(&mut self, buf: BytesMut, _stop: S) -> (Option<io::Result<usize>>, BytesMut) {
+    async fn read_unless<S: Future>(
+        &mut self,
+        buf: BytesMut,
+        _stop: S,
+    ) -> (Option<io::Result<usize>>, BytesMut) {
         let (result, buf) = Transport::read(self, buf).await;
         (Some(result), buf)
     }

@@ -301,7 +301,11 @@ where
         (result, slice.into_inner())
     }
 
-    async fn read_unless<St: Future>(&mut self, buf: BytesMut, stop: St) -> (Option<io::Result<usize>>, BytesMut) {
+    async fn read_unless<St: Future>(
+        &mut self,
+        buf: BytesMut,
+        stop: St,
+    ) -> (Option<io::Result<usize>>, BytesMut) {
         let filled = buf.len();
         let handle = self.canceller.get_or_insert_with(Canceller::new).handle();
         let mut read = pin!(self.socket.cancelable_read(buf.slice_mut(filled..), handle));

@@ -251,7 +251,11 @@ where
         (result, buf)
     }
 
-    async fn read_unless<St: Future>(&mut self, mut buf: BytesMut, stop: St) -> (Option<io::Result<usize>>, BytesMut) {
+    async fn read_unless<St: Future>(
+        &mut self,
+        mut buf: BytesMut,
+        stop: St,
+    ) -> (Option<io::Result<usize>>, BytesMut) {
         // A read that has not completed has taken nothing from the socket: dropping it is
         // calling it off.
         let result = match first_of(self.0.read_buf(&mut buf), stop).await {

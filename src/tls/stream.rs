@@ -7,8 +7,8 @@
 
 use crate::peer::Peer;
 use std::cell::RefCell;
-use std::io::{self, BufRead, Write};
 use std::future::Future;
+use std::io::{self, BufRead, Write};
 use std::mem;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -286,10 +286,14 @@ impl Session {
         }
     }
 
-    /// Past the handshake, with no ciphertext waiting to be decrypted and not closing: a
-    /// read would only wait on the peer.
+    /// Past the handshake, with nothing to send, no ciphertext waiting to be decrypted and
+    /// not closing: a read would only wait on the peer.
     fn settled(&self) -> bool {
-        self.seen_bytes && !self.conn.is_handshaking() && self.incoming.is_empty() && !self.closing
+        self.seen_bytes
+            && !self.conn.is_handshaking()
+            && !self.conn.wants_write()
+            && self.incoming.is_empty()
+            && !self.closing
     }
 
     /// Whether a read would find bytes here without reading the socket: ciphertext not yet
@@ -396,18 +400,20 @@ impl<T: Transport> Transport for TlsStream<T> {
         }
     }
 
-    /// Only a settled session waits without its buffers: one still in its handshake, or
-    /// holding bytes rustls has not handed out, reads as usual (those bytes are ready now).
-    async fn read_unless<S: Future>(&mut self, mut buf: BytesMut, stop: S) -> (Option<io::Result<usize>>, BytesMut) {
+    /// Only a settled session waits on the socket here. Anything else comes back at once
+    /// with nothing read (`None`): `readable` is then ready at once for bytes already here,
+    /// and the read that follows runs under the caller's limit. So does a record that
+    /// arrives only in part: nothing here waits for the rest without a limit.
+    async fn read_unless<S: Future>(
+        &mut self,
+        mut buf: BytesMut,
+        stop: S,
+    ) -> (Option<io::Result<usize>>, BytesMut) {
         if let Some(result) = self.take_plaintext(&mut buf) {
             return (Some(result), buf);
         }
         if !self.session.borrow().settled() {
-            let (result, buf) = self.read(buf).await;
-            return (Some(result), buf);
-        }
-        if let Err(e) = self.push().await {
-            return (Some(Err(e)), buf);
+            return (None, buf);
         }
         let incoming = self.session.borrow_mut().incoming_room();
         let (result, incoming) = self.inner.read_unless(incoming, stop).await;
@@ -417,10 +423,17 @@ impl<T: Transport> Transport for TlsStream<T> {
             Some(Ok(0)) => (Some(Ok(0)), buf),
             Some(Err(e)) => (Some(Err(e)), buf),
             Some(Ok(_)) => {
-                // Decrypt what came as `read` would have (it finds the ciphertext waiting).
                 self.session.borrow_mut().incoming = incoming;
-                let (result, buf) = self.read(buf).await;
-                (Some(result), buf)
+                let fed = self.session.borrow_mut().feed();
+                if let Err(e) = fed {
+                    // rustls queued an alert saying why; the peer should hear it.
+                    let _ = self.push().await;
+                    return (Some(Err(io::Error::new(io::ErrorKind::InvalidData, e))), buf);
+                }
+                match self.take_plaintext(&mut buf) {
+                    Some(result) => (Some(result), buf),
+                    None => (None, buf),
+                }
             }
         }
     }
@@ -429,6 +442,8 @@ impl<T: Transport> Transport for TlsStream<T> {
         if self.session.borrow_mut().holds_input() {
             return Ok(());
         }
+        // What rustls has for the peer goes out before a wait that may be long.
+        self.push().await?;
         self.inner.readable().await
     }
 

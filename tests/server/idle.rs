@@ -3,6 +3,7 @@
 //! sends around or after that moment must be answered as before, over TCP, TLS and Unix
 //! sockets; the keep-alive timeout and the drain still close such a connection.
 
+use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -80,6 +81,22 @@ fn idle_tls_connection_is_answered_after_the_grace() {
         c.send(&get("/plaintext"));
         assert_eq!(c.response().text(), "Hello, World!", "after a {gap_ms} ms gap");
     }
+    // A request whose TLS record arrives in two parts, the rest after the grace: the first
+    // part at once (the read that can be called off gets it) or after the grace (the read
+    // after the readiness wait gets it). The server waits for the rest and answers.
+    for first_after in [Duration::ZERO, PAST_GRACE] {
+        thread::sleep(first_after);
+        c.stream.conn.writer().write_all(&get("/plaintext")).unwrap();
+        let mut record = Vec::new();
+        while c.stream.conn.wants_write() {
+            c.stream.conn.write_tls(&mut record).unwrap();
+        }
+        let half = record.len() / 2;
+        c.stream.sock.write_all(&record[..half]).unwrap();
+        thread::sleep(PAST_GRACE);
+        c.stream.sock.write_all(&record[half..]).unwrap();
+        assert_eq!(c.response().text(), "Hello, World!", "a split record, first part after {first_after:?}");
+    }
 }
 
 #[test]
@@ -111,7 +128,10 @@ fn keep_alive_timeout_closes_a_connection_waiting_idle() {
     c.send(&get("/plaintext"));
     assert_eq!(c.response().status, 200);
     let start = Instant::now();
-    assert!(c.expect_closed(Duration::from_secs(5)), "idle connection not closed within 5 s (--keep-alive 2s)");
+    assert!(
+        c.expect_closed(Duration::from_secs(5)),
+        "idle connection not closed within 5 s (--keep-alive 2s)"
+    );
     let took = start.elapsed();
     assert!(took >= Duration::from_millis(1800), "idle connection closed after only {took:?}");
 }
@@ -142,4 +162,33 @@ fn drain_closes_a_connection_waiting_idle_and_answers_one_that_wakes() {
     drop((idle, wakes));
     let status = expect_exit(&mut s, Duration::from_secs(3), "after the idle connections closed");
     assert_eq!(status.code(), Some(0), "exit status; logs:\n{}", s.logs().join("\n"));
+}
+
+#[test]
+fn part_of_a_tls_record_then_silence_is_closed_within_the_limits() {
+    let pki = Pki::new("idle-part");
+    let cert = pki.server("server", "localhost", KeyPair::generate().unwrap());
+    let s = server(&cert, &["--workers", "1", "--keep-alive", "2s", "--header-timeout", "1s"]);
+    let mut c = tls_client(s.addr, &pki);
+    c.send(&get("/plaintext"));
+    assert_eq!(c.response().text(), "Hello, World!");
+    // Half a record, at once and never the rest: the server must not wait for it forever.
+    c.stream.conn.writer().write_all(&get("/plaintext")).unwrap();
+    let mut record = Vec::new();
+    while c.stream.conn.wants_write() {
+        c.stream.conn.write_tls(&mut record).unwrap();
+    }
+    c.stream.sock.write_all(&record[..record.len() / 2]).unwrap();
+    c.stream.sock.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+    let start = Instant::now();
+    let mut b = [0u8; 4096];
+    loop {
+        match std::io::Read::read(&mut c.stream.sock, &mut b) {
+            // A close_notify or an alert may come before the FIN.
+            Ok(n) if n > 0 => continue,
+            Ok(_) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("still open {:?} after half a record ({e})", start.elapsed()),
+        }
+    }
 }

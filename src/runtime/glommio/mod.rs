@@ -141,7 +141,12 @@ pub struct GlommioListener<L = std::net::TcpListener> {
 /// What differs between a TCP and a Unix listener: how an accepted socket becomes glommio's.
 pub trait GlommioFamily: AsRawFd + 'static {
     type Stream: crate::runtime::Accepted + IntoRawFd;
-    type Glommio: futures_lite::AsyncRead + futures_lite::AsyncWrite + GlommioPeek + Unpin + FromRawFd + 'static;
+    type Glommio: futures_lite::AsyncRead
+        + futures_lite::AsyncWrite
+        + GlommioPeek
+        + Unpin
+        + FromRawFd
+        + 'static;
     /// Socket options the connection needs before glommio takes it.
     fn prepare(stream: &Self::Stream) -> io::Result<()>;
 }
@@ -346,7 +351,11 @@ where
         (result, buf)
     }
 
-    async fn read_unless<St: Future>(&mut self, mut buf: BytesMut, stop: St) -> (Option<io::Result<usize>>, BytesMut) {
+    async fn read_unless<St: Future>(
+        &mut self,
+        mut buf: BytesMut,
+        stop: St,
+    ) -> (Option<io::Result<usize>>, BytesMut) {
         // glommio's stream read receives synchronously once its readiness poll fires: a
         // read that has not completed has taken nothing, and dropping it calls it off.
         let filled = buf.len();
