@@ -141,32 +141,9 @@ pub struct GlommioListener<L = std::net::TcpListener> {
 /// What differs between a TCP and a Unix listener: how an accepted socket becomes glommio's.
 pub trait GlommioFamily: AsRawFd + 'static {
     type Stream: crate::runtime::Accepted + IntoRawFd;
-    type Glommio: futures_lite::AsyncRead
-        + futures_lite::AsyncWrite
-        + GlommioPeek
-        + Unpin
-        + FromRawFd
-        + 'static;
+    type Glommio: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin + FromRawFd + 'static;
     /// Socket options the connection needs before glommio takes it.
     fn prepare(stream: &Self::Stream) -> io::Result<()>;
-}
-
-/// A glommio socket's `peek`: glommio has no readiness wait on a stream, and a one-byte
-/// `MSG_PEEK` receive is one (it takes nothing from the socket).
-pub trait GlommioPeek {
-    fn peek<'a>(&'a self, buf: &'a mut [u8]) -> impl Future<Output = io::Result<usize>> + 'a;
-}
-
-impl GlommioPeek for glommio::net::TcpStream {
-    async fn peek<'a>(&'a self, buf: &'a mut [u8]) -> io::Result<usize> {
-        Ok(glommio::net::TcpStream::peek(self, buf).await?)
-    }
-}
-
-impl GlommioPeek for glommio::net::UnixStream {
-    async fn peek<'a>(&'a self, buf: &'a mut [u8]) -> io::Result<usize> {
-        Ok(glommio::net::UnixStream::peek(self, buf).await?)
-    }
 }
 
 impl GlommioFamily for std::net::TcpListener {
@@ -225,7 +202,7 @@ impl<L: GlommioFamily> Listener for GlommioListener<L> {
         L::prepare(&stream)?;
         let fd = stream.into_raw_fd();
         // SAFETY: ownership of the connected socket moves to glommio.
-        Ok(GlommioStream(unsafe { L::Glommio::from_raw_fd(fd) }, fd))
+        Ok(GlommioStream(unsafe { L::Glommio::from_raw_fd(fd) }, fd, None))
     }
 }
 
@@ -325,11 +302,15 @@ impl Drop for AcceptWatch {
 
 /// A connection: TCP, or a Unix socket's; and its descriptor (glommio's UnixStream does
 /// not show it), owned by the stream.
-pub struct GlommioStream<S = glommio::net::TcpStream>(S, RawFd);
+///
+/// The third field is a byte that `readable` took from the socket to learn that it was
+/// readable (glommio has no readiness wait on a stream), handed out by the next read: a
+/// `readable` is always followed by a read before anything else, a split included.
+pub struct GlommioStream<S = glommio::net::TcpStream>(S, RawFd, Option<u8>);
 
 impl<S> Transport for GlommioStream<S>
 where
-    S: futures_lite::AsyncRead + futures_lite::AsyncWrite + GlommioPeek + Unpin + 'static,
+    S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin + 'static,
 {
     type ReadHalf = GlommioRead<S>;
     type WriteHalf = GlommioWrite<S>;
@@ -343,6 +324,11 @@ where
     }
 
     async fn read(&mut self, mut buf: BytesMut) -> (io::Result<usize>, BytesMut) {
+        if let Some(byte) = self.2.take() {
+            // What `readable` took; the rest follows with the next read.
+            buf.extend_from_slice(&[byte]);
+            return (Ok(1), buf);
+        }
         // glommio reads into initialised memory: zero the spare room, read, trim.
         let filled = buf.len();
         buf.resize(buf.capacity(), 0);
@@ -356,6 +342,10 @@ where
         mut buf: BytesMut,
         stop: St,
     ) -> (Option<io::Result<usize>>, BytesMut) {
+        if let Some(byte) = self.2.take() {
+            buf.extend_from_slice(&[byte]);
+            return (Some(Ok(1)), buf);
+        }
         // glommio's stream read receives synchronously once its readiness poll fires: a
         // read that has not completed has taken nothing, and dropping it calls it off.
         let filled = buf.len();
@@ -369,8 +359,18 @@ where
         (result, buf)
     }
 
+    /// A one-byte read, kept for the next read: its wait is glommio's readiness poll, with
+    /// no buffer of glommio's own (a `MSG_PEEK` receive allocates one), and dropped before
+    /// it completes it has taken nothing.
     async fn readable(&mut self) -> io::Result<()> {
-        self.0.peek(&mut [0u8; 1]).await.map(drop)
+        if self.2.is_some() {
+            return Ok(());
+        }
+        let mut byte = [0u8; 1];
+        if self.0.read(&mut byte).await? == 1 {
+            self.2 = Some(byte[0]);
+        }
+        Ok(())
     }
 
     async fn write_all(&mut self, buf: BytesMut) -> (io::Result<()>, BytesMut) {
