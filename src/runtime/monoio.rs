@@ -1,16 +1,16 @@
 //! monoio: io_uring on Linux, with monoio's epoll driver when a ring cannot be built.
 
 use std::cell::Cell;
-use std::future::{poll_fn, Future};
+use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use monoio::buf::IoBufMut;
+use monoio::buf::{IoBufMut, SliceMut};
 use monoio::io::{
     AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelableAsyncReadRent, Canceller, OwnedReadHalf,
     OwnedWriteHalf, Splitable,
@@ -301,36 +301,18 @@ where
         (result, slice.into_inner())
     }
 
-    async fn read_unless<St: Future>(
+    fn read_unless<St: Future>(
         &mut self,
         buf: BytesMut,
         stop: St,
-    ) -> (Option<io::Result<usize>>, BytesMut) {
+    ) -> impl Future<Output = (Option<io::Result<usize>>, BytesMut)> {
         let filled = buf.len();
         let handle = self.canceller.get_or_insert_with(Canceller::new).handle();
-        let mut read = pin!(self.socket.cancelable_read(buf.slice_mut(filled..), handle));
-        let mut stop = pin!(stop);
-        let mut called_off = false;
-        let (result, slice) = poll_fn(|cx| {
-            if let Poll::Ready(done) = read.as_mut().poll(cx) {
-                return Poll::Ready(done);
-            }
-            if !called_off && stop.as_mut().poll(cx).is_ready() {
-                called_off = true;
-                // An io_uring AsyncCancel: the read completes with ECANCELED, or with the
-                // bytes it had already read, and its buffer comes back either way (the epoll
-                // driver has read nothing yet and answers ECANCELED at once).
-                if let Some(canceller) = self.canceller.take() {
-                    drop(canceller.cancel());
-                }
-            }
-            Poll::Pending
-        })
-        .await;
-        let buf = slice.into_inner();
-        match result {
-            Err(e) if called_off && e.raw_os_error() == Some(libc::ECANCELED) => (None, buf),
-            result => (Some(result), buf),
+        CallOff {
+            read: self.socket.cancelable_read(buf.slice_mut(filled..), handle),
+            stop,
+            canceller: &mut self.canceller,
+            called_off: false,
         }
     }
 
@@ -349,6 +331,47 @@ where
 
     fn shutdown_write(&mut self) -> io::Result<()> {
         shutdown(self.socket.as_raw_fd(), libc::SHUT_WR)
+    }
+}
+
+/// Future returned by `read_unless`: the read, called off once `stop` finishes. A plain
+/// struct rather than an async fn, which would keep `stop` and the buffer twice in every
+/// idle connection's future (as an argument, and in the local it is moved into).
+struct CallOff<'a, R, S> {
+    read: R,
+    stop: S,
+    canceller: &'a mut Option<Canceller>,
+    called_off: bool,
+}
+
+impl<R, S> Future for CallOff<'_, R, S>
+where
+    R: Future<Output = monoio::BufResult<usize, SliceMut<BytesMut>>>,
+    S: Future,
+{
+    type Output = (Option<io::Result<usize>>, BytesMut);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: structural pinning of `read` and `stop`: neither is moved out of the pinned
+        // struct, which has no Drop impl nor an Unpin impl of its own.
+        let this = unsafe { self.get_unchecked_mut() };
+        if let Poll::Ready((result, slice)) = unsafe { Pin::new_unchecked(&mut this.read) }.poll(cx) {
+            let buf = slice.into_inner();
+            return Poll::Ready(match result {
+                Err(e) if this.called_off && e.raw_os_error() == Some(libc::ECANCELED) => (None, buf),
+                result => (Some(result), buf),
+            });
+        }
+        if !this.called_off && unsafe { Pin::new_unchecked(&mut this.stop) }.poll(cx).is_ready() {
+            this.called_off = true;
+            // An io_uring AsyncCancel: the read completes with ECANCELED, or with the bytes
+            // it had already read, and its buffer comes back either way (the epoll driver
+            // has read nothing yet and answers ECANCELED at once).
+            if let Some(canceller) = this.canceller.take() {
+                drop(canceller.cancel());
+            }
+        }
+        Poll::Pending
     }
 }
 
