@@ -40,6 +40,7 @@ use crate::http::{
     parse_head, BodyDecoder, DateCache, Decoded, Framing, HeadProgress, Limits, ParseError, ParsedHead,
     Version,
 };
+use crate::idle_clock::IdleClock;
 use crate::io::{catch_panic, first_of, timeout, Either, Timer, TimerSlot, Transport};
 use crate::latch::Latch;
 use crate::observe::access_log::{AccessLog, Entry, LocalAccessLog};
@@ -49,7 +50,8 @@ use crate::ws::session::SessionCtx;
 use crate::ws::{Upgrade, WsConfig};
 
 /// Bytes allocated for a new connection's reads. A read in flight owns its buffer (io_uring),
-/// so this is what every idle connection holds; a connection whose reads fill its buffer
+/// so a connection holds this much until it has idled for `IDLE_GRACE` (then none, see
+/// `Conn::idle_wait`); a connection whose reads fill its buffer
 /// doubles the size it reads with between requests, up to `MAX_READ_BUF` (see `make_read_room`).
 const INITIAL_READ_BUF: usize = 2 * 1024;
 const MAX_READ_BUF: usize = 16 * 1024;
@@ -69,6 +71,11 @@ const LINGER_MAX_BYTES: usize = 1024 * 1024;
 /// race a client that is sending its next request at that very moment; a busy client sends
 /// well within a second, so only connections that are really idle are closed.
 const DRAIN_IDLE_GRACE: Duration = Duration::from_secs(1);
+/// Between requests, a read waits this long with its buffer before the connection counts as
+/// idle, calls the read off and lets go of its buffers (see `Conn::idle_wait`). A busy
+/// keep-alive client sends its next request well within it, so it pays nothing for the
+/// idle path; an idle connection holds its read buffer for this long at most.
+const IDLE_GRACE: Duration = Duration::from_millis(250);
 
 /// Timeouts and limits for every connection of a server.
 #[derive(Debug, Clone)]
@@ -141,6 +148,8 @@ pub struct ConnCtx<H> {
     pub state: Arc<ServerState>,
     /// Fired when this executor drains: keep-alive ends, idle connections close.
     pub drain: Latch,
+    /// The coarse clock idle connections wait on, advanced by the executor's tick.
+    pub idle_clock: IdleClock,
     /// Fired when this executor must stop at once.
     pub stop: Latch,
     /// Fired when this executor has served its `--max-requests` share: every response from
@@ -201,6 +210,7 @@ impl<H> ConnCtx<H> {
             date: RefCell::new(DateCache::new()),
             state,
             drain: Latch::new(),
+            idle_clock: IdleClock::new(),
             stop: Latch::new(),
             spent: Latch::new(),
             slots: Rc::new(Slots { taken: Cell::new(0), stats: stats.clone() }),
@@ -303,6 +313,14 @@ enum ReadOutcome {
     TimedOut,
 }
 
+/// How an idle wait (`Conn::idle_wait`) ended.
+enum IdleWait {
+    /// With this outcome, as `read_some` reports it.
+    Done(ReadOutcome),
+    /// The socket is readable: read, for at most `left`; `drained`: the drain has fired.
+    Readable { left: Duration, drained: bool },
+}
+
 struct Conn<T, K, H> {
     /// `None` only while a streamed request body has the socket.
     io: Option<T>,
@@ -336,6 +354,14 @@ struct Conn<T, K, H> {
     upgrade_headers: Option<Box<Fields>>,
     /// The timer of every read and write wait (one at a time).
     timer: TimerSlot,
+    /// Whether this connection's last wait between requests outlasted `IDLE_GRACE` (true
+    /// before its first): then its next one reads with `read_unless`, which an idle
+    /// connection needs to let go of its buffers. A busy client's waits are short and read
+    /// the plain way: calling a read off must be arranged before it starts, and on monoio
+    /// that bookkeeping (a canceller's hash set) would cost every request ~600
+    /// instructions. A busy connection that falls idle keeps its read buffer until its
+    /// next request, and lets go of it in every idle wait after.
+    was_idle: bool,
     _timer: PhantomData<fn() -> K>,
 }
 
@@ -358,6 +384,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             log_head: None,
             upgrade_headers: None,
             timer: TimerSlot::new::<K>(),
+            was_idle: true,
             _timer: PhantomData,
         }
     }
@@ -418,7 +445,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
                 }
             }
             let wait = deadline.saturating_duration_since(Instant::now());
-            match self.read_some(wait, None).await {
+            match self.read_some(wait, None, false).await {
                 ReadOutcome::Data => {}
                 ReadOutcome::TimedOut => {
                     ExecutorStats::add(&ctx.stats.proxy_refused, 1);
@@ -465,7 +492,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
                 wait = wait.min(DRAIN_IDLE_GRACE);
             }
             let drain = (interruptible && !ctx.drain.is_fired()).then_some(&ctx.drain);
-            match self.read_some(wait, drain).await {
+            match self.read_some(wait, drain, interruptible).await {
                 ReadOutcome::Data => {}
                 ReadOutcome::Eof | ReadOutcome::Failed => return Err(Wait::Closed),
                 // Nothing of a request arrived: a quiet close, no response owed.
@@ -634,6 +661,10 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             stats: &ctx.stats,
         };
         let rbuf = mem::take(&mut self.rbuf);
+        // The session has buffers and timers of its own: the HTTP connection's write buffer
+        // and timer are not held for the WebSocket's life.
+        self.wbuf = BytesMut::new();
+        self.timer.release();
         let report = crate::ws::session::run::<T, K>(io, rbuf, upgrade, session).await;
         // The `101`'s line, now that the WebSocket's duration and bytes are known.
         if let Some(headers) = self.upgrade_headers.take() {
@@ -1029,7 +1060,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             if left.is_zero() {
                 return;
             }
-            match self.read_some(left, None).await {
+            match self.read_some(left, None, false).await {
                 ReadOutcome::Data => {
                     discarded += self.rbuf.len();
                     self.rbuf.clear();
@@ -1042,13 +1073,23 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         }
     }
 
-    /// One read into the read buffer, bounded by `wait` and, if given, by `interrupt`.
+    /// One read into the read buffer, bounded by `wait` and, if given, by `shorten`.
     ///
     /// With `shorten`, the wait is cut down to at most `DRAIN_IDLE_GRACE` from the moment the
     /// latch fires. The read itself stays in flight: cancelling a completion-based read can
     /// lose bytes the kernel has already copied into its buffer (a request the client sent
     /// would vanish), so only a timeout, after which the connection closes, drops it.
-    async fn read_some(&mut self, wait: Duration, shorten: Option<&Latch>) -> ReadOutcome {
+    ///
+    /// With `may_idle` (between requests, nothing of the next one read yet), a read that
+    /// waits past `IDLE_GRACE` is called off without losing a byte (`read_unless`) and the
+    /// connection lets go of its buffers, waiting for readability with none (`idle_wait`);
+    /// once its waits have been short, a busy connection reads the plain way (`was_idle`).
+    async fn read_some(
+        &mut self,
+        mut wait: Duration,
+        mut shorten: Option<&Latch>,
+        may_idle: bool,
+    ) -> ReadOutcome {
         self.recorded_at = None;
         if self.io.is_none() {
             return ReadOutcome::Failed;
@@ -1056,41 +1097,139 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         if wait.is_zero() {
             return ReadOutcome::TimedOut;
         }
+        let between = may_idle && wait > IDLE_GRACE && self.rbuf.is_empty();
+        if between && self.was_idle {
+            match self.idle_wait(wait, shorten).await {
+                IdleWait::Done(outcome) => return outcome,
+                IdleWait::Readable { left, drained } => {
+                    wait = left;
+                    if drained {
+                        shorten = None;
+                    }
+                }
+            }
+        }
         let room = self.make_read_room();
         let Some(io) = self.io.as_mut() else {
             return ReadOutcome::Failed;
         };
-        // Pinned here for both paths: the future then holds one read, not a slot for each.
-        let mut read = pin!(io.read(mem::take(&mut self.rbuf)));
-        let read = match shorten {
-            None => self.timer.timeout(wait, read).await,
-            Some(latch) => {
-                let first = first_of(self.timer.timeout(wait, read.as_mut()), latch.wait()).await;
-                match first {
-                    Either::Left(done) => done,
-                    // Draining: the same read, for a little longer at most.
-                    Either::Right(()) => self.timer.timeout(wait.min(DRAIN_IDLE_GRACE), read).await,
+        let read = 'read: {
+            // Pinned here for both paths: the future then holds one read, not a slot for each.
+            let mut read = pin!(io.read(mem::take(&mut self.rbuf)));
+            if between && !self.was_idle {
+                // A busy connection's plain read: if it outlasts the grace, the connection
+                // has gone idle after all, and its next wait between requests is one that
+                // lets go of its buffers.
+                if let Some(done) = self.timer.timeout(IDLE_GRACE, read.as_mut()).await {
+                    break 'read Some(done);
+                }
+                self.was_idle = true;
+                wait -= IDLE_GRACE;
+                if shorten.is_some_and(Latch::is_fired) {
+                    wait = wait.min(DRAIN_IDLE_GRACE);
+                    shorten = None;
+                }
+            }
+            match shorten {
+                None => self.timer.timeout(wait, read).await,
+                Some(latch) => {
+                    let first = first_of(self.timer.timeout(wait, read.as_mut()), latch.wait()).await;
+                    match first {
+                        Either::Left(done) => done,
+                        // Draining: the same read, for a little longer at most.
+                        Either::Right(()) => self.timer.timeout(wait.min(DRAIN_IDLE_GRACE), read).await,
+                    }
                 }
             }
         };
         match read {
             // The buffer went with the cancelled read; the connection is closing anyway.
             None => ReadOutcome::TimedOut,
-            Some((result, buf)) => {
-                self.rbuf = buf;
-                match result {
-                    Ok(0) => ReadOutcome::Eof,
-                    Ok(n) => {
-                        if n >= room && self.read_size < MAX_READ_BUF {
-                            // The client sends more at a time than fits (large heads, deep
-                            // pipelining): read with more room from now on.
-                            self.read_size *= 2;
-                        }
-                        ReadOutcome::Data
+            Some((result, buf)) => self.finish_read(result, buf, room),
+        }
+    }
+
+    /// Between requests: read for `IDLE_GRACE` (a busy client's next request comes well
+    /// within it), then call the read off, let go of the read and write buffers, and wait
+    /// for the socket to become readable for the rest of `wait` (cut short by `shorten` as
+    /// `read_some` does); a readiness wait can be dropped without losing anything.
+    async fn idle_wait(&mut self, wait: Duration, shorten: Option<&Latch>) -> IdleWait {
+        let room = self.make_read_room();
+        let Some(io) = self.io.as_mut() else {
+            return IdleWait::Done(ReadOutcome::Failed);
+        };
+        let drain = async move {
+            match shorten {
+                Some(latch) => latch.wait().await,
+                None => std::future::pending().await,
+            }
+        };
+        let stop = self.timer.timeout(IDLE_GRACE, drain);
+        let (result, buf) = io.read_unless(mem::take(&mut self.rbuf), stop).await;
+        if let Some(result) = result {
+            // Within the grace: a busy client, whose reads need not be called off.
+            self.was_idle = false;
+            return IdleWait::Done(self.finish_read(result, buf, room));
+        }
+        // Idle: nothing is kept for the next request but the connection itself, and the
+        // long wait is on the executor's coarse clock rather than on a timer of its own.
+        drop(buf);
+        self.wbuf = BytesMut::new();
+        self.timer.release();
+        let drained = shorten.is_some_and(Latch::is_fired);
+        let mut left = wait.saturating_sub(IDLE_GRACE);
+        if drained {
+            left = left.min(DRAIN_IDLE_GRACE);
+        }
+        let mut deadline = Instant::now() + left;
+        let shorten = shorten.filter(|_| !drained);
+        let clock = &self.ctx.idle_clock;
+        let Some(io) = self.io.as_mut() else {
+            return IdleWait::Done(ReadOutcome::Failed);
+        };
+        let mut ready = pin!(io.readable());
+        let ready = match shorten {
+            None => first_of(ready, clock.until(deadline)).await,
+            Some(latch) => {
+                match first_of(first_of(ready.as_mut(), clock.until(deadline)), latch.wait()).await {
+                    Either::Left(done) => done,
+                    Either::Right(()) => {
+                        deadline = deadline.min(Instant::now() + DRAIN_IDLE_GRACE);
+                        first_of(ready, clock.until(deadline)).await
                     }
-                    Err(_) => ReadOutcome::Failed,
                 }
             }
+        };
+        match ready {
+            Either::Right(()) => IdleWait::Done(ReadOutcome::TimedOut),
+            Either::Left(Err(_)) => IdleWait::Done(ReadOutcome::Failed),
+            Either::Left(Ok(())) => {
+                let drained = drained || shorten.is_some_and(Latch::is_fired);
+                let mut left = deadline.saturating_duration_since(Instant::now());
+                if drained {
+                    left = left.min(DRAIN_IDLE_GRACE);
+                }
+                // Something to read (or the peer closed): the read that follows finds it at
+                // once; a readiness that was only a hint waits out what is left.
+                IdleWait::Readable { left: left.max(Duration::from_millis(1)), drained }
+            }
+        }
+    }
+
+    /// The read buffer back from a completed read, and what the read came to.
+    fn finish_read(&mut self, result: std::io::Result<usize>, buf: BytesMut, room: usize) -> ReadOutcome {
+        self.rbuf = buf;
+        match result {
+            Ok(0) => ReadOutcome::Eof,
+            Ok(n) => {
+                if n >= room && self.read_size < MAX_READ_BUF {
+                    // The client sends more at a time than fits (large heads, deep
+                    // pipelining): read with more room from now on.
+                    self.read_size *= 2;
+                }
+                ReadOutcome::Data
+            }
+            Err(_) => ReadOutcome::Failed,
         }
     }
 

@@ -408,6 +408,7 @@ async fn ticker<R: Runtime, H: Handler>(admission: Rc<Admission<H>>, security: S
         }
         ExecutorStats::add(&ctx.stats.heartbeat, 1);
         crate::coop::ticked();
+        ctx.idle_clock.tick(std::time::Instant::now());
         let now = SystemTime::now();
         let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         if secs != second {

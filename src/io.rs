@@ -31,6 +31,29 @@ pub trait Transport: 'static {
     /// of bytes added (0 at end of stream) and the buffer.
     fn read(&mut self, buf: BytesMut) -> impl Future<Output = (io::Result<usize>, BytesMut)>;
 
+    /// As [`read`](Transport::read), unless `stop` finishes while nothing has arrived: the
+    /// read is then called off without losing a byte (a completion-based runtime cancels it
+    /// and takes back whatever the kernel had already read into the buffer), and `None` comes
+    /// back with the buffer. `stop` is only polled while the read waits. `None` may also come
+    /// at once from a transport that cannot wait this way now, or (TLS) when what arrived
+    /// does not decrypt to anything yet; it never waits without `stop` bounding it.
+    ///
+    /// An idle connection lets go of its buffers this way and waits on [`readable`]
+    /// instead, while a busy one pays nothing for it.
+    ///
+    /// [`readable`]: Transport::readable
+    fn read_unless<S: Future>(
+        &mut self,
+        buf: BytesMut,
+        stop: S,
+    ) -> impl Future<Output = (Option<io::Result<usize>>, BytesMut)>;
+
+    /// Wait, holding no buffer, until a read would not wait: bytes, the end of the stream or
+    /// an error (a TLS transport that already holds decrypted or undecrypted bytes is ready
+    /// at once). It may also end early, when a read then waits as usual. Dropping it loses
+    /// nothing.
+    fn readable(&mut self) -> impl Future<Output = io::Result<()>>;
+
     /// Write all of `buf`, then hand it back (its contents unchanged, for the caller to clear).
     fn write_all(&mut self, buf: BytesMut) -> impl Future<Output = (io::Result<()>, BytesMut)>;
 
@@ -99,14 +122,18 @@ impl<F: Future, S: Future<Output = ()>> Future for Timeout<F, S> {
     }
 }
 
-/// One timer for a connection's waits, allocated once with the connection and re-armed for
-/// each wait (a connection waits on one thing at a time).
+/// One timer for a connection's waits, allocated with its first wait and re-armed for each
+/// wait after (a connection waits on one thing at a time); [`release`](TimerSlot::release)
+/// lets it go while the connection is idle.
 ///
 /// A runtime's sleep can be large (monoio's is 640 bytes, aligned to 128), and every future
 /// that holds one inline grows by it and takes its alignment, padding each level of the
-/// driver's nested futures. Kept behind one pointer, it costs an idle connection its own
-/// size once; re-arming builds the sleep in place, as `timeout` would build a new one.
-pub struct TimerSlot(Pin<Box<dyn Rearm>>);
+/// driver's nested futures. Kept behind one pointer, it costs a connection its own size
+/// once; re-arming builds the sleep in place, as `timeout` would build a new one.
+pub struct TimerSlot {
+    slot: Option<Pin<Box<dyn Rearm>>>,
+    make: fn() -> Pin<Box<dyn Rearm>>,
+}
 
 trait Rearm {
     fn arm(self: Pin<&mut Self>, duration: Duration);
@@ -146,22 +173,34 @@ impl<M: Fn(Duration) -> S, S: Future<Output = ()>> Rearm for Slot<M, S> {
 }
 
 impl TimerSlot {
-    /// A slot for the runtime `K`'s sleeps, not armed yet.
+    /// A slot for the runtime `K`'s sleeps; nothing is allocated before the first wait.
     pub fn new<K: Timer>() -> TimerSlot {
-        TimerSlot(Box::pin(Slot { make: K::sleep, sleep: None }))
+        TimerSlot { slot: None, make: new_slot::<K> }
     }
 
     /// Run `fut` for at most `duration`, as [`timeout`] does, on this slot's timer.
     pub fn timeout<F: Future>(&mut self, duration: Duration, fut: F) -> SlotTimeout<'_, F> {
-        self.0.as_mut().arm(duration);
-        SlotTimeout { fut, slot: self }
+        let make = self.make;
+        let slot = self.slot.get_or_insert_with(make);
+        slot.as_mut().arm(duration);
+        SlotTimeout { fut, slot }
     }
+
+    /// Let go of the timer's memory (an idle connection waits on the executor's coarse
+    /// [`IdleClock`](crate::idle_clock::IdleClock) instead); the next wait allocates it again.
+    pub fn release(&mut self) {
+        self.slot = None;
+    }
+}
+
+fn new_slot<K: Timer>() -> Pin<Box<dyn Rearm>> {
+    Box::pin(Slot { make: K::sleep, sleep: None })
 }
 
 /// Future returned by [`TimerSlot::timeout`]; disarms the timer when it is done or dropped.
 pub struct SlotTimeout<'a, F> {
     fut: F,
-    slot: &'a mut TimerSlot,
+    slot: &'a mut Pin<Box<dyn Rearm>>,
 }
 
 impl<F: Future> Future for SlotTimeout<'_, F> {
@@ -174,7 +213,7 @@ impl<F: Future> Future for SlotTimeout<'_, F> {
         if let Poll::Ready(v) = unsafe { Pin::new_unchecked(&mut this.fut) }.poll(cx) {
             return Poll::Ready(Some(v));
         }
-        if this.slot.0.as_mut().poll_expired(cx).is_ready() {
+        if this.slot.as_mut().poll_expired(cx).is_ready() {
             return Poll::Ready(None);
         }
         Poll::Pending
@@ -183,7 +222,7 @@ impl<F: Future> Future for SlotTimeout<'_, F> {
 
 impl<F> Drop for SlotTimeout<'_, F> {
     fn drop(&mut self) {
-        self.slot.0.as_mut().disarm();
+        self.slot.as_mut().disarm();
     }
 }
 

@@ -23,6 +23,7 @@ pub mod coop;
 pub mod cpus;
 pub mod executor;
 pub mod http;
+pub mod idle_clock;
 pub mod io;
 pub mod latch;
 pub mod listen;

@@ -73,6 +73,20 @@ impl Transport for MemoryIo {
         (Ok(n), buf)
     }
 
+    /// A script never waits, so there is nothing to stop.
+    async fn read_unless<S: Future>(
+        &mut self,
+        buf: BytesMut,
+        _stop: S,
+    ) -> (Option<io::Result<usize>>, BytesMut) {
+        let (result, buf) = Transport::read(self, buf).await;
+        (Some(result), buf)
+    }
+
+    async fn readable(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
     async fn write_all(&mut self, buf: BytesMut) -> (io::Result<()>, BytesMut) {
         self.log.borrow_mut().writes.push(buf.to_vec());
         (Ok(()), buf)

@@ -6,12 +6,14 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use monoio::buf::{IoBuf, IoBufMut};
+use monoio::buf::{IoBuf, IoBufMut, SliceMut};
 use monoio::io::{
-    AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable,
+    AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelableAsyncReadRent, Canceller, OwnedReadHalf,
+    OwnedWriteHalf, Splitable,
 };
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 
@@ -200,7 +202,7 @@ impl Listener for MonoioListener {
         stream.set_nonblocking(NONBLOCKING_STREAMS.with(Cell::get))?;
         // Responses are written whole; Nagle would only delay them.
         stream.set_nodelay(true)?;
-        Ok(MonoioStream(monoio::net::TcpStream::from_std(stream)?, Streak::default(), Streak::default()))
+        Ok(MonoioStream::new(monoio::net::TcpStream::from_std(stream)?))
     }
 }
 
@@ -239,44 +241,141 @@ impl Listener for MonoioUnixListener {
 
     fn adopt(stream: std::os::unix::net::UnixStream) -> io::Result<Self::Io> {
         stream.set_nonblocking(NONBLOCKING_STREAMS.with(Cell::get))?;
-        Ok(MonoioStream(monoio::net::UnixStream::from_std(stream)?, Streak::default(), Streak::default()))
+        Ok(MonoioStream::new(monoio::net::UnixStream::from_std(stream)?))
     }
 }
 
-/// A connection: TCP, or a Unix socket's; with the streaks of its reads and writes done at
-/// once (see `copy_now`).
-pub struct MonoioStream<S = monoio::net::TcpStream>(S, Streak, Streak);
+/// A connection: TCP, or a Unix socket's.
+pub struct MonoioStream<S = monoio::net::TcpStream> {
+    socket: S,
+    /// The streaks of large reads and of large writes done at once (see `copy_now`).
+    read_streak: Streak,
+    write_streak: Streak,
+    /// What calls off a read that `read_unless` was told to stop; made for the first such
+    /// read and let go once it has called one off (an idle connection holds none).
+    canceller: Option<Canceller>,
+}
+
+impl<S> MonoioStream<S> {
+    fn new(socket: S) -> Self {
+        MonoioStream { socket, read_streak: Streak::default(), write_streak: Streak::default(), canceller: None }
+    }
+}
+
+/// A monoio socket's wait for readability: an io_uring `POLL_ADD`, or on the epoll driver
+/// its readiness (confirmed with `poll(2)`, so that a stale readiness does not end it).
+pub trait MonoioReadable {
+    fn readable(&self) -> impl Future<Output = io::Result<()>>;
+}
+
+impl MonoioReadable for monoio::net::TcpStream {
+    fn readable(&self) -> impl Future<Output = io::Result<()>> {
+        monoio::net::TcpStream::readable(self, false)
+    }
+}
+
+impl MonoioReadable for monoio::net::UnixStream {
+    fn readable(&self) -> impl Future<Output = io::Result<()>> {
+        monoio::net::UnixStream::readable(self, false)
+    }
+}
 
 impl<S> Transport for MonoioStream<S>
 where
-    S: AsyncReadRent + AsyncWriteRent + AsRawFd + monoio::io::Split + 'static,
+    S: AsyncReadRent
+        + CancelableAsyncReadRent
+        + AsyncWriteRent
+        + MonoioReadable
+        + AsRawFd
+        + monoio::io::Split
+        + 'static,
 {
     type ReadHalf = MonoioRead<S>;
     type WriteHalf = MonoioWrite<S>;
 
     fn split(self) -> (MonoioRead<S>, MonoioWrite<S>) {
-        let fd = self.0.as_raw_fd();
-        let (read, write) = self.0.into_split();
-        (MonoioRead(read, fd, self.1), MonoioWrite(write, fd, self.2))
+        let fd = self.socket.as_raw_fd();
+        let (read, write) = self.socket.into_split();
+        (MonoioRead(read, fd, self.read_streak), MonoioWrite(write, fd, self.write_streak))
     }
 
     async fn read(&mut self, buf: BytesMut) -> (io::Result<usize>, BytesMut) {
-        let fd = self.0.as_raw_fd();
-        read_into(&mut self.0, fd, &mut self.1, buf).await
+        let fd = self.socket.as_raw_fd();
+        read_into(&mut self.socket, fd, &mut self.read_streak, buf).await
+    }
+
+    fn read_unless<St: Future>(
+        &mut self,
+        buf: BytesMut,
+        stop: St,
+    ) -> impl Future<Output = (Option<io::Result<usize>>, BytesMut)> {
+        let filled = buf.len();
+        let handle = self.canceller.get_or_insert_with(Canceller::new).handle();
+        CallOff {
+            read: self.socket.cancelable_read(buf.slice_mut(filled..), handle),
+            stop,
+            canceller: &mut self.canceller,
+            called_off: false,
+        }
+    }
+
+    fn readable(&mut self) -> impl Future<Output = io::Result<()>> {
+        self.socket.readable()
     }
 
     async fn write_all(&mut self, buf: BytesMut) -> (io::Result<()>, BytesMut) {
-        let fd = self.0.as_raw_fd();
-        write_all_from(&mut self.0, fd, &mut self.2, buf).await
+        let fd = self.socket.as_raw_fd();
+        write_all_from(&mut self.socket, fd, &mut self.write_streak, buf).await
     }
 
     async fn write_bytes(&mut self, buf: Bytes) -> io::Result<()> {
-        let fd = self.0.as_raw_fd();
-        write_all_from(&mut self.0, fd, &mut self.2, buf).await.0
+        let fd = self.socket.as_raw_fd();
+        write_all_from(&mut self.socket, fd, &mut self.write_streak, buf).await.0
     }
 
     fn shutdown_write(&mut self) -> io::Result<()> {
-        shutdown(self.0.as_raw_fd(), libc::SHUT_WR)
+        shutdown(self.socket.as_raw_fd(), libc::SHUT_WR)
+    }
+}
+
+/// Future returned by `read_unless`: the read, called off once `stop` finishes. A plain
+/// struct rather than an async fn, which would keep `stop` and the buffer twice in every
+/// idle connection's future (as an argument, and in the local it is moved into).
+struct CallOff<'a, R, S> {
+    read: R,
+    stop: S,
+    canceller: &'a mut Option<Canceller>,
+    called_off: bool,
+}
+
+impl<R, S> Future for CallOff<'_, R, S>
+where
+    R: Future<Output = monoio::BufResult<usize, SliceMut<BytesMut>>>,
+    S: Future,
+{
+    type Output = (Option<io::Result<usize>>, BytesMut);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: structural pinning of `read` and `stop`: neither is moved out of the pinned
+        // struct, which has no Drop impl nor an Unpin impl of its own.
+        let this = unsafe { self.get_unchecked_mut() };
+        if let Poll::Ready((result, slice)) = unsafe { Pin::new_unchecked(&mut this.read) }.poll(cx) {
+            let buf = slice.into_inner();
+            return Poll::Ready(match result {
+                Err(e) if this.called_off && e.raw_os_error() == Some(libc::ECANCELED) => (None, buf),
+                result => (Some(result), buf),
+            });
+        }
+        if !this.called_off && unsafe { Pin::new_unchecked(&mut this.stop) }.poll(cx).is_ready() {
+            this.called_off = true;
+            // An io_uring AsyncCancel: the read completes with ECANCELED, or with the bytes
+            // it had already read, and its buffer comes back either way (the epoll driver
+            // has read nothing yet and answers ECANCELED at once).
+            if let Some(canceller) = this.canceller.take() {
+                drop(canceller.cancel());
+            }
+        }
+        Poll::Pending
     }
 }
 

@@ -25,7 +25,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{shutdown, Listener, Runtime};
-use crate::io::{ReadHalf, Timer, Transport, WriteHalf};
+use crate::io::{first_of, Either, ReadHalf, Timer, Transport, WriteHalf};
 use crate::peer::Peer;
 
 /// The tokio runtime, one current-thread runtime per executor.
@@ -251,6 +251,24 @@ where
         (result, buf)
     }
 
+    async fn read_unless<St: Future>(
+        &mut self,
+        mut buf: BytesMut,
+        stop: St,
+    ) -> (Option<io::Result<usize>>, BytesMut) {
+        // A read that has not completed has taken nothing from the socket: dropping it is
+        // calling it off.
+        let result = match first_of(self.0.read_buf(&mut buf), stop).await {
+            Either::Left(result) => Some(result),
+            Either::Right(_) => None,
+        };
+        (result, buf)
+    }
+
+    fn readable(&mut self) -> impl Future<Output = io::Result<()>> {
+        self.0.read_ready()
+    }
+
     async fn write_all(&mut self, buf: BytesMut) -> (io::Result<()>, BytesMut) {
         let result = self.0.write_all(&buf).await;
         (result, buf)
@@ -265,11 +283,14 @@ where
     }
 }
 
-/// The owned halves of a tokio stream (TCP and Unix sockets each have their own types).
+/// The owned halves of a tokio stream (TCP and Unix sockets each have their own types), and
+/// its readiness wait.
 pub trait TokioSplit: Sized {
     type Read: tokio::io::AsyncRead + Unpin + 'static;
     type Write: tokio::io::AsyncWrite + Unpin + 'static;
     fn into_halves(self) -> (Self::Read, Self::Write);
+    /// Wait until the socket is readable (tokio's `readable`).
+    fn read_ready(&self) -> impl Future<Output = io::Result<()>>;
 }
 
 impl TokioSplit for tokio::net::TcpStream {
@@ -278,6 +299,9 @@ impl TokioSplit for tokio::net::TcpStream {
     fn into_halves(self) -> (Self::Read, Self::Write) {
         self.into_split()
     }
+    fn read_ready(&self) -> impl Future<Output = io::Result<()>> {
+        self.readable()
+    }
 }
 
 impl TokioSplit for tokio::net::UnixStream {
@@ -285,6 +309,9 @@ impl TokioSplit for tokio::net::UnixStream {
     type Write = tokio::net::unix::OwnedWriteHalf;
     fn into_halves(self) -> (Self::Read, Self::Write) {
         self.into_split()
+    }
+    fn read_ready(&self) -> impl Future<Output = io::Result<()>> {
+        self.readable()
     }
 }
 

@@ -7,6 +7,7 @@
 
 use crate::peer::Peer;
 use std::cell::RefCell;
+use std::future::Future;
 use std::io::{self, BufRead, Write};
 use std::mem;
 use std::rc::Rc;
@@ -285,6 +286,25 @@ impl Session {
         }
     }
 
+    /// Past the handshake, with nothing to send, no ciphertext waiting to be decrypted and
+    /// not closing: a read would only wait on the peer.
+    fn settled(&self) -> bool {
+        self.seen_bytes
+            && !self.conn.is_handshaking()
+            && !self.conn.wants_write()
+            && self.incoming.is_empty()
+            && !self.closing
+    }
+
+    /// Whether a read would find bytes here without reading the socket: ciphertext not yet
+    /// given to rustls, or decrypted bytes (or the peer's `close_notify`) not yet taken.
+    fn holds_input(&mut self) -> bool {
+        if !self.incoming.is_empty() {
+            return true;
+        }
+        !matches!(self.conn.reader().fill_buf(), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
     /// The ciphertext buffer, taken out for a read, with room for one.
     fn incoming_room(&mut self) -> BytesMut {
         let mut incoming = mem::take(&mut self.incoming);
@@ -378,6 +398,53 @@ impl<T: Transport> Transport for TlsStream<T> {
                 Err(e) => return (Err(e), buf),
             }
         }
+    }
+
+    /// Only a settled session waits on the socket here. Anything else comes back at once
+    /// with nothing read (`None`): `readable` is then ready at once for bytes already here,
+    /// and the read that follows runs under the caller's limit. So does a record that
+    /// arrives only in part: nothing here waits for the rest without a limit.
+    async fn read_unless<S: Future>(
+        &mut self,
+        mut buf: BytesMut,
+        stop: S,
+    ) -> (Option<io::Result<usize>>, BytesMut) {
+        if let Some(result) = self.take_plaintext(&mut buf) {
+            return (Some(result), buf);
+        }
+        if !self.session.borrow().settled() {
+            return (None, buf);
+        }
+        let incoming = self.session.borrow_mut().incoming_room();
+        let (result, incoming) = self.inner.read_unless(incoming, stop).await;
+        match result {
+            // Nothing arrived: the ciphertext buffer (a whole record's room) goes too.
+            None => (None, buf),
+            Some(Ok(0)) => (Some(Ok(0)), buf),
+            Some(Err(e)) => (Some(Err(e)), buf),
+            Some(Ok(_)) => {
+                self.session.borrow_mut().incoming = incoming;
+                let fed = self.session.borrow_mut().feed();
+                if let Err(e) = fed {
+                    // rustls queued an alert saying why; the peer should hear it.
+                    let _ = self.push().await;
+                    return (Some(Err(io::Error::new(io::ErrorKind::InvalidData, e))), buf);
+                }
+                match self.take_plaintext(&mut buf) {
+                    Some(result) => (Some(result), buf),
+                    None => (None, buf),
+                }
+            }
+        }
+    }
+
+    async fn readable(&mut self) -> io::Result<()> {
+        if self.session.borrow_mut().holds_input() {
+            return Ok(());
+        }
+        // What rustls has for the peer goes out before a wait that may be long.
+        self.push().await?;
+        self.inner.readable().await
     }
 
     async fn write_all(&mut self, buf: BytesMut) -> (io::Result<()>, BytesMut) {

@@ -19,6 +19,7 @@ mod curl;
 mod expect;
 mod framing;
 mod handover;
+mod idle;
 mod keepalive;
 mod limits;
 mod nginx;

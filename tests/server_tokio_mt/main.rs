@@ -28,6 +28,8 @@ mod expect;
 mod framing;
 #[path = "../server/handover.rs"]
 mod handover;
+#[path = "../server/idle.rs"]
+mod idle;
 #[path = "../server/keepalive.rs"]
 mod keepalive;
 #[path = "../server/limits.rs"]

@@ -23,7 +23,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::{LocalExecutor, LocalExecutorBuilder, Placement};
 
 use super::{shutdown, Listener, Runtime};
-use crate::io::{ReadHalf, Timer, Transport, WriteHalf};
+use crate::io::{first_of, Either, ReadHalf, Timer, Transport, WriteHalf};
 use crate::peer::Peer;
 
 mod pool;
@@ -202,7 +202,7 @@ impl<L: GlommioFamily> Listener for GlommioListener<L> {
         L::prepare(&stream)?;
         let fd = stream.into_raw_fd();
         // SAFETY: ownership of the connected socket moves to glommio.
-        Ok(GlommioStream(unsafe { L::Glommio::from_raw_fd(fd) }, fd))
+        Ok(GlommioStream(unsafe { L::Glommio::from_raw_fd(fd) }, fd, None))
     }
 }
 
@@ -302,7 +302,11 @@ impl Drop for AcceptWatch {
 
 /// A connection: TCP, or a Unix socket's; and its descriptor (glommio's UnixStream does
 /// not show it), owned by the stream.
-pub struct GlommioStream<S = glommio::net::TcpStream>(S, RawFd);
+///
+/// The third field is a byte that `readable` took from the socket to learn that it was
+/// readable (glommio has no readiness wait on a stream), handed out by the next read: a
+/// `readable` is always followed by a read before anything else, a split included.
+pub struct GlommioStream<S = glommio::net::TcpStream>(S, RawFd, Option<u8>);
 
 impl<S> Transport for GlommioStream<S>
 where
@@ -320,12 +324,53 @@ where
     }
 
     async fn read(&mut self, mut buf: BytesMut) -> (io::Result<usize>, BytesMut) {
+        if let Some(byte) = self.2.take() {
+            // What `readable` took; the rest follows with the next read.
+            buf.extend_from_slice(&[byte]);
+            return (Ok(1), buf);
+        }
         // glommio reads into initialised memory: zero the spare room, read, trim.
         let filled = buf.len();
         buf.resize(buf.capacity(), 0);
         let result = self.0.read(&mut buf[filled..]).await;
         buf.truncate(filled + *result.as_ref().unwrap_or(&0));
         (result, buf)
+    }
+
+    async fn read_unless<St: Future>(
+        &mut self,
+        mut buf: BytesMut,
+        stop: St,
+    ) -> (Option<io::Result<usize>>, BytesMut) {
+        if let Some(byte) = self.2.take() {
+            buf.extend_from_slice(&[byte]);
+            return (Some(Ok(1)), buf);
+        }
+        // glommio's stream read receives synchronously once its readiness poll fires: a
+        // read that has not completed has taken nothing, and dropping it calls it off.
+        let filled = buf.len();
+        buf.resize(buf.capacity(), 0);
+        let result = match first_of(self.0.read(&mut buf[filled..]), stop).await {
+            Either::Left(result) => Some(result),
+            Either::Right(_) => None,
+        };
+        let read = result.as_ref().and_then(|r| r.as_ref().ok()).copied().unwrap_or(0);
+        buf.truncate(filled + read);
+        (result, buf)
+    }
+
+    /// A one-byte read, kept for the next read: its wait is glommio's readiness poll, with
+    /// no buffer of glommio's own (a `MSG_PEEK` receive allocates one), and dropped before
+    /// it completes it has taken nothing.
+    async fn readable(&mut self) -> io::Result<()> {
+        if self.2.is_some() {
+            return Ok(());
+        }
+        let mut byte = [0u8; 1];
+        if self.0.read(&mut byte).await? == 1 {
+            self.2 = Some(byte[0]);
+        }
+        Ok(())
     }
 
     async fn write_all(&mut self, buf: BytesMut) -> (io::Result<()>, BytesMut) {

@@ -1,0 +1,166 @@
+//! A coarse clock for the long waits of idle connections, one per executor, advanced by the
+//! executor's periodic tick (`executor::TICK`, 100 ms).
+//!
+//! A runtime's own sleep is large (monoio's is 640 bytes, aligned to 128) and an idle
+//! keep-alive connection would hold one for its whole wait. Here a waiting connection holds
+//! a slot index, and the executor a deadline and a waker per waiter; a deadline is seen at
+//! the first tick after it, which is precise enough for keep-alive and drain limits that
+//! are counted in seconds.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+/// The waiters of one executor.
+#[derive(Default)]
+pub struct IdleClock {
+    /// One entry per waiter; a slot is freed when its waiter is dropped, so the list is as
+    /// long as the most waiters there were at once.
+    waiters: RefCell<Vec<Option<Waiter>>>,
+    free: RefCell<Vec<usize>>,
+}
+
+struct Waiter {
+    deadline: Instant,
+    waker: Waker,
+}
+
+impl IdleClock {
+    pub fn new() -> IdleClock {
+        IdleClock::default()
+    }
+
+    /// A future that completes at the first tick at or after `deadline`.
+    pub fn until(&self, deadline: Instant) -> Until<'_> {
+        Until { clock: self, deadline, slot: None }
+    }
+
+    /// Wake every waiter whose deadline is not after `now`.
+    pub fn tick(&self, now: Instant) {
+        let mut due = Vec::new();
+        for waiter in self.waiters.borrow().iter().flatten() {
+            if waiter.deadline <= now {
+                due.push(waiter.waker.clone());
+            }
+        }
+        // Woken outside the borrow: a waker may run code that registers another waiter.
+        for waker in due {
+            waker.wake();
+        }
+    }
+
+    /// How many waiters there are now.
+    pub fn waiting(&self) -> usize {
+        self.waiters.borrow().len() - self.free.borrow().len()
+    }
+
+    fn remove(&self, slot: usize) {
+        let mut waiters = self.waiters.borrow_mut();
+        waiters[slot] = None;
+        if slot + 1 == waiters.len() {
+            waiters.pop();
+            // Trailing free slots go too, so that an executor whose idle connections left
+            // does not keep scanning their slots.
+            let mut free = self.free.borrow_mut();
+            while waiters.last().is_some_and(Option::is_none) {
+                waiters.pop();
+            }
+            let len = waiters.len();
+            free.retain(|&i| i < len);
+        } else {
+            self.free.borrow_mut().push(slot);
+        }
+    }
+}
+
+/// Future returned by [`IdleClock::until`].
+pub struct Until<'a> {
+    clock: &'a IdleClock,
+    deadline: Instant,
+    slot: Option<usize>,
+}
+
+impl Future for Until<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if Instant::now() >= self.deadline {
+            if let Some(slot) = self.slot.take() {
+                self.clock.remove(slot);
+            }
+            return Poll::Ready(());
+        }
+        let waiter = Waiter { deadline: self.deadline, waker: cx.waker().clone() };
+        match self.slot {
+            Some(slot) => self.clock.waiters.borrow_mut()[slot] = Some(waiter),
+            None => {
+                let mut waiters = self.clock.waiters.borrow_mut();
+                let slot = match self.clock.free.borrow_mut().pop() {
+                    Some(slot) => {
+                        waiters[slot] = Some(waiter);
+                        slot
+                    }
+                    None => {
+                        waiters.push(Some(waiter));
+                        waiters.len() - 1
+                    }
+                };
+                self.slot = Some(slot);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Until<'_> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            self.clock.remove(slot);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::Wake;
+    use std::time::Duration;
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn a_tick_wakes_only_the_waiters_that_are_due_and_dropped_waiters_free_their_slots() {
+        let clock = IdleClock::new();
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let now = Instant::now();
+        let mut soon = Box::pin(clock.until(now + Duration::from_millis(20)));
+        let mut later = Box::pin(clock.until(now + Duration::from_secs(3600)));
+        assert!(soon.as_mut().poll(&mut cx).is_pending());
+        assert!(later.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(clock.waiting(), 2);
+        clock.tick(now);
+        assert_eq!(count.0.load(Ordering::Relaxed), 0, "nothing is due yet");
+        std::thread::sleep(Duration::from_millis(30));
+        clock.tick(Instant::now());
+        assert_eq!(count.0.load(Ordering::Relaxed), 1, "only the due waiter is woken");
+        assert!(soon.as_mut().poll(&mut cx).is_ready());
+        assert_eq!(clock.waiting(), 1);
+        drop(soon);
+        assert!(later.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(clock.waiting(), 1);
+        // The last waiter leaves: the list is empty again.
+        drop(later);
+        assert_eq!((clock.waiting(), clock.waiters.borrow().len()), (0, 0));
+    }
+}
