@@ -30,7 +30,9 @@ use super::frame::{self, code, Decoder, Event, OpCode};
 use super::socket::{driver_wait, text, Message, Shared, State, WebSocket};
 use super::{Upgrade, WsConfig};
 use crate::coop::InlineWake;
-use crate::io::{catch_panic, first_of, timeout, Either, ReadHalf, Timer, Transport, WriteHalf};
+use crate::io::{
+    catch_panic, first_of, sleep_boxed, timeout_boxed, Either, ReadHalf, Timer, TimerSlot, Transport, WriteHalf,
+};
 use crate::latch::Latch;
 use crate::state::{ExecutorStats, ServerState};
 
@@ -214,7 +216,7 @@ async fn read_loop<R: ReadHalf, K: Timer>(
                 Ok(None) => break,
                 Err(e) => {
                     tracing::debug!(error = %e, "WebSocket protocol error; failing the connection");
-                    timeout::<K, _>(config.close_timeout, driver_wait(shared, taken)).await;
+                    timeout_boxed::<K, _>(config.close_timeout, driver_wait(shared, taken)).await;
                     shared.borrow_mut().fail(e.close_code(), e.reason());
                     return discard(reader, rbuf, shared).await;
                 }
@@ -243,7 +245,7 @@ async fn read_loop<R: ReadHalf, K: Timer>(
                     let code = close.as_ref().map(|c| c.code);
                     shared.borrow().count(|ws| ws.close_received(code));
                     // As for an error: the handler answers what came before the close first.
-                    timeout::<K, _>(config.close_timeout, driver_wait(shared, taken)).await;
+                    timeout_boxed::<K, _>(config.close_timeout, driver_wait(shared, taken)).await;
                     let mut s = shared.borrow_mut();
                     s.peer_closed = true;
                     if !s.close_sent && !s.done {
@@ -336,6 +338,8 @@ async fn write_loop<W: WriteHalf, K: Timer>(
     write_timeout: Duration,
 ) {
     let mut spare = BytesMut::new();
+    // The writes' timer, made with the first write and re-armed for each one after.
+    let mut timer = TimerSlot::new::<K>();
     loop {
         driver_wait(shared, |s| !s.outbox.is_empty() || s.close_sent || s.peer_gone).await;
         let pending = {
@@ -349,7 +353,7 @@ async fn write_loop<W: WriteHalf, K: Timer>(
         };
         if let Some(buf) = pending {
             let len = buf.len();
-            match timeout::<K, _>(write_timeout, writer.write_all(buf)).await {
+            match timer.timeout(write_timeout, writer.write_all(buf)).await {
                 Some((Ok(()), mut buf)) => {
                     shared.borrow_mut().sent(len);
                     if buf.capacity() <= KEEP_WRITE_BUF {
@@ -373,12 +377,12 @@ async fn write_loop<W: WriteHalf, K: Timer>(
         // The close frame is written.
         if !failing {
             let answered = |s: &State| s.peer_closed || s.peer_gone || s.failing;
-            timeout::<K, _>(close_timeout, driver_wait(shared, answered)).await;
+            timeout_boxed::<K, _>(close_timeout, driver_wait(shared, answered)).await;
         }
-        let _ = timeout::<K, _>(write_timeout, writer.shutdown()).await;
+        let _ = timeout_boxed::<K, _>(write_timeout, writer.shutdown()).await;
         if !shared.borrow().peer_closed {
             // Give the reader the time to see the peer close its side too (it discards).
-            timeout::<K, _>(close_timeout, driver_wait(shared, |s| s.peer_gone || s.peer_closed)).await;
+            timeout_boxed::<K, _>(close_timeout, driver_wait(shared, |s| s.peer_gone || s.peer_closed)).await;
         }
         return finish(shared);
     }
@@ -399,7 +403,7 @@ async fn keepalive<K: Timer>(shared: &Shared, interval: Duration, wait: Duration
     }
     let closing = |s: &State| s.close_sent || s.done;
     loop {
-        if let Either::Right(()) = first_of(K::sleep(interval), driver_wait(shared, closing)).await {
+        if let Either::Right(()) = first_of(sleep_boxed::<K>(interval), driver_wait(shared, closing)).await {
             return;
         }
         {
@@ -412,7 +416,7 @@ async fn keepalive<K: Timer>(shared: &Shared, interval: Duration, wait: Duration
             s.notify();
         }
         let answered = |s: &State| !s.ping_outstanding || s.close_sent || s.done;
-        if timeout::<K, _>(wait, driver_wait(shared, answered)).await.is_none() {
+        if timeout_boxed::<K, _>(wait, driver_wait(shared, answered)).await.is_none() {
             tracing::debug!("WebSocket ping unanswered; closing with 1011");
             shared.borrow_mut().fail(code::INTERNAL_ERROR, "ping timeout");
             return;
@@ -437,7 +441,7 @@ async fn drain<K: Timer>(shared: &Shared, latch: &Latch, state: &ServerState, gr
             s.drain_watched
         };
         if watched {
-            timeout::<K, _>(grace, driver_wait(shared, closing)).await;
+            timeout_boxed::<K, _>(grace, driver_wait(shared, closing)).await;
         }
         shared.borrow_mut().close(code, reason);
     }
