@@ -25,7 +25,9 @@ async fn echo(ws: WebSocketUpgrade) -> axum::response::Response {
 }
 
 fn app() -> Router {
-    Router::new().route("/echo", get(echo)).route("/", get(|| async { "GET /echo with a WebSocket client\n" }))
+    Router::new()
+        .route("/echo", get(echo))
+        .route("/", get(|| async { "GET /echo with a WebSocket client\n" }))
 }
 
 fn main() -> std::process::ExitCode {

@@ -514,7 +514,10 @@ fn an_axum_route_accepts_websockets_with_percores_extractor() {
         }
         let head = String::from_utf8_lossy(&head).to_lowercase();
         assert!(head.starts_with("http/1.1 101 "), "{runtime:?}: {head}");
-        assert!(head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=\r\n"), "{runtime:?}: {head}");
+        assert!(
+            head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=\r\n"),
+            "{runtime:?}: {head}"
+        );
         assert!(head.contains("sec-websocket-protocol: chat\r\n"), "{runtime:?}: {head}");
         assert_eq!(head.matches("connection:").count(), 1, "{runtime:?}: {head}");
 

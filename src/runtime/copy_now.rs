@@ -55,7 +55,8 @@ impl Streak {
 /// `Ok(0)` when it takes nothing (it is full): the caller writes the rest through the ring.
 pub fn send_now(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: send(2) reads `buf.len()` initialised bytes of a live slice.
-    let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+    let n =
+        unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
     if n >= 0 {
         return Ok(n as usize);
     }

@@ -258,7 +258,12 @@ pub struct MonoioStream<S = monoio::net::TcpStream> {
 
 impl<S> MonoioStream<S> {
     fn new(socket: S) -> Self {
-        MonoioStream { socket, read_streak: Streak::default(), write_streak: Streak::default(), canceller: None }
+        MonoioStream {
+            socket,
+            read_streak: Streak::default(),
+            write_streak: Streak::default(),
+            canceller: None,
+        }
     }
 }
 

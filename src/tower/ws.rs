@@ -66,7 +66,8 @@ impl WebSocketUpgrade {
                 None => Framing::None,
             }
         };
-        let fields: Vec<(&str, &[u8])> = parts.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
+        let fields: Vec<(&str, &[u8])> =
+            parts.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
         let handshake = check(parts.method.as_str(), version, framing, &fields)?;
         Ok(WebSocketUpgrade { handshake, protocol: None })
     }
@@ -80,8 +81,10 @@ impl WebSocketUpgrade {
     /// offered; none if it offered none of them (a client must not be told of a protocol it
     /// did not ask for, RFC 6455 §4.2.2).
     pub fn protocols_preferred(mut self, protocols: &[&str]) -> WebSocketUpgrade {
-        self.protocol =
-            protocols.iter().find(|p| self.handshake.protocols.iter().any(|o| o == *p)).map(|p| p.to_string());
+        self.protocol = protocols
+            .iter()
+            .find(|p| self.handshake.protocols.iter().any(|o| o == *p))
+            .map(|p| p.to_string());
         self
     }
 
@@ -120,12 +123,7 @@ impl PendingUpgrade {
         let Some((handshake, protocol, run)) = self.0.lock().ok().and_then(|mut slot| slot.take()) else {
             return false;
         };
-        out.set_upgrade(Upgrade {
-            origin: handshake.origin,
-            protocol,
-            deflate: handshake.deflate,
-            run,
-        });
+        out.set_upgrade(Upgrade { origin: handshake.origin, protocol, deflate: handshake.deflate, run });
         true
     }
 }
@@ -139,7 +137,8 @@ pub fn refusal(error: HandshakeError) -> http::Response<Body> {
         crate::app::ResponseBody::Full(bytes) => bytes.clone(),
         _ => Bytes::new(),
     }));
-    *response.status_mut() = http::StatusCode::from_u16(refused.status()).unwrap_or(http::StatusCode::BAD_REQUEST);
+    *response.status_mut() =
+        http::StatusCode::from_u16(refused.status()).unwrap_or(http::StatusCode::BAD_REQUEST);
     for (name, value) in refused.headers() {
         if let (Ok(name), Ok(value)) =
             (http::HeaderName::from_bytes(name.as_bytes()), http::HeaderValue::from_bytes(value))

@@ -31,7 +31,8 @@ use super::socket::{driver_wait, text, Message, Shared, State, WebSocket};
 use super::{Upgrade, WsConfig};
 use crate::coop::InlineWake;
 use crate::io::{
-    catch_panic, first_of, sleep_boxed, timeout_boxed, Either, ReadHalf, Timer, TimerSlot, Transport, WriteHalf,
+    catch_panic, first_of, sleep_boxed, timeout_boxed, Either, ReadHalf, Timer, TimerSlot, Transport,
+    WriteHalf,
 };
 use crate::latch::Latch;
 use crate::state::{ExecutorStats, ServerState};
