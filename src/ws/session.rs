@@ -144,13 +144,13 @@ pub async fn run<T: Transport, K: Timer>(
     };
     // The parts wake one another as they go (a message for the handler, a frame to write):
     // such a wake polls them again here, not through the executor (see `InlineWake`).
-    let mut pause: Option<Pin<Box<dyn Future<Output = ()>>>> = None;
+    let mut yielding: Option<crate::coop::YieldNow> = None;
     poll_fn(|cx| {
-        if let Some(sleep) = pause.as_mut() {
-            if sleep.as_mut().poll(cx).is_pending() {
+        if let Some(y) = yielding.as_mut() {
+            if Pin::new(y).poll(cx).is_pending() {
                 return Poll::Pending;
             }
-            pause = None;
+            yielding = None;
         }
         let mut inner = Context::from_waker(&waker);
         for _ in 0..INLINE_POLLS {
@@ -163,15 +163,14 @@ pub async fn run<T: Transport, K: Timer>(
                 return Poll::Pending;
             }
         }
-        // Still busy: let the executor's other tasks run first (and its timers, if they are
-        // late: see `coop::pause_if_timers_late`).
-        if let Some(mut sleep) = crate::coop::pause_if_timers_late() {
-            if sleep.as_mut().poll(cx).is_pending() {
-                pause = Some(sleep);
-                return Poll::Pending;
-            }
+        // Still busy: yield, so the executor's other tasks run first (and its timers, if they
+        // are late: see `coop::yield_now`).
+        let mut y = crate::coop::yield_now();
+        if Pin::new(&mut y).poll(cx).is_pending() {
+            yielding = Some(y);
+        } else {
+            cx.waker().wake_by_ref();
         }
-        cx.waker().wake_by_ref();
         Poll::Pending
     })
     .await;

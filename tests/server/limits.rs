@@ -124,13 +124,7 @@ fn body_at_max_body_size_is_fine() {
 #[test]
 fn chunked_body_over_max_body_size_is_413() {
     let s = ServerProc::start(&["--max-body-size", "1KiB"]);
-    let mut raw = b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
-    for _ in 0..4 {
-        raw.extend_from_slice(b"200\r\n");
-        raw.extend(vec![b'c'; 0x200]);
-        raw.extend_from_slice(b"\r\n");
-    }
-    raw.extend_from_slice(b"0\r\n\r\n");
+    let raw = chunked_echo_of_2_kib();
     assert_refused(&s, &raw, 413);
 }
 

@@ -351,6 +351,19 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_percore")
 }
 
+/// `POST /echo` with a chunked body of four 512-byte chunks (2 KiB): over a 1 KiB
+/// `--max-body-size` only once it is streamed.
+pub fn chunked_echo_of_2_kib() -> Vec<u8> {
+    let mut raw = b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..4 {
+        raw.extend_from_slice(b"200\r\n");
+        raw.extend(vec![b'c'; 0x200]);
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.extend_from_slice(b"0\r\n\r\n");
+    raw
+}
+
 /// `GET path` over HTTP/1.1 with a Host header.
 pub fn get(path: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes()

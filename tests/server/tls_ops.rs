@@ -95,13 +95,7 @@ fn oversize_header_is_431_and_oversize_body_413_over_tls() {
     assert!(tls_closes(&mut c, Duration::from_secs(5)), "closes after 413");
     // A chunked body that grows past it while streamed.
     let mut c = tls_client(s.addr, &pki);
-    let mut raw = b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
-    for _ in 0..4 {
-        raw.extend_from_slice(b"200\r\n");
-        raw.extend(vec![b'c'; 0x200]);
-        raw.extend_from_slice(b"\r\n");
-    }
-    raw.extend_from_slice(b"0\r\n\r\n");
+    let raw = chunked_echo_of_2_kib();
     c.send(&raw);
     assert_eq!(c.response().status, 413);
     // Exactly the limit is served.
