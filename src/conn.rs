@@ -17,7 +17,7 @@ use std::future::{poll_fn, Future};
 use std::marker::PhantomData;
 use std::mem;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::Poll;
@@ -48,6 +48,10 @@ use crate::peer::Peer;
 use crate::state::{ExecutorStats, ServerState};
 use crate::ws::session::SessionCtx;
 use crate::ws::{Upgrade, WsConfig};
+
+#[path = "conn_parked.rs"]
+mod parked;
+use parked::{Idle, Parked};
 
 /// Bytes allocated for a new connection's reads. A read in flight owns its buffer (io_uring),
 /// so a connection holds this much until it has idled for `IDLE_GRACE` (then none, see
@@ -246,6 +250,9 @@ impl<H> ConnCtx<H> {
 }
 
 /// Serve one connection until it closes.
+///
+/// A busy connection's working state is boxed, and given back whenever the connection goes
+/// idle: an idle one holds only what `Parked` keeps (see `conn_parked.rs`).
 pub fn serve<T: Transport, K: Timer, H: Handler>(
     io: T,
     peer: Peer,
@@ -253,15 +260,48 @@ pub fn serve<T: Transport, K: Timer, H: Handler>(
 ) -> impl Future<Output = ()> {
     // Built here rather than inside an async fn, which would keep its arguments beside the
     // connection they were moved into for as long as the connection lives.
-    let mut conn = Conn::<T, K, H>::new(io, peer, ctx);
-    async move { conn.run().await }
+    // (Neither is moved into a local of the future, which would then hold both; and no
+    // value that the match takes apart lives across an await, or the future would keep a
+    // slot for it.)
+    let mut parked = Parked::new(io, peer, ctx, INITIAL_READ_BUF);
+    let mut woke = None;
+    async move {
+        let (conn, upgrade) = loop {
+            parked = match work::<T, K, H>(parked, woke).await {
+                Step::Closed => return,
+                Step::Parked(parked) => parked,
+                Step::Upgraded(conn, upgrade) => break (conn, upgrade),
+            };
+            woke = Some(parked.wait().await);
+        };
+        Box::pin(conn.hand_over(upgrade)).await
+    }
+}
+
+/// The working state of a new or parked connection, boxed, serving until it parks again,
+/// closes or is upgraded. (A plain function: built inside `serve`'s future, the working
+/// state would have a slot there as well, even while idle.)
+fn work<T: Transport, K: Timer, H: Handler>(
+    parked: Parked<T, H>,
+    woke: Option<IdleWait>,
+) -> Pin<Box<impl Future<Output = Step<T, K, H>>>> {
+    let mut conn = Conn::<T, K, H>::unpark(parked, woke);
+    Box::pin(async move {
+        match conn.run().await {
+            Exit::Closed => Step::Closed,
+            Exit::Parked(idle) => match conn.io.take() {
+                Some(io) => Step::Parked(conn.park(io, idle)),
+                None => Step::Closed,
+            },
+            Exit::Upgraded(upgrade) => Step::Upgraded(Box::new(conn), upgrade),
+        }
+    })
 }
 
 /// Answer a connection that is refused before it is read (`--max-connections`) with 503,
 /// then close it gracefully.
 pub async fn refuse<T: Transport, K: Timer, H: Handler>(io: T, peer: Peer, ctx: Rc<ConnCtx<H>>) {
-    let mut conn = Conn::<T, K, H>::new(io, peer, ctx);
-    conn.rbuf = BytesMut::new();
+    let mut conn = Conn::<T, K, H>::unpark(Parked::new(io, peer, ctx, INITIAL_READ_BUF), None);
     let response = Response::status_text(503);
     let encoded = conn.encode_response_head(response, false, Version::Http11, true);
     if let Outcome::Close = conn.write_body(encoded).await {
@@ -283,6 +323,25 @@ struct Encoded {
     log_fields: Option<Box<Fields>>,
 }
 
+/// Where a connection's working state (`Conn::run`) stopped.
+enum Step<T, K, H> {
+    /// The connection is closed.
+    Closed,
+    /// Idle between requests: what it keeps while it waits.
+    Parked(Parked<T, H>),
+    /// The `101` is written: the connection is a WebSocket's now.
+    Upgraded(Box<Conn<T, K, H>>, Box<Upgrade>),
+}
+
+/// Why `Conn::run` returned.
+enum Exit {
+    Closed,
+    /// Idle between requests: park for the rest of this wait.
+    Parked(Idle),
+    /// The `101` is written.
+    Upgraded(Box<Upgrade>),
+}
+
 /// Why waiting for a request head ended without one.
 enum Wait {
     /// The peer closed or the socket failed: nothing more to say.
@@ -291,6 +350,8 @@ enum Wait {
     Idle,
     /// The head is bad (or late): answer with its status, then close.
     Error(ParseError),
+    /// Idle past `IDLE_GRACE`: park the connection (see `Parked`).
+    Parked(Idle),
 }
 
 /// What to do after one response.
@@ -311,9 +372,12 @@ enum ReadOutcome {
     Eof,
     Failed,
     TimedOut,
+    /// Between requests, nothing arrived within `IDLE_GRACE`: the read is called off and
+    /// the connection should wait parked for the rest of its idle time.
+    Parked(Idle),
 }
 
-/// How an idle wait (`Conn::idle_wait`) ended.
+/// How an idle wait (`Conn::idle_wait`, then `Parked::wait`) ended.
 enum IdleWait {
     /// With this outcome, as `read_some` reports it.
     Done(ReadOutcome),
@@ -362,21 +426,28 @@ struct Conn<T, K, H> {
     /// instructions. A busy connection that falls idle keeps its read buffer until its
     /// next request, and lets go of it in every idle wait after.
     was_idle: bool,
+    /// How the parked wait that this working state was built after ended (`None`: a new
+    /// connection, not yet served); the first read between requests goes on from there.
+    woke: Option<IdleWait>,
     _timer: PhantomData<fn() -> K>,
 }
 
 impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
-    fn new(io: T, peer: Peer, ctx: Rc<ConnCtx<H>>) -> Self {
+    /// The working state of a connection that is new (`woke` is `None`) or was parked.
+    fn unpark(parked: Parked<T, H>, woke: Option<IdleWait>) -> Self {
+        let Parked { io, ctx, peer, peer_trusted, read_size, idle: _ } = parked;
         Conn {
             io: Some(io),
-            rbuf: BytesMut::with_capacity(INITIAL_READ_BUF),
-            read_size: INITIAL_READ_BUF,
+            // The first read makes it `read_size` (see `make_read_room`).
+            rbuf: BytesMut::new(),
+            read_size,
             wbuf: BytesMut::new(),
             ctx,
             peer,
             client: peer.ip(),
             scheme: "http",
-            peer_trusted: false,
+            peer_trusted,
+            // Asked of the transport again at the next request (not kept while idle).
             client_cert: None,
             started: Instant::now(),
             recorded_at: None,
@@ -385,33 +456,59 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             upgrade_headers: None,
             timer: TimerSlot::new::<K>(),
             was_idle: true,
+            woke,
             _timer: PhantomData,
         }
     }
 
-    async fn run(&mut self) {
-        if self.ctx.config.proxy_protocol != ProxyProtocol::Off && !self.read_proxy_header().await {
-            return;
+    /// What an idle connection keeps: the rest (buffers, timer) goes with `self`.
+    fn park(self, io: T, idle: Idle) -> Parked<T, H> {
+        Parked {
+            io,
+            ctx: self.ctx,
+            peer: self.peer,
+            peer_trusted: self.peer_trusted,
+            read_size: self.read_size,
+            idle,
         }
-        // Trust is decided on the peer as the PROXY header gave it, and a PROXY header counts
-        // only from a peer in --proxy-allow-from: behind an NLB the source is the client
-        // itself, whose own X-Forwarded-For must not be believed, and a client that reaches
-        // the port directly cannot name a trusted source.
-        self.peer_trusted = self.ctx.config.trusted_proxies.contains_peer(&self.peer);
-        let mut first = true;
+    }
+
+    /// Serve requests until the connection closes, is upgraded, or goes idle.
+    async fn run(&mut self) -> Exit {
+        let mut first = self.woke.is_none();
+        if first {
+            if self.ctx.config.proxy_protocol != ProxyProtocol::Off && !self.read_proxy_header().await {
+                return Exit::Closed;
+            }
+            // Trust is decided on the peer as the PROXY header gave it, and a PROXY header
+            // counts only from a peer in --proxy-allow-from: behind an NLB the source is the
+            // client itself, whose own X-Forwarded-For must not be believed, and a client
+            // that reaches the port directly cannot name a trusted source.
+            self.peer_trusted = self.ctx.config.trusted_proxies.contains_peer(&self.peer);
+        }
         loop {
             let parsed = match self.read_head(first).await {
                 Ok(parsed) => parsed,
-                Err(Wait::Closed) => return,
-                Err(Wait::Idle) => return self.close().await,
-                Err(Wait::Error(e)) => return self.fail(e).await,
+                Err(Wait::Closed) => return Exit::Closed,
+                Err(Wait::Idle) => {
+                    self.close().await;
+                    return Exit::Closed;
+                }
+                Err(Wait::Error(e)) => {
+                    self.fail(e).await;
+                    return Exit::Closed;
+                }
+                Err(Wait::Parked(idle)) => return Exit::Parked(idle),
             };
             first = false;
             match self.exchange(parsed).await {
                 Outcome::KeepAlive => {}
-                Outcome::Upgrade(upgrade) => return Box::pin(self.hand_over(*upgrade)).await,
-                Outcome::Close => return self.close().await,
-                Outcome::Abort => return,
+                Outcome::Upgrade(upgrade) => return Exit::Upgraded(upgrade),
+                Outcome::Close => {
+                    self.close().await;
+                    return Exit::Closed;
+                }
+                Outcome::Abort => return Exit::Closed,
             }
         }
     }
@@ -451,7 +548,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
                     ExecutorStats::add(&ctx.stats.proxy_refused, 1);
                     return false;
                 }
-                ReadOutcome::Eof | ReadOutcome::Failed => return false,
+                ReadOutcome::Eof | ReadOutcome::Failed | ReadOutcome::Parked(_) => return false,
             }
         }
     }
@@ -498,6 +595,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
                 // Nothing of a request arrived: a quiet close, no response owed.
                 ReadOutcome::TimedOut if !started => return Err(Wait::Idle),
                 ReadOutcome::TimedOut => return Err(Wait::Error(ParseError::HeadTimeout)),
+                ReadOutcome::Parked(idle) => return Err(Wait::Parked(idle)),
             }
         }
     }
@@ -650,7 +748,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
     /// Hand the connection, and the bytes read past the handshake, to the WebSocket session.
     /// It holds no `--limit-concurrency` slot: a WebSocket is an open connection, not a
     /// request in flight.
-    async fn hand_over(&mut self, upgrade: Upgrade) {
+    async fn hand_over(mut self: Box<Self>, upgrade: Box<Upgrade>) {
         let Some(io) = self.io.take() else { return };
         let ctx = self.ctx.clone();
         let session = SessionCtx {
@@ -665,7 +763,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         // and timer are not held for the WebSocket's life.
         self.wbuf = BytesMut::new();
         self.timer.release();
-        let report = crate::ws::session::run::<T, K>(io, rbuf, upgrade, session).await;
+        let report = crate::ws::session::run::<T, K>(io, rbuf, *upgrade, session).await;
         // The `101`'s line, now that the WebSocket's duration and bytes are known.
         if let Some(headers) = self.upgrade_headers.take() {
             let elapsed = self.started.elapsed();
@@ -1099,7 +1197,12 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         }
         let between = may_idle && wait > IDLE_GRACE && self.rbuf.is_empty();
         if between && self.was_idle {
-            match self.idle_wait(wait, shorten).await {
+            // After a parked wait, this read goes on from where that wait ended.
+            let waited = match self.woke.take() {
+                Some(woke) => woke,
+                None => self.idle_wait(wait, shorten).await,
+            };
+            match waited {
                 IdleWait::Done(outcome) => return outcome,
                 IdleWait::Readable { left, drained } => {
                     wait = left;
@@ -1150,9 +1253,9 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
     }
 
     /// Between requests: read for `IDLE_GRACE` (a busy client's next request comes well
-    /// within it), then call the read off, let go of the read and write buffers, and wait
-    /// for the socket to become readable for the rest of `wait` (cut short by `shorten` as
-    /// `read_some` does); a readiness wait can be dropped without losing anything.
+    /// within it), then call the read off and report `ReadOutcome::Parked` with the rest of
+    /// `wait`: the connection lets go of its working state and waits for the socket to
+    /// become readable (`Parked::wait`, cut short by `shorten` as `read_some` does).
     async fn idle_wait(&mut self, wait: Duration, shorten: Option<&Latch>) -> IdleWait {
         let room = self.make_read_room();
         let Some(io) = self.io.as_mut() else {
@@ -1171,49 +1274,15 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             self.was_idle = false;
             return IdleWait::Done(self.finish_read(result, buf, room));
         }
-        // Idle: nothing is kept for the next request but the connection itself, and the
-        // long wait is on the executor's coarse clock rather than on a timer of its own.
+        // Idle: the connection parks (`Conn::run` returns, and the working state with its
+        // buffers and timer is let go) for the rest of its wait.
         drop(buf);
-        self.wbuf = BytesMut::new();
-        self.timer.release();
         let drained = shorten.is_some_and(Latch::is_fired);
         let mut left = wait.saturating_sub(IDLE_GRACE);
         if drained {
             left = left.min(DRAIN_IDLE_GRACE);
         }
-        let mut deadline = Instant::now() + left;
-        let shorten = shorten.filter(|_| !drained);
-        let clock = &self.ctx.idle_clock;
-        let Some(io) = self.io.as_mut() else {
-            return IdleWait::Done(ReadOutcome::Failed);
-        };
-        let mut ready = pin!(io.readable());
-        let ready = match shorten {
-            None => first_of(ready, clock.until(deadline)).await,
-            Some(latch) => {
-                match first_of(first_of(ready.as_mut(), clock.until(deadline)), latch.wait()).await {
-                    Either::Left(done) => done,
-                    Either::Right(()) => {
-                        deadline = deadline.min(Instant::now() + DRAIN_IDLE_GRACE);
-                        first_of(ready, clock.until(deadline)).await
-                    }
-                }
-            }
-        };
-        match ready {
-            Either::Right(()) => IdleWait::Done(ReadOutcome::TimedOut),
-            Either::Left(Err(_)) => IdleWait::Done(ReadOutcome::Failed),
-            Either::Left(Ok(())) => {
-                let drained = drained || shorten.is_some_and(Latch::is_fired);
-                let mut left = deadline.saturating_duration_since(Instant::now());
-                if drained {
-                    left = left.min(DRAIN_IDLE_GRACE);
-                }
-                // Something to read (or the peer closed): the read that follows finds it at
-                // once; a readiness that was only a hint waits out what is left.
-                IdleWait::Readable { left: left.max(Duration::from_millis(1)), drained }
-            }
-        }
+        IdleWait::Done(ReadOutcome::Parked(Idle { left, drained, watch_drain: shorten.is_some() }))
     }
 
     /// The read buffer back from a completed read, and what the read came to.

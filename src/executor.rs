@@ -292,11 +292,8 @@ impl<H: Handler> Admission<H> {
             return;
         }
         let slot = Counted::new(self.open.clone(), Some(ctx.stats.clone()));
-        spawn_guarded::<R, H>(ctx.clone(), async move {
-            let stop = ctx.clone();
-            first_of(conn::serve::<T, R, H>(io, peer, ctx), stop.stop.wait()).await;
-            drop(slot);
-        });
+        let serve = conn::serve::<T, R, H>(io, peer, ctx.clone());
+        spawn_guarded::<R, H>(ctx.clone(), UntilStopped { task: serve, ctx, waiting: None, _slot: slot });
     }
 }
 
@@ -456,6 +453,39 @@ impl Security {
 struct Counted {
     count: Rc<Cell<usize>>,
     stats: Option<Arc<ExecutorStats>>,
+}
+
+/// A connection's task: its driver, until it ends or the executor stops, holding the
+/// connection's place in the count of open ones. (A struct rather than an async block, which
+/// would hold the driver twice: as what it captured, and in the `first_of` it moved it into.
+/// An idle connection is mostly this.)
+struct UntilStopped<F, H> {
+    task: F,
+    ctx: Rc<ConnCtx<H>>,
+    /// Its slot among the waiters of `ctx.stop`.
+    waiting: Option<usize>,
+    _slot: Counted,
+}
+
+impl<F: std::future::Future<Output = ()>, H> std::future::Future for UntilStopped<F, H> {
+    type Output = ();
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        // SAFETY: structural pinning of `task` alone: it is never moved out of the pinned
+        // struct, and the struct has no Unpin impl of its own (its Drop does not touch it).
+        let this = unsafe { self.get_unchecked_mut() };
+        let task = unsafe { std::pin::Pin::new_unchecked(&mut this.task) };
+        if task.poll(cx).is_ready() {
+            return std::task::Poll::Ready(());
+        }
+        this.ctx.stop.poll_wait(&mut this.waiting, cx)
+    }
+}
+
+impl<F, H> Drop for UntilStopped<F, H> {
+    fn drop(&mut self) {
+        self.ctx.stop.forget(&mut self.waiting);
+    }
 }
 
 impl Counted {

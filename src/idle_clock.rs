@@ -51,6 +51,42 @@ impl IdleClock {
         }
     }
 
+    /// `Until`'s poll, for a waiter that keeps its own slot (`None` to start with) instead
+    /// of a reference to the clock; it must `forget` the slot when it stops waiting. The
+    /// deadline may change from one poll to the next.
+    pub fn poll_until(&self, deadline: Instant, slot: &mut Option<usize>, cx: &mut Context<'_>) -> Poll<()> {
+        if Instant::now() >= deadline {
+            self.forget(slot);
+            return Poll::Ready(());
+        }
+        let waiter = Waiter { deadline, waker: cx.waker().clone() };
+        match *slot {
+            Some(i) => self.waiters.borrow_mut()[i] = Some(waiter),
+            None => {
+                let mut waiters = self.waiters.borrow_mut();
+                let i = match self.free.borrow_mut().pop() {
+                    Some(i) => {
+                        waiters[i] = Some(waiter);
+                        i
+                    }
+                    None => {
+                        waiters.push(Some(waiter));
+                        waiters.len() - 1
+                    }
+                };
+                *slot = Some(i);
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Give back the slot of a waiter that stops waiting.
+    pub fn forget(&self, slot: &mut Option<usize>) {
+        if let Some(i) = slot.take() {
+            self.remove(i);
+        }
+    }
+
     /// How many waiters there are now.
     pub fn waiting(&self) -> usize {
         self.waiters.borrow().len() - self.free.borrow().len()
@@ -86,39 +122,14 @@ impl Future for Until<'_> {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if Instant::now() >= self.deadline {
-            if let Some(slot) = self.slot.take() {
-                self.clock.remove(slot);
-            }
-            return Poll::Ready(());
-        }
-        let waiter = Waiter { deadline: self.deadline, waker: cx.waker().clone() };
-        match self.slot {
-            Some(slot) => self.clock.waiters.borrow_mut()[slot] = Some(waiter),
-            None => {
-                let mut waiters = self.clock.waiters.borrow_mut();
-                let slot = match self.clock.free.borrow_mut().pop() {
-                    Some(slot) => {
-                        waiters[slot] = Some(waiter);
-                        slot
-                    }
-                    None => {
-                        waiters.push(Some(waiter));
-                        waiters.len() - 1
-                    }
-                };
-                self.slot = Some(slot);
-            }
-        }
-        Poll::Pending
+        let this = &mut *self;
+        this.clock.poll_until(this.deadline, &mut this.slot, cx)
     }
 }
 
 impl Drop for Until<'_> {
     fn drop(&mut self) {
-        if let Some(slot) = self.slot.take() {
-            self.clock.remove(slot);
-        }
+        self.clock.forget(&mut self.slot);
     }
 }
 

@@ -42,6 +42,45 @@ impl Latch {
     pub fn wait(&self) -> Wait<'_> {
         Wait { latch: self, slot: None }
     }
+
+    /// `Wait`'s poll, for a waiter that keeps its own slot (`None` to start with) instead
+    /// of a reference to the latch; it must `forget` the slot when it stops waiting.
+    pub fn poll_wait(&self, slot: &mut Option<usize>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.is_fired() {
+            *slot = None;
+            return Poll::Ready(());
+        }
+        let mut waiters = self.waiters.borrow_mut();
+        match *slot {
+            Some(i) => waiters[i] = Some(cx.waker().clone()),
+            None => {
+                let i = match self.free.borrow_mut().pop() {
+                    Some(i) => {
+                        waiters[i] = Some(cx.waker().clone());
+                        i
+                    }
+                    None => {
+                        waiters.push(Some(cx.waker().clone()));
+                        waiters.len() - 1
+                    }
+                };
+                *slot = Some(i);
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Give back the slot of a waiter that stops waiting.
+    pub fn forget(&self, slot: &mut Option<usize>) {
+        if let Some(i) = slot.take() {
+            if !self.is_fired() {
+                if let Some(w) = self.waiters.borrow_mut().get_mut(i) {
+                    *w = None;
+                }
+                self.free.borrow_mut().push(i);
+            }
+        }
+    }
 }
 
 /// Future returned by [`Latch::wait`].
@@ -54,42 +93,14 @@ impl Future for Wait<'_> {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.latch.is_fired() {
-            self.slot = None;
-            return Poll::Ready(());
-        }
-        let mut waiters = self.latch.waiters.borrow_mut();
-        match self.slot {
-            Some(i) => waiters[i] = Some(cx.waker().clone()),
-            None => {
-                let i = match self.latch.free.borrow_mut().pop() {
-                    Some(i) => {
-                        waiters[i] = Some(cx.waker().clone());
-                        i
-                    }
-                    None => {
-                        waiters.push(Some(cx.waker().clone()));
-                        waiters.len() - 1
-                    }
-                };
-                drop(waiters);
-                self.slot = Some(i);
-            }
-        }
-        Poll::Pending
+        let this = &mut *self;
+        this.latch.poll_wait(&mut this.slot, cx)
     }
 }
 
 impl Drop for Wait<'_> {
     fn drop(&mut self) {
-        if let Some(i) = self.slot {
-            if !self.latch.is_fired() {
-                if let Some(w) = self.latch.waiters.borrow_mut().get_mut(i) {
-                    *w = None;
-                }
-                self.latch.free.borrow_mut().push(i);
-            }
-        }
+        self.latch.forget(&mut self.slot);
     }
 }
 
