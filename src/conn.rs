@@ -736,6 +736,8 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             let encoded = self.encode_response_head(Response::status_text(403), false, version, true);
             return self.write_body(encoded).await;
         }
+        // Checked: the origin (a slice of the read buffer) is not kept for the WebSocket's life.
+        upgrade.origin = None;
         upgrade.negotiate(&mut response, &self.ctx.config.ws);
         let encoded = self.encode_response_head(response, false, version, false);
         match self.write_body(encoded).await {
@@ -749,6 +751,11 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
     /// It holds no `--limit-concurrency` slot: a WebSocket is an open connection, not a
     /// request in flight.
     async fn hand_over(mut self: Box<Self>, upgrade: Box<Upgrade>) {
+        // Out of its box here, so the box is freed now rather than when the WebSocket closes.
+        let upgrade = {
+            let boxed = upgrade;
+            *boxed
+        };
         let Some(io) = self.io.take() else { return };
         let ctx = self.ctx.clone();
         let session = SessionCtx {
@@ -757,17 +764,24 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             drain: &ctx.drain,
             state: &ctx.state,
             stats: &ctx.stats,
+            idle_clock: &ctx.idle_clock,
         };
         let rbuf = mem::take(&mut self.rbuf);
-        // The session has buffers and timers of its own: the HTTP connection's write buffer
-        // and timer are not held for the WebSocket's life.
-        self.wbuf = BytesMut::new();
-        self.timer.release();
-        let report = crate::ws::session::run::<T, K>(io, rbuf, *upgrade, session).await;
+        // The HTTP connection is kept for the WebSocket's life only to write the `101`'s
+        // access log line at its end; and then without its buffers and timer (the session
+        // has its own).
+        let owed = ctx.access_log.is_some().then_some(self).map(|mut conn| {
+            conn.wbuf = BytesMut::new();
+            conn.timer.release();
+            conn
+        });
+        let report = crate::ws::session::run::<T, K>(io, rbuf, upgrade, session).await;
         // The `101`'s line, now that the WebSocket's duration and bytes are known.
-        if let Some(headers) = self.upgrade_headers.take() {
-            let elapsed = self.started.elapsed();
-            self.log(101, Some(&headers), report.bytes_out, Some(report.bytes_in), elapsed);
+        if let Some(mut conn) = owed {
+            if let Some(headers) = conn.upgrade_headers.take() {
+                let elapsed = conn.started.elapsed();
+                conn.log(101, Some(&headers), report.bytes_out, Some(report.bytes_in), elapsed);
+            }
         }
     }
 

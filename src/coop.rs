@@ -74,6 +74,12 @@ pub fn ticked() {
     LAST_TICK.with(|t| t.set(Some(Instant::now())));
 }
 
+/// When this thread's executor last ran its timer task: a clock that costs no system call,
+/// exact to `executor::TICK` (100 ms) while the executor keeps time.
+pub fn last_tick() -> Option<Instant> {
+    LAST_TICK.with(Cell::get)
+}
+
 /// A short timer to wait on instead of waking at once, when this thread's executor has not
 /// run its timer task for a while.
 ///

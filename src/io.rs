@@ -79,6 +79,10 @@ pub trait Transport: 'static {
 pub trait ReadHalf: 'static {
     /// As [`Transport::read`].
     fn read(&mut self, buf: BytesMut) -> impl Future<Output = (io::Result<usize>, BytesMut)>;
+
+    /// As [`Transport::readable`]: wait, holding no buffer, until a read would find bytes
+    /// (or the end of the stream); dropped before it completes, it has taken nothing.
+    fn readable(&mut self) -> impl Future<Output = io::Result<()>>;
 }
 
 /// The write side of a split [`Transport`].

@@ -107,6 +107,10 @@ impl ReadHalf for MemoryIo {
     async fn read(&mut self, buf: BytesMut) -> (io::Result<usize>, BytesMut) {
         Transport::read(self, buf).await
     }
+
+    fn readable(&mut self) -> impl Future<Output = io::Result<()>> {
+        Transport::readable(self)
+    }
 }
 
 /// The write side of a split [`MemoryIo`]: it records into the same transcript.

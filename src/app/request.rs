@@ -183,6 +183,15 @@ impl Request {
         self.peer.socket_addr()
     }
 
+    /// As [`RequestHead::unshare`], for all the request holds of its head (a WebSocket
+    /// route does this before its handler gets the request for the WebSocket's life).
+    pub(crate) fn unshare(&mut self) {
+        self.head.unshare();
+        if let Some(host) = &mut self.forwarded_host {
+            *host = Bytes::copy_from_slice(host);
+        }
+    }
+
     pub fn head(&self) -> &RequestHead {
         &self.head
     }

@@ -115,6 +115,13 @@ pub struct RequestHead {
 }
 
 impl RequestHead {
+    /// Give the head an allocation of its own. Parsed in place, it shares the connection's
+    /// read buffer (a few KiB): a head kept for long (a WebSocket handler's request, for
+    /// the WebSocket's life) would keep all of that.
+    pub fn unshare(&mut self) {
+        self.bytes = Bytes::copy_from_slice(&self.bytes);
+    }
+
     fn str_at(&self, span: &Span) -> &str {
         // SAFETY: every span that reaches here was checked to be ASCII during parsing
         // (method and header names are tokens, the target is checked explicitly).

@@ -387,9 +387,17 @@ where
 /// The read half, and the socket's descriptor (for reads done at once, see `copy_now`).
 pub struct MonoioRead<S = monoio::net::TcpStream>(OwnedReadHalf<S>, RawFd, Streak);
 
-impl<S: AsyncReadRent + 'static> ReadHalf for MonoioRead<S> {
+impl<S: AsyncReadRent + MonoioReadable + 'static> ReadHalf for MonoioRead<S> {
     async fn read(&mut self, buf: BytesMut) -> (io::Result<usize>, BytesMut) {
         read_into(&mut self.0, self.1, &mut self.2, buf).await
+    }
+
+    fn readable(&mut self) -> impl Future<Output = io::Result<()>> {
+        // SAFETY: monoio's halves share the socket through this `UnsafeCell` on one thread,
+        // each half taking a reference to it for its own operations (monoio's own `read` and
+        // `write` on the halves do the same); a readiness wait only reads the descriptor.
+        let socket: &S = unsafe { &*self.0 .0.get() };
+        socket.readable()
     }
 }
 

@@ -291,6 +291,8 @@ pub trait TokioSplit: Sized {
     fn into_halves(self) -> (Self::Read, Self::Write);
     /// Wait until the socket is readable (tokio's `readable`).
     fn read_ready(&self) -> impl Future<Output = io::Result<()>>;
+    /// The same for the read half.
+    fn half_ready(read: &Self::Read) -> impl Future<Output = io::Result<()>>;
 }
 
 impl TokioSplit for tokio::net::TcpStream {
@@ -301,6 +303,9 @@ impl TokioSplit for tokio::net::TcpStream {
     }
     fn read_ready(&self) -> impl Future<Output = io::Result<()>> {
         self.readable()
+    }
+    fn half_ready(read: &Self::Read) -> impl Future<Output = io::Result<()>> {
+        read.readable()
     }
 }
 
@@ -313,6 +318,9 @@ impl TokioSplit for tokio::net::UnixStream {
     fn read_ready(&self) -> impl Future<Output = io::Result<()>> {
         self.readable()
     }
+    fn half_ready(read: &Self::Read) -> impl Future<Output = io::Result<()>> {
+        read.readable()
+    }
 }
 
 pub struct TokioRead<S: TokioSplit = tokio::net::TcpStream>(S::Read);
@@ -321,6 +329,10 @@ impl<S: TokioSplit + 'static> ReadHalf for TokioRead<S> {
     async fn read(&mut self, mut buf: BytesMut) -> (io::Result<usize>, BytesMut) {
         let result = self.0.read_buf(&mut buf).await;
         (result, buf)
+    }
+
+    fn readable(&mut self) -> impl Future<Output = io::Result<()>> {
+        S::half_ready(&self.0)
     }
 }
 

@@ -216,6 +216,13 @@ impl<R: ReadHalf> ReadHalf for TlsRead<R> {
             }
         }
     }
+
+    async fn readable(&mut self) -> io::Result<()> {
+        if self.session.borrow_mut().holds_input() {
+            return Ok(());
+        }
+        self.inner.readable().await
+    }
 }
 
 /// The write side of a split [`TlsStream`].

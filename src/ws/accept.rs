@@ -132,6 +132,9 @@ where
         };
         let chosen = self.protocols.iter().find(|p| offer.protocols().contains(p)).cloned();
         let f = self.f.clone();
+        // The handler holds the request for the WebSocket's life: not the read buffer too.
+        let mut req = req;
+        req.unshare();
         offer.accept(chosen.as_deref(), move |ws| f(req, ws))
     }
 }

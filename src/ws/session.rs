@@ -21,7 +21,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
@@ -30,9 +30,9 @@ use super::frame::{self, code, Decoder, Event, OpCode};
 use super::socket::{driver_wait, text, Message, Shared, State, WebSocket};
 use super::{Upgrade, WsConfig};
 use crate::coop::InlineWake;
+use crate::idle_clock::IdleClock;
 use crate::io::{
-    catch_panic, first_of, sleep_boxed, timeout_boxed, Either, ReadHalf, Timer, TimerSlot, Transport,
-    WriteHalf,
+    catch_panic, first_of, timeout_boxed, Either, ReadHalf, Timer, TimerSlot, Transport, WriteHalf,
 };
 use crate::latch::Latch;
 use crate::state::{ExecutorStats, ServerState};
@@ -48,6 +48,9 @@ const READ_MAX: usize = 64 * 1024;
 /// The write buffer is kept between writes unless a large message grew it past this (an
 /// idle WebSocket should not hold on to the memory of its largest message).
 const KEEP_WRITE_BUF: usize = 16 * 1024;
+/// A read that waited this long (by the executor's tick, see `read_more`) leaves the
+/// WebSocket quiet: its next read waits for readiness first, without a buffer.
+const QUIET: Duration = Duration::from_millis(250);
 
 /// What the session needs from its executor.
 pub struct SessionCtx<'a> {
@@ -60,6 +63,8 @@ pub struct SessionCtx<'a> {
     pub state: &'a ServerState,
     /// The executor's counters (`/metrics`).
     pub stats: &'a Arc<ExecutorStats>,
+    /// The executor's coarse clock, for the keepalive's long waits.
+    pub idle_clock: &'a IdleClock,
 }
 
 /// What a finished WebSocket's access log line needs.
@@ -103,7 +108,7 @@ pub async fn run<T: Transport, K: Timer>(
     };
     let mut read = pin!(Some(read_loop::<_, K>(reader, leftover, decoder, &shared, ctx.config)));
     let mut keepalive =
-        pin!(Some(keepalive::<K>(&shared, ctx.config.ping_interval, ctx.config.ping_timeout)));
+        pin!(Some(keepalive(&shared, ctx.idle_clock, ctx.config.ping_interval, ctx.config.ping_timeout)));
     let mut drain = pin!(Some(drain::<K>(&shared, ctx.drain, ctx.state, ctx.config.close_timeout)));
     let (mut handler_done, mut connection_done) = (false, false);
     let inline = Arc::new(InlineWake::default());
@@ -209,6 +214,8 @@ async fn read_loop<R: ReadHalf, K: Timer>(
     // may send.
     let taken = |s: &State| s.inbox.is_empty() || s.handler_gone || s.done;
     let mut size = READ_MIN;
+    // A new WebSocket waits for its first frame as a quiet one does.
+    let mut quiet = true;
     loop {
         loop {
             let event = match decoder.decode(&mut rbuf) {
@@ -271,7 +278,7 @@ async fn read_loop<R: ReadHalf, K: Timer>(
                 s.notify();
             }
         }
-        match read_more(&mut reader, &mut rbuf, &mut size, shared).await {
+        match read_more(&mut reader, &mut rbuf, &mut size, &mut quiet, shared).await {
             true => {}
             false => return gone(shared),
         }
@@ -283,20 +290,35 @@ async fn read_loop<R: ReadHalf, K: Timer>(
 /// `size` is the room reads get: doubled (up to `READ_MAX`) when a read fills all of it, as
 /// a large message streams in, and halved (down to `READ_MIN`) when a read uses less than a
 /// quarter, so that a WebSocket that goes quiet goes back to a small buffer.
+///
+/// `quiet`: the last read waited `QUIET` or longer. Most WebSockets are idle most of the
+/// time, and a read in flight owns its buffer; so a quiet one, with no partial frame, lets
+/// go of its buffer and waits for readiness before it reads (one more wait on the socket,
+/// only after a long one), while a busy one reads at once. A busy one that falls quiet
+/// keeps its buffer until its next frame, and lets go of it in every wait after.
 async fn read_more<R: ReadHalf>(
     reader: &mut R,
     rbuf: &mut BytesMut,
     size: &mut usize,
+    quiet: &mut bool,
     shared: &Shared,
 ) -> bool {
+    if *quiet && rbuf.is_empty() {
+        *rbuf = BytesMut::new();
+        if reader.readable().await.is_err() {
+            return false;
+        }
+    }
     if rbuf.is_empty() && rbuf.capacity() > 2 * *size {
         *rbuf = BytesMut::with_capacity(*size);
     } else if rbuf.capacity() - rbuf.len() < *size / 2 {
         rbuf.reserve(*size);
     }
     let room = rbuf.capacity() - rbuf.len();
+    let began = crate::coop::last_tick();
     let (result, buf) = reader.read(mem::take(rbuf)).await;
     *rbuf = buf;
+    *quiet = matches!((began, crate::coop::last_tick()), (Some(a), Some(b)) if b - a >= QUIET);
     match result {
         Ok(n) if n > 0 => {
             shared.borrow_mut().received(n);
@@ -322,9 +344,10 @@ fn gone(shared: &Shared) {
 /// that unread bytes do not turn our close into a reset that could destroy the close frame.
 async fn discard<R: ReadHalf>(mut reader: R, mut rbuf: BytesMut, shared: &Shared) {
     let mut size = READ_MIN;
+    let mut quiet = false;
     loop {
         rbuf.clear();
-        if !read_more(&mut reader, &mut rbuf, &mut size, shared).await {
+        if !read_more(&mut reader, &mut rbuf, &mut size, &mut quiet, shared).await {
             return gone(shared);
         }
     }
@@ -396,14 +419,17 @@ fn finish(shared: &Shared) {
 }
 
 /// Ping the peer every `interval` (zero: never); fail with 1011 if a pong does not come back
-/// within `wait`.
-async fn keepalive<K: Timer>(shared: &Shared, interval: Duration, wait: Duration) {
+/// within `wait`. Both waits are on the executor's coarse clock (exact to its 100 ms tick,
+/// for waits of seconds): a runtime's sleep is much larger, and every idle WebSocket waits
+/// here.
+async fn keepalive(shared: &Shared, clock: &IdleClock, interval: Duration, wait: Duration) {
     if interval.is_zero() {
         return;
     }
     let closing = |s: &State| s.close_sent || s.done;
     loop {
-        if let Either::Right(()) = first_of(sleep_boxed::<K>(interval), driver_wait(shared, closing)).await {
+        let next = clock.until(Instant::now() + interval);
+        if let Either::Right(()) = first_of(next, driver_wait(shared, closing)).await {
             return;
         }
         {
@@ -416,7 +442,8 @@ async fn keepalive<K: Timer>(shared: &Shared, interval: Duration, wait: Duration
             s.notify();
         }
         let answered = |s: &State| !s.ping_outstanding || s.close_sent || s.done;
-        if timeout_boxed::<K, _>(wait, driver_wait(shared, answered)).await.is_none() {
+        let late = clock.until(Instant::now() + wait);
+        if let Either::Right(()) = first_of(driver_wait(shared, answered), late).await {
             tracing::debug!("WebSocket ping unanswered; closing with 1011");
             shared.borrow_mut().fail(code::INTERNAL_ERROR, "ping timeout");
             return;

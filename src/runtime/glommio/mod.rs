@@ -320,7 +320,7 @@ where
         // glommio keeps separate read and write sources, so one half's operation in flight
         // does not disturb the other's; the lock is only ever taken for one poll.
         let (read, write) = futures_lite::io::split(self.0);
-        (GlommioRead(read), GlommioWrite(write, fd))
+        (GlommioRead(read, self.2), GlommioWrite(write, fd))
     }
 
     async fn read(&mut self, mut buf: BytesMut) -> (io::Result<usize>, BytesMut) {
@@ -387,15 +387,33 @@ where
     }
 }
 
-pub struct GlommioRead<S = glommio::net::TcpStream>(futures_lite::io::ReadHalf<S>);
+/// The read half, and the byte a readiness wait took (as on the whole stream).
+pub struct GlommioRead<S = glommio::net::TcpStream>(futures_lite::io::ReadHalf<S>, Option<u8>);
 
 impl<S: futures_lite::AsyncRead + Unpin + 'static> ReadHalf for GlommioRead<S> {
     async fn read(&mut self, mut buf: BytesMut) -> (io::Result<usize>, BytesMut) {
+        if let Some(byte) = self.1.take() {
+            // What `readable` took; the rest follows with the next read.
+            buf.extend_from_slice(&[byte]);
+            return (Ok(1), buf);
+        }
         let filled = buf.len();
         buf.resize(buf.capacity(), 0);
         let result = self.0.read(&mut buf[filled..]).await;
         buf.truncate(filled + *result.as_ref().unwrap_or(&0));
         (result, buf)
+    }
+
+    /// As the whole stream's: a one-byte read into the half's own byte.
+    async fn readable(&mut self) -> io::Result<()> {
+        if self.1.is_some() {
+            return Ok(());
+        }
+        let mut byte = [0u8; 1];
+        if self.0.read(&mut byte).await? == 1 {
+            self.1 = Some(byte[0]);
+        }
+        Ok(())
     }
 }
 
