@@ -246,7 +246,7 @@ fn tower_services_on_glommio() {
 
 /// A hand-written service: not ready until its `poll_ready` was asked three times (waking
 /// itself each time), a panic in `call` itself for `/panic-in-call`, and response headers of
-/// every kind for the others.
+/// every kind for the others (`/headers`: the request's fields, as the service got them).
 struct Moody {
     not_ready_for: u32,
     polls: u32,
@@ -275,6 +275,11 @@ impl tower_service::Service<http::Request<percore::tower::Body>> for Moody {
         let response = match req.uri().path() {
             "/panic-in-call" => panic!("boom in call (expected by the test)"),
             "/close" => http::Response::builder().header("connection", "close").body("bye".to_string()),
+            "/headers" => {
+                let fields: Vec<String> =
+                    req.headers().iter().map(|(n, v)| format!("{n}={}", v.to_str().unwrap())).collect();
+                http::Response::builder().body(fields.join(","))
+            }
             _ => http::Response::builder()
                 .header("content-type", "application/json")
                 .header("x-trace", "abc\t123")
@@ -314,6 +319,14 @@ fn a_service_not_ready_at_once_and_one_that_panics_in_call() {
         assert!(r.starts_with("HTTP/1.1 200") && r.ends_with("\r\n\r\n4"), "{runtime:?}: {r}");
         let r = exchange(addr, &get_close("/panic-in-call", ""));
         assert!(r.starts_with("HTTP/1.1 500"), "{runtime:?}: {r}");
+        // A request's header map is the previous response's, emptied: on one connection,
+        // after a response with six fields, the next request has its own two and no more.
+        let r = exchange(
+            addr,
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /headers HTTP/1.1\r\nHost: y\r\nConnection: close\r\n\r\n",
+        );
+        assert!(r.contains("set-cookie: b=2\r\n"), "{runtime:?}: {r}");
+        assert!(r.ends_with("\r\n\r\nhost=y,connection=close"), "{runtime:?}: {r}");
         // Keep-alive asked for, but the service said close.
         let r = exchange(addr, b"GET /close HTTP/1.1\r\nHost: x\r\n\r\n");
         assert!(r.contains("connection: close\r\n") && r.ends_with("bye"), "{runtime:?}: {r}");

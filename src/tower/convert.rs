@@ -1,6 +1,8 @@
 //! Requests and responses between percore's types and the `http` crate's.
 
+use std::any::Any;
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt::Display;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -11,6 +13,7 @@ use http::header::{HeaderName, HeaderValue};
 
 use super::ws::PendingUpgrade;
 use super::{Body, RequestInfo};
+use crate::app::response::ResponseBody;
 use crate::app::{Frame, Request, Response};
 use crate::http::{Framing, Version};
 
@@ -33,13 +36,53 @@ impl Display for ConvertError {
     }
 }
 
+/// What an executor's [`super::TowerHandler`] keeps from one request to the next, so that
+/// each request does not allocate it again.
+pub struct Reuse {
+    /// An empty map with room for the usual entries, cloned for each request (see
+    /// [`extensions_with_room`]).
+    extensions: http::Extensions,
+    /// The last response's header map, emptied: the next request's fields go into it, as
+    /// hyper does with its connection's, instead of a new map being allocated for every
+    /// request and the response's freed (two allocations and two frees, and the map's
+    /// growth). `None` while a request holds it, or when none was kept.
+    headers: Cell<Option<http::HeaderMap>>,
+}
+
+/// A response header map with room for more fields than this is not kept for reuse: one
+/// large response must not keep its memory for the executor's life.
+const KEPT_HEADERS_MAX: usize = 64;
+
+impl Reuse {
+    pub fn new() -> Reuse {
+        Reuse { extensions: extensions_with_room(), headers: Cell::new(None) }
+    }
+
+    /// An empty header map with room for `fields`.
+    fn headers(&self, fields: usize) -> http::HeaderMap {
+        let mut headers = self.headers.take().unwrap_or_default();
+        debug_assert!(headers.is_empty());
+        headers.reserve(fields);
+        headers
+    }
+
+    /// Keep `headers` (a response's, already read) for the next request, emptied: its fields
+    /// are dropped now, only the allocation stays.
+    fn keep(&self, mut headers: http::HeaderMap) {
+        if headers.capacity() <= KEPT_HEADERS_MAX {
+            headers.clear();
+            self.headers.set(Some(headers));
+        }
+    }
+}
+
 /// The request as an `http::Request`: header values share the head's bytes (no copy), the
-/// body is streamed from the connection. `extensions`: an empty map with room for the usual
-/// entries, cloned for the request (see [`extensions_with_room`]).
+/// body is streamed from the connection; the header map and extensions come from `reuse`.
+#[inline]
 pub fn to_http(
     mut req: Request,
     executor: usize,
-    extensions: &http::Extensions,
+    reuse: &Reuse,
 ) -> Result<http::Request<Body>, ConvertError> {
     let method = http::Method::from_bytes(req.method().as_bytes()).map_err(|_| ConvertError::Method)?;
     // The target shares the head's bytes too.
@@ -49,7 +92,7 @@ pub fn to_http(
         Version::Http10 => http::Version::HTTP_10,
         Version::Http11 => http::Version::HTTP_11,
     };
-    let mut headers = http::HeaderMap::with_capacity(req.head().header_count());
+    let mut headers = reuse.headers(req.head().header_count());
     for (name, value) in req.head().headers() {
         let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
             return Err(ConvertError::Header(name.to_string()));
@@ -82,7 +125,7 @@ pub fn to_http(
     *request.version_mut() = version;
     *request.headers_mut() = headers;
     let ext = request.extensions_mut();
-    *ext = extensions.clone();
+    *ext = reuse.extensions.clone();
     ext.insert(info);
     // axum's type exists for TCP peers only.
     #[cfg(feature = "axum")]
@@ -112,8 +155,9 @@ pub fn extensions_with_room() -> http::Extensions {
 
 /// The service's response as percore's: an exact `size_hint` becomes `Content-Length`,
 /// anything else is sent chunked as its frames come, trailers included. `is_head`: the
-/// response answers a `HEAD`, whose empty body says nothing of the length.
-pub fn from_http<B>(response: http::Response<B>, is_head: bool) -> Response
+/// response answers a `HEAD`, whose empty body says nothing of the length. The response's
+/// header map goes back to `reuse` for the next request.
+pub fn from_http<B>(response: http::Response<B>, is_head: bool, reuse: &Reuse) -> Response
 where
     B: http_body::Body<Data = Bytes> + 'static,
     B::Error: Display,
@@ -139,6 +183,7 @@ where
         }
         out.push_checked_header(header_name(name), header_value(value));
     }
+    reuse.keep(parts.headers);
     if parts.status == http::StatusCode::SWITCHING_PROTOCOLS {
         // Only `WebSocketUpgrade::on_upgrade` can say what runs on the connection after it.
         let attached = parts.extensions.get::<PendingUpgrade>().is_some_and(|up| up.attach(&mut out));
@@ -159,13 +204,31 @@ where
             length => out.with_frames(NoFrames, length),
         };
     }
-    let mut body = Box::pin(body);
-    // The usual response (a string, JSON, bytes) is whole at once: take it now, and it goes
-    // out as a plain Content-Length body, the driver's fast path, without a stream.
+    // An axum body (every axum response's) is a box already, and `Unpin`: polled where it
+    // is, without a second box around it. Any other body is pinned in a box of its own.
+    let out = match downcast::<B, axum_core::body::Body>(body) {
+        Ok(body) => with_body(out, body, length),
+        Err(body) => with_body(out, Box::pin(body), length),
+    };
+    if event_stream && !matches!(out.body(), ResponseBody::Full(_)) {
+        out.into_event_stream()
+    } else {
+        out
+    }
+}
+
+/// `body` as `out`'s body. The usual response body (a string, JSON, bytes) is whole at
+/// once: taken now, it goes out as a plain `Content-Length` body, the driver's fast path,
+/// without a stream.
+fn with_body<U>(out: Response, mut body: U, length: Option<u64>) -> Response
+where
+    U: http_body::Body<Data = Bytes> + Unpin + 'static,
+    U::Error: Display,
+{
     let mut first = None;
     if let Some(n) = length.filter(|n| *n <= WHOLE_BODY_MAX) {
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        if let Poll::Ready(frame) = body.as_mut().poll_frame(&mut cx) {
+        if let Poll::Ready(frame) = Pin::new(&mut body).poll_frame(&mut cx) {
             match frame {
                 Some(Ok(frame)) if frame.is_data() => {
                     let mut data = frame.into_data().unwrap_or_default();
@@ -180,11 +243,16 @@ where
             }
         }
     }
-    let out = out.with_frames(HttpFrames { first, body }, length);
-    if event_stream {
-        out.into_event_stream()
-    } else {
-        out
+    out.with_frames(HttpFrames { first, body }, length)
+}
+
+/// `value` as a `T` when it is one (its type is known when this is compiled, so the check
+/// costs nothing at run time), or back as it was.
+fn downcast<B: 'static, T: 'static>(value: B) -> Result<T, B> {
+    let mut slot = Some(value);
+    match (&mut slot as &mut dyn Any).downcast_mut::<Option<T>>() {
+        Some(as_t) => Ok(as_t.take().expect("just filled")),
+        None => Err(slot.expect("not taken")),
     }
 }
 
@@ -254,23 +322,25 @@ impl Stream for NoFrames {
 }
 
 /// An `http_body::Body` as a stream of percore frames (`first`: one already taken from it).
-struct HttpFrames<B> {
+/// `U` is `Unpin`: an axum body as it is, any other body in a pinned box.
+struct HttpFrames<U> {
     first: Option<Option<std::io::Result<Frame>>>,
-    body: Pin<Box<B>>,
+    body: U,
 }
 
-impl<B> Stream for HttpFrames<B>
+impl<U> Stream for HttpFrames<U>
 where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: Display,
+    U: http_body::Body<Data = Bytes> + Unpin,
+    U::Error: Display,
 {
     type Item = std::io::Result<Frame>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if let Some(first) = self.first.take() {
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if let Some(first) = this.first.take() {
             return Poll::Ready(first);
         }
-        self.body.as_mut().poll_frame(cx).map(convert_frame)
+        Pin::new(&mut this.body).poll_frame(cx).map(convert_frame)
     }
 }
 

@@ -56,8 +56,8 @@ pub struct RequestInfo {
 pub struct TowerHandler<S> {
     service: RefCell<S>,
     executor: usize,
-    /// Cloned into each request: see [`convert::extensions_with_room`].
-    extensions: http::Extensions,
+    /// What requests reuse: see [`convert::Reuse`].
+    reuse: convert::Reuse,
 }
 
 impl<S> TowerHandler<S> {
@@ -65,7 +65,7 @@ impl<S> TowerHandler<S> {
         TowerHandler {
             service: RefCell::new(service),
             executor: executor.index,
-            extensions: convert::extensions_with_room(),
+            reuse: convert::Reuse::new(),
         }
     }
 }
@@ -88,7 +88,7 @@ where
 {
     fn call(&self, req: Request) -> impl Future<Output = Response> {
         let is_head = req.method() == "HEAD";
-        let request = match convert::to_http(req, self.executor, &self.extensions) {
+        let request = match convert::to_http(req, self.executor, &self.reuse) {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!(error = %e, "request not representable as an http::Request");
@@ -103,7 +103,9 @@ where
             // service's future is the whole state, and the request is not moved through a
             // waiting one first. `poll_ready` is asked again with the task's waker if not.
             match service.poll_ready(&mut Context::from_waker(Waker::noop())) {
-                Poll::Ready(Ok(())) => Call::Running { future: service.call(request), is_head },
+                Poll::Ready(Ok(())) => {
+                    Call::Running { future: service.call(request), is_head, handler: self }
+                }
                 Poll::Ready(Err(e)) => Call::Answered(Some(service_failed(e))),
                 Poll::Pending => Call::Waiting { handler: self, request: Some(request), is_head },
             }
@@ -117,7 +119,7 @@ enum Call<'a, S: Service<http::Request<Body>>> {
     /// The service was not ready: wait for it, then call it.
     Waiting { handler: &'a TowerHandler<S>, request: Option<http::Request<Body>>, is_head: bool },
     /// The service's future; `is_head`: it answers a `HEAD`.
-    Running { future: S::Future, is_head: bool },
+    Running { future: S::Future, is_head: bool, handler: &'a TowerHandler<S> },
     /// `poll_ready` or `call` panicked: resumed in the first poll.
     Panicked(Option<Box<dyn Any + Send>>),
     /// Answered without the service (a 400 or 500).
@@ -140,10 +142,12 @@ where
             // there); `Call` has no `Drop` or `Unpin` impl of its own. The other variants'
             // fields are not pinned.
             let next = match unsafe { self.as_mut().get_unchecked_mut() } {
-                Call::Running { future, is_head } => {
+                Call::Running { future, is_head, handler } => {
                     return match unsafe { Pin::new_unchecked(future) }.poll(cx) {
                         Poll::Pending => Poll::Pending,
-                        Poll::Ready(Ok(response)) => Poll::Ready(convert::from_http(response, *is_head)),
+                        Poll::Ready(Ok(response)) => {
+                            Poll::Ready(convert::from_http(response, *is_head, &handler.reuse))
+                        }
                         Poll::Ready(Err(e)) => Poll::Ready(service_failed(e)),
                     };
                 }
@@ -157,6 +161,7 @@ where
                         Poll::Ready(Ok(())) => Call::Running {
                             future: service.call(request.take().expect("called once")),
                             is_head: *is_head,
+                            handler: *handler,
                         },
                     }
                 }
