@@ -44,7 +44,9 @@ pub fn demo_routes(router: Router, chat: &Hub) -> Router {
         .get("/delay", delay)
         .get("/stream", stream)
         .get("/events", events)
-        .ws("/ws", ws_echo)
+        // The request is dropped before the WebSocket starts: the echo needs nothing of it,
+        // and its future would hold it for the WebSocket's life.
+        .ws("/ws", |_req: Request, ws| ws_echo(ws))
 }
 
 /// Bounds for `/events`.
@@ -107,7 +109,7 @@ impl Stream for Counter {
 }
 
 /// `GET /ws`: every text or binary message comes back as it came, until the client closes.
-async fn ws_echo(_req: Request, ws: crate::ws::WebSocket) {
+async fn ws_echo(ws: crate::ws::WebSocket) {
     while let Some(message) = ws.recv().await {
         if matches!(message, crate::ws::Message::Close(_)) || ws.send(message).await.is_err() {
             break;

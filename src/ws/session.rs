@@ -225,7 +225,8 @@ async fn read_loop<R: ReadHalf, K: Timer>(
                     tracing::debug!(error = %e, "WebSocket protocol error; failing the connection");
                     timeout_boxed::<K, _>(config.close_timeout, driver_wait(shared, taken)).await;
                     shared.borrow_mut().fail(e.close_code(), e.reason());
-                    return discard(reader, rbuf, shared).await;
+                    // Boxed: rare, and as large as the read it follows.
+                    return Box::pin(discard(reader, rbuf, shared)).await;
                 }
             };
             if matches!(event, Event::Text(_) | Event::Binary(_)) {
