@@ -59,10 +59,17 @@ impl IdleClock {
             self.forget(slot);
             return Poll::Ready(());
         }
-        let waiter = Waiter { deadline, waker: cx.waker().clone() };
         match *slot {
-            Some(i) => self.waiters.borrow_mut()[i] = Some(waiter),
+            Some(i) => {
+                let mut waiters = self.waiters.borrow_mut();
+                match &mut waiters[i] {
+                    // The same task again: only the deadline may have moved.
+                    Some(w) if w.waker.will_wake(cx.waker()) => w.deadline = deadline,
+                    other => *other = Some(Waiter { deadline, waker: cx.waker().clone() }),
+                }
+            }
             None => {
+                let waiter = Waiter { deadline, waker: cx.waker().clone() };
                 let mut waiters = self.waiters.borrow_mut();
                 let i = match self.free.borrow_mut().pop() {
                     Some(i) => {

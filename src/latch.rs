@@ -52,6 +52,9 @@ impl Latch {
         }
         let mut waiters = self.waiters.borrow_mut();
         match *slot {
+            // Polled again by the same task (a connection's task polls its stop latch each
+            // time it runs): nothing to change.
+            Some(i) if waiters[i].as_ref().is_some_and(|w| w.will_wake(cx.waker())) => {}
             Some(i) => waiters[i] = Some(cx.waker().clone()),
             None => {
                 let i = match self.free.borrow_mut().pop() {

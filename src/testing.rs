@@ -138,6 +138,12 @@ impl Timer for NeverTimer {
     fn sleep(_: Duration) -> impl Future<Output = ()> {
         std::future::pending()
     }
+
+    type Sleep = std::future::Pending<()>;
+
+    fn rearmable(_: Duration) -> std::future::Pending<()> {
+        std::future::pending()
+    }
 }
 
 /// Poll `fut` to completion with a no-op waker; it must never wait on anything but

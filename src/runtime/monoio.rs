@@ -29,6 +29,16 @@ impl Timer for Monoio {
     fn sleep(duration: Duration) -> impl Future<Output = ()> {
         monoio::time::sleep(duration)
     }
+
+    type Sleep = monoio::time::Sleep;
+
+    fn rearmable(duration: Duration) -> monoio::time::Sleep {
+        monoio::time::sleep(duration)
+    }
+
+    fn rearm(sleep: Pin<&mut monoio::time::Sleep>, duration: Duration) {
+        sleep.reset(monoio::time::Instant::now() + duration);
+    }
 }
 
 fn boxed_sleep(duration: Duration) -> Pin<Box<dyn Future<Output = ()>>> {

@@ -35,6 +35,16 @@ impl Timer for Tokio {
     fn sleep(duration: Duration) -> impl Future<Output = ()> {
         tokio::time::sleep(duration)
     }
+
+    type Sleep = tokio::time::Sleep;
+
+    fn rearmable(duration: Duration) -> tokio::time::Sleep {
+        tokio::time::sleep(duration)
+    }
+
+    fn rearm(sleep: Pin<&mut tokio::time::Sleep>, duration: Duration) {
+        sleep.reset(tokio::time::Instant::now() + duration);
+    }
 }
 
 fn boxed_sleep(duration: Duration) -> Pin<Box<dyn Future<Output = ()>>> {
@@ -117,6 +127,16 @@ pub fn prepare_shared(workers: usize, cores: Vec<usize>) -> io::Result<&'static 
 impl Timer for TokioMt {
     fn sleep(duration: Duration) -> impl Future<Output = ()> {
         tokio::time::sleep(duration)
+    }
+
+    type Sleep = tokio::time::Sleep;
+
+    fn rearmable(duration: Duration) -> tokio::time::Sleep {
+        tokio::time::sleep(duration)
+    }
+
+    fn rearm(sleep: Pin<&mut tokio::time::Sleep>, duration: Duration) {
+        sleep.reset(tokio::time::Instant::now() + duration);
     }
 }
 

@@ -41,6 +41,25 @@ impl Timer for Glommio {
     fn sleep(duration: Duration) -> impl Future<Output = ()> {
         glommio::timer::sleep(duration)
     }
+
+    // Re-armed by building a new one (the default): glommio's timers are small, behind an
+    // `Rc`, so there is no large copy to save.
+    type Sleep = GlommioSleep;
+
+    fn rearmable(duration: Duration) -> GlommioSleep {
+        GlommioSleep(glommio::timer::Timer::new(duration))
+    }
+}
+
+/// glommio's timer as a sleep (it ends with the time it fired at).
+pub struct GlommioSleep(glommio::timer::Timer);
+
+impl Future for GlommioSleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        Pin::new(&mut self.0).poll(cx).map(drop)
+    }
 }
 
 fn boxed_sleep(duration: Duration) -> Pin<Box<dyn Future<Output = ()>>> {
