@@ -14,9 +14,8 @@
 //! The session ends once the connection is finished and the handler has returned.
 
 use std::cell::RefCell;
-use std::future::{poll_fn, Future};
+use std::future::Future;
 use std::mem;
-use std::pin::pin;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -78,16 +77,21 @@ pub struct SessionReport {
 
 /// Run a WebSocket on `io` until it is closed and its handler has returned. `leftover`:
 /// bytes read past the handshake, the start of the client's first frames.
-pub async fn run<T: Transport, K: Timer>(
+///
+/// A plain function that builds the session's parts and returns them as one future
+/// (`Session`): an `async fn` would keep its arguments and every part beside the futures
+/// they were moved into (the frame decoder alone is 256 bytes), for the WebSocket's whole
+/// life, and idle WebSockets are mostly this future.
+pub fn run<'a, T: Transport, K: Timer>(
     io: T,
     leftover: BytesMut,
     upgrade: Upgrade,
-    ctx: SessionCtx<'_>,
-) -> SessionReport {
+    ctx: SessionCtx<'a>,
+) -> impl Future<Output = SessionReport> + 'a {
     ExecutorStats::add(&ctx.stats.ws.open, 1);
     // Counted down however the session ends (the future may be dropped when the executor
     // stops).
-    let _open = OpenGuard(ctx.stats);
+    let open = OpenGuard(ctx.stats);
     let (reader, writer) = io.split();
     let deflate = upgrade.deflate;
     let shared: Shared = Rc::new(RefCell::new(State::default()));
@@ -98,26 +102,81 @@ pub async fn run<T: Transport, K: Timer>(
         s.received(leftover.len());
     }
     let socket = WebSocket::new(shared.clone(), upgrade.protocol);
-    let mut handler = pin!(catch_panic((upgrade.run)(socket)));
-    let mut write = pin!(write_loop::<_, K>(writer, &shared, ctx.config.close_timeout, ctx.write_timeout));
+    let handler = catch_panic((upgrade.run)(socket));
+    let write = write_loop::<_, K>(writer, shared.clone(), ctx.config.close_timeout, ctx.write_timeout);
     // The side loops are dropped as soon as the connection is finished: the reader's read in
     // flight holds the socket open, and the handler may still be running.
     let decoder = match &deflate {
         Some(params) => Decoder::with_inflater(ctx.config.max_message, params.inflater()),
         None => Decoder::new(ctx.config.max_message),
     };
-    let mut read = pin!(Some(read_loop::<_, K>(reader, leftover, decoder, &shared, ctx.config)));
-    let mut keepalive =
-        pin!(Some(keepalive(&shared, ctx.idle_clock, ctx.config.ping_interval, ctx.config.ping_timeout)));
-    let mut drain = pin!(Some(drain::<K>(&shared, ctx.drain, ctx.state, ctx.config.close_timeout)));
-    let (mut handler_done, mut connection_done) = (false, false);
+    let read = read_loop::<_, K>(reader, leftover, decoder, shared.clone(), ctx.config);
+    let keepalive =
+        keepalive(shared.clone(), ctx.idle_clock, ctx.config.ping_interval, ctx.config.ping_timeout);
+    let drain = drain::<K>(shared.clone(), ctx.drain, ctx.state, ctx.config.close_timeout);
     let inline = Arc::new(InlineWake::default());
-    let waker = Waker::from(inline.clone());
-    let mut step = |cx: &mut Context<'_>| {
-        if !handler_done {
-            if let Poll::Ready(result) = handler.as_mut().poll(cx) {
-                handler_done = true;
-                let mut s = shared.borrow_mut();
+    Session {
+        parts: Parts {
+            handler,
+            read: Some(read),
+            write,
+            keepalive: Some(keepalive),
+            drain: Some(drain),
+            shared,
+            handler_done: false,
+            connection_done: false,
+        },
+        waker: Waker::from(inline.clone()),
+        inline,
+        yielding: None,
+        _open: open,
+    }
+}
+
+/// Future returned by [`run`].
+struct Session<'a, H, R, W, A, D> {
+    parts: Parts<H, R, W, A, D>,
+    /// The parts wake one another as they go (a message for the handler, a frame to write):
+    /// such a wake polls them again in the same poll, not through the executor (see
+    /// `InlineWake`).
+    inline: Arc<InlineWake>,
+    waker: Waker,
+    /// A yield in progress after `INLINE_POLLS` polls in a row.
+    yielding: Option<crate::coop::YieldNow>,
+    _open: OpenGuard<'a>,
+}
+
+/// The handler and the read, write, keepalive and drain loops, polled together.
+struct Parts<H, R, W, A, D> {
+    handler: H,
+    read: Option<R>,
+    write: W,
+    keepalive: Option<A>,
+    drain: Option<D>,
+    shared: Shared,
+    handler_done: bool,
+    connection_done: bool,
+}
+
+impl<H, R, W, A, D> Parts<H, R, W, A, D>
+where
+    H: Future<Output = Result<(), Box<dyn std::any::Any + Send>>>,
+    R: Future<Output = ()>,
+    W: Future<Output = ()>,
+    A: Future<Output = ()>,
+    D: Future<Output = ()>,
+{
+    /// Poll every part that is not done; true once the handler has returned and the
+    /// connection is finished.
+    fn step(self: Pin<&mut Self>, cx: &mut Context<'_>) -> bool {
+        // SAFETY: structural pinning of the futures (`handler`, `read`, `write`, `keepalive`,
+        // `drain`): none is moved out of the pinned struct (an `Option` is emptied through
+        // `Pin::set`, which drops in place), and `Parts` has no Drop or Unpin impl.
+        let this = unsafe { self.get_unchecked_mut() };
+        if !this.handler_done {
+            if let Poll::Ready(result) = unsafe { Pin::new_unchecked(&mut this.handler) }.poll(cx) {
+                this.handler_done = true;
+                let mut s = this.shared.borrow_mut();
                 s.handler_gone = true;
                 s.inbox.clear();
                 match result {
@@ -133,38 +192,59 @@ pub async fn run<T: Transport, K: Timer>(
                 }
             }
         }
-        if !connection_done {
+        if !this.connection_done {
+            let (mut read, mut keepalive, mut drain) = unsafe {
+                (
+                    Pin::new_unchecked(&mut this.read),
+                    Pin::new_unchecked(&mut this.keepalive),
+                    Pin::new_unchecked(&mut this.drain),
+                )
+            };
             // The side loops first: what they queue is written in this same poll.
             poll_side(read.as_mut(), cx);
             poll_side(keepalive.as_mut(), cx);
             poll_side(drain.as_mut(), cx);
-            connection_done = write.as_mut().poll(cx).is_ready();
-            if connection_done {
+            this.connection_done = unsafe { Pin::new_unchecked(&mut this.write) }.poll(cx).is_ready();
+            if this.connection_done {
                 read.set(None);
                 keepalive.set(None);
                 drain.set(None);
             }
         }
-        handler_done && connection_done
-    };
-    // The parts wake one another as they go (a message for the handler, a frame to write):
-    // such a wake polls them again here, not through the executor (see `InlineWake`).
-    let mut yielding: Option<crate::coop::YieldNow> = None;
-    poll_fn(|cx| {
-        if let Some(y) = yielding.as_mut() {
+        this.handler_done && this.connection_done
+    }
+}
+
+impl<H, R, W, A, D> Future for Session<'_, H, R, W, A, D>
+where
+    H: Future<Output = Result<(), Box<dyn std::any::Any + Send>>>,
+    R: Future<Output = ()>,
+    W: Future<Output = ()>,
+    A: Future<Output = ()>,
+    D: Future<Output = ()>,
+{
+    type Output = SessionReport;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<SessionReport> {
+        // SAFETY: `parts` is structurally pinned (never moved out; `Session` has no Drop or
+        // Unpin impl of its own); the other fields are not pinned (a `YieldNow` is `Unpin`).
+        let this = unsafe { self.get_unchecked_mut() };
+        let mut parts = unsafe { Pin::new_unchecked(&mut this.parts) };
+        if let Some(y) = this.yielding.as_mut() {
             if Pin::new(y).poll(cx).is_pending() {
                 return Poll::Pending;
             }
-            yielding = None;
+            this.yielding = None;
         }
-        let mut inner = Context::from_waker(&waker);
+        let mut inner = Context::from_waker(&this.waker);
         for _ in 0..INLINE_POLLS {
-            inline.begin(cx.waker());
-            if step(&mut inner) {
-                inline.end();
-                return Poll::Ready(());
+            this.inline.begin(cx.waker());
+            if parts.as_mut().step(&mut inner) {
+                this.inline.end();
+                let s = parts.shared.borrow();
+                return Poll::Ready(SessionReport { bytes_in: s.bytes_in, bytes_out: s.bytes_out });
             }
-            if !inline.end() {
+            if !this.inline.end() {
                 return Poll::Pending;
             }
         }
@@ -172,15 +252,12 @@ pub async fn run<T: Transport, K: Timer>(
         // are late: see `coop::yield_now`).
         let mut y = crate::coop::yield_now();
         if Pin::new(&mut y).poll(cx).is_pending() {
-            yielding = Some(y);
+            this.yielding = Some(y);
         } else {
             cx.waker().wake_by_ref();
         }
         Poll::Pending
-    })
-    .await;
-    let s = shared.borrow();
-    SessionReport { bytes_in: s.bytes_in, bytes_out: s.bytes_out }
+    }
 }
 
 /// Counts an open WebSocket down when dropped.
@@ -206,9 +283,10 @@ async fn read_loop<R: ReadHalf, K: Timer>(
     mut reader: R,
     mut rbuf: BytesMut,
     mut decoder: Decoder,
-    shared: &Shared,
+    shared: Shared,
     config: &WsConfig,
 ) {
+    let shared = &shared;
     // Before a close frame goes out (the peer's answered, or ours for its error), the handler
     // takes the messages that came first and may still answer them: a close ends what it
     // may send.
@@ -357,10 +435,11 @@ async fn discard<R: ReadHalf>(mut reader: R, mut rbuf: BytesMut, shared: &Shared
 /// Write queued frames; end the connection after the close frame.
 async fn write_loop<W: WriteHalf, K: Timer>(
     mut writer: W,
-    shared: &Shared,
+    shared: Shared,
     close_timeout: Duration,
     write_timeout: Duration,
 ) {
+    let shared = &shared;
     let mut spare = BytesMut::new();
     // The writes' timer, made with the first write and re-armed for each one after.
     let mut timer = TimerSlot::new::<K>();
@@ -423,7 +502,8 @@ fn finish(shared: &Shared) {
 /// within `wait`. Both waits are on the executor's coarse clock (exact to its 100 ms tick,
 /// for waits of seconds): a runtime's sleep is much larger, and every idle WebSocket waits
 /// here.
-async fn keepalive(shared: &Shared, clock: &IdleClock, interval: Duration, wait: Duration) {
+async fn keepalive(shared: Shared, clock: &IdleClock, interval: Duration, wait: Duration) {
+    let shared = &shared;
     if interval.is_zero() {
         return;
     }
@@ -455,7 +535,8 @@ async fn keepalive(shared: &Shared, clock: &IdleClock, interval: Duration, wait:
 /// Close with 1001 when the server stops, 1012 when it goes on with other executors. A
 /// handler awaiting `WebSocket::draining` is told first and may close by itself, within
 /// `grace`.
-async fn drain<K: Timer>(shared: &Shared, latch: &Latch, state: &ServerState, grace: Duration) {
+async fn drain<K: Timer>(shared: Shared, latch: &Latch, state: &ServerState, grace: Duration) {
+    let shared = &shared;
     let closing = |s: &State| s.close_sent || s.done;
     if let Either::Left(()) = first_of(latch.wait(), driver_wait(shared, closing)).await {
         let (code, reason) = match state.is_draining() {
