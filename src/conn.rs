@@ -33,7 +33,7 @@ use crate::app::{BodyError, Frame, Handler, Request, RequestBody, Response, Resp
 use crate::http::body::decode_buffered;
 use crate::http::proxy::{forwarded, parse_proxy_header, ForwardedRules, ProxyProtocol, TrustedProxies};
 use crate::http::response::{
-    encode_chunk, encode_chunk_size, encode_head, encode_last_chunk_with_trailers, status_allows_body,
+    encode_chunk, encode_chunk_size, encode_head_dated, encode_last_chunk_with_trailers, status_allows_body,
     BodyLength, ConnectionHeader, CONTINUE, LAST_CHUNK,
 };
 use crate::http::{
@@ -511,7 +511,10 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         };
         ctx.count_request();
         self.started = self.recorded_at.take().unwrap_or_else(Instant::now);
-        self.log_head = ctx.access_log.as_ref().map(|_| head.clone());
+        if ctx.access_log.is_some() {
+            // Without an access log, `log_head` is never set: nothing to clear either.
+            self.log_head = Some(head.clone());
+        }
         // Who the client is, from this request alone (before anything can refuse it, so no
         // response is ever logged with an earlier request's forwarded client).
         let forwarded_host = self.learn_client(&head);
@@ -562,11 +565,11 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             let _in_flight = ctx.slots.enter();
             // A handler may do its work in `call` itself and return a ready future (the
             // demo's `/plaintext` does): a panic there is the handler's too. The request
-            // waits in a slot the call takes it from, so the closure that catches the panic
-            // holds a pointer rather than a copy of it; the slot's scope ends before the
+            // waits where it was built for the call to take it, so the closure that catches
+            // the panic holds a pointer rather than a copy of it; its scope ends before the
             // await, so it is no part of the connection's future.
             let started = {
-                let mut request = Some(Request::with_all(
+                let mut request = mem::ManuallyDrop::new(Request::with_all(
                     head,
                     self.peer,
                     body,
@@ -575,7 +578,11 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
                     forwarded_host,
                     self.client_cert.clone(),
                 ));
-                catch_unwind(AssertUnwindSafe(|| ctx.handler.call(request.take().expect("taken once"))))
+                // SAFETY: taken once, first thing in the closure (which runs once), and not
+                // used after: the handler owns it, and drops it, unwinding too.
+                catch_unwind(AssertUnwindSafe(|| {
+                    ctx.handler.call(unsafe { mem::ManuallyDrop::take(&mut request) })
+                }))
             };
             let answered = match started {
                 Ok(fut) => catch_panic(fut).await,
@@ -627,7 +634,10 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             || ctx.drain.is_fired()
             || ctx.spent.is_fired();
         let encoded = self.encode_response_head(response, is_head, version, close);
-        self.write_body(encoded).await
+        match self.write_buffered(encoded) {
+            Ok(outcome) => outcome,
+            Err(encoded) => self.write_body(encoded).await,
+        }
     }
 
     /// Write the `101` that accepts a WebSocket (or 403 to an origin `--ws-origins` does not
@@ -764,13 +774,13 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             (false, Version::Http10) => ConnectionHeader::KeepAlive,
             (false, Version::Http11) => ConnectionHeader::Omit,
         };
-        encode_head(
+        encode_head_dated(
             &mut self.wbuf,
             status,
             headers.iter(),
             length,
             connection,
-            self.ctx.date.borrow().as_bytes(),
+            &self.ctx.date.borrow(),
         );
         // Kept past the writes only for the access log, and then boxed.
         let log_fields = self.ctx.access_log.is_some().then(|| Box::new(headers));
@@ -779,6 +789,28 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
 
     /// Write the body of a response whose head is encoded (and the buffer, when it must go
     /// now). Every response is counted (metrics) and logged (access log) here, once written.
+    /// [`Conn::write_body`] for a body that only needs copying into the write buffer (a full
+    /// body up to `INLINE_BODY_MAX`, or none), when that leaves the buffer under its high
+    /// water mark: done without a future. Any other response comes back untouched.
+    fn write_buffered(&mut self, encoded: Encoded) -> Result<Outcome, Encoded> {
+        let copied = match &encoded.body {
+            ResponseBody::Full(bytes) if encoded.send_body => bytes.len(),
+            ResponseBody::Full(_) | ResponseBody::Empty => 0,
+            _ => return Err(encoded),
+        };
+        if copied > INLINE_BODY_MAX || self.wbuf.len() + copied >= WRITE_HIGH_WATER {
+            return Err(encoded);
+        }
+        let Encoded { status, body, log_fields, close, event_stream, .. } = encoded;
+        if let ResponseBody::Full(bytes) = body {
+            if copied > 0 {
+                self.wbuf.extend_from_slice(&bytes);
+            }
+        }
+        self.record(status, log_fields, copied as u64);
+        Ok(if close || (event_stream && self.ctx.draining()) { Outcome::Close } else { Outcome::KeepAlive })
+    }
+
     async fn write_body(&mut self, encoded: Encoded) -> Outcome {
         let Encoded { status, body, send_body, length, mut close, event_stream, log_fields } = encoded;
         let mut sent = 0u64;
