@@ -561,7 +561,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         }
 
         let mut must_close = false;
-        let response = {
+        let mut response = {
             let _in_flight = ctx.slots.enter();
             // A handler may do its work in `call` itself and return a ready future (the
             // demo's `/plaintext` does): a panic there is the handler's too. The request
@@ -599,7 +599,6 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             }
         };
 
-        let mut response = response;
         if let Some(wire) = wire {
             let mut wire = wire.borrow_mut();
             wire.detached = true;
@@ -633,8 +632,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             || response.wants_close()
             || ctx.drain.is_fired()
             || ctx.spent.is_fired();
-        let encoded = self.encode_response_head(response, is_head, version, close);
-        match self.write_buffered(encoded) {
+        match self.respond_buffered(response, is_head, version, close) {
             Ok(outcome) => outcome,
             Err(encoded) => self.write_body(encoded).await,
         }
@@ -749,31 +747,12 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         response: Response,
         is_head: bool,
         version: Version,
-        mut close: bool,
+        close: bool,
     ) -> Encoded {
         let event_stream = response.is_event_stream();
         let (status, headers, body) = response.into_parts();
-        let allows_body = status_allows_body(status);
-        let send_body = allows_body && !is_head;
-        let length = match &body {
-            _ if !allows_body => BodyLength::Forbidden,
-            // HTTP/1.0 has no chunked coding: a streamed body ends when the connection does.
-            // (For HEAD as well: its head must be the one a GET would get, never chunked.)
-            ResponseBody::Frames { length: Some(n), .. } => BodyLength::Known(*n),
-            ResponseBody::Stream(_) | ResponseBody::Frames { .. } if version == Version::Http10 => {
-                BodyLength::CloseDelimited
-            }
-            ResponseBody::Stream(_) | ResponseBody::Frames { .. } => BodyLength::Chunked,
-            ResponseBody::Full(b) => BodyLength::Known(b.len() as u64),
-            ResponseBody::Empty => BodyLength::Known(0),
-        };
-        close |= length == BodyLength::CloseDelimited;
-        let connection = match (close, version) {
-            _ if status == 101 => ConnectionHeader::Upgrade,
-            (true, _) => ConnectionHeader::Close,
-            (false, Version::Http10) => ConnectionHeader::KeepAlive,
-            (false, Version::Http11) => ConnectionHeader::Omit,
-        };
+        let HeadFraming { send_body, length, connection, close } =
+            HeadFraming::of(status, &body, is_head, version, close);
         encode_head_dated(
             &mut self.wbuf,
             status,
@@ -787,21 +766,42 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         Encoded { status, body, send_body, length, close, event_stream, log_fields }
     }
 
-    /// Write the body of a response whose head is encoded (and the buffer, when it must go
-    /// now). Every response is counted (metrics) and logged (access log) here, once written.
-    /// [`Conn::write_body`] for a body that only needs copying into the write buffer (a full
-    /// body up to `INLINE_BODY_MAX`, or none), when that leaves the buffer under its high
-    /// water mark: done without a future. Any other response comes back untouched.
-    fn write_buffered(&mut self, encoded: Encoded) -> Result<Outcome, Encoded> {
-        let copied = match &encoded.body {
-            ResponseBody::Full(bytes) if encoded.send_body => bytes.len(),
+    /// [`Conn::encode_response_head`] and then [`Conn::write_body`], for a body that only
+    /// needs copying into the write buffer (a full body up to `INLINE_BODY_MAX`, or none)
+    /// when that leaves the buffer under its high water mark: done without a future, and
+    /// without the [`Encoded`] in between. Any other response comes back encoded, for
+    /// `write_body`.
+    fn respond_buffered(
+        &mut self,
+        response: Response,
+        is_head: bool,
+        version: Version,
+        close: bool,
+    ) -> Result<Outcome, Encoded> {
+        let copied = match response.body() {
+            ResponseBody::Full(bytes) if status_allows_body(response.status()) && !is_head => bytes.len(),
             ResponseBody::Full(_) | ResponseBody::Empty => 0,
-            _ => return Err(encoded),
+            _ => return Err(self.encode_response_head(response, is_head, version, close)),
         };
-        if copied > INLINE_BODY_MAX || self.wbuf.len() + copied >= WRITE_HIGH_WATER {
-            return Err(encoded);
+        if copied > INLINE_BODY_MAX {
+            return Err(self.encode_response_head(response, is_head, version, close));
         }
-        let Encoded { status, body, log_fields, close, event_stream, .. } = encoded;
+        let event_stream = response.is_event_stream();
+        let (status, headers, body) = response.into_parts();
+        let HeadFraming { send_body, length, connection, close } =
+            HeadFraming::of(status, &body, is_head, version, close);
+        encode_head_dated(
+            &mut self.wbuf,
+            status,
+            headers.iter(),
+            length,
+            connection,
+            &self.ctx.date.borrow(),
+        );
+        let log_fields = self.ctx.access_log.is_some().then(|| Box::new(headers));
+        if self.wbuf.len() + copied >= WRITE_HIGH_WATER {
+            return Err(Encoded { status, body, send_body, length, close, event_stream, log_fields });
+        }
         if let ResponseBody::Full(bytes) = body {
             if copied > 0 {
                 self.wbuf.extend_from_slice(&bytes);
@@ -1533,6 +1533,43 @@ impl<T: Transport, K: Timer> StreamBody<T, K> {
                 return Some(Err(BodyError::Protocol(e)));
             }
         }
+    }
+}
+
+/// How a response's head frames its body, decided from its status, body and request.
+struct HeadFraming {
+    /// False for HEAD and for statuses without a body.
+    send_body: bool,
+    length: BodyLength,
+    connection: ConnectionHeader,
+    /// This is the connection's last response (asked, or a body the close delimits).
+    close: bool,
+}
+
+impl HeadFraming {
+    #[inline]
+    fn of(status: u16, body: &ResponseBody, is_head: bool, version: Version, mut close: bool) -> HeadFraming {
+        let allows_body = status_allows_body(status);
+        let length = match body {
+            _ if !allows_body => BodyLength::Forbidden,
+            // HTTP/1.0 has no chunked coding: a streamed body ends when the connection does.
+            // (For HEAD as well: its head must be the one a GET would get, never chunked.)
+            ResponseBody::Frames { length: Some(n), .. } => BodyLength::Known(*n),
+            ResponseBody::Stream(_) | ResponseBody::Frames { .. } if version == Version::Http10 => {
+                BodyLength::CloseDelimited
+            }
+            ResponseBody::Stream(_) | ResponseBody::Frames { .. } => BodyLength::Chunked,
+            ResponseBody::Full(b) => BodyLength::Known(b.len() as u64),
+            ResponseBody::Empty => BodyLength::Known(0),
+        };
+        close |= length == BodyLength::CloseDelimited;
+        let connection = match (close, version) {
+            _ if status == 101 => ConnectionHeader::Upgrade,
+            (true, _) => ConnectionHeader::Close,
+            (false, Version::Http10) => ConnectionHeader::KeepAlive,
+            (false, Version::Http11) => ConnectionHeader::Omit,
+        };
+        HeadFraming { send_body: allows_body && !is_head, length, connection, close }
     }
 }
 

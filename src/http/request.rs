@@ -355,7 +355,7 @@ impl FieldRules {
     fn add(&mut self, name: &[u8], value: &[u8]) -> Result<(), ParseError> {
         self.forwarding |= is_forwarding_name(name);
         match name.len() {
-            4 if name.eq_ignore_ascii_case(b"host") => {
+            4 if token_is(name, b"host") => {
                 self.hosts += 1;
                 // `uri-host [ ":" port ]` (RFC 9112 §3.2), or empty when the target has no
                 // authority; anything else (a path, userinfo, spaces, a bad port) is refused.
@@ -366,13 +366,13 @@ impl FieldRules {
                     return Err(ParseError::InvalidHost);
                 }
             }
-            2 if name.eq_ignore_ascii_case(b"te") => {
+            2 if token_is(name, b"te") => {
                 self.accepts_trailers |= value.split(|&b| b == b',').any(|coding| {
                     let name = coding.split(|&b| b == b';').next().unwrap_or(coding);
                     trim_ows(name).eq_ignore_ascii_case(b"trailers")
                 });
             }
-            6 if name.eq_ignore_ascii_case(b"expect") => {
+            6 if token_is(name, b"expect") => {
                 let v = trim_ows(value);
                 if v.eq_ignore_ascii_case(b"100-continue") {
                     self.expect_continue = true;
@@ -380,7 +380,7 @@ impl FieldRules {
                     return Err(ParseError::UnsupportedExpectation);
                 }
             }
-            10 if name.eq_ignore_ascii_case(b"connection") => {
+            10 if token_is(name, b"connection") => {
                 for token in value.split(|&b| b == b',').map(trim_ows) {
                     if token.eq_ignore_ascii_case(b"close") {
                         self.conn_close = true;
@@ -389,14 +389,14 @@ impl FieldRules {
                     }
                 }
             }
-            14 if name.eq_ignore_ascii_case(b"content-length") => {
+            14 if token_is(name, b"content-length") => {
                 let n = parse_content_length(value)?;
                 match self.content_length {
                     Some(prev) if prev != n => return Err(ParseError::InvalidContentLength),
                     _ => self.content_length = Some(n),
                 }
             }
-            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+            17 if token_is(name, b"transfer-encoding") => {
                 self.saw_te = true;
                 self.te.add(value)?;
             }
@@ -617,11 +617,19 @@ fn check_field_lines(block: &[u8], limits: &Limits) -> Result<(), ParseError> {
     Ok(())
 }
 
+/// Whether `name`, a token, is `lower` (lowercase letters and `-`) in any case: a token byte
+/// with its case bit set equals a letter only if it is that letter in either case, and
+/// equals `-` only if it is `-` (CR, the other byte that would, is no token byte).
+#[inline]
+fn token_is(name: &[u8], lower: &[u8]) -> bool {
+    debug_assert!(lower.iter().all(|&b| b.is_ascii_lowercase() || b == b'-'));
+    name.len() == lower.len() && name.iter().zip(lower).all(|(&n, &l)| n | 0x20 == l)
+}
+
 /// `Forwarded` or `X-Forwarded-*`, in any case.
 fn is_forwarding_name(name: &[u8]) -> bool {
     const PREFIX: &[u8] = b"x-forwarded-";
-    name.eq_ignore_ascii_case(b"forwarded")
-        || (name.len() > PREFIX.len() && name[..PREFIX.len()].eq_ignore_ascii_case(PREFIX))
+    token_is(name, b"forwarded") || (name.len() > PREFIX.len() && token_is(&name[..PREFIX.len()], PREFIX))
 }
 
 /// A line's length without a CR that ends it (the LF is not part of `line`).

@@ -776,3 +776,23 @@ fn encodes_the_same_head_with_the_date_cache() {
         }
     }
 }
+
+/// The framing fields are found in any case, and only by their exact names: a byte that
+/// differs only in its case bit from a letter of the name is that letter in the other case,
+/// and `_` or other token bytes in place of `-` make another name.
+#[test]
+fn field_names_match_in_any_case_and_only_exactly() {
+    let head = |fields: &str| format!("POST / HTTP/1.1\r\n{fields}\r\n\r\n").into_bytes();
+    assert_eq!(ok(&head("hOsT: x\r\ncOnTeNt-LeNgTh: 5")).framing(), Framing::Length(5));
+    assert_eq!(ok(&head("HOST: x\r\nTRANSFER-ENCODING: CHUNKED")).framing(), Framing::Chunked);
+    assert_eq!(ok(&head("Host: x\r\nContent_Length: 5")).framing(), Framing::None);
+    assert_eq!(ok(&head("Host: x\r\nContent-Lengtj: 5")).framing(), Framing::None);
+    assert_eq!(ok(&head("Host: x\r\nTransfer~Encoding: chunked")).framing(), Framing::None);
+    assert_eq!(err(&head("Hosu: x")), MissingHost);
+    assert_eq!(err(&head("Host: x\r\nhost: y")), DuplicateHost);
+    assert!(!ok(&head("Host: x\r\nConnection: CLOSE")).keep_alive());
+    assert!(ok(&head("Host: x\r\nConnectioN: keep-alive")).keep_alive());
+    assert_eq!(err(&head("Host: x\r\nEXPECT: nothing")), UnsupportedExpectation);
+    assert!(ok(&head("Host: x\r\nx-FORWARDED-for: 1.2.3.4")).has_forwarding_fields());
+    assert!(!ok(&head("Host: x\r\nx_forwarded-for: 1.2.3.4")).has_forwarding_fields());
+}
