@@ -79,7 +79,7 @@ fn word_at(buf: &[u8], at: usize) -> Option<u64> {
 
 /// Where the run of bytes that `keep` accepts, starting at `at`, ends. Eight bytes at a time
 /// while none of them is in doubt (`plain` says a word is all kept bytes), then one at a time.
-#[inline]
+#[inline(always)]
 fn run_end(buf: &[u8], mut at: usize, plain: impl Fn(u64) -> bool, keep: impl Fn(u8) -> bool) -> usize {
     while let Some(w) = word_at(buf, at) {
         if !plain(w) {
