@@ -811,6 +811,9 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         Ok(if close || (event_stream && self.ctx.draining()) { Outcome::Close } else { Outcome::KeepAlive })
     }
 
+    /// Write the body of a response whose head is encoded (and the buffer, when it must go
+    /// now). Every response is counted (metrics) and logged (access log) here, once written,
+    /// or in [`Conn::respond_buffered`] for one that only needed copying.
     async fn write_body(&mut self, encoded: Encoded) -> Outcome {
         let Encoded { status, body, send_body, length, mut close, event_stream, log_fields } = encoded;
         let mut sent = 0u64;

@@ -88,7 +88,7 @@ impl Router {
         self
     }
 
-    /// The index of the route for exactly `path`: one length lookup, then the bytes of the
+    /// The route for exactly `path`: one lookup by length, then the bytes of the
     /// paths of that length (usually one).
     #[inline]
     fn find_route(&self, path: &str) -> Option<&Route> {
