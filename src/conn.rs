@@ -33,7 +33,7 @@ use crate::app::{BodyError, Frame, Handler, Request, RequestBody, Response, Resp
 use crate::http::body::decode_buffered;
 use crate::http::proxy::{forwarded, parse_proxy_header, ForwardedRules, ProxyProtocol, TrustedProxies};
 use crate::http::response::{
-    encode_chunk, encode_chunk_size, encode_head, encode_last_chunk_with_trailers, status_allows_body,
+    encode_chunk, encode_chunk_size, encode_head_dated, encode_last_chunk_with_trailers, status_allows_body,
     BodyLength, ConnectionHeader, CONTINUE, LAST_CHUNK,
 };
 use crate::http::{
@@ -609,7 +609,10 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         };
         ctx.count_request();
         self.started = self.recorded_at.take().unwrap_or_else(Instant::now);
-        self.log_head = ctx.access_log.as_ref().map(|_| head.clone());
+        if ctx.access_log.is_some() {
+            // Without an access log, `log_head` is never set: nothing to clear either.
+            self.log_head = Some(head.clone());
+        }
         // Who the client is, from this request alone (before anything can refuse it, so no
         // response is ever logged with an earlier request's forwarded client).
         let forwarded_host = self.learn_client(&head);
@@ -656,15 +659,15 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         }
 
         let mut must_close = false;
-        let response = {
+        let mut response = {
             let _in_flight = ctx.slots.enter();
             // A handler may do its work in `call` itself and return a ready future (the
             // demo's `/plaintext` does): a panic there is the handler's too. The request
-            // waits in a slot the call takes it from, so the closure that catches the panic
-            // holds a pointer rather than a copy of it; the slot's scope ends before the
+            // waits where it was built for the call to take it, so the closure that catches
+            // the panic holds a pointer rather than a copy of it; its scope ends before the
             // await, so it is no part of the connection's future.
             let started = {
-                let mut request = Some(Request::with_all(
+                let mut request = mem::ManuallyDrop::new(Request::with_all(
                     head,
                     self.peer,
                     body,
@@ -673,7 +676,11 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
                     forwarded_host,
                     self.client_cert.clone(),
                 ));
-                catch_unwind(AssertUnwindSafe(|| ctx.handler.call(request.take().expect("taken once"))))
+                // SAFETY: taken once, first thing in the closure (which runs once), and not
+                // used after: the handler owns it, and drops it, unwinding too.
+                catch_unwind(AssertUnwindSafe(|| {
+                    ctx.handler.call(unsafe { mem::ManuallyDrop::take(&mut request) })
+                }))
             };
             let answered = match started {
                 Ok(fut) => catch_panic(fut).await,
@@ -690,7 +697,6 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             }
         };
 
-        let mut response = response;
         if let Some(wire) = wire {
             let mut wire = wire.borrow_mut();
             wire.detached = true;
@@ -724,8 +730,10 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             || response.wants_close()
             || ctx.drain.is_fired()
             || ctx.spent.is_fired();
-        let encoded = self.encode_response_head(response, is_head, version, close);
-        self.write_body(encoded).await
+        match self.respond_buffered(response, is_head, version, close) {
+            Ok(outcome) => outcome,
+            Err(encoded) => self.write_body(encoded).await,
+        }
     }
 
     /// Write the `101` that accepts a WebSocket (or 403 to an origin `--ws-origins` does not
@@ -851,46 +859,73 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         response: Response,
         is_head: bool,
         version: Version,
-        mut close: bool,
+        close: bool,
     ) -> Encoded {
         let event_stream = response.is_event_stream();
         let (status, headers, body) = response.into_parts();
-        let allows_body = status_allows_body(status);
-        let send_body = allows_body && !is_head;
-        let length = match &body {
-            _ if !allows_body => BodyLength::Forbidden,
-            // HTTP/1.0 has no chunked coding: a streamed body ends when the connection does.
-            // (For HEAD as well: its head must be the one a GET would get, never chunked.)
-            ResponseBody::Frames { length: Some(n), .. } => BodyLength::Known(*n),
-            ResponseBody::Stream(_) | ResponseBody::Frames { .. } if version == Version::Http10 => {
-                BodyLength::CloseDelimited
-            }
-            ResponseBody::Stream(_) | ResponseBody::Frames { .. } => BodyLength::Chunked,
-            ResponseBody::Full(b) => BodyLength::Known(b.len() as u64),
-            ResponseBody::Empty => BodyLength::Known(0),
-        };
-        close |= length == BodyLength::CloseDelimited;
-        let connection = match (close, version) {
-            _ if status == 101 => ConnectionHeader::Upgrade,
-            (true, _) => ConnectionHeader::Close,
-            (false, Version::Http10) => ConnectionHeader::KeepAlive,
-            (false, Version::Http11) => ConnectionHeader::Omit,
-        };
-        encode_head(
+        let HeadFraming { send_body, length, connection, close } =
+            HeadFraming::of(status, &body, is_head, version, close);
+        encode_head_dated(
             &mut self.wbuf,
             status,
             headers.iter(),
             length,
             connection,
-            self.ctx.date.borrow().as_bytes(),
+            &self.ctx.date.borrow(),
         );
         // Kept past the writes only for the access log, and then boxed.
         let log_fields = self.ctx.access_log.is_some().then(|| Box::new(headers));
         Encoded { status, body, send_body, length, close, event_stream, log_fields }
     }
 
+    /// [`Conn::encode_response_head`] and then [`Conn::write_body`], for a body that only
+    /// needs copying into the write buffer (a full body up to `INLINE_BODY_MAX`, or none)
+    /// when that leaves the buffer under its high water mark: done without a future, and
+    /// without the [`Encoded`] in between. Any other response comes back encoded, for
+    /// `write_body`.
+    fn respond_buffered(
+        &mut self,
+        response: Response,
+        is_head: bool,
+        version: Version,
+        close: bool,
+    ) -> Result<Outcome, Encoded> {
+        let copied = match response.body() {
+            ResponseBody::Full(bytes) if status_allows_body(response.status()) && !is_head => bytes.len(),
+            ResponseBody::Full(_) | ResponseBody::Empty => 0,
+            _ => return Err(self.encode_response_head(response, is_head, version, close)),
+        };
+        if copied > INLINE_BODY_MAX {
+            return Err(self.encode_response_head(response, is_head, version, close));
+        }
+        let event_stream = response.is_event_stream();
+        let (status, headers, body) = response.into_parts();
+        let HeadFraming { send_body, length, connection, close } =
+            HeadFraming::of(status, &body, is_head, version, close);
+        encode_head_dated(
+            &mut self.wbuf,
+            status,
+            headers.iter(),
+            length,
+            connection,
+            &self.ctx.date.borrow(),
+        );
+        let log_fields = self.ctx.access_log.is_some().then(|| Box::new(headers));
+        if self.wbuf.len() + copied >= WRITE_HIGH_WATER {
+            return Err(Encoded { status, body, send_body, length, close, event_stream, log_fields });
+        }
+        if let ResponseBody::Full(bytes) = body {
+            if copied > 0 {
+                self.wbuf.extend_from_slice(&bytes);
+            }
+        }
+        self.record(status, log_fields, copied as u64);
+        Ok(if close || (event_stream && self.ctx.draining()) { Outcome::Close } else { Outcome::KeepAlive })
+    }
+
     /// Write the body of a response whose head is encoded (and the buffer, when it must go
-    /// now). Every response is counted (metrics) and logged (access log) here, once written.
+    /// now). Every response is counted (metrics) and logged (access log) here, once written,
+    /// or in [`Conn::respond_buffered`] for one that only needed copying.
     async fn write_body(&mut self, encoded: Encoded) -> Outcome {
         let Encoded { status, body, send_body, length, mut close, event_stream, log_fields } = encoded;
         let mut sent = 0u64;
@@ -1584,6 +1619,43 @@ impl<T: Transport, K: Timer> StreamBody<T, K> {
                 return Some(Err(BodyError::Protocol(e)));
             }
         }
+    }
+}
+
+/// How a response's head frames its body, decided from its status, body and request.
+struct HeadFraming {
+    /// False for HEAD and for statuses without a body.
+    send_body: bool,
+    length: BodyLength,
+    connection: ConnectionHeader,
+    /// This is the connection's last response (asked, or a body the close delimits).
+    close: bool,
+}
+
+impl HeadFraming {
+    #[inline]
+    fn of(status: u16, body: &ResponseBody, is_head: bool, version: Version, mut close: bool) -> HeadFraming {
+        let allows_body = status_allows_body(status);
+        let length = match body {
+            _ if !allows_body => BodyLength::Forbidden,
+            // HTTP/1.0 has no chunked coding: a streamed body ends when the connection does.
+            // (For HEAD as well: its head must be the one a GET would get, never chunked.)
+            ResponseBody::Frames { length: Some(n), .. } => BodyLength::Known(*n),
+            ResponseBody::Stream(_) | ResponseBody::Frames { .. } if version == Version::Http10 => {
+                BodyLength::CloseDelimited
+            }
+            ResponseBody::Stream(_) | ResponseBody::Frames { .. } => BodyLength::Chunked,
+            ResponseBody::Full(b) => BodyLength::Known(b.len() as u64),
+            ResponseBody::Empty => BodyLength::Known(0),
+        };
+        close |= length == BodyLength::CloseDelimited;
+        let connection = match (close, version) {
+            _ if status == 101 => ConnectionHeader::Upgrade,
+            (true, _) => ConnectionHeader::Close,
+            (false, Version::Http10) => ConnectionHeader::KeepAlive,
+            (false, Version::Http11) => ConnectionHeader::Omit,
+        };
+        HeadFraming { send_body: allows_body && !is_head, length, connection, close }
     }
 }
 

@@ -54,8 +54,10 @@ impl<H> WithBuiltins<H> {
 
 impl<H: Handler> Handler for WithBuiltins<H> {
     /// Not an `async fn`: the request moves straight into the chosen handler's future, and
-    /// this adds no state machine of its own around it.
-    #[inline]
+    /// this adds no state machine of its own around it. Inlined into the caller, as the
+    /// router's own call is, so that the request is lent to the handler from where the
+    /// caller has it.
+    #[inline(always)]
     fn call(&self, req: Request) -> impl Future<Output = Response> {
         if self.builtins.serves(req.path()) {
             OneOf::First(self.builtins.call(req))

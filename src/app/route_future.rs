@@ -10,6 +10,7 @@
 use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
 use std::cell::Cell;
 use std::future::Future;
+use std::mem::ManuallyDrop;
 use std::pin::Pin;
 use std::ptr::NonNull;
 use std::task::{Context, Poll};
@@ -20,7 +21,45 @@ use super::response::Response;
 
 /// A handler as a router keeps it: type-erased, with the spare memory for its future.
 pub(crate) trait RouteHandler: 'static {
-    fn start(&self, req: Request) -> RouteFuture<'_>;
+    /// The handler's future on the request in `req`.
+    fn start(&self, req: RequestSlot<'_>) -> RouteFuture<'_>;
+}
+
+/// A request where the router has it, lent to the handler that takes it. A `Request` is
+/// large (a few hundred bytes): passed by value across the router's type-erased call it is
+/// copied once for the call and once more into the handler's argument; taken from here, it
+/// moves once, straight into the handler's argument (and a handler that is inlined and only
+/// drops it is never given a copy at all).
+pub(crate) struct RequestSlot<'a> {
+    request: &'a mut ManuallyDrop<Request>,
+}
+
+impl<'a> RequestSlot<'a> {
+    /// Lend `request`, which the slot then owns: it is dropped by whoever takes it, or by
+    /// the slot if no one does. The caller must neither use nor drop it afterwards.
+    ///
+    /// # Safety
+    /// `request` holds a live request, and the caller treats it as moved out.
+    #[inline]
+    pub(crate) unsafe fn new(request: &'a mut ManuallyDrop<Request>) -> RequestSlot<'a> {
+        RequestSlot { request }
+    }
+
+    /// Take the request out (once: the slot is used up).
+    #[inline]
+    pub(crate) fn take(self) -> Request {
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: the slot owns a live request (`new`'s contract) and is used up here
+        // without its own drop, so the request is read out exactly once.
+        unsafe { ManuallyDrop::take(this.request) }
+    }
+}
+
+impl Drop for RequestSlot<'_> {
+    fn drop(&mut self) {
+        // SAFETY: not taken (`take` skips this drop): the slot still owns the request.
+        unsafe { ManuallyDrop::drop(self.request) };
+    }
 }
 
 /// A handler and the memory of its last finished future.
@@ -70,8 +109,8 @@ impl<H: Handler> Pooled<H> {
 
 impl<H: Handler> RouteHandler for Pooled<H> {
     #[inline]
-    fn start(&self, req: Request) -> RouteFuture<'_> {
-        self.place(move || self.handler.call(req))
+    fn start(&self, req: RequestSlot<'_>) -> RouteFuture<'_> {
+        self.place(move || self.handler.call(req.take()))
     }
 }
 
@@ -144,11 +183,19 @@ impl Drop for RouteFuture<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use std::rc::Rc;
 
     fn noop_cx<R>(f: impl FnOnce(&mut Context<'_>) -> R) -> R {
         let waker = std::task::Waker::noop();
         f(&mut Context::from_waker(waker))
+    }
+
+    /// `route` started on `req`, lent through a slot as the router lends it.
+    fn start<H: Handler>(route: &Pooled<H>, req: Request) -> RouteFuture<'_> {
+        let mut req = ManuallyDrop::new(req);
+        // SAFETY: `req` is not used after this.
+        route.start(unsafe { RequestSlot::new(&mut req) })
     }
 
     fn request() -> Request {
@@ -181,13 +228,13 @@ mod tests {
                 Response::new(204)
             }
         });
-        let first = route.start(request());
+        let first = start(&route, request());
         let first_at = first.fut.cast::<u8>();
         drop(first);
         assert_eq!(drops.get(), 1);
-        let mut second = route.start(request());
+        let mut second = start(&route, request());
         assert_eq!(second.fut.cast::<u8>(), first_at, "the spare memory is used again");
-        let third = route.start(request());
+        let third = start(&route, request());
         assert_ne!(third.fut.cast::<u8>(), first_at, "a future alive at the same time has its own");
         let response = noop_cx(|cx| Pin::new(&mut second).poll(cx));
         assert!(matches!(response, Poll::Ready(ref r) if r.status() == 204));
@@ -195,6 +242,30 @@ mod tests {
         drop(third);
         assert_eq!(drops.get(), 3);
         drop(route);
+    }
+
+    /// A request lent through a slot is dropped once: by the handler that took it, or by the
+    /// slot when no one took it.
+    #[test]
+    fn a_slot_drops_its_request_once() {
+        let raw = Bytes::from_static(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").to_vec();
+        let raw = Bytes::from(raw);
+        let lend = |raw: &Bytes| {
+            let parsed = crate::http::parse_head(raw, &Default::default()).unwrap().unwrap();
+            ManuallyDrop::new(Request::new(
+                parsed.into_head(raw.clone()),
+                "127.0.0.1:1".parse::<std::net::SocketAddr>().unwrap(),
+                super::super::body::RequestBody::empty(),
+            ))
+        };
+        let mut untaken = lend(&raw);
+        // SAFETY: `untaken` is not used after this.
+        drop(unsafe { RequestSlot::new(&mut untaken) });
+        let mut taken = lend(&raw);
+        // SAFETY: as above.
+        let slot = unsafe { RequestSlot::new(&mut taken) };
+        assert_eq!(slot.take().path(), "/");
+        assert!(raw.is_unique(), "both requests were dropped");
     }
 
     /// A handler that panics before its future is made leaves the route usable, its memory
@@ -205,7 +276,7 @@ mod tests {
             assert!(req.path() != "/panic", "no future for this one");
             async { Response::new(204) }
         });
-        drop(route.start(request()));
+        drop(start(&route, request()));
         let kept = route.spare.get();
         assert!(kept.is_some());
         let raw = b"GET /panic HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -216,9 +287,9 @@ mod tests {
             "127.0.0.1:1".parse::<std::net::SocketAddr>().unwrap(),
             super::super::body::RequestBody::empty(),
         );
-        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(route.start(req))));
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(start(&route, req))));
         assert!(panicked.is_err());
         assert_eq!(route.spare.get(), kept, "the memory is the route's spare again");
-        drop(route.start(request()));
+        drop(start(&route, request()));
     }
 }

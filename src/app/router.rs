@@ -4,13 +4,14 @@
 use bytes::Bytes;
 
 use std::future::Future;
+use std::mem::ManuallyDrop;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use super::handler::Handler;
 use super::request::Request;
 use super::response::Response;
-use super::route_future::{Pooled, RouteFuture, RouteHandler};
+use super::route_future::{Pooled, RequestSlot, RouteFuture, RouteHandler};
 
 struct Route {
     path: String,
@@ -31,10 +32,19 @@ impl Route {
 
     fn find(&self, method: &str) -> Option<&dyn RouteHandler> {
         let lookup = |m: &str| self.methods.iter().find(|(k, _)| k == m).map(|(_, h)| h.as_ref());
-        // HEAD is GET without the body (RFC 9110 §9.3.2); the encoder drops the body.
-        lookup(method).or_else(|| if method == "HEAD" { lookup("GET") } else { None })
+        match method {
+            // Looked up by a constant: the names are compared without a call to `memcmp`.
+            "GET" => lookup("GET"),
+            // HEAD is GET without the body (RFC 9110 §9.3.2); the encoder drops the body.
+            "HEAD" => lookup("HEAD").or_else(|| lookup("GET")),
+            _ => lookup(method),
+        }
     }
 }
+
+/// Paths this long or longer share the last bucket of [`Router`]'s index by length (a route
+/// on a long path does not make the index that long).
+const LONG_PATH: usize = 64;
 
 /// Routes requests by exact path, then by method.
 ///
@@ -45,6 +55,10 @@ impl Route {
 #[derive(Default)]
 pub struct Router {
     routes: Vec<Route>,
+    /// The indices into `routes` of the paths of each length (`by_len[n]`: the paths `n`
+    /// bytes long; the last holds every path of [`LONG_PATH`] bytes or more), so a lookup
+    /// compares the bytes of one path or two, not of every route.
+    by_len: Vec<Vec<usize>>,
 }
 
 impl Router {
@@ -56,14 +70,30 @@ impl Router {
     pub fn route(mut self, method: &str, path: &str, handler: impl Handler) -> Router {
         let method = method.to_ascii_uppercase();
         let boxed: Box<dyn RouteHandler> = Box::new(Pooled::new(handler));
-        match self.routes.iter_mut().find(|r| r.path == path) {
-            Some(route) => {
+        match self.routes.iter().position(|r| r.path == path) {
+            Some(i) => {
+                let route = &mut self.routes[i];
                 route.methods.retain(|(m, _)| *m != method);
                 route.methods.push((method, boxed));
             }
-            None => self.routes.push(Route { path: path.to_string(), methods: vec![(method, boxed)] }),
+            None => {
+                let bucket = path.len().min(LONG_PATH);
+                if self.by_len.len() <= bucket {
+                    self.by_len.resize_with(bucket + 1, Vec::new);
+                }
+                self.by_len[bucket].push(self.routes.len());
+                self.routes.push(Route { path: path.to_string(), methods: vec![(method, boxed)] });
+            }
         }
         self
+    }
+
+    /// The route for exactly `path`: one lookup by length, then the bytes of the
+    /// paths of that length (usually one).
+    #[inline]
+    fn find_route(&self, path: &str) -> Option<&Route> {
+        let same_length = self.by_len.get(path.len().min(LONG_PATH))?;
+        same_length.iter().map(|&i| &self.routes[i]).find(|r| r.path.as_bytes() == path.as_bytes())
     }
 
     pub fn get(self, path: &str, handler: impl Handler) -> Router {
@@ -94,8 +124,9 @@ impl Router {
     }
 
     /// Whether a route exists for `path` (with any method).
+    #[inline]
     pub fn serves(&self, path: &str) -> bool {
-        self.routes.iter().any(|r| r.path == path)
+        self.find_route(path).is_some()
     }
 
     fn all_methods(&self) -> String {
@@ -114,24 +145,38 @@ impl Router {
 impl Router {
     /// The route's handler started on `req`, or the router's own answer. Not an `async fn`:
     /// the request moves straight into the handler's future instead of through a state
-    /// machine of the router's own first.
-    #[inline]
+    /// machine of the router's own first. Inlined into the caller, so that the request is
+    /// lent to the handler from where the caller has it, not from a copy of it.
+    #[inline(always)]
     fn dispatch(&self, req: Request) -> Dispatch<'_> {
+        // `*` (OPTIONS only: the codec refuses it with any other method) is the router's.
+        if let Some(route) = self.find_route(req.path()).filter(|_| req.path() != "*") {
+            if let Some(handler) = route.find(req.method()) {
+                let mut req = ManuallyDrop::new(req);
+                // SAFETY: `req` is not used after this: the slot owns it.
+                return Dispatch::Handler(handler.start(unsafe { RequestSlot::new(&mut req) }));
+            }
+        }
+        Dispatch::Answer(Some(self.answer(&req)))
+    }
+
+    /// The router's own answer to a request no handler takes: 204 with `Allow` to `OPTIONS`,
+    /// 404 for an unknown path, 405 with `Allow` for a method the path has no handler for.
+    #[cold]
+    #[inline(never)]
+    fn answer(&self, req: &Request) -> Response {
         if req.path() == "*" {
             // Only OPTIONS reaches here: the codec refuses `*` with any other method.
-            return Dispatch::Answer(Some(Response::new(204).with_header("allow", self.all_methods())));
+            return Response::new(204).with_header("allow", self.all_methods());
         }
-        let Some(route) = self.routes.iter().find(|r| r.path == req.path()) else {
-            return Dispatch::Answer(Some(Response::status_text(404)));
+        let Some(route) = self.find_route(req.path()) else {
+            return Response::status_text(404);
         };
-        if let Some(handler) = route.find(req.method()) {
-            return Dispatch::Handler(handler.start(req));
-        }
-        Dispatch::Answer(Some(if req.method() == "OPTIONS" {
+        if req.method() == "OPTIONS" {
             Response::new(204).with_header("allow", route.allow())
         } else {
             Response::status_text(405).with_header("allow", Bytes::from(route.allow()))
-        }))
+        }
     }
 }
 
@@ -153,8 +198,42 @@ impl Future for Dispatch<'_> {
 }
 
 impl Handler for Router {
-    #[inline]
+    #[inline(always)]
     fn call(&self, req: Request) -> impl Future<Output = Response> {
         self.dispatch(req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path_of(router: &Router, path: &str) -> Option<String> {
+        router.find_route(path).map(|r| r.path.clone())
+    }
+
+    /// The index by length finds each path exactly: paths of one length side by side, paths
+    /// past `LONG_PATH` sharing the last bucket, and near misses of every kind not found.
+    #[test]
+    fn finds_each_path_by_its_length_and_bytes() {
+        let long_a = format!("/{}", "a".repeat(LONG_PATH + 5));
+        let long_b = format!("/{}", "b".repeat(LONG_PATH + 9));
+        let mut router = Router::new();
+        for path in ["/", "/json", "/echo", "/plaintext", long_a.as_str(), long_b.as_str()] {
+            router = router.get(path, |_req: Request| async { Response::new(204) });
+        }
+        for path in ["/", "/json", "/echo", "/plaintext", long_a.as_str(), long_b.as_str()] {
+            assert_eq!(path_of(&router, path).as_deref(), Some(path));
+            assert!(router.serves(path));
+        }
+        for miss in
+            ["", "/jso", "/jsonx", "/JSON", "/plaintexT", &long_a[..long_a.len() - 1], &format!("{long_b}b")]
+        {
+            assert_eq!(path_of(&router, miss), None, "{miss}");
+        }
+        // A second method on a path is the same route.
+        let router = router.post("/json", |_req: Request| async { Response::new(201) });
+        assert_eq!(router.routes.len(), 6);
+        assert!(router.routes[1].find("POST").is_some() && router.routes[1].find("HEAD").is_some());
     }
 }

@@ -10,6 +10,8 @@ use bytes::Bytes;
 use super::error::ParseError;
 use super::is_tchar;
 
+pub(in crate::http) mod one_pass;
+
 /// Limits applied while a head is parsed. Each one is a command-line flag.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -70,7 +72,7 @@ pub enum Framing {
 type Span = Range<u32>;
 
 /// A complete, validated request head, as offsets into the bytes it was parsed from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedHead {
     /// Bytes the head occupies at the start of the buffer (including the empty line).
     pub len: usize,
@@ -208,7 +210,25 @@ impl RequestHead {
 ///
 /// `Ok(None)` means the head is not complete yet (and is still within the limits);
 /// the caller reads more and calls again with the longer buffer.
+///
+/// A complete head in the usual form is parsed in one pass of our own ([`one_pass`]); any
+/// other (still arriving, unusual, or refused) goes to [`parse_head_httparse`], which gives
+/// the same result for every head the first accepts and decides everything else.
+#[inline]
 pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<ParsedHead>, ParseError> {
+    match one_pass::parse(buf, limits) {
+        Some(head) => Ok(Some(head)),
+        None => parse_head_httparse(buf, limits),
+    }
+}
+
+/// [`parse_head`] with httparse finding the request line and the fields: every head, every
+/// error and its precedence.
+#[inline(never)]
+pub(in crate::http) fn parse_head_httparse(
+    buf: &[u8],
+    limits: &Limits,
+) -> Result<Option<ParsedHead>, ParseError> {
     let max = limits.max_headers.max(1);
     let mut stack: [MaybeUninit<httparse::Header<'_>>; STACK_HEADERS] =
         [const { MaybeUninit::uninit() }; STACK_HEADERS];
@@ -270,101 +290,19 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<ParsedHead>, Par
 
     let Target { path, query, authority } = split_target(method_str, target_str.as_bytes(), target.start)?;
 
-    let mut hosts = 0u32;
-    let mut content_length: Option<u64> = None;
-    let mut te = TransferCodings::default();
-    let mut saw_te = false;
-    let mut conn_close = false;
-    let mut conn_keep_alive = false;
-    let mut expect_continue = false;
-    let mut accepts_trailers = false;
-    let mut forwarding = false;
+    let mut rules = FieldRules::new(version);
     for h in req.headers.iter() {
-        let name = h.name.as_bytes();
-        forwarding |= is_forwarding_name(name);
-        match name.len() {
-            4 if name.eq_ignore_ascii_case(b"host") => {
-                hosts += 1;
-                // `uri-host [ ":" port ]` (RFC 9112 §3.2), or empty when the target has no
-                // authority; anything else (a path, userinfo, spaces, a bad port) is refused.
-                let value = trim_ows(h.value);
-                if !value.is_empty() && check_authority(value, false).is_err() {
-                    return Err(ParseError::InvalidHost);
-                }
-            }
-            2 if name.eq_ignore_ascii_case(b"te") => {
-                accepts_trailers |= h.value.split(|&b| b == b',').any(|coding| {
-                    let name = coding.split(|&b| b == b';').next().unwrap_or(coding);
-                    trim_ows(name).eq_ignore_ascii_case(b"trailers")
-                });
-            }
-            6 if name.eq_ignore_ascii_case(b"expect") => {
-                let v = trim_ows(h.value);
-                if v.eq_ignore_ascii_case(b"100-continue") {
-                    expect_continue = true;
-                } else if !v.is_empty() && version == Version::Http11 {
-                    return Err(ParseError::UnsupportedExpectation);
-                }
-            }
-            10 if name.eq_ignore_ascii_case(b"connection") => {
-                for token in h.value.split(|&b| b == b',').map(trim_ows) {
-                    if token.eq_ignore_ascii_case(b"close") {
-                        conn_close = true;
-                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                        conn_keep_alive = true;
-                    }
-                }
-            }
-            14 if name.eq_ignore_ascii_case(b"content-length") => {
-                let n = parse_content_length(h.value)?;
-                match content_length {
-                    Some(prev) if prev != n => return Err(ParseError::InvalidContentLength),
-                    _ => content_length = Some(n),
-                }
-            }
-            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
-                saw_te = true;
-                te.add(h.value)?;
-            }
-            _ => {}
-        }
+        rules.add(h.name.as_bytes(), h.value)?;
     }
-
-    if version == Version::Http11 && hosts == 0 {
-        return Err(ParseError::MissingHost);
-    }
-    if hosts > 1 {
-        return Err(ParseError::DuplicateHost);
-    }
-
-    let framing = if saw_te {
-        if version == Version::Http10 {
-            return Err(ParseError::TransferEncodingInHttp10);
-        }
-        if content_length.is_some() {
-            return Err(ParseError::ContentLengthWithTransferEncoding);
-        }
-        te.finish()?;
-        Framing::Chunked
-    } else {
-        match content_length {
-            Some(0) | None => Framing::None,
-            Some(n) if n > limits.max_body => return Err(ParseError::BodyTooLarge),
-            Some(n) => Framing::Length(n),
-        }
-    };
-
-    let keep_alive = match version {
-        Version::Http11 => !conn_close,
-        Version::Http10 => conn_keep_alive && !conn_close,
-    };
+    let FieldsSaid { framing, keep_alive, expect_continue, accepts_trailers, forwarding } =
+        rules.finish(limits)?;
 
     Ok(Some(ParsedHead {
         len,
         version,
         framing,
         keep_alive,
-        expect_continue: expect_continue && version == Version::Http11,
+        expect_continue,
         accepts_trailers,
         forwarding,
         method,
@@ -376,6 +314,141 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<ParsedHead>, Par
         fields: fields_start as u32..(len - 1 - usize::from(buf[len - 2] == b'\r')).max(fields_start) as u32,
         field_count: req.headers.len() as u32,
     }))
+}
+
+/// The framing rules over a head's fields, one field at a time (RFC 9112 §6.3, §3.2, §9.6;
+/// RFC 9110 §10.1.1): each field is checked as it comes, and `finish` decides the framing.
+/// Both parsers of a head ([`parse_head`]'s own and httparse's) apply exactly these.
+struct FieldRules {
+    version: Version,
+    hosts: u32,
+    content_length: Option<u64>,
+    te: TransferCodings,
+    saw_te: bool,
+    conn_close: bool,
+    conn_keep_alive: bool,
+    expect_continue: bool,
+    accepts_trailers: bool,
+    forwarding: bool,
+}
+
+/// What a head's fields say, once every rule passed.
+struct FieldsSaid {
+    framing: Framing,
+    keep_alive: bool,
+    expect_continue: bool,
+    accepts_trailers: bool,
+    forwarding: bool,
+}
+
+impl FieldRules {
+    fn new(version: Version) -> FieldRules {
+        FieldRules {
+            version,
+            hosts: 0,
+            content_length: None,
+            te: TransferCodings::default(),
+            saw_te: false,
+            conn_close: false,
+            conn_keep_alive: false,
+            expect_continue: false,
+            accepts_trailers: false,
+            forwarding: false,
+        }
+    }
+
+    /// One field: `value` without the whitespace around it, as httparse gives it.
+    #[inline]
+    fn add(&mut self, name: &[u8], value: &[u8]) -> Result<(), ParseError> {
+        self.forwarding |= is_forwarding_name(name);
+        match name.len() {
+            4 if token_is(name, b"host") => {
+                self.hosts += 1;
+                // `uri-host [ ":" port ]` (RFC 9112 §3.2), or empty when the target has no
+                // authority; anything else (a path, userinfo, spaces, a bad port) is refused.
+                let value = trim_ows(value);
+                // The usual value, a name without a port, in one look at each byte.
+                let plain_name = value.iter().all(|&b| HOST_CHAR[b as usize]);
+                if !value.is_empty() && !plain_name && check_authority(value, false).is_err() {
+                    return Err(ParseError::InvalidHost);
+                }
+            }
+            2 if token_is(name, b"te") => {
+                self.accepts_trailers |= value.split(|&b| b == b',').any(|coding| {
+                    let name = coding.split(|&b| b == b';').next().unwrap_or(coding);
+                    trim_ows(name).eq_ignore_ascii_case(b"trailers")
+                });
+            }
+            6 if token_is(name, b"expect") => {
+                let v = trim_ows(value);
+                if v.eq_ignore_ascii_case(b"100-continue") {
+                    self.expect_continue = true;
+                } else if !v.is_empty() && self.version == Version::Http11 {
+                    return Err(ParseError::UnsupportedExpectation);
+                }
+            }
+            10 if token_is(name, b"connection") => {
+                for token in value.split(|&b| b == b',').map(trim_ows) {
+                    if token.eq_ignore_ascii_case(b"close") {
+                        self.conn_close = true;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                        self.conn_keep_alive = true;
+                    }
+                }
+            }
+            14 if token_is(name, b"content-length") => {
+                let n = parse_content_length(value)?;
+                match self.content_length {
+                    Some(prev) if prev != n => return Err(ParseError::InvalidContentLength),
+                    _ => self.content_length = Some(n),
+                }
+            }
+            17 if token_is(name, b"transfer-encoding") => {
+                self.saw_te = true;
+                self.te.add(value)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The rules over all the fields together: one `Host`, and how the body is delimited.
+    fn finish(self, limits: &Limits) -> Result<FieldsSaid, ParseError> {
+        let version = self.version;
+        if version == Version::Http11 && self.hosts == 0 {
+            return Err(ParseError::MissingHost);
+        }
+        if self.hosts > 1 {
+            return Err(ParseError::DuplicateHost);
+        }
+        let framing = if self.saw_te {
+            if version == Version::Http10 {
+                return Err(ParseError::TransferEncodingInHttp10);
+            }
+            if self.content_length.is_some() {
+                return Err(ParseError::ContentLengthWithTransferEncoding);
+            }
+            self.te.finish()?;
+            Framing::Chunked
+        } else {
+            match self.content_length {
+                Some(0) | None => Framing::None,
+                Some(n) if n > limits.max_body => return Err(ParseError::BodyTooLarge),
+                Some(n) => Framing::Length(n),
+            }
+        };
+        let keep_alive = match version {
+            Version::Http11 => !self.conn_close,
+            Version::Http10 => self.conn_keep_alive && !self.conn_close,
+        };
+        Ok(FieldsSaid {
+            framing,
+            keep_alive,
+            expect_continue: self.expect_continue && version == Version::Http11,
+            accepts_trailers: self.accepts_trailers,
+            forwarding: self.forwarding,
+        })
+    }
 }
 
 /// The request line of a head that was refused (too large, malformed further on, late), for
@@ -551,11 +624,19 @@ fn check_field_lines(block: &[u8], limits: &Limits) -> Result<(), ParseError> {
     Ok(())
 }
 
+/// Whether `name`, a token, is `lower` (lowercase letters and `-`) in any case: a token byte
+/// with its case bit set equals a letter only if it is that letter in either case, and
+/// equals `-` only if it is `-` (CR, the other byte that would, is no token byte).
+#[inline]
+fn token_is(name: &[u8], lower: &[u8]) -> bool {
+    debug_assert!(lower.iter().all(|&b| b.is_ascii_lowercase() || b == b'-'));
+    name.len() == lower.len() && name.iter().zip(lower).all(|(&n, &l)| n | 0x20 == l)
+}
+
 /// `Forwarded` or `X-Forwarded-*`, in any case.
 fn is_forwarding_name(name: &[u8]) -> bool {
     const PREFIX: &[u8] = b"x-forwarded-";
-    name.eq_ignore_ascii_case(b"forwarded")
-        || (name.len() > PREFIX.len() && name[..PREFIX.len()].eq_ignore_ascii_case(PREFIX))
+    token_is(name, b"forwarded") || (name.len() > PREFIX.len() && token_is(&name[..PREFIX.len()], PREFIX))
 }
 
 /// A line's length without a CR that ends it (the LF is not part of `line`).

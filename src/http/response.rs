@@ -4,6 +4,8 @@
 
 use bytes::{BufMut, BytesMut};
 
+use super::date::{DateCache, OK_START_LEN};
+
 /// How the body of an encoded response is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyLength {
@@ -62,11 +64,7 @@ pub fn encode_head<'a>(
         // The usual status line in one copy.
         out.put_slice(b"HTTP/1.1 200 OK\r\ndate: ");
     } else {
-        out.put_slice(b"HTTP/1.1 ");
-        write_decimal(out, u64::from(status));
-        out.put_u8(b' ');
-        out.put_slice(reason(status).as_bytes());
-        out.put_slice(b"\r\ndate: ");
+        put_status_line(out, status);
     }
     match <&[u8; DATE_LEN]>::try_from(date) {
         // An IMF-fixdate, as the date cache keeps it: a copy of constant size, inlined.
@@ -74,6 +72,52 @@ pub fn encode_head<'a>(
         Err(_) => out.put_slice(date),
     }
     out.put_slice(b"\r\n");
+    encode_fields_and_end(out, headers, length, connection);
+}
+
+/// [`encode_head`] with the date from the executor's cache: a `200`'s status line and date
+/// field are one copy of constant size.
+#[inline]
+pub fn encode_head_dated<'a>(
+    out: &mut BytesMut,
+    status: u16,
+    headers: impl Iterator<Item = (&'a str, &'a [u8])>,
+    length: BodyLength,
+    connection: ConnectionHeader,
+    date: &DateCache,
+) {
+    out.reserve(128 + OK_START_LEN);
+    if status == 200 {
+        out.put_slice(date.ok_start());
+    } else {
+        put_status_line(out, status);
+        match <&[u8; DATE_LEN]>::try_from(date.as_bytes()) {
+            Ok(fixed) => out.put_slice(fixed),
+            Err(_) => out.put_slice(date.as_bytes()),
+        }
+        out.put_slice(b"\r\n");
+    }
+    encode_fields_and_end(out, headers, length, connection);
+}
+
+/// `HTTP/1.1 <status> <reason>` and `date: ` (the date itself is the caller's).
+fn put_status_line(out: &mut BytesMut, status: u16) {
+    out.put_slice(b"HTTP/1.1 ");
+    write_decimal(out, u64::from(status));
+    out.put_u8(b' ');
+    out.put_slice(reason(status).as_bytes());
+    out.put_slice(b"\r\ndate: ");
+}
+
+/// The handler's fields (less those the server owns), the framing field, the connection
+/// field and the empty line.
+#[inline]
+fn encode_fields_and_end<'a>(
+    out: &mut BytesMut,
+    headers: impl Iterator<Item = (&'a str, &'a [u8])>,
+    length: BodyLength,
+    connection: ConnectionHeader,
+) {
     for (name, value) in headers {
         if is_server_owned(name) {
             continue;
@@ -118,12 +162,34 @@ fn put_field(out: &mut BytesMut, name: &[u8], value: &[u8]) {
     // SAFETY: `reserve` made room for `len` bytes after the buffer's contents; all of them
     // are written before they are claimed as initialized.
     unsafe {
-        std::ptr::copy_nonoverlapping(name.as_ptr(), at, name.len());
+        copy_short(name, at);
         let colon = at.add(name.len());
         colon.cast::<[u8; 2]>().write_unaligned(*b": ");
-        std::ptr::copy_nonoverlapping(value.as_ptr(), colon.add(2), value.len());
+        copy_short(value, colon.add(2));
         colon.add(2 + value.len()).cast::<[u8; 2]>().write_unaligned(*b"\r\n");
         out.set_len(out.len() + len);
+    }
+}
+
+/// Copy `src` to `dst`. Field names and values are mostly 4 to 16 bytes: those are copied
+/// with two loads and two stores (that overlap when shorter than 16 or 8), not a call to
+/// `memcpy`.
+///
+/// # Safety
+/// `dst` is valid for `src.len()` bytes of writes and does not overlap `src`.
+#[inline(always)]
+unsafe fn copy_short(src: &[u8], dst: *mut u8) {
+    let (len, from) = (src.len(), src.as_ptr());
+    if (8..=16).contains(&len) {
+        let (a, b) = (from.cast::<u64>().read_unaligned(), from.add(len - 8).cast::<u64>().read_unaligned());
+        dst.cast::<u64>().write_unaligned(a);
+        dst.add(len - 8).cast::<u64>().write_unaligned(b);
+    } else if (4..8).contains(&len) {
+        let (a, b) = (from.cast::<u32>().read_unaligned(), from.add(len - 4).cast::<u32>().read_unaligned());
+        dst.cast::<u32>().write_unaligned(a);
+        dst.add(len - 4).cast::<u32>().write_unaligned(b);
+    } else {
+        std::ptr::copy_nonoverlapping(from, dst, len);
     }
 }
 
@@ -147,23 +213,50 @@ impl Tail {
         self.len += bytes.len();
     }
 
-    /// `n` in decimal, in place: its digits counted, then written from the last.
+    /// `n` in decimal, in place: its digits counted (by comparison), then written from the
+    /// last, two at a time.
     #[inline]
-    fn push_decimal(&mut self, n: u64) {
-        let mut count = 1;
-        let mut rest = n / 10;
-        while rest > 0 {
-            count += 1;
-            rest /= 10;
+    fn push_decimal(&mut self, mut n: u64) {
+        let count = 1 + POWERS_OF_TEN.iter().take_while(|&&p| n >= p).count();
+        let mut end = self.len + count;
+        self.len = end;
+        while n >= 100 {
+            let pair = (n % 100) as usize * 2;
+            n /= 100;
+            end -= 2;
+            self.buf[end..end + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
         }
-        let mut rest = n;
-        for digit in self.buf[self.len..self.len + count].iter_mut().rev() {
-            *digit = b'0' + (rest % 10) as u8;
-            rest /= 10;
+        if n >= 10 {
+            let pair = n as usize * 2;
+            self.buf[end - 2..end].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+        } else {
+            self.buf[end - 1] = b'0' + n as u8;
         }
-        self.len += count;
     }
 }
+
+/// 10 to 10^19: a `u64` has one digit more than the number of these it is at least.
+const POWERS_OF_TEN: [u64; 19] = {
+    let mut powers = [10u64; 19];
+    let mut i = 1;
+    while i < 19 {
+        powers[i] = powers[i - 1] * 10;
+        i += 1;
+    }
+    powers
+};
+
+/// `00` to `99`, two bytes each.
+const DIGIT_PAIRS: [u8; 200] = {
+    let mut pairs = [0u8; 200];
+    let mut i = 0;
+    while i < 100 {
+        pairs[2 * i] = b'0' + (i / 10) as u8;
+        pairs[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    pairs
+};
 
 /// Append one chunk (`size CRLF data CRLF`); empty data writes nothing, since an empty chunk
 /// would end the body.

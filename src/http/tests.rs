@@ -678,3 +678,121 @@ fn encodes_every_head_ending() {
         }
     }
 }
+
+/// The one-pass parser of the usual head gives exactly what httparse's path gives for every
+/// head it accepts (and it accepts the usual ones): over the fuzz corpus and hand-made heads,
+/// each with every prefix and every byte replaced by one of the bytes that matter to the
+/// grammar, under the default limits and under tight ones.
+#[test]
+fn one_pass_agrees_with_httparse() {
+    use super::request::{one_pass, parse_head_httparse};
+    let mut heads: Vec<Vec<u8>> = [
+        &b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        b"GET /a/b?x=1&y?z HTTP/1.1\r\nHost: example:80\r\nUser-Agent: t\r\n\r\n",
+        b"GET / HTTP/1.0\r\n\r\n",
+        b"GET / HTTP/1.0\nConnection: keep-alive\n\n",
+        b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nA: 1\nB: \t2 \t\r\n\r\nabc",
+        b"POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTE: trailers\r\n\r\n",
+        b"PUT /p HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n",
+        b"GET http://a.example:8080/p?q HTTP/1.1\r\nHost: a.example\r\n\r\n",
+        b"CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n",
+        b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: [::1]:80\r\nX-Forwarded-For: 1.2.3.4\r\nZ: \xff v\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nA:\r\nB: \r\nConnection: close\r\n\r\n",
+        b"GET /a-rather-long/path/of/many/words?and=a&query=string&too HTTP/1.1\r\n\
+          Host: www.example.com:8080\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101\r\n\
+          Accept: text/html,application/xhtml+xml;q=0.9,*/*;q=0.8\r\n\r\n",
+    ]
+    .iter()
+    .map(|h| h.to_vec())
+    .collect();
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/head");
+    for entry in std::fs::read_dir(&corpus).expect("the head corpus") {
+        heads.push(std::fs::read(entry.expect("entry").path()).expect("a corpus file"));
+    }
+    let limit_sets = [
+        Limits::default(),
+        Limits {
+            max_request_line: 20,
+            max_header_field: 12,
+            max_header_block: 40,
+            max_headers: 2,
+            max_body: 5,
+        },
+    ];
+    let (mut accepted, mut compared) = (0, 0);
+    let mut check = |raw: &[u8]| {
+        for limits in &limit_sets {
+            compared += 1;
+            if let Some(head) = one_pass::parse(raw, limits) {
+                accepted += 1;
+                assert_eq!(
+                    parse_head_httparse(raw, limits),
+                    Ok(Some(head)),
+                    "{:?} under {limits:?}",
+                    String::from_utf8_lossy(raw)
+                );
+            }
+        }
+    };
+    for raw in &heads {
+        let raw = &raw[..raw.len().min(512)];
+        for end in 0..=raw.len() {
+            check(&raw[..end]);
+        }
+        let mut mutated = raw.to_vec();
+        for at in 0..raw.len() {
+            for b in
+                [b' ', b'\t', b'\r', b'\n', 0, 0x1f, b'!', b'~', 0x7f, 0x80, 0xff, b':', b'?', b'/', b'A']
+            {
+                mutated[at] = b;
+                check(&mutated);
+            }
+            mutated[at] = raw[at];
+        }
+    }
+    assert!(accepted > compared / 20, "the one-pass parser took only {accepted} of {compared} heads");
+}
+
+/// A head encoded with the date cache (a `200`'s first two lines in one copy) is the head
+/// `encode_head` makes with the same date, for every status kind, length and connection.
+#[test]
+fn encodes_the_same_head_with_the_date_cache() {
+    use super::response::encode_head_dated;
+    let cache = super::DateCache::new();
+    assert_eq!(cache.as_bytes().len(), 29);
+    for status in [200, 204, 404, 101, 503] {
+        for length in
+            [BodyLength::Known(0), BodyLength::Known(123_456), BodyLength::Chunked, BodyLength::Forbidden]
+        {
+            for connection in [ConnectionHeader::Omit, ConnectionHeader::Close, ConnectionHeader::KeepAlive] {
+                let fields =
+                    [("content-type", &b"text/plain"[..]), ("x-a-longer-name-than-16", b"v"), ("ab", b"")];
+                let (mut plain, mut cached) = (BytesMut::new(), BytesMut::new());
+                encode_head(&mut plain, status, fields.into_iter(), length, connection, cache.as_bytes());
+                encode_head_dated(&mut cached, status, fields.into_iter(), length, connection, &cache);
+                assert_eq!(cached, plain);
+            }
+        }
+    }
+}
+
+/// The framing fields are found in any case, and only by their exact names: a byte that
+/// differs only in its case bit from a letter of the name is that letter in the other case,
+/// and `_` or other token bytes in place of `-` make another name.
+#[test]
+fn field_names_match_in_any_case_and_only_exactly() {
+    let head = |fields: &str| format!("POST / HTTP/1.1\r\n{fields}\r\n\r\n").into_bytes();
+    assert_eq!(ok(&head("hOsT: x\r\ncOnTeNt-LeNgTh: 5")).framing(), Framing::Length(5));
+    assert_eq!(ok(&head("HOST: x\r\nTRANSFER-ENCODING: CHUNKED")).framing(), Framing::Chunked);
+    assert_eq!(ok(&head("Host: x\r\nContent_Length: 5")).framing(), Framing::None);
+    assert_eq!(ok(&head("Host: x\r\nContent-Lengtj: 5")).framing(), Framing::None);
+    assert_eq!(ok(&head("Host: x\r\nTransfer~Encoding: chunked")).framing(), Framing::None);
+    assert_eq!(err(&head("Hosu: x")), MissingHost);
+    assert_eq!(err(&head("Host: x\r\nhost: y")), DuplicateHost);
+    assert!(!ok(&head("Host: x\r\nConnection: CLOSE")).keep_alive());
+    assert!(ok(&head("Host: x\r\nConnectioN: keep-alive")).keep_alive());
+    assert_eq!(err(&head("Host: x\r\nEXPECT: nothing")), UnsupportedExpectation);
+    assert!(ok(&head("Host: x\r\nx-FORWARDED-for: 1.2.3.4")).has_forwarding_fields());
+    assert!(!ok(&head("Host: x\r\nx_forwarded-for: 1.2.3.4")).has_forwarding_fields());
+}
