@@ -258,23 +258,47 @@ pub fn serve<T: Transport, K: Timer, H: Handler>(
     peer: Peer,
     ctx: Rc<ConnCtx<H>>,
 ) -> impl Future<Output = ()> {
-    // Built here rather than inside an async fn, which would keep its arguments beside the
-    // connection they were moved into for as long as the connection lives.
-    // (Neither is moved into a local of the future, which would then hold both; and no
-    // value that the match takes apart lives across an await, or the future would keep a
-    // slot for it.)
-    let mut parked = Parked::new(io, peer, ctx, INITIAL_READ_BUF);
-    let mut woke = None;
+    // The future holds only boxes: the working state while busy (`work`), the parked
+    // connection and its wait while idle (`park`), the WebSocket after an upgrade; so what
+    // it keeps for one state is not kept for the others (a WebSocket holds no parked
+    // connection's slot). Built here rather than inside an async fn, which would keep its
+    // arguments beside what they were moved into; and no value that a match takes apart
+    // lives across an await, or the future would keep a slot for it.
+    // (`next` is taken, not awaited in place: a finished future's box would stay allocated
+    // until the next one replaced it.)
+    let mut next = Some(work::<T, K, H>(Parked::new(io, peer, ctx, INITIAL_READ_BUF), None));
     async move {
         let (conn, upgrade) = loop {
-            parked = match work::<T, K, H>(parked, woke).await {
-                Step::Closed => return,
-                Step::Parked(parked) => parked,
-                Step::Upgraded(conn, upgrade) => break (conn, upgrade),
+            let waiting = match next.take() {
+                Some(working) => match working.await {
+                    Step::Closed => return,
+                    Step::Parked(waiting) => waiting,
+                    Step::Upgraded(conn, upgrade) => break (conn, upgrade),
+                },
+                None => return,
             };
-            woke = Some(parked.wait().await);
+            let (parked, woke) = waiting.await;
+            next = Some(work::<T, K, H>(parked, Some(woke)));
         };
         Box::pin(conn.hand_over(upgrade)).await
+    }
+}
+
+/// A parked connection waiting (`park`): it ends with the connection and how its wait ended.
+type Waiting<T, H> = Pin<Box<dyn Future<Output = (Parked<T, H>, IdleWait)>>>;
+
+/// A parked connection waiting, boxed (one allocation each time a connection parks, none
+/// per request).
+fn park<T: Transport, H: 'static>(parked: Parked<T, H>) -> Waiting<T, H> {
+    Box::pin(wait_parked(parked))
+}
+
+/// `park`'s future. (An async block rather than an `async fn`, which would hold `parked`
+/// twice: as its argument, and in the local it is moved into.)
+fn wait_parked<T: Transport, H>(mut parked: Parked<T, H>) -> impl Future<Output = (Parked<T, H>, IdleWait)> {
+    async move {
+        let woke = parked.wait().await;
+        (parked, woke)
     }
 }
 
@@ -290,7 +314,9 @@ fn work<T: Transport, K: Timer, H: Handler>(
         match conn.run().await {
             Exit::Closed => Step::Closed,
             Exit::Parked(idle) => match conn.io.take() {
-                Some(io) => Step::Parked(conn.park(io, idle)),
+                // The parked connection's box is made before this one is freed: a new
+                // connection's working state then finds this one's memory whole.
+                Some(io) => Step::Parked(park(conn.park(io, idle))),
                 None => Step::Closed,
             },
             Exit::Upgraded(upgrade) => Step::Upgraded(Box::new(conn), upgrade),
@@ -327,8 +353,8 @@ struct Encoded {
 enum Step<T, K, H> {
     /// The connection is closed.
     Closed,
-    /// Idle between requests: what it keeps while it waits.
-    Parked(Parked<T, H>),
+    /// Idle between requests: what it keeps while it waits, waiting (`park`).
+    Parked(Waiting<T, H>),
     /// The `101` is written: the connection is a WebSocket's now.
     Upgraded(Box<Conn<T, K, H>>, Box<Upgrade>),
 }

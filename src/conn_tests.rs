@@ -180,10 +180,10 @@ fn a_large_head_does_not_leave_an_idle_connection_a_large_buffer() {
 
 #[test]
 fn connection_futures_stay_small_and_loosely_aligned() {
-    // What an idle connection costs is mostly its task's future: the parked connection and
-    // its readiness wait, the working state (`Conn::run`) being boxed and let go when it
-    // goes idle. Timers held inline (monoio's sleep is 640 bytes, aligned to 128) or async
-    // fns that keep copies of their arguments once made the whole of it 3.2 KB.
+    // What an idle connection costs is mostly its task's future and the parked connection
+    // with its readiness wait (`park`), the working state (`work`) being boxed and let go
+    // when it goes idle. Timers held inline (monoio's sleep is 640 bytes, aligned to 128) or
+    // async fns that keep copies of their arguments once made the whole of it 3.2 KB.
     use crate::app::Router;
     use crate::peer::Peer;
     use std::rc::Rc;
@@ -192,11 +192,14 @@ fn connection_futures_stay_small_and_loosely_aligned() {
         let make =
             |io: T, peer: Peer, ctx: Rc<super::ConnCtx<Router>>| super::serve::<T, K, Router>(io, peer, ctx);
         let (size, align) = layout_of_output(&make);
-        assert!(
-            size <= idle_max,
-            "{name}: the connection future is {size} bytes (at most {idle_max} expected)"
-        );
+        assert!(size <= 64, "{name}: the connection future is {size} bytes (it holds boxes)");
         assert!(align <= 16, "{name}: the connection future is aligned to {align} bytes");
+        let (parked, align) = layout_of_output1(&super::wait_parked::<T, Router>);
+        assert!(
+            size + parked <= idle_max,
+            "{name}: an idle connection is {size} + {parked} bytes (at most {idle_max} expected)"
+        );
+        assert!(align <= 16, "{name}: the parked state is aligned to {align} bytes");
         let (size, align) = layout_of_output2(&super::work::<T, K, Router>);
         assert!(size <= busy_max, "{name}: the working state is {size} bytes (at most {busy_max} expected)");
         assert!(align <= 16, "{name}: the working state is aligned to {align} bytes");
@@ -205,7 +208,10 @@ fn connection_futures_stay_small_and_loosely_aligned() {
     fn layout_of_output<A, B, C, R, F: Fn(A, B, C) -> R>(_: &F) -> (usize, usize) {
         (std::mem::size_of::<R>(), std::mem::align_of::<R>())
     }
-    // `work` returns the working state boxed.
+    fn layout_of_output1<A, R, F: Fn(A) -> R>(_: &F) -> (usize, usize) {
+        (std::mem::size_of::<R>(), std::mem::align_of::<R>())
+    }
+    // `work` returns its future boxed.
     fn layout_of_output2<A, B, R, F: Fn(A, B) -> std::pin::Pin<Box<R>>>(_: &F) -> (usize, usize) {
         (std::mem::size_of::<R>(), std::mem::align_of::<R>())
     }
