@@ -924,22 +924,11 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         if copied > INLINE_BODY_MAX {
             return Err(self.encode_response_head(response, is_head, version, close));
         }
-        let event_stream = response.is_event_stream();
-        let (status, headers, body) = response.into_parts();
-        let HeadFraming { send_body, length, connection, close } =
-            HeadFraming::of(status, &body, is_head, version, close);
-        encode_head_dated(
-            &mut self.wbuf,
-            status,
-            headers.iter(),
-            length,
-            connection,
-            &self.ctx.date.borrow(),
-        );
-        let log_fields = self.ctx.access_log.is_some().then(|| Box::new(headers));
+        let encoded = self.encode_response_head(response, is_head, version, close);
         if self.wbuf.len() + copied >= WRITE_HIGH_WATER {
-            return Err(Encoded { status, body, send_body, length, close, event_stream, log_fields });
+            return Err(encoded);
         }
+        let Encoded { status, body, close, event_stream, log_fields, .. } = encoded;
         if let ResponseBody::Full(bytes) = body {
             if copied > 0 {
                 self.wbuf.extend_from_slice(&bytes);
