@@ -97,19 +97,17 @@ pub trait WriteHalf: 'static {
 
 /// The runtime's timer.
 pub trait Timer: 'static {
-    fn sleep(duration: Duration) -> impl Future<Output = ()>;
-
-    /// The sleep a [`TimerSlot`] keeps and re-arms for each wait.
+    /// The runtime's sleep (what a [`TimerSlot`] keeps and re-arms for each wait).
     type Sleep: Future<Output = ()> + 'static;
 
-    /// A sleep of `duration` that [`rearm`](Timer::rearm) can set again.
-    fn rearmable(duration: Duration) -> Self::Sleep;
+    /// A sleep of `duration`, which [`rearm`](Timer::rearm) can set again.
+    fn sleep(duration: Duration) -> Self::Sleep;
 
     /// Set `sleep` to end `duration` from now. The default builds a new one in place; a
     /// runtime whose sleep can be reset does that instead (no new timer entry, and no copy
     /// of a sleep that is 640 bytes on monoio).
     fn rearm(mut sleep: Pin<&mut Self::Sleep>, duration: Duration) {
-        sleep.set(Self::rearmable(duration));
+        sleep.set(Self::sleep(duration));
     }
 }
 
@@ -198,7 +196,7 @@ impl<K: Timer> Rearm for Slot<K> {
         let mut slot = self.sleep();
         match slot.as_mut().as_pin_mut() {
             Some(sleep) => K::rearm(sleep, duration),
-            None => slot.set(Some(K::rearmable(duration))),
+            None => slot.set(Some(K::sleep(duration))),
         }
     }
 

@@ -135,13 +135,9 @@ impl WriteHalf for MemoryWrite {
 pub struct NeverTimer;
 
 impl Timer for NeverTimer {
-    fn sleep(_: Duration) -> impl Future<Output = ()> {
-        std::future::pending()
-    }
-
     type Sleep = std::future::Pending<()>;
 
-    fn rearmable(_: Duration) -> std::future::Pending<()> {
+    fn sleep(_: Duration) -> std::future::Pending<()> {
         std::future::pending()
     }
 }

@@ -26,13 +26,9 @@ use crate::peer::Peer;
 pub struct Monoio;
 
 impl Timer for Monoio {
-    fn sleep(duration: Duration) -> impl Future<Output = ()> {
-        monoio::time::sleep(duration)
-    }
-
     type Sleep = monoio::time::Sleep;
 
-    fn rearmable(duration: Duration) -> monoio::time::Sleep {
+    fn sleep(duration: Duration) -> monoio::time::Sleep {
         monoio::time::sleep(duration)
     }
 

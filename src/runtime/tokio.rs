@@ -32,13 +32,9 @@ use crate::peer::Peer;
 pub struct Tokio;
 
 impl Timer for Tokio {
-    fn sleep(duration: Duration) -> impl Future<Output = ()> {
-        tokio::time::sleep(duration)
-    }
-
     type Sleep = tokio::time::Sleep;
 
-    fn rearmable(duration: Duration) -> tokio::time::Sleep {
+    fn sleep(duration: Duration) -> tokio::time::Sleep {
         tokio::time::sleep(duration)
     }
 
@@ -125,13 +121,9 @@ pub fn prepare_shared(workers: usize, cores: Vec<usize>) -> io::Result<&'static 
 }
 
 impl Timer for TokioMt {
-    fn sleep(duration: Duration) -> impl Future<Output = ()> {
-        tokio::time::sleep(duration)
-    }
-
     type Sleep = tokio::time::Sleep;
 
-    fn rearmable(duration: Duration) -> tokio::time::Sleep {
+    fn sleep(duration: Duration) -> tokio::time::Sleep {
         tokio::time::sleep(duration)
     }
 

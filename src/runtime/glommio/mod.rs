@@ -38,15 +38,11 @@ pub const MEMLOCK_PER_EXECUTOR: u64 = IO_MEMORY as u64 + 3 * 256 * 1024;
 pub struct Glommio;
 
 impl Timer for Glommio {
-    fn sleep(duration: Duration) -> impl Future<Output = ()> {
-        glommio::timer::sleep(duration)
-    }
-
     // Re-armed by building a new one (the default): glommio's timers are small, behind an
     // `Rc`, so there is no large copy to save.
     type Sleep = GlommioSleep;
 
-    fn rearmable(duration: Duration) -> GlommioSleep {
+    fn sleep(duration: Duration) -> GlommioSleep {
         GlommioSleep(glommio::timer::Timer::new(duration))
     }
 }
