@@ -338,18 +338,8 @@ where
         (GlommioRead(read, self.2), GlommioWrite(write, fd))
     }
 
-    async fn read(&mut self, mut buf: BytesMut) -> (io::Result<usize>, BytesMut) {
-        if let Some(byte) = self.2.take() {
-            // What `readable` took; the rest follows with the next read.
-            buf.extend_from_slice(&[byte]);
-            return (Ok(1), buf);
-        }
-        // glommio reads into initialised memory: zero the spare room, read, trim.
-        let filled = buf.len();
-        buf.resize(buf.capacity(), 0);
-        let result = self.0.read(&mut buf[filled..]).await;
-        buf.truncate(filled + *result.as_ref().unwrap_or(&0));
-        (result, buf)
+    async fn read(&mut self, buf: BytesMut) -> (io::Result<usize>, BytesMut) {
+        read_stashed(&mut self.0, &mut self.2, buf).await
     }
 
     async fn read_unless<St: Future>(
@@ -374,18 +364,8 @@ where
         (result, buf)
     }
 
-    /// A one-byte read, kept for the next read: its wait is glommio's readiness poll, with
-    /// no buffer of glommio's own (a `MSG_PEEK` receive allocates one), and dropped before
-    /// it completes it has taken nothing.
-    async fn readable(&mut self) -> io::Result<()> {
-        if self.2.is_some() {
-            return Ok(());
-        }
-        let mut byte = [0u8; 1];
-        if self.0.read(&mut byte).await? == 1 {
-            self.2 = Some(byte[0]);
-        }
-        Ok(())
+    fn readable(&mut self) -> impl Future<Output = io::Result<()>> {
+        wait_readable(&mut self.0, &mut self.2)
     }
 
     async fn write_all(&mut self, buf: BytesMut) -> (io::Result<()>, BytesMut) {
@@ -406,30 +386,49 @@ where
 pub struct GlommioRead<S = glommio::net::TcpStream>(futures_lite::io::ReadHalf<S>, Option<u8>);
 
 impl<S: futures_lite::AsyncRead + Unpin + 'static> ReadHalf for GlommioRead<S> {
-    async fn read(&mut self, mut buf: BytesMut) -> (io::Result<usize>, BytesMut) {
-        if let Some(byte) = self.1.take() {
-            // What `readable` took; the rest follows with the next read.
-            buf.extend_from_slice(&[byte]);
-            return (Ok(1), buf);
-        }
-        let filled = buf.len();
-        buf.resize(buf.capacity(), 0);
-        let result = self.0.read(&mut buf[filled..]).await;
-        buf.truncate(filled + *result.as_ref().unwrap_or(&0));
-        (result, buf)
+    async fn read(&mut self, buf: BytesMut) -> (io::Result<usize>, BytesMut) {
+        read_stashed(&mut self.0, &mut self.1, buf).await
     }
 
-    /// As the whole stream's: a one-byte read into the half's own byte.
-    async fn readable(&mut self) -> io::Result<()> {
-        if self.1.is_some() {
-            return Ok(());
-        }
-        let mut byte = [0u8; 1];
-        if self.0.read(&mut byte).await? == 1 {
-            self.1 = Some(byte[0]);
-        }
-        Ok(())
+    fn readable(&mut self) -> impl Future<Output = io::Result<()>> {
+        wait_readable(&mut self.0, &mut self.1)
     }
+}
+
+/// A read into the spare room of `buf` (a stream's or its read half's), handing out first
+/// the byte a readiness wait took (`wait_readable`); the rest follows with the next read.
+async fn read_stashed<R: futures_lite::AsyncRead + Unpin>(
+    reader: &mut R,
+    stashed: &mut Option<u8>,
+    mut buf: BytesMut,
+) -> (io::Result<usize>, BytesMut) {
+    if let Some(byte) = stashed.take() {
+        buf.extend_from_slice(&[byte]);
+        return (Ok(1), buf);
+    }
+    // glommio reads into initialised memory: zero the spare room, read, trim.
+    let filled = buf.len();
+    buf.resize(buf.capacity(), 0);
+    let result = reader.read(&mut buf[filled..]).await;
+    buf.truncate(filled + *result.as_ref().unwrap_or(&0));
+    (result, buf)
+}
+
+/// glommio's wait for readability: a one-byte read, kept in `stashed` for the next read
+/// (`read_stashed`). Its wait is glommio's readiness poll, with no buffer of glommio's own
+/// (a `MSG_PEEK` receive allocates one), and dropped before it completes it has taken nothing.
+async fn wait_readable<R: futures_lite::AsyncRead + Unpin>(
+    reader: &mut R,
+    stashed: &mut Option<u8>,
+) -> io::Result<()> {
+    if stashed.is_some() {
+        return Ok(());
+    }
+    let mut byte = [0u8; 1];
+    if reader.read(&mut byte).await? == 1 {
+        *stashed = Some(byte[0]);
+    }
+    Ok(())
 }
 
 /// The write half, and the socket's descriptor for `shutdown`.
