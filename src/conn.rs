@@ -916,16 +916,13 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         version: Version,
         close: bool,
     ) -> Result<Outcome, Encoded> {
-        let copied = match response.body() {
-            ResponseBody::Full(bytes) if status_allows_body(response.status()) && !is_head => bytes.len(),
-            ResponseBody::Full(_) | ResponseBody::Empty => 0,
-            _ => return Err(self.encode_response_head(response, is_head, version, close)),
-        };
-        if copied > INLINE_BODY_MAX {
-            return Err(self.encode_response_head(response, is_head, version, close));
-        }
         let encoded = self.encode_response_head(response, is_head, version, close);
-        if self.wbuf.len() + copied >= WRITE_HIGH_WATER {
+        let copied = match &encoded.body {
+            ResponseBody::Full(bytes) if encoded.send_body => bytes.len(),
+            ResponseBody::Full(_) | ResponseBody::Empty => 0,
+            _ => return Err(encoded),
+        };
+        if copied > INLINE_BODY_MAX || self.wbuf.len() + copied >= WRITE_HIGH_WATER {
             return Err(encoded);
         }
         let Encoded { status, body, close, event_stream, log_fields, .. } = encoded;
