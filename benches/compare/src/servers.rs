@@ -408,4 +408,13 @@ mod tests {
             assert!(tls.contains(line), "{line} in {tls}");
         }
     }
+
+    #[test]
+    fn every_server_is_found_by_its_name() {
+        for k in Kind::ALL.into_iter().chain(Kind::AXUM) {
+            assert_eq!(Kind::parse(k.name()), Some(k));
+        }
+        assert_eq!(Kind::parse("may-minihttp"), Some(Kind::MayMinihttp));
+        assert!(Kind::ALL.contains(&Kind::MayMinihttp), "may-minihttp is in a plain run");
+    }
 }
