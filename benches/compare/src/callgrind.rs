@@ -1,9 +1,9 @@
 //! `compare callgrind`: user-space instructions per request under valgrind's callgrind
 //! (benches/callgrind/run.sh) for the floor, percore's native handlers (monoio, one
-//! executor) and hyper (one `current_thread` runtime), pipelined (4 connections × 16) and
-//! keep-alive (64 connections), with every server's ratio to the floor. Instruction counts
-//! are deterministic, so one run each is enough, and they do not move with other load on
-//! the machine the way CPU time does.
+//! executor), hyper (one `current_thread` runtime) and may-minihttp (one `may` worker),
+//! pipelined (4 connections × 16) and keep-alive (64 connections), with every server's
+//! ratio to the floor. Instruction counts are deterministic, so one run each is enough, and
+//! they do not move with other load on the machine the way CPU time does.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -21,7 +21,7 @@ pub struct Counts {
 const GOAL_PIPELINED: u64 = 1_300;
 const GOAL_KEEP_ALIVE: u64 = 3_000;
 
-/// Run the three servers under callgrind for each of `paths`; profiles go to `out`.
+/// Run the four servers under callgrind for each of `paths`; profiles go to `out`.
 pub fn measure(
     percore: &Path,
     me: &Path,
@@ -34,7 +34,7 @@ pub fn measure(
     let mut all = Vec::new();
     for path in paths {
         let p = port.to_string();
-        let servers: [(&'static str, Vec<String>); 3] = [
+        let servers: [(&'static str, Vec<String>); 4] = [
             ("floor", vec![me.display().to_string(), "serve-floor".into(), "--port".into(), p.clone()]),
             (
                 "percore-native",
@@ -59,6 +59,17 @@ pub fn measure(
                     "serve-hyper".into(),
                     "--mode".into(),
                     "tpc".into(),
+                    "--threads".into(),
+                    "1".into(),
+                    "--port".into(),
+                    p.clone(),
+                ],
+            ),
+            (
+                "may-minihttp",
+                vec![
+                    me.display().to_string(),
+                    "serve-may-minihttp".into(),
                     "--threads".into(),
                     "1".into(),
                     "--port".into(),

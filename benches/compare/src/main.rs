@@ -1,6 +1,6 @@
 //! End-to-end comparison: percore (monoio/io_uring and tokio/epoll) against a hyper 1.x
-//! reference server (tokio multi-thread, and thread-per-core), and nginx when installed,
-//! under wrk on 127.0.0.1.
+//! reference server (tokio multi-thread, and thread-per-core), may-minihttp (the
+//! TechEmpower Rust entry), and nginx when installed, under wrk on 127.0.0.1.
 //!
 //! ```sh
 //! cargo run --release --manifest-path benches/compare/Cargo.toml -- --cores 1
@@ -17,6 +17,7 @@ mod floor;
 mod hyper_ref;
 mod hyper_tls;
 mod idle;
+mod may_minihttp_ref;
 mod procfs;
 mod report;
 mod servers;
@@ -179,16 +180,16 @@ OPTIONS:
   --connections N        wrk connections (default 64)
   --depth N              pipelining depth of the `pipelined` workload (default 16)
   --idle N               idle keep-alive connections for the memory test (default 10000; 0 = skip)
-  --servers LIST         of percore-monoio,percore-tokio,percore-tokio-mt,percore-glommio,hyper-mt,
-                         hyper-tpc,nginx (default: all; glommio and tokio-mt when the percore build
-                         has them, nginx when installed)
+  --servers LIST         of floor,percore-monoio,percore-tokio,percore-tokio-mt,percore-glommio,
+                         hyper-mt,hyper-tpc,may-minihttp,nginx (default: all; glommio and
+                         tokio-mt when the percore build has them, nginx when installed)
   --workloads LIST       of plaintext,json,pipelined (default: all)
   --no-strace            skip syscall counting (default: on when strace is installed)
   --strace-requests N    requests per syscall count (default 50000)
   --profile              perf record the percore servers and hyper-mt under plaintext
   --callgrind            also count user-space instructions per request under callgrind for the
-                         floor, percore (monoio, native handlers) and hyper, pipelined and
-                         keep-alive, /plaintext and /json (results/callgrind.md; needs valgrind)
+                         floor, percore (monoio, native handlers), hyper and may-minihttp,
+                         pipelined and keep-alive, /plaintext and /json (results/callgrind.md; needs valgrind)
   --percore-bin PATH     use this percore binary (default: build target/release/percore)
   --no-build             do not run `cargo build --release` at the root
   --wrk PATH             wrk binary (default: wrk on PATH)
@@ -203,6 +204,8 @@ OPTIONS:
   compare serve-floor --threads N --port P
                          the floor: the cheapest monoio responder wrk accepts (counts request
                          ends, writes canned answers)
+  compare serve-may-minihttp --threads N --port P
+                         may-minihttp (the TechEmpower Rust entry) on N may worker threads
   compare serve-axum --threads N --port P
                          the axum router on axum::serve
   compare serve-percore-axum [PERCORE FLAGS]
@@ -355,6 +358,18 @@ fn main() {
         std::process::exit(match percore::cli::run_service_with_args(argv, |_exec| axum_app::router()) {
             code if code == std::process::ExitCode::SUCCESS => 0,
             _ => 1,
+        });
+    }
+    if args.first().map(String::as_str) == Some("serve-may-minihttp") {
+        let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+        let threads = value("--threads").and_then(|v| v.parse().ok()).unwrap_or(1);
+        let port = value("--port").and_then(|v| v.parse().ok()).unwrap_or(8080);
+        std::process::exit(match may_minihttp_ref::serve(port, threads) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("serve-may-minihttp: {e}");
+                1
+            }
         });
     }
     if args.first().map(String::as_str) == Some("serve-axum") {

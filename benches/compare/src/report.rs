@@ -297,6 +297,19 @@ fn targets(m: &mut String, r: &CoreResults) {
             Some(x <= 1.2),
         );
     }
+    // Issue #12: percore's CPU per request below may-minihttp's (the TechEmpower Rust entry).
+    for w in Workload::ALL {
+        if let Some(x) = ratio(
+            metric(r, Kind::PercoreMonoio, w, cpu).as_ref(),
+            metric(r, Kind::MayMinihttp, w, cpu).as_ref(),
+        ) {
+            row(
+                format!("percore-monoio CPU/request < may-minihttp's, {}", w.name()),
+                format!("{x:.2}×"),
+                Some(x < 1.0),
+            );
+        }
+    }
     for w in [Workload::Plaintext, Workload::Json] {
         let a = metric(r, Kind::PercoreMonoio, w, |x| x.p99_us);
         let b = metric(r, REF, w, |x| x.p99_us);
@@ -439,6 +452,7 @@ fn color(k: Kind) -> &'static str {
         Kind::PercoreGlommio => "#9467bd",
         Kind::HyperMt => "#1f77b4",
         Kind::HyperTpc => "#17becf",
+        Kind::MayMinihttp => "#e6ab02",
         Kind::Nginx => "#2ca02c",
         Kind::AxumServe => "#7f7f7f",
         Kind::PercoreAxumTokio => "#e377c2",

@@ -17,6 +17,7 @@ pub enum Kind {
     PercoreGlommio,
     HyperMt,
     HyperTpc,
+    MayMinihttp,
     Nginx,
     AxumServe,
     PercoreAxumTokio,
@@ -25,7 +26,7 @@ pub enum Kind {
 
 impl Kind {
     /// The servers a plain run compares (the axum ones are asked for by name).
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Floor,
         Kind::PercoreMonoio,
         Kind::PercoreTokio,
@@ -33,6 +34,7 @@ impl Kind {
         Kind::PercoreGlommio,
         Kind::HyperMt,
         Kind::HyperTpc,
+        Kind::MayMinihttp,
         Kind::Nginx,
     ];
     /// The axum comparison: the same `Router` on `axum::serve` and on percore.
@@ -59,6 +61,7 @@ impl Kind {
             Kind::PercoreGlommio => "percore-glommio",
             Kind::HyperMt => "hyper-mt",
             Kind::HyperTpc => "hyper-tpc",
+            Kind::MayMinihttp => "may-minihttp",
             Kind::Nginx => "nginx",
             Kind::AxumServe => "axum-serve",
             Kind::PercoreAxumTokio => "percore-axum-tokio",
@@ -75,6 +78,7 @@ impl Kind {
             Kind::PercoreGlommio => "percore `--runtime glommio` (io_uring), one pinned executor per core",
             Kind::HyperMt => "hyper 1.x on a tokio multi-thread runtime (`worker_threads` = cores), one listener: the reference",
             Kind::HyperTpc => "hyper 1.x thread-per-core: a tokio `current_thread` runtime per core, pinned, own `SO_REUSEPORT` listener",
+            Kind::MayMinihttp => "may-minihttp 0.1 (the TechEmpower Rust entry's server) on `may` coroutines: N pinned worker threads with work stealing, one listener",
             Kind::Nginx => "nginx `return 200` (worker_processes = cores, `reuseport`, access log off)",
             Kind::AxumServe => "an axum 0.8 `Router` on `axum::serve`, tokio multi-thread runtime (`worker_threads` = cores)",
             Kind::PercoreAxumTokio => "the same axum `Router` on percore (`cli::run_service`), `--runtime tokio`",
@@ -142,6 +146,9 @@ impl Server {
             }
             Kind::Floor => {
                 cmd.arg(&progs.me).args(["serve-floor", "--threads", &n, "--port", &port.to_string()]);
+            }
+            Kind::MayMinihttp => {
+                cmd.arg(&progs.me).args(["serve-may-minihttp", "--threads", &n, "--port", &port.to_string()]);
             }
             Kind::AxumServe => {
                 cmd.arg(&progs.me).args(["serve-axum", "--threads", &n, "--port", &port.to_string()]);
@@ -400,5 +407,14 @@ mod tests {
         ] {
             assert!(tls.contains(line), "{line} in {tls}");
         }
+    }
+
+    #[test]
+    fn every_server_is_found_by_its_name() {
+        for k in Kind::ALL.into_iter().chain(Kind::AXUM) {
+            assert_eq!(Kind::parse(k.name()), Some(k));
+        }
+        assert_eq!(Kind::parse("may-minihttp"), Some(Kind::MayMinihttp));
+        assert!(Kind::ALL.contains(&Kind::MayMinihttp), "may-minihttp is in a plain run");
     }
 }
