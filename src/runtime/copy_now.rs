@@ -9,8 +9,11 @@
 //! made monoio spend about 3× tokio's kernel time per message copying out of the write buffer,
 //! and 2.6× its time unmasking. A readiness-based runtime copies while the data is hot; so do
 //! these: a large write is first tried with `send(MSG_DONTWAIT)` right away, and a large read
-//! with `recv(MSG_DONTWAIT)` into the room the caller just made, the ring being used only for
-//! what the socket cannot take or has not got yet. Small ones stay on the ring.
+//! with `recv(MSG_DONTWAIT)` into the room the caller just made; for what the socket cannot
+//! take or has not got yet, the task waits on the ring for readiness (a `POLL_ADD`) and then
+//! copies at once again, as a readiness-based runtime does. (A read or write left to the ring
+//! instead was copied by the kernel while the other tasks' completions were gathered, into
+//! or out of a buffer that was cold again when its task ran.) Small ones stay on the ring.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -52,7 +55,7 @@ impl Streak {
 }
 
 /// Send what the socket takes of `buf` now (for buffers of at least [`SEND_NOW_MIN`]).
-/// `Ok(0)` when it takes nothing (it is full): the caller writes the rest through the ring.
+/// `Ok(0)` when it takes nothing (it is full): the caller waits until it has room.
 pub fn send_now(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: send(2) reads `buf.len()` initialised bytes of a live slice.
     let n =
@@ -67,7 +70,7 @@ pub fn send_now(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
 }
 
 /// Read what the socket has into the spare room of `buf` (for rooms of at least
-/// [`RECV_NOW_MIN`]). `None` when nothing is there yet: the caller reads through the ring.
+/// [`RECV_NOW_MIN`]). `None` when nothing is there yet: the caller waits until there is.
 /// `Some(Ok(0))` is the end of the stream.
 pub fn recv_now(fd: RawFd, buf: &mut BytesMut) -> Option<io::Result<usize>> {
     let room = buf.capacity() - buf.len();
@@ -117,7 +120,7 @@ mod tests {
         b.read_exact(&mut got).unwrap();
         assert_eq!(got, data[..sent]);
 
-        // Nothing there yet: the caller falls back to the ring.
+        // Nothing there yet: the caller waits for readiness.
         let mut buf = BytesMut::with_capacity(RECV_NOW_MIN);
         buf.extend_from_slice(b"kept");
         assert!(recv_now(b.as_raw_fd(), &mut buf).is_none());

@@ -273,21 +273,53 @@ impl<S> MonoioStream<S> {
     }
 }
 
-/// A monoio socket's wait for readability: an io_uring `POLL_ADD`, or on the epoll driver
-/// its readiness (confirmed with `poll(2)`, so that a stale readiness does not end it).
-pub trait MonoioReadable {
+/// A monoio socket's waits for readiness: io_uring `POLL_ADD`s, or on the epoll driver its
+/// readiness (confirmed with `poll(2)`, so that a stale readiness does not end a wait).
+pub trait MonoioReady {
     fn readable(&self) -> impl Future<Output = io::Result<()>>;
+    fn writable(&self) -> impl Future<Output = io::Result<()>>;
 }
 
-impl MonoioReadable for monoio::net::TcpStream {
+impl MonoioReady for monoio::net::TcpStream {
     fn readable(&self) -> impl Future<Output = io::Result<()>> {
         monoio::net::TcpStream::readable(self, false)
     }
+
+    fn writable(&self) -> impl Future<Output = io::Result<()>> {
+        monoio::net::TcpStream::writable(self, false)
+    }
 }
 
-impl MonoioReadable for monoio::net::UnixStream {
+impl MonoioReady for monoio::net::UnixStream {
     fn readable(&self) -> impl Future<Output = io::Result<()>> {
         monoio::net::UnixStream::readable(self, false)
+    }
+
+    fn writable(&self) -> impl Future<Output = io::Result<()>> {
+        monoio::net::UnixStream::writable(self, false)
+    }
+}
+
+// SAFETY (both halves): monoio's halves share the socket through an `UnsafeCell` on one
+// thread, each half taking a reference to it for its own operations (monoio's own `read` and
+// `write` on the halves do the same); a readiness wait only reads the descriptor.
+impl<S: MonoioReady> MonoioReady for OwnedReadHalf<S> {
+    fn readable(&self) -> impl Future<Output = io::Result<()>> {
+        unsafe { &*self.0.get() }.readable()
+    }
+
+    fn writable(&self) -> impl Future<Output = io::Result<()>> {
+        unsafe { &*self.0.get() }.writable()
+    }
+}
+
+impl<S: MonoioReady + AsyncWriteRent> MonoioReady for OwnedWriteHalf<S> {
+    fn readable(&self) -> impl Future<Output = io::Result<()>> {
+        unsafe { &*self.0.get() }.readable()
+    }
+
+    fn writable(&self) -> impl Future<Output = io::Result<()>> {
+        unsafe { &*self.0.get() }.writable()
     }
 }
 
@@ -296,7 +328,7 @@ where
     S: AsyncReadRent
         + CancelableAsyncReadRent
         + AsyncWriteRent
-        + MonoioReadable
+        + MonoioReady
         + AsRawFd
         + monoio::io::Split
         + 'static,
@@ -393,66 +425,76 @@ where
 /// The read half, and the socket's descriptor (for reads done at once, see `copy_now`).
 pub struct MonoioRead<S = monoio::net::TcpStream>(OwnedReadHalf<S>, RawFd, Streak);
 
-impl<S: AsyncReadRent + MonoioReadable + 'static> ReadHalf for MonoioRead<S> {
+impl<S: AsyncReadRent + MonoioReady + 'static> ReadHalf for MonoioRead<S> {
     async fn read(&mut self, buf: BytesMut) -> (io::Result<usize>, BytesMut) {
         read_into(&mut self.0, self.1, &mut self.2, buf).await
     }
 
     fn readable(&mut self) -> impl Future<Output = io::Result<()>> {
-        // SAFETY: monoio's halves share the socket through this `UnsafeCell` on one thread,
-        // each half taking a reference to it for its own operations (monoio's own `read` and
-        // `write` on the halves do the same); a readiness wait only reads the descriptor.
-        let socket: &S = unsafe { &*self.0 .0.get() };
-        socket.readable()
+        MonoioReady::readable(&self.0)
     }
 }
 
-/// Read into the spare room of `buf`: at once if it is large and the socket has bytes (see
-/// `copy_now`), through the ring otherwise.
-async fn read_into<R: AsyncReadRent>(
+/// Read into the spare room of `buf`. A large room (see `copy_now`) is filled at once when
+/// the socket has bytes, and otherwise once the ring says it has (a readiness wait), so that
+/// the copy happens as this task runs; a small one is read through the ring.
+async fn read_into<R: AsyncReadRent + MonoioReady>(
     reader: &mut R,
     fd: RawFd,
     streak: &mut Streak,
     mut buf: BytesMut,
 ) -> (io::Result<usize>, BytesMut) {
     if buf.capacity() - buf.len() >= copy_now::RECV_NOW_MIN && streak.allow() {
-        if let Some(result) = copy_now::recv_now(fd, &mut buf) {
-            return (result, buf);
+        loop {
+            if let Some(result) = copy_now::recv_now(fd, &mut buf) {
+                return (result, buf);
+            }
+            // A wait on the ring, as a read through it would be (see `Streak`).
+            streak.used_ring();
+            if let Err(e) = reader.readable().await {
+                return (Err(e), buf);
+            }
         }
-        streak.used_ring();
     }
     let filled = buf.len();
     let (result, slice) = reader.read(buf.slice_mut(filled..)).await;
     (result, slice.into_inner())
 }
 
-/// Write all of `buf`: as much as the socket takes at once if it is large (see `copy_now`),
-/// the rest through the ring.
-async fn write_all_from<W: AsyncWriteRent, B: IoBuf + std::ops::Deref<Target = [u8]>>(
+/// Write all of `buf`. A large one (see `copy_now`) goes out at once as far as the socket
+/// takes it, and the rest as the socket has room (readiness waits), so that every copy happens
+/// as this task runs; a small one is written through the ring.
+async fn write_all_from<W: AsyncWriteRent + MonoioReady, B: IoBuf + std::ops::Deref<Target = [u8]>>(
     writer: &mut W,
     fd: RawFd,
     streak: &mut Streak,
     buf: B,
 ) -> (io::Result<()>, B) {
-    let mut sent = 0;
     if buf.len() >= copy_now::SEND_NOW_MIN && streak.allow() {
-        sent = match copy_now::send_now(fd, &buf) {
-            Ok(n) => n,
-            Err(e) => return (Err(e), buf),
-        };
-        if sent == buf.len() {
-            return (Ok(()), buf);
+        let mut sent = 0;
+        loop {
+            match copy_now::send_now(fd, &buf[sent..]) {
+                Ok(n) => sent += n,
+                Err(e) => return (Err(e), buf),
+            }
+            if sent == buf.len() {
+                return (Ok(()), buf);
+            }
+            // A wait on the ring, as a write through it would be (see `Streak`).
+            streak.used_ring();
+            if let Err(e) = writer.writable().await {
+                return (Err(e), buf);
+            }
         }
-        streak.used_ring();
     }
-    let (result, rest) = writer.write_all(buf.slice(sent..)).await;
-    (result.map(drop), rest.into_inner())
+    let (result, buf) = writer.write_all(buf).await;
+    (result.map(drop), buf)
 }
 
 /// The write half, and the socket's descriptor for `shutdown` (the half does not expose it).
 pub struct MonoioWrite<S: AsyncWriteRent = monoio::net::TcpStream>(OwnedWriteHalf<S>, RawFd, Streak);
 
-impl<S: AsyncWriteRent + 'static> WriteHalf for MonoioWrite<S> {
+impl<S: AsyncWriteRent + MonoioReady + 'static> WriteHalf for MonoioWrite<S> {
     async fn write_all(&mut self, buf: BytesMut) -> (io::Result<()>, BytesMut) {
         write_all_from(&mut self.0, self.1, &mut self.2, buf).await
     }
