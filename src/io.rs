@@ -90,6 +90,17 @@ pub trait WriteHalf: 'static {
     /// As [`Transport::write_all`].
     fn write_all(&mut self, buf: BytesMut) -> impl Future<Output = (io::Result<()>, BytesMut)>;
 
+    /// Write all of `parts`, in order (a WebSocket's frames with the shared payloads of
+    /// large messages between them). The default copies them into one buffer; a runtime
+    /// that can write them where they are (a vectored write) does that instead.
+    fn write_parts(&mut self, parts: Vec<Bytes>) -> impl Future<Output = io::Result<()>> {
+        let mut buf = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
+        for part in &parts {
+            buf.extend_from_slice(part);
+        }
+        async move { self.write_all(buf).await.0 }
+    }
+
     /// As [`Transport::shutdown_write`], once what the transport still holds for the peer
     /// is written (a TLS `close_notify`): FIN.
     fn shutdown(&mut self) -> impl Future<Output = io::Result<()>>;

@@ -18,7 +18,7 @@
 use std::io;
 use std::os::fd::RawFd;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 /// Writes at least this large are tried at once.
 pub const SEND_NOW_MIN: usize = 16 * 1024;
@@ -60,6 +60,46 @@ pub fn send_now(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: send(2) reads `buf.len()` initialised bytes of a live slice.
     let n =
         unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+    if n >= 0 {
+        return Ok(n as usize);
+    }
+    match io::Error::last_os_error() {
+        e if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => Ok(0),
+        e => Err(e),
+    }
+}
+
+/// The most parts one `send_parts_now` passes to the kernel; the rest go in the next call.
+const MAX_PARTS: usize = 64;
+
+/// Send what the socket takes now of `parts` (in order, the first `skip` bytes already
+/// sent), where they are: one `sendmsg` with a vector of them. `Ok(0)` when it takes
+/// nothing (it is full): the caller waits until it has room.
+pub fn send_parts_now(fd: RawFd, parts: &[Bytes], mut skip: usize) -> io::Result<usize> {
+    let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_PARTS];
+    let mut count = 0;
+    for part in parts {
+        if skip >= part.len() {
+            skip -= part.len();
+            continue;
+        }
+        let rest = &part[skip..];
+        skip = 0;
+        iov[count] = libc::iovec { iov_base: rest.as_ptr() as *mut libc::c_void, iov_len: rest.len() };
+        count += 1;
+        if count == MAX_PARTS {
+            break;
+        }
+    }
+    if count == 0 {
+        return Ok(0);
+    }
+    // SAFETY: a zeroed msghdr is valid (no address, no control data); its vector points into
+    // `parts`, which outlive the call, and sendmsg(2) only reads them.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = count;
+    let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
     if n >= 0 {
         return Ok(n as usize);
     }
@@ -130,5 +170,28 @@ mod tests {
         assert_eq!(&buf[..], b"kepthello");
         drop(a);
         assert_eq!(recv_now(b.as_raw_fd(), &mut buf).unwrap().unwrap(), 0, "end of stream");
+    }
+
+    #[test]
+    fn parts_go_out_in_order_from_where_they_are_and_resume_after_what_was_sent() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let parts: Vec<Bytes> = (0..MAX_PARTS as u8 + 3).map(|i| Bytes::from(vec![i; 3])).collect();
+        let all: Vec<u8> = parts.concat();
+        let mut sent = 0;
+        while sent < all.len() {
+            // A skip in the middle of a part, and more parts than one call passes.
+            let n = send_parts_now(a.as_raw_fd(), &parts, sent).unwrap();
+            assert!(n > 0);
+            sent += n;
+        }
+        assert_eq!(send_parts_now(a.as_raw_fd(), &parts, sent).unwrap(), 0, "nothing left");
+        let mut got = vec![0; all.len()];
+        b.read_exact(&mut got).unwrap();
+        assert_eq!(got, all);
+        // Resuming in the middle of a part.
+        assert_eq!(send_parts_now(a.as_raw_fd(), &parts[..2], 4).unwrap(), 2);
+        let mut rest = [0; 2];
+        b.read_exact(&mut rest).unwrap();
+        assert_eq!(rest, [1, 1]);
     }
 }

@@ -499,6 +499,25 @@ impl<S: AsyncWriteRent + MonoioReady + 'static> WriteHalf for MonoioWrite<S> {
         write_all_from(&mut self.0, self.1, &mut self.2, buf).await
     }
 
+    /// Where they are, with `sendmsg` (see `copy_now`): at once as far as the socket takes
+    /// them, the rest as it has room.
+    async fn write_parts(&mut self, parts: Vec<Bytes>) -> io::Result<()> {
+        let total: usize = parts.iter().map(Bytes::len).sum();
+        if !self.2.allow() {
+            // A wait on the ring now and then (see `Streak`).
+            self.0.writable().await?;
+        }
+        let mut sent = 0;
+        loop {
+            sent += copy_now::send_parts_now(self.1, &parts, sent)?;
+            if sent >= total {
+                return Ok(());
+            }
+            self.2.used_ring();
+            self.0.writable().await?;
+        }
+    }
+
     async fn shutdown(&mut self) -> io::Result<()> {
         shutdown(self.1, libc::SHUT_WR)
     }

@@ -357,6 +357,34 @@ impl<S: TokioSplit + 'static> WriteHalf for TokioWrite<S> {
         (result, buf)
     }
 
+    /// Where they are, with vectored writes.
+    async fn write_parts(&mut self, parts: Vec<Bytes>) -> io::Result<()> {
+        let total: usize = parts.iter().map(Bytes::len).sum();
+        let mut sent = 0;
+        while sent < total {
+            let mut slices = [io::IoSlice::new(&[]); 64];
+            let mut count = 0;
+            let mut skip = sent;
+            for part in &parts {
+                if skip >= part.len() {
+                    skip -= part.len();
+                    continue;
+                }
+                slices[count] = io::IoSlice::new(&part[skip..]);
+                skip = 0;
+                count += 1;
+                if count == slices.len() {
+                    break;
+                }
+            }
+            match self.0.write_vectored(&slices[..count]).await? {
+                0 => return Err(io::ErrorKind::WriteZero.into()),
+                n => sent += n,
+            }
+        }
+        Ok(())
+    }
+
     async fn shutdown(&mut self) -> io::Result<()> {
         shutdown(self.1, libc::SHUT_WR)
     }

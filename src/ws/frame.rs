@@ -426,8 +426,20 @@ pub fn encode_compressed(dst: &mut BytesMut, opcode: OpCode, payload: &[u8]) {
 
 fn encode_frame(dst: &mut BytesMut, opcode: OpCode, payload: &[u8], rsv1: bool) {
     dst.reserve(10 + payload.len());
+    put_head(dst, opcode, payload.len(), rsv1);
+    dst.put_slice(payload);
+}
+
+/// Append the head of an unfragmented, uncompressed server frame whose payload of `len` bytes
+/// the caller sends right after it.
+pub fn encode_head(dst: &mut BytesMut, opcode: OpCode, len: usize) {
+    dst.reserve(10);
+    put_head(dst, opcode, len, false);
+}
+
+fn put_head(dst: &mut BytesMut, opcode: OpCode, len: usize, rsv1: bool) {
     dst.put_u8(0x80 | if rsv1 { 0x40 } else { 0 } | opcode as u8);
-    match payload.len() {
+    match len {
         n if n <= 125 => dst.put_u8(n as u8),
         n if n <= 0xFFFF => {
             dst.put_u8(126);
@@ -438,7 +450,6 @@ fn encode_frame(dst: &mut BytesMut, opcode: OpCode, payload: &[u8], rsv1: bool) 
             dst.put_u64(n as u64);
         }
     }
-    dst.put_slice(payload);
 }
 
 /// Append a close frame with `code` and `reason` (cut at a character boundary to fit the

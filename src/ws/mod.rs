@@ -8,6 +8,7 @@ pub mod accept;
 pub mod deflate;
 pub mod frame;
 pub mod handshake;
+pub mod outbox;
 pub mod session;
 pub mod socket;
 pub mod stats;

@@ -26,6 +26,7 @@ use bytes::BytesMut;
 
 use super::deflate::DeflateParams;
 use super::frame::{self, code, Decoder, Event, OpCode};
+use super::outbox::Batch;
 use super::socket::{driver_wait, text, Message, Shared, State, WebSocket};
 use super::{Upgrade, WsConfig};
 use crate::coop::InlineWake;
@@ -316,7 +317,7 @@ async fn read_loop<R: ReadHalf, K: Timer>(
                 Event::Ping(payload) => {
                     let mut s = shared.borrow_mut();
                     if !s.close_sent {
-                        frame::encode(&mut s.outbox, OpCode::Pong, &payload);
+                        frame::encode(s.outbox.buf(), OpCode::Pong, &payload);
                         s.notify();
                     }
                     continue;
@@ -337,8 +338,8 @@ async fn read_loop<R: ReadHalf, K: Timer>(
                     if !s.close_sent && !s.done {
                         // Echo the peer's code (RFC 6455 §5.5.1); an empty close gets one.
                         match code {
-                            Some(code) => frame::encode_close(&mut s.outbox, code, ""),
-                            None => frame::encode(&mut s.outbox, OpCode::Close, b""),
+                            Some(code) => frame::encode_close(s.outbox.buf(), code, ""),
+                            None => frame::encode(s.outbox.buf(), OpCode::Close, b""),
                         }
                         s.close_sent = true;
                         s.count(|ws| ws.close_sent(code));
@@ -451,23 +452,36 @@ async fn write_loop<W: WriteHalf, K: Timer>(
                 None
             } else {
                 // Frames queued while this batch is written go into the spare buffer.
-                Some(mem::replace(&mut s.outbox, mem::take(&mut spare)))
+                let len = s.outbox.len();
+                Some((len, s.outbox.take(mem::take(&mut spare))))
             }
         };
-        if let Some(buf) = pending {
-            let len = buf.len();
-            match timer.timeout(write_timeout, writer.write_all(buf)).await {
-                Some((Ok(()), mut buf)) => {
-                    shared.borrow_mut().sent(len);
-                    if buf.capacity() <= KEEP_WRITE_BUF {
-                        buf.clear();
-                        spare = buf;
+        if let Some((len, batch)) = pending {
+            let written = match batch {
+                Batch::Encoded(buf) => match timer.timeout(write_timeout, writer.write_all(buf)).await {
+                    Some((Ok(()), mut buf)) => {
+                        if buf.capacity() <= KEEP_WRITE_BUF {
+                            buf.clear();
+                            spare = buf;
+                        }
+                        true
                     }
-                    shared.borrow_mut().notify(); // room for `send`
-                    continue;
+                    _ => false,
+                },
+                Batch::Parts(parts) => {
+                    // Boxed: only batches with a large message take this path, and an idle
+                    // WebSocket's future should not hold room for it.
+                    let write = Box::pin(writer.write_parts(parts));
+                    matches!(timer.timeout(write_timeout, write).await, Some(Ok(())))
                 }
-                _ => return finish(shared),
+            };
+            if !written {
+                return finish(shared);
             }
+            let mut s = shared.borrow_mut();
+            s.sent(len);
+            s.notify(); // room for `send`
+            continue;
         }
         let (close_sent, failing) = {
             let s = shared.borrow();
@@ -518,7 +532,7 @@ async fn keepalive(shared: Shared, clock: &IdleClock, interval: Duration, wait: 
             if closing(&s) {
                 return;
             }
-            frame::encode(&mut s.outbox, OpCode::Ping, b"");
+            frame::encode(s.outbox.buf(), OpCode::Ping, b"");
             s.ping_outstanding = true;
             s.notify();
         }

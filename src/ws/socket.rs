@@ -16,6 +16,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::deflate::Deflater;
 use super::frame::{self, CloseFrame, OpCode};
+use super::outbox::Outbox;
 use super::stats::WsStats;
 use crate::state::ExecutorStats;
 
@@ -98,8 +99,8 @@ impl Message {
 }
 
 /// A text or binary message encoded once as a whole server frame, for sending the same
-/// message to many WebSockets ([`WebSocket::send_prepared`]): each send copies the frame's
-/// bytes instead of framing the message again. The frame is never compressed, which every
+/// message to many WebSockets ([`WebSocket::send_prepared`]): each send shares the frame's
+/// bytes (or copies them, when small) instead of framing the message again. The frame is never compressed, which every
 /// connection accepts (RFC 7692 §6: an uncompressed message has RSV1 clear).
 #[derive(Clone, PartialEq, Eq)]
 pub struct PreparedMessage(Bytes);
@@ -162,8 +163,8 @@ impl std::error::Error for SendError {}
 pub(crate) struct State {
     /// Messages decoded and not yet taken by the handler.
     pub inbox: VecDeque<Message>,
-    /// Encoded frames waiting for the driver to write them.
-    pub outbox: BytesMut,
+    /// Frames waiting for the driver to write them.
+    pub outbox: Outbox,
     /// A close frame is queued or written: nothing may follow it.
     pub close_sent: bool,
     /// The close frame was sent because the peer broke the protocol (or stopped answering):
@@ -211,10 +212,12 @@ impl State {
     }
 
     /// Queue a text or binary message, compressed when permessage-deflate was negotiated.
-    pub fn queue_message(&mut self, opcode: OpCode, payload: &[u8]) {
+    pub fn queue_message(&mut self, opcode: OpCode, payload: Bytes) {
         match self.deflater.as_mut() {
-            Some(deflater) => frame::encode_compressed(&mut self.outbox, opcode, deflater.compress(payload)),
-            None => frame::encode(&mut self.outbox, opcode, payload),
+            Some(deflater) => {
+                frame::encode_compressed(self.outbox.buf(), opcode, deflater.compress(&payload))
+            }
+            None => self.outbox.push_frame(opcode, payload),
         }
         self.count(|ws| ExecutorStats::add(&ws.messages_out, 1));
     }
@@ -222,7 +225,7 @@ impl State {
     /// Queue a close frame, if none is queued yet.
     pub fn close(&mut self, code: u16, reason: &str) {
         if !self.close_sent && !self.done {
-            frame::encode_close(&mut self.outbox, code, reason);
+            frame::encode_close(self.outbox.buf(), code, reason);
             self.close_sent = true;
             self.count(|ws| ws.close_sent(Some(code)));
         }
@@ -313,19 +316,20 @@ impl WebSocket {
 
     /// Send a text or binary message, waiting while too much is still unwritten.
     pub async fn send(&self, message: Message) -> Result<(), SendError> {
-        let (opcode, payload) = match &message {
-            Message::Text(text) => (OpCode::Text, text.as_bytes()),
-            Message::Binary(data) => (OpCode::Binary, &data[..]),
+        let (opcode, payload) = match message {
+            Message::Text(text) => (OpCode::Text, text.into_bytes()),
+            Message::Binary(data) => (OpCode::Binary, data),
             Message::Close(_) => return Err(SendError::CloseMessage),
         };
-        self.enqueue(|s| s.queue_message(opcode, payload)).await
+        let mut payload = Some(payload);
+        self.enqueue(|s| s.queue_message(opcode, payload.take().expect("a message is queued once"))).await
     }
 
     /// Send a message framed beforehand, waiting (as [`send`](Self::send)) while too much
     /// is still unwritten.
     pub async fn send_prepared(&self, message: &PreparedMessage) -> Result<(), SendError> {
         self.enqueue(|s| {
-            s.outbox.extend_from_slice(message.frame());
+            s.outbox.push_encoded(&message.0);
             s.count(|ws| ExecutorStats::add(&ws.messages_out, 1));
         })
         .await

@@ -95,6 +95,29 @@ pub(crate) fn close_code(stream: &mut TcpStream) -> u16 {
 }
 
 #[test]
+fn many_large_and_small_messages_in_flight_come_back_whole_and_in_order() {
+    // Large payloads go out where they were read (shared between encoded frames), small ones
+    // are copied: sent 16 at a time without reading, the echoes must still match in order.
+    let s = ServerProc::start(&[]);
+    let mut ws = open(&s);
+    let message = |i: usize| -> Message {
+        let size = [16 * 1024, 5, 8 * 1024, 100_000, 8 * 1024 - 1][i % 5];
+        match i % 2 {
+            0 => Message::binary((0..size).map(|b| (b + i) as u8).collect::<Vec<u8>>()),
+            _ => Message::text("é".repeat(size / 2) + &i.to_string()),
+        }
+    };
+    for batch in 0..8 {
+        for i in batch * 16..(batch + 1) * 16 {
+            ws.send(message(i)).unwrap();
+        }
+        for i in batch * 16..(batch + 1) * 16 {
+            assert_eq!(ws.read().unwrap(), message(i), "message {i}");
+        }
+    }
+}
+
+#[test]
 fn echoes_text_and_binary() {
     let s = ServerProc::start(&[]);
     let mut ws = open(&s);
