@@ -98,7 +98,7 @@ pub fn send_parts_now(fd: RawFd, parts: &[Bytes], mut skip: usize) -> io::Result
     // `parts`, which outlive the call, and sendmsg(2) only reads them.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = iov.as_mut_ptr();
-    msg.msg_iovlen = count;
+    msg.msg_iovlen = count as _;
     let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
     if n >= 0 {
         return Ok(n as usize);

@@ -77,13 +77,16 @@ impl Outbox {
 
     /// Take everything queued; frames encoded from now on go into `spare` (when only
     /// encoded frames were queued, the writer gives their buffer back as the next spare).
+    /// The encoded buffer always leaves with the batch: one whose frames went out as parts
+    /// would otherwise stay behind, empty but holding its whole allocation, in an idle
+    /// WebSocket.
     pub fn take(&mut self, spare: BytesMut) -> Batch {
+        let encoded = std::mem::replace(&mut self.tail, spare);
         if self.parts.is_empty() {
-            return Batch::Encoded(std::mem::replace(&mut self.tail, spare));
+            return Batch::Encoded(encoded);
         }
-        if !self.tail.is_empty() {
-            let encoded = self.tail.split().freeze();
-            self.parts.push(encoded);
+        if !encoded.is_empty() {
+            self.parts.push(encoded.freeze());
         }
         self.parts_len = 0;
         Batch::Parts(std::mem::take(&mut self.parts))
@@ -150,6 +153,7 @@ mod tests {
         assert!(parts.iter().any(|p| p.as_ptr() == prepared.as_ptr()), "the prepared frame is not copied");
         assert_eq!(parts.concat(), expected);
         assert!(outbox.is_empty());
+        assert_eq!(outbox.buf().capacity(), 0, "the spare given to `take` is the new buffer");
         // What is queued after a take goes into the next batch only.
         outbox.push_frame(OpCode::Text, Bytes::from_static(b"next"));
         assert_eq!(wire(outbox.take(BytesMut::new())), encoded(OpCode::Text, b"next"));
