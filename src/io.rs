@@ -188,6 +188,11 @@ trait Rearm {
 
 struct Slot<K: Timer> {
     sleep: Option<K::Sleep>,
+    at: Deadlines,
+}
+
+/// A slot's bookkeeping beside its sleep (not pinned).
+struct Deadlines {
     /// Whether a wait is using the sleep (its deadline counts).
     armed: bool,
     /// When the wait in progress (or the last one) ends.
@@ -197,17 +202,18 @@ struct Slot<K: Timer> {
 }
 
 impl<K: Timer> Slot<K> {
-    fn sleep(self: Pin<&mut Self>) -> Pin<&mut Option<K::Sleep>> {
-        // SAFETY: structural pinning of `sleep`: it is only replaced through `Pin::set`, which
-        // drops the old value in place, and `Slot` has no Drop impl.
-        unsafe { self.map_unchecked_mut(|s| &mut s.sleep) }
+    /// The sleep, pinned, and the bookkeeping beside it.
+    fn parts(self: Pin<&mut Self>) -> (Pin<&mut Option<K::Sleep>>, &mut Deadlines) {
+        // SAFETY: structural pinning of `sleep` (only replaced through `Pin::set`, which drops
+        // the old value in place; `Slot` has no Drop impl); `at` is not pinned.
+        let this = unsafe { self.get_unchecked_mut() };
+        (unsafe { Pin::new_unchecked(&mut this.sleep) }, &mut this.at)
     }
+}
 
-    /// The fields that are not structurally pinned.
-    fn state(self: Pin<&mut Self>) -> &mut Self {
-        // SAFETY: only `armed`, `deadline` and `goes_off` are touched through it, never `sleep`.
-        unsafe { self.get_unchecked_mut() }
-    }
+/// `duration` from `now`, or as far as an `Instant` goes.
+fn deadline_after(now: Instant, duration: Duration) -> Instant {
+    now.checked_add(duration).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 impl<K: Timer> Rearm for Slot<K> {
@@ -217,50 +223,45 @@ impl<K: Timer> Rearm for Slot<K> {
     /// one (a write's timeout); moving the runtime's timer entry for each (as a reset does
     /// for an earlier deadline) cost about 300 instructions per request on monoio, and now
     /// happens about once per grace period instead.
-    fn arm(mut self: Pin<&mut Self>, duration: Duration) {
+    fn arm(self: Pin<&mut Self>, duration: Duration) {
         let now = Instant::now();
-        let deadline = now + duration;
-        let state = self.as_mut().state();
-        state.armed = true;
-        state.deadline = deadline;
-        let lazy = now < state.goes_off && state.goes_off <= deadline;
-        let mut slot = self.as_mut().sleep();
+        let deadline = deadline_after(now, duration);
+        let (mut slot, at) = self.parts();
+        at.armed = true;
+        at.deadline = deadline;
+        let lazy = now < at.goes_off && at.goes_off <= deadline;
         match slot.as_mut().as_pin_mut() {
             Some(_) if lazy => return,
             Some(sleep) => K::rearm(sleep, duration),
             None => slot.set(Some(K::sleep(duration))),
         }
-        self.state().goes_off = deadline;
+        at.goes_off = deadline;
     }
 
     fn disarm(self: Pin<&mut Self>) {
         // The sleep stays set (see `TimerSlot`).
-        self.state().armed = false;
+        self.parts().1.armed = false;
     }
 
-    fn poll_expired(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if !self.armed {
+    fn poll_expired(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let (mut slot, at) = self.parts();
+        if !at.armed {
             return Poll::Pending;
         }
-        loop {
-            let Some(sleep) = self.as_mut().sleep().as_pin_mut() else {
-                return Poll::Pending;
-            };
-            if sleep.poll(cx).is_pending() {
+        while let Some(mut sleep) = slot.as_mut().as_pin_mut() {
+            if sleep.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
             let now = Instant::now();
-            let deadline = self.deadline;
-            if now >= deadline {
+            if now >= at.deadline {
                 return Poll::Ready(());
             }
             // Gone off early (see `arm`): set for the wait's own deadline, and polled again
             // so that it wakes this task then.
-            if let Some(sleep) = self.as_mut().sleep().as_pin_mut() {
-                K::rearm(sleep, deadline - now);
-            }
-            self.as_mut().state().goes_off = deadline;
+            K::rearm(sleep, at.deadline - now);
+            at.goes_off = at.deadline;
         }
+        Poll::Pending
     }
 }
 
@@ -287,7 +288,7 @@ impl TimerSlot {
 
 fn new_slot<K: Timer>() -> Pin<Box<dyn Rearm>> {
     let now = Instant::now();
-    Box::pin(Slot::<K> { sleep: None, armed: false, deadline: now, goes_off: now })
+    Box::pin(Slot::<K> { sleep: None, at: Deadlines { armed: false, deadline: now, goes_off: now } })
 }
 
 /// Future returned by [`TimerSlot::timeout`]; disarms the timer when it is done or dropped.
