@@ -106,6 +106,21 @@ pub trait WriteHalf: 'static {
     fn shutdown(&mut self) -> impl Future<Output = io::Result<()>>;
 }
 
+/// What is still to be written of `parts` once their first `sent` bytes are: the rest of the
+/// part that was cut, then the parts after it (for [`WriteHalf::write_parts`]' vectored
+/// writes, which may each take less than all).
+pub fn unsent(parts: &[Bytes], mut sent: usize) -> impl Iterator<Item = &[u8]> {
+    parts.iter().filter_map(move |part| {
+        if sent >= part.len() {
+            sent -= part.len();
+            return None;
+        }
+        let rest = &part[sent..];
+        sent = 0;
+        Some(rest)
+    })
+}
+
 /// The runtime's timer.
 pub trait Timer: 'static {
     /// The runtime's sleep (what a [`TimerSlot`] keeps and re-arms for each wait).

@@ -58,8 +58,11 @@ impl Streak {
 /// `Ok(0)` when it takes nothing (it is full): the caller waits until it has room.
 pub fn send_now(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: send(2) reads `buf.len()` initialised bytes of a live slice.
-    let n =
-        unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+    sent(unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) })
+}
+
+/// A non-blocking send's return: the bytes taken, 0 when the socket is full.
+fn sent(n: isize) -> io::Result<usize> {
     if n >= 0 {
         return Ok(n as usize);
     }
@@ -75,21 +78,12 @@ const MAX_PARTS: usize = 64;
 /// Send what the socket takes now of `parts` (in order, the first `skip` bytes already
 /// sent), where they are: one `sendmsg` with a vector of them. `Ok(0)` when it takes
 /// nothing (it is full): the caller waits until it has room.
-pub fn send_parts_now(fd: RawFd, parts: &[Bytes], mut skip: usize) -> io::Result<usize> {
+pub fn send_parts_now(fd: RawFd, parts: &[Bytes], skip: usize) -> io::Result<usize> {
     let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_PARTS];
     let mut count = 0;
-    for part in parts {
-        if skip >= part.len() {
-            skip -= part.len();
-            continue;
-        }
-        let rest = &part[skip..];
-        skip = 0;
-        iov[count] = libc::iovec { iov_base: rest.as_ptr() as *mut libc::c_void, iov_len: rest.len() };
+    for (slot, rest) in iov.iter_mut().zip(crate::io::unsent(parts, skip)) {
+        *slot = libc::iovec { iov_base: rest.as_ptr() as *mut libc::c_void, iov_len: rest.len() };
         count += 1;
-        if count == MAX_PARTS {
-            break;
-        }
     }
     if count == 0 {
         return Ok(0);
@@ -99,14 +93,7 @@ pub fn send_parts_now(fd: RawFd, parts: &[Bytes], mut skip: usize) -> io::Result
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = iov.as_mut_ptr();
     msg.msg_iovlen = count as _;
-    let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
-    if n >= 0 {
-        return Ok(n as usize);
-    }
-    match io::Error::last_os_error() {
-        e if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => Ok(0),
-        e => Err(e),
-    }
+    sent(unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) })
 }
 
 /// Read what the socket has into the spare room of `buf` (for rooms of at least

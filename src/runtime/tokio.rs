@@ -364,18 +364,9 @@ impl<S: TokioSplit + 'static> WriteHalf for TokioWrite<S> {
         while sent < total {
             let mut slices = [io::IoSlice::new(&[]); 64];
             let mut count = 0;
-            let mut skip = sent;
-            for part in &parts {
-                if skip >= part.len() {
-                    skip -= part.len();
-                    continue;
-                }
-                slices[count] = io::IoSlice::new(&part[skip..]);
-                skip = 0;
+            for (slot, rest) in slices.iter_mut().zip(crate::io::unsent(&parts, sent)) {
+                *slot = io::IoSlice::new(rest);
                 count += 1;
-                if count == slices.len() {
-                    break;
-                }
             }
             match self.0.write_vectored(&slices[..count]).await? {
                 0 => return Err(io::ErrorKind::WriteZero.into()),
