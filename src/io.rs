@@ -129,11 +129,11 @@ pub trait Timer: 'static {
     /// A sleep of `duration`, which [`rearm`](Timer::rearm) can set again.
     fn sleep(duration: Duration) -> Self::Sleep;
 
-    /// Set `sleep` to end `duration` from now. The default builds a new one in place; a
-    /// runtime whose sleep can be reset does that instead (no new timer entry, and no copy
-    /// of a sleep that is 640 bytes on monoio).
-    fn rearm(mut sleep: Pin<&mut Self::Sleep>, duration: Duration) {
-        sleep.set(Self::sleep(duration));
+    /// Set `sleep` to end at `deadline`. The default builds a new one in place; a runtime
+    /// whose sleep can be reset does that instead (no new timer entry, and no copy of a
+    /// sleep that is 640 bytes on monoio).
+    fn rearm(mut sleep: Pin<&mut Self::Sleep>, deadline: Instant) {
+        sleep.set(Self::sleep(deadline.saturating_duration_since(Instant::now())));
     }
 }
 
@@ -247,7 +247,7 @@ impl<K: Timer> Rearm for Slot<K> {
         let lazy = now < at.goes_off && at.goes_off <= deadline;
         match slot.as_mut().as_pin_mut() {
             Some(_) if lazy => return,
-            Some(sleep) => K::rearm(sleep, duration),
+            Some(sleep) => K::rearm(sleep, deadline),
             None => slot.set(Some(K::sleep(duration))),
         }
         at.goes_off = deadline;
@@ -267,13 +267,12 @@ impl<K: Timer> Rearm for Slot<K> {
             if sleep.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
-            let now = Instant::now();
-            if now >= at.deadline {
+            if Instant::now() >= at.deadline {
                 return Poll::Ready(());
             }
             // Gone off early (see `arm`): set for the wait's own deadline, and polled again
             // so that it wakes this task then.
-            K::rearm(sleep, at.deadline - now);
+            K::rearm(sleep, at.deadline);
             at.goes_off = at.deadline;
         }
         Poll::Pending

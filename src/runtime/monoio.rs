@@ -32,8 +32,8 @@ impl Timer for Monoio {
         monoio::time::sleep(duration)
     }
 
-    fn rearm(sleep: Pin<&mut monoio::time::Sleep>, duration: Duration) {
-        sleep.reset(monoio::time::Instant::now() + duration);
+    fn rearm(sleep: Pin<&mut monoio::time::Sleep>, deadline: std::time::Instant) {
+        sleep.reset(deadline.into());
     }
 }
 

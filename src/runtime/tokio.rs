@@ -38,8 +38,8 @@ impl Timer for Tokio {
         tokio::time::sleep(duration)
     }
 
-    fn rearm(sleep: Pin<&mut tokio::time::Sleep>, duration: Duration) {
-        sleep.reset(tokio::time::Instant::now() + duration);
+    fn rearm(sleep: Pin<&mut tokio::time::Sleep>, deadline: std::time::Instant) {
+        sleep.reset(deadline.into());
     }
 }
 
@@ -127,8 +127,8 @@ impl Timer for TokioMt {
         tokio::time::sleep(duration)
     }
 
-    fn rearm(sleep: Pin<&mut tokio::time::Sleep>, duration: Duration) {
-        sleep.reset(tokio::time::Instant::now() + duration);
+    fn rearm(sleep: Pin<&mut tokio::time::Sleep>, deadline: std::time::Instant) {
+        sleep.reset(deadline.into());
     }
 }
 
