@@ -273,28 +273,36 @@ impl<S> MonoioStream<S> {
     }
 }
 
-/// A monoio socket's waits for readiness: io_uring `POLL_ADD`s, or on the epoll driver its
-/// readiness (confirmed with `poll(2)`, so that a stale readiness does not end a wait).
-pub trait MonoioReady {
+/// A monoio socket's wait for readability: an io_uring `POLL_ADD`, or on the epoll driver
+/// its readiness (confirmed with `poll(2)`, so that a stale readiness does not end it).
+pub trait MonoioReadable {
     fn readable(&self) -> impl Future<Output = io::Result<()>>;
+}
+
+/// The same for writability.
+pub trait MonoioWritable {
     fn writable(&self) -> impl Future<Output = io::Result<()>>;
 }
 
-impl MonoioReady for monoio::net::TcpStream {
+impl MonoioReadable for monoio::net::TcpStream {
     fn readable(&self) -> impl Future<Output = io::Result<()>> {
         monoio::net::TcpStream::readable(self, false)
     }
+}
 
+impl MonoioWritable for monoio::net::TcpStream {
     fn writable(&self) -> impl Future<Output = io::Result<()>> {
         monoio::net::TcpStream::writable(self, false)
     }
 }
 
-impl MonoioReady for monoio::net::UnixStream {
+impl MonoioReadable for monoio::net::UnixStream {
     fn readable(&self) -> impl Future<Output = io::Result<()>> {
         monoio::net::UnixStream::readable(self, false)
     }
+}
 
+impl MonoioWritable for monoio::net::UnixStream {
     fn writable(&self) -> impl Future<Output = io::Result<()>> {
         monoio::net::UnixStream::writable(self, false)
     }
@@ -303,21 +311,13 @@ impl MonoioReady for monoio::net::UnixStream {
 // SAFETY (both halves): monoio's halves share the socket through an `UnsafeCell` on one
 // thread, each half taking a reference to it for its own operations (monoio's own `read` and
 // `write` on the halves do the same); a readiness wait only reads the descriptor.
-impl<S: MonoioReady> MonoioReady for OwnedReadHalf<S> {
+impl<S: MonoioReadable> MonoioReadable for OwnedReadHalf<S> {
     fn readable(&self) -> impl Future<Output = io::Result<()>> {
         unsafe { &*self.0.get() }.readable()
-    }
-
-    fn writable(&self) -> impl Future<Output = io::Result<()>> {
-        unsafe { &*self.0.get() }.writable()
     }
 }
 
-impl<S: MonoioReady + AsyncWriteRent> MonoioReady for OwnedWriteHalf<S> {
-    fn readable(&self) -> impl Future<Output = io::Result<()>> {
-        unsafe { &*self.0.get() }.readable()
-    }
-
+impl<S: MonoioWritable + AsyncWriteRent> MonoioWritable for OwnedWriteHalf<S> {
     fn writable(&self) -> impl Future<Output = io::Result<()>> {
         unsafe { &*self.0.get() }.writable()
     }
@@ -328,7 +328,8 @@ where
     S: AsyncReadRent
         + CancelableAsyncReadRent
         + AsyncWriteRent
-        + MonoioReady
+        + MonoioReadable
+        + MonoioWritable
         + AsRawFd
         + monoio::io::Split
         + 'static,
@@ -425,20 +426,20 @@ where
 /// The read half, and the socket's descriptor (for reads done at once, see `copy_now`).
 pub struct MonoioRead<S = monoio::net::TcpStream>(OwnedReadHalf<S>, RawFd, Streak);
 
-impl<S: AsyncReadRent + MonoioReady + 'static> ReadHalf for MonoioRead<S> {
+impl<S: AsyncReadRent + MonoioReadable + 'static> ReadHalf for MonoioRead<S> {
     async fn read(&mut self, buf: BytesMut) -> (io::Result<usize>, BytesMut) {
         read_into(&mut self.0, self.1, &mut self.2, buf).await
     }
 
     fn readable(&mut self) -> impl Future<Output = io::Result<()>> {
-        MonoioReady::readable(&self.0)
+        MonoioReadable::readable(&self.0)
     }
 }
 
 /// Read into the spare room of `buf`. A large room (see `copy_now`) is filled at once when
 /// the socket has bytes, and otherwise once the ring says it has (a readiness wait), so that
 /// the copy happens as this task runs; a small one is read through the ring.
-async fn read_into<R: AsyncReadRent + MonoioReady>(
+async fn read_into<R: AsyncReadRent + MonoioReadable>(
     reader: &mut R,
     fd: RawFd,
     streak: &mut Streak,
@@ -464,7 +465,7 @@ async fn read_into<R: AsyncReadRent + MonoioReady>(
 /// Write all of `buf`. A large one (see `copy_now`) goes out at once as far as the socket
 /// takes it, and the rest as the socket has room (readiness waits), so that every copy happens
 /// as this task runs; a small one is written through the ring.
-async fn write_all_from<W: AsyncWriteRent + MonoioReady, B: IoBuf + std::ops::Deref<Target = [u8]>>(
+async fn write_all_from<W: AsyncWriteRent + MonoioWritable, B: IoBuf + std::ops::Deref<Target = [u8]>>(
     writer: &mut W,
     fd: RawFd,
     streak: &mut Streak,
@@ -494,7 +495,7 @@ async fn write_all_from<W: AsyncWriteRent + MonoioReady, B: IoBuf + std::ops::De
 /// The write half, and the socket's descriptor for `shutdown` (the half does not expose it).
 pub struct MonoioWrite<S: AsyncWriteRent = monoio::net::TcpStream>(OwnedWriteHalf<S>, RawFd, Streak);
 
-impl<S: AsyncWriteRent + MonoioReady + 'static> WriteHalf for MonoioWrite<S> {
+impl<S: AsyncWriteRent + MonoioWritable + 'static> WriteHalf for MonoioWrite<S> {
     async fn write_all(&mut self, buf: BytesMut) -> (io::Result<()>, BytesMut) {
         write_all_from(&mut self.0, self.1, &mut self.2, buf).await
     }

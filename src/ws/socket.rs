@@ -100,8 +100,9 @@ impl Message {
 
 /// A text or binary message encoded once as a whole server frame, for sending the same
 /// message to many WebSockets ([`WebSocket::send_prepared`]): each send shares the frame's
-/// bytes (or copies them, when small) instead of framing the message again. The frame is never compressed, which every
-/// connection accepts (RFC 7692 §6: an uncompressed message has RSV1 clear).
+/// bytes (or copies them, when small) instead of framing the message again. The frame is
+/// never compressed, which every connection accepts (RFC 7692 §6: an uncompressed message
+/// has RSV1 clear).
 #[derive(Clone, PartialEq, Eq)]
 pub struct PreparedMessage(Bytes);
 
