@@ -23,7 +23,7 @@ shift 4
 requests=${REQUESTS:-16000}
 out="${CALLGRIND_OUT:-$(mktemp -d)}"
 rm -f "$out/$name.out" "$out/$name.out".*
-valgrind --tool=callgrind --callgrind-out-file="$out/$name.out" "$@" >"$out/$name.log" 2>&1 &
+valgrind --tool=callgrind --compress-strings=no --callgrind-out-file="$out/$name.out" "$@" >"$out/$name.log" 2>&1 &
 vpid=$!
 for _ in $(seq 1 300); do
   python3 -c "import socket; socket.create_connection(('127.0.0.1', $port)).close()" 2>/dev/null && break
