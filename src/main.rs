@@ -18,14 +18,21 @@ use percore::Router;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc's settings, read at its first allocation (`_RJEM_MALLOC_CONF` in the
-/// environment overrides them). Empty pages go back within a quarter of a second (`dirty_decay_ms`),
-/// at once rather than in a second, lazier step (`muzzy_decay_ms`), and by one background
-/// thread: without it, pages are only given back when the thread that freed them
-/// allocates again, and an executor whose connections have all gone idle does not.
+/// environment overrides them). Emptied pages go back within a quarter of a second
+/// (`dirty_decay_ms`), in one step rather than two lazy ones (`muzzy_decay_ms`), and by one
+/// background thread: without it, pages are only given back when the thread that freed
+/// them allocates again, and an executor whose connections have all gone idle does not.
 #[cfg(feature = "jemalloc")]
 #[allow(non_upper_case_globals)]
 #[export_name = "_rjem_malloc_conf"]
-pub static malloc_conf: &[u8] = b"background_thread:true,max_background_threads:1,dirty_decay_ms:250,muzzy_decay_ms:0\0";
+// A C `const char *`: `Option<&c_char>` has its layout, where a `&[u8]` would be a pointer
+// and a length.
+// SAFETY: the first byte of a static byte string, valid for the whole program.
+pub static malloc_conf: Option<&std::ffi::c_char> = Some(unsafe {
+    &*b"background_thread:true,max_background_threads:1,dirty_decay_ms:250,muzzy_decay_ms:0\0"
+        .as_ptr()
+        .cast::<std::ffi::c_char>()
+});
 
 fn main() -> ExitCode {
     // One chat room for the whole process; each executor gets its own side of it.
