@@ -65,6 +65,45 @@ pub fn prepare(backend: IoBackend, executors: usize) -> Result<&'static str, Str
     Ok(if uring { "io_uring" } else { "epoll" })
 }
 
+/// An executor's io_uring runtime, with the cheapest completion mode the kernel has.
+///
+/// By default a completion that the kernel finishes outside the executor thread (a socket
+/// became readable and the read ran in its wake-up) is handed to that thread by
+/// interrupting it (task work signalled like a signal). `DEFER_TASKRUN` (6.1, with
+/// `SINGLE_ISSUER`: only this thread submits, which holds for a ring per executor) instead
+/// leaves it until the thread next waits for completions, and `COOP_TASKRUN` (5.19) until
+/// it next enters the kernel. monoio enters the kernel on every turn of its loop and waits
+/// for completions whenever no task is ready, as it does for its timers, so nothing is
+/// delayed that would not be anyway; and under load the interrupts were most of the cost of
+/// a request: one request at a time, 25% less CPU per request, and 35% less for a new
+/// connection per request (docs/benchmarks.md). A kernel that refuses a mode gets the next.
+fn uring_runtime() -> io::Result<monoio::Runtime<monoio::time::TimeDriver<IoUringDriver>>> {
+    let modes: [(&str, fn(&mut io_uring::Builder)); 3] = [
+        ("defer_taskrun", |b| {
+            b.setup_single_issuer().setup_defer_taskrun();
+        }),
+        ("coop_taskrun", |b| {
+            b.setup_coop_taskrun();
+        }),
+        ("default", |_| {}),
+    ];
+    let mut last = None;
+    for (name, mode) in modes {
+        let mut urb = io_uring::IoUring::builder();
+        mode(&mut urb);
+        match RuntimeBuilder::<IoUringDriver>::new().uring_builder(urb).enable_timer().build() {
+            Ok(rt) => {
+                tracing::debug!(mode = name, "io_uring completion mode");
+                return Ok(rt);
+            }
+            // EINVAL: a setup flag this kernel does not know.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("no io_uring mode")))
+}
+
 /// Why io_uring cannot serve `executors` executors here, if it cannot: build a ring for real
 /// and check the memlock limit that older kernels charge rings to.
 fn uring_problem(executors: usize) -> Option<String> {
@@ -152,7 +191,7 @@ impl Runtime for Monoio {
         let _tokio = super::tokio::enter_outbound_context()?;
         // The driver was decided once for all executors (see `prepare`).
         if USE_URING.load(Ordering::Relaxed) {
-            let mut rt = RuntimeBuilder::<IoUringDriver>::new().enable_timer().build()?;
+            let mut rt = uring_runtime()?;
             NONBLOCKING_STREAMS.with(|n| n.set(false));
             Ok(rt.block_on(main("io_uring")))
         } else {

@@ -27,9 +27,16 @@ pub fn serve(port: u16, threads: usize) -> std::io::Result<()> {
     for _ in 0..threads.max(1) {
         let listener = listen(addr)?;
         handles.push(std::thread::spawn(move || {
+            // The completion mode percore's executors use (src/runtime/monoio.rs,
+            // `uring_runtime`), where the kernel has it: a floor that is dearer by its ring's
+            // setup is no floor.
+            let mut urb = io_uring::IoUring::builder();
+            urb.setup_single_issuer().setup_defer_taskrun();
             let mut rt = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+                .uring_builder(urb)
                 .enable_timer()
                 .build()
+                .or_else(|_| monoio::RuntimeBuilder::<monoio::IoUringDriver>::new().enable_timer().build())
                 .expect("io_uring runtime");
             rt.block_on(accept_loop(listener));
         }));
