@@ -65,23 +65,21 @@ pub fn prepare(backend: IoBackend, executors: usize) -> Result<&'static str, Str
     Ok(if uring { "io_uring" } else { "epoll" })
 }
 
-/// An executor's io_uring runtime, with the cheapest completion mode the kernel has.
+/// An executor's io_uring runtime, set up with `COOP_TASKRUN` where the kernel has it
+/// (5.19+).
 ///
 /// By default a completion that the kernel finishes outside the executor thread (a socket
 /// became readable and the read ran in its wake-up) is handed to that thread by
-/// interrupting it (task work signalled like a signal). `DEFER_TASKRUN` (6.1, with
-/// `SINGLE_ISSUER`: only this thread submits, which holds for a ring per executor) instead
-/// leaves it until the thread next waits for completions, and `COOP_TASKRUN` (5.19) until
-/// it next enters the kernel. monoio enters the kernel on every turn of its loop and waits
-/// for completions whenever no task is ready, as it does for its timers, so nothing is
-/// delayed that would not be anyway; and under load the interrupts were most of the cost of
-/// a request: one request at a time, 25% less CPU per request, and 35% less for a new
-/// connection per request (docs/benchmarks.md). A kernel that refuses a mode gets the next.
+/// interrupting it, as a signal would. With `COOP_TASKRUN` it is handed over when the thread
+/// next enters the kernel, which monoio does on every turn of its loop (and percore's
+/// copies at once too), so no completion waits longer than it did; one request at a time the
+/// interruptions cost about 15% of the CPU per request, and a third of it with a new
+/// connection per request (docs/benchmarks.md, "Fifth round"). `DEFER_TASKRUN` saves more
+/// but leaves completions until the thread waits for them, and monoio's guard against a
+/// task that is always ready (it submits every few rounds without waiting) would then
+/// bring none in: other connections' reads would wait behind such a task.
 fn uring_runtime() -> io::Result<monoio::Runtime<monoio::time::TimeDriver<IoUringDriver>>> {
-    let modes: [(&str, fn(&mut io_uring::Builder)); 3] = [
-        ("defer_taskrun", |b| {
-            b.setup_single_issuer().setup_defer_taskrun();
-        }),
+    let modes: [(&str, fn(&mut io_uring::Builder)); 2] = [
         ("coop_taskrun", |b| {
             b.setup_coop_taskrun();
         }),

@@ -31,7 +31,7 @@ pub fn serve(port: u16, threads: usize) -> std::io::Result<()> {
             // `uring_runtime`), where the kernel has it: a floor that is dearer by its ring's
             // setup is no floor.
             let mut urb = io_uring::IoUring::builder();
-            urb.setup_single_issuer().setup_defer_taskrun();
+            urb.setup_coop_taskrun();
             let mut rt = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
                 .uring_builder(urb)
                 .enable_timer()
