@@ -157,8 +157,12 @@ fn recycled_executors_stop_near_max_requests() {
         eprintln!("{kind:?}: {} executor instances, the busiest served {most}", counts.len());
         assert_eq!(lost, 0, "{kind:?}: a client lost a request");
         assert!(counts.len() >= 6, "{kind:?}: too little recycling to judge ({counts:?})");
+        // The busiest instance serves 80-145 on this 2-core machine (requests already on
+        // their way when the count is reached, and those of connections accepted before the
+        // replacement listens); one run of the whole suite saw 152. The bug this guards
+        // against served about 1,700.
         assert!(
-            most < 3 * MAX_REQUESTS,
+            most < 4 * MAX_REQUESTS,
             "{kind:?}: an executor served {most} with max_requests {MAX_REQUESTS}"
         );
     }
