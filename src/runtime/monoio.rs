@@ -71,13 +71,12 @@ pub fn prepare(backend: IoBackend, executors: usize) -> Result<&'static str, Str
 /// By default a completion that the kernel finishes outside the executor thread (a socket
 /// became readable and the read ran in its wake-up) is handed to that thread by
 /// interrupting it, as a signal would. With `COOP_TASKRUN` it is handed over when the thread
-/// next enters the kernel, which monoio does on every turn of its loop (and percore's
-/// copies at once too), so no completion waits longer than it did; one request at a time the
-/// interruptions cost about 15% of the CPU per request, and a third of it with a new
-/// connection per request (docs/benchmarks.md, "Fifth round"). `DEFER_TASKRUN` saves more
-/// but leaves completions until the thread waits for them, and monoio's guard against a
-/// task that is always ready (it submits every few rounds without waiting) would then
-/// bring none in: other connections' reads would wait behind such a task.
+/// next enters the kernel, which monoio does on every turn of its loop, so no completion
+/// waits longer than it did; the interruptions cost about a third of the CPU per keep-alive
+/// request and per new connection (docs/benchmarks.md, "Fifth round"). `DEFER_TASKRUN`
+/// saves more but leaves completions until the thread waits for them, and monoio's guard
+/// against a task that is always ready (it submits every few rounds without waiting) would
+/// then bring none in: other connections' reads would wait behind such a task.
 fn uring_runtime() -> io::Result<monoio::Runtime<monoio::time::TimeDriver<IoUringDriver>>> {
     let modes: [(&str, fn(&mut io_uring::Builder)); 2] = [
         ("coop_taskrun", |b| {
