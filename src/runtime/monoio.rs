@@ -78,27 +78,16 @@ pub fn prepare(backend: IoBackend, executors: usize) -> Result<&'static str, Str
 /// against a task that is always ready (it submits every few rounds without waiting) would
 /// then bring none in: other connections' reads would wait behind such a task.
 fn uring_runtime() -> io::Result<monoio::Runtime<monoio::time::TimeDriver<IoUringDriver>>> {
-    let modes: [(&str, fn(&mut io_uring::Builder)); 2] = [
-        ("coop_taskrun", |b| {
-            b.setup_coop_taskrun();
-        }),
-        ("default", |_| {}),
-    ];
-    let mut last = None;
-    for (name, mode) in modes {
-        let mut urb = io_uring::IoUring::builder();
-        mode(&mut urb);
-        match RuntimeBuilder::<IoUringDriver>::new().uring_builder(urb).enable_timer().build() {
-            Ok(rt) => {
-                tracing::debug!(mode = name, "io_uring completion mode");
-                return Ok(rt);
-            }
-            // EINVAL: a setup flag this kernel does not know.
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => last = Some(e),
-            Err(e) => return Err(e),
+    let mut coop = io_uring::IoUring::builder();
+    coop.setup_coop_taskrun();
+    match RuntimeBuilder::<IoUringDriver>::new().uring_builder(coop).enable_timer().build() {
+        // EINVAL: a kernel before 5.19, which does not know the flag.
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            tracing::debug!("io_uring without COOP_TASKRUN (kernel before 5.19)");
+            RuntimeBuilder::<IoUringDriver>::new().enable_timer().build()
         }
+        built => built,
     }
-    Err(last.unwrap_or_else(|| io::Error::other("no io_uring mode")))
 }
 
 /// Why io_uring cannot serve `executors` executors here, if it cannot: build a ring for real
@@ -107,10 +96,9 @@ fn uring_problem(executors: usize) -> Option<String> {
     // On a thread of its own: the ring's teardown completes through task work aimed at the
     // thread that built it, which would interrupt that thread's blocking calls (a caller's
     // socket read with a timeout fails with EINTR).
-    let built =
-        std::thread::spawn(|| RuntimeBuilder::<IoUringDriver>::new().enable_timer().build().map(drop))
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("the io_uring probe panicked")));
+    let built = std::thread::spawn(|| uring_runtime().map(drop))
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("the io_uring probe panicked")));
     if let Err(e) = built {
         return Some(explain(&e));
     }
