@@ -85,6 +85,13 @@ pub fn render(state: &ServerState) -> String {
     per_executor(&mut w, "percore_websockets_open", "gauge", "WebSockets open now.", &|t| t.ws.open);
     per_executor(
         &mut w,
+        "percore_websockets_quiet",
+        "gauge",
+        "Open WebSockets parked while quiet (no read buffer, no loops held).",
+        &|t| t.ws.quiet,
+    );
+    per_executor(
+        &mut w,
         "percore_websocket_messages_received_total",
         "counter",
         "WebSocket text and binary messages received.",

@@ -301,10 +301,45 @@ pub trait TokioSplit: Sized {
     type Read: tokio::io::AsyncRead + Unpin + 'static;
     type Write: tokio::io::AsyncWrite + Unpin + 'static;
     fn into_halves(self) -> (Self::Read, Self::Write);
-    /// Wait until the socket is readable (tokio's `readable`).
+    /// Wait until a read would find bytes, the end of the stream or an error.
     fn read_ready(&self) -> impl Future<Output = io::Result<()>>;
     /// The same for the read half.
     fn half_ready(read: &Self::Read) -> impl Future<Output = io::Result<()>>;
+}
+
+/// The body of `read_ready` for a tokio socket type (TCP and Unix streams have the same
+/// inherent methods, and no trait in common for them).
+///
+/// tokio's `readable` completes on readiness it has cached, which only a read that finds
+/// nothing clears: after a read that took everything there was, it completes at once. A
+/// caller that waits for readiness so as not to hold a buffer meanwhile (a parked connection,
+/// a quiet WebSocket) would then read with a buffer and wait holding it. So the readiness is
+/// checked with a one-byte `MSG_PEEK`, which clears it when there is nothing (`try_io`).
+macro_rules! peeked_ready {
+    ($stream:expr) => {{
+        let stream = $stream;
+        async move {
+            loop {
+                stream.readable().await?;
+                match stream.try_io(tokio::io::Interest::READABLE, || peek(stream.as_raw_fd())) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    // Bytes, the end of the stream, or an error the read will report.
+                    _ => return Ok(()),
+                }
+            }
+        }
+    }};
+}
+
+/// One byte peeked without waiting: `WouldBlock` when there is none yet.
+fn peek(fd: RawFd) -> io::Result<()> {
+    let mut byte = 0u8;
+    // SAFETY: a one-byte receive into a local, with flags that neither wait nor consume.
+    let n = unsafe { libc::recv(fd, (&mut byte as *mut u8).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 impl TokioSplit for tokio::net::TcpStream {
@@ -314,10 +349,10 @@ impl TokioSplit for tokio::net::TcpStream {
         self.into_split()
     }
     fn read_ready(&self) -> impl Future<Output = io::Result<()>> {
-        self.readable()
+        peeked_ready!(self)
     }
     fn half_ready(read: &Self::Read) -> impl Future<Output = io::Result<()>> {
-        read.readable()
+        peeked_ready!(read.as_ref())
     }
 }
 
@@ -328,10 +363,10 @@ impl TokioSplit for tokio::net::UnixStream {
         self.into_split()
     }
     fn read_ready(&self) -> impl Future<Output = io::Result<()>> {
-        self.readable()
+        peeked_ready!(self)
     }
     fn half_ready(read: &Self::Read) -> impl Future<Output = io::Result<()>> {
-        read.readable()
+        peeked_ready!(read.as_ref())
     }
 }
 

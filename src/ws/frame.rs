@@ -191,8 +191,9 @@ pub struct Decoder {
     max_message: u64,
     frame: Option<Payload>,
     message: Option<Partial>,
-    /// Set when permessage-deflate was negotiated: RSV1 marks a compressed message.
-    inflater: Option<Inflater>,
+    /// Set when permessage-deflate was negotiated: RSV1 marks a compressed message. Boxed:
+    /// most WebSockets have none, and an idle one keeps its decoder.
+    inflater: Option<Box<Inflater>>,
 }
 
 impl Decoder {
@@ -206,7 +207,7 @@ impl Decoder {
     /// `max_message` bytes. Their compressed payload may take up to twice `max_message` on
     /// the wire (it is inflated as it arrives, never held).
     pub fn with_inflater(max_message: usize, inflater: Inflater) -> Decoder {
-        Decoder { inflater: Some(inflater), ..Decoder::new(max_message) }
+        Decoder { inflater: Some(Box::new(inflater)), ..Decoder::new(max_message) }
     }
 
     /// The most compressed payload one message may have on the wire.

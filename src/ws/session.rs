@@ -1,6 +1,6 @@
 //! The WebSocket session driver: after the `101`, it takes over the connection's transport
 //! and the bytes already read past the handshake, and runs the handler beside four small
-//! loops in one future:
+//! loops:
 //!
 //! - **read**: decode frames; messages go to the handler's inbox, pings are answered,
 //!   a close is answered; a protocol error fails the connection with its close code.
@@ -11,10 +11,19 @@
 //!   with 1001 (the server stops) or 1012 (it goes on: reload, recycling), so no client sees a
 //!   reset without a close frame.
 //!
+//! Most WebSockets are quiet most of the time, and the four loops' futures take about 2 KB.
+//! So a quiet one **parks**, as an idle HTTP connection does (`conn_parked.rs`): once its
+//! read waits for readiness without a buffer, nothing is queued or being written, and the
+//! drain has not begun, the loops are dropped (what lasts, the socket halves and the frame
+//! decoder, is kept apart in `Kept`), and a small wait (`quiet`) watches what would give
+//! them work: the socket turning readable, a frame queued by the handler (from any task), the
+//! keepalive's next deadline, the drain. Then the loops are built again and go on.
+//!
 //! The session ends once the connection is finished and the handler has returned.
 
 use std::cell::RefCell;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::mem;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -24,7 +33,6 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
-use super::deflate::DeflateParams;
 use super::frame::{self, code, Decoder, Event, OpCode};
 use super::outbox::Batch;
 use super::socket::{driver_wait, text, Message, Shared, State, WebSocket};
@@ -32,7 +40,8 @@ use super::{Upgrade, WsConfig};
 use crate::coop::InlineWake;
 use crate::idle_clock::IdleClock;
 use crate::io::{
-    catch_panic, first_of, timeout_boxed, Either, ReadHalf, Timer, TimerSlot, Transport, WriteHalf,
+    catch_panic, first_of, timeout_boxed, CatchPanic, Either, ReadHalf, Timer, TimerSlot, Transport,
+    WriteHalf,
 };
 use crate::latch::Latch;
 use crate::state::{ExecutorStats, ServerState};
@@ -40,19 +49,20 @@ use crate::state::{ExecutorStats, ServerState};
 /// Polls of a session in a row, while its parts keep waking one another, before it lets the
 /// executor's other tasks run.
 const INLINE_POLLS: usize = 16;
-/// The room reads start with, and never go below. A read in flight owns its buffer
-/// (io_uring), so this is what an idle WebSocket holds for reading.
+/// The room reads start with, and never go below.
 const READ_MIN: usize = 2 * 1024;
 /// The most room one read gets: a large message is read in pieces of this size.
 const READ_MAX: usize = 64 * 1024;
 /// The write buffer is kept between writes unless a large message grew it past this (an
 /// idle WebSocket should not hold on to the memory of its largest message).
 const KEEP_WRITE_BUF: usize = 16 * 1024;
-/// A read that waited this long (by the executor's tick, see `read_more`) leaves the
-/// WebSocket quiet: its next read waits for readiness first, without a buffer.
+/// A read that completes this long (by the executor's tick, see `read_more`) after the one
+/// before leaves the WebSocket quiet: its next read waits for readiness first, without a
+/// buffer, and the session may park meanwhile.
 const QUIET: Duration = Duration::from_millis(250);
 
 /// What the session needs from its executor.
+#[derive(Clone, Copy)]
 pub struct SessionCtx<'a> {
     pub config: &'a WsConfig,
     /// Longest time one write may take (a peer that stops reading).
@@ -76,13 +86,29 @@ pub struct SessionReport {
     pub bytes_out: u64,
 }
 
+/// The user's handler, as the session polls it.
+type Handler = CatchPanic<Pin<Box<dyn Future<Output = ()>>>>;
+
+/// What outlasts the loops when a session parks: the loops borrow it while they run (the
+/// borrow ends when they are dropped), and so does the quiet wait.
+struct Kept<R, W> {
+    read: RefCell<Reading<R>>,
+    writer: RefCell<W>,
+}
+
+/// The read side's lasting state.
+struct Reading<R> {
+    reader: R,
+    /// Holds a message's fragments and the inflater's window between reads.
+    decoder: Decoder,
+    /// The room the next read gets (see `read_more`).
+    size: usize,
+    /// The executor's tick when the last read completed (see `read_more`).
+    last_read: Option<Instant>,
+}
+
 /// Run a WebSocket on `io` until it is closed and its handler has returned. `leftover`:
 /// bytes read past the handshake, the start of the client's first frames.
-///
-/// A plain function that builds the session's parts and returns them as one future
-/// (`Session`): an `async fn` would keep its arguments and every part beside the futures
-/// they were moved into (the frame decoder alone is 256 bytes), for the WebSocket's whole
-/// life, and idle WebSockets are mostly this future.
 pub fn run<'a, T: Transport, K: Timer>(
     io: T,
     leftover: BytesMut,
@@ -98,45 +124,47 @@ pub fn run<'a, T: Transport, K: Timer>(
     let shared: Shared = Rc::new(RefCell::new(State::default()));
     {
         let mut s = shared.borrow_mut();
-        s.deflater = deflate.as_ref().map(DeflateParams::deflater);
+        s.deflater = deflate.as_ref().map(|params| Box::new(params.deflater()));
         s.stats = Some(ctx.stats.clone());
         s.received(leftover.len());
     }
     let socket = WebSocket::new(shared.clone(), upgrade.protocol);
     let handler = catch_panic((upgrade.run)(socket));
-    let write = write_loop::<_, K>(writer, shared.clone(), ctx.config.close_timeout, ctx.write_timeout);
-    // The side loops are dropped as soon as the connection is finished: the reader's read in
-    // flight holds the socket open, and the handler may still be running.
     let decoder = match &deflate {
         Some(params) => Decoder::with_inflater(ctx.config.max_message, params.inflater()),
         None => Decoder::new(ctx.config.max_message),
     };
-    let read = read_loop::<_, K>(reader, leftover, decoder, shared.clone(), ctx.config);
-    let keepalive =
-        keepalive(shared.clone(), ctx.idle_clock, ctx.config.ping_interval, ctx.config.ping_timeout);
-    let drain = drain::<K>(shared.clone(), ctx.drain, ctx.state, ctx.config.close_timeout);
+    let reading = Reading { reader, decoder, size: READ_MIN, last_read: crate::coop::last_tick() };
+    let kept = Rc::new(Kept { read: RefCell::new(reading), writer: RefCell::new(writer) });
     let inline = Arc::new(InlineWake::default());
-    Session {
-        parts: Parts {
-            handler,
-            read: Some(read),
-            write,
-            keepalive: Some(keepalive),
-            drain: Some(drain),
-            shared,
-            handler_done: false,
-            connection_done: false,
-        },
+    let mut session = Session::<'a, T::ReadHalf, T::WriteHalf, K> {
+        handler,
+        handler_done: false,
+        conn: Conn::Done,
+        kept: Some(kept),
+        shared,
+        ctx,
         waker: Waker::from(inline.clone()),
         inline,
         yielding: None,
         _open: open,
-    }
+        _timer: PhantomData,
+    };
+    // A new WebSocket waits for its first frame as a quiet one does.
+    session.conn = Conn::Active(session.loops(leftover, true));
+    session
 }
 
-/// Future returned by [`run`].
-struct Session<'a, H, R, W, A, D> {
-    parts: Parts<H, R, W, A, D>,
+/// Future returned by [`run`]: the handler, and the connection's loops or their quiet wait.
+struct Session<'a, R, W, K> {
+    handler: Handler,
+    handler_done: bool,
+    conn: Conn<'a>,
+    /// The socket halves and the decoder; `None` once the connection is finished, so the
+    /// socket closes then even if the handler goes on.
+    kept: Option<Rc<Kept<R, W>>>,
+    shared: Shared,
+    ctx: SessionCtx<'a>,
     /// The parts wake one another as they go (a message for the handler, a frame to write):
     /// such a wake polls them again in the same poll, not through the executor (see
     /// `InlineWake`).
@@ -145,39 +173,54 @@ struct Session<'a, H, R, W, A, D> {
     /// A yield in progress after `INLINE_POLLS` polls in a row.
     yielding: Option<crate::coop::YieldNow>,
     _open: OpenGuard<'a>,
+    _timer: PhantomData<fn() -> K>,
 }
 
-/// The handler and the read, write, keepalive and drain loops, polled together.
-struct Parts<H, R, W, A, D> {
-    handler: H,
-    read: Option<R>,
-    write: W,
-    keepalive: Option<A>,
-    drain: Option<D>,
-    shared: Shared,
-    handler_done: bool,
-    connection_done: bool,
+/// The connection's side of a session.
+enum Conn<'a> {
+    /// The read, write, keepalive and drain loops, boxed (about 2 KB).
+    Active(Pin<Box<dyn Loops + 'a>>),
+    /// Parked: the loops are dropped, and this waits for something to give them work.
+    Quiet(Pin<Box<dyn Future<Output = Woke> + 'a>>),
+    /// The connection is finished.
+    Done,
 }
 
-impl<H, R, W, A, D> Parts<H, R, W, A, D>
-where
-    H: Future<Output = Result<(), Box<dyn std::any::Any + Send>>>,
-    R: Future<Output = ()>,
-    W: Future<Output = ()>,
-    A: Future<Output = ()>,
-    D: Future<Output = ()>,
-{
-    /// Poll every part that is not done; true once the handler has returned and the
-    /// connection is finished.
-    fn step(self: Pin<&mut Self>, cx: &mut Context<'_>) -> bool {
-        // SAFETY: structural pinning of the futures (`handler`, `read`, `write`, `keepalive`,
-        // `drain`): none is moved out of the pinned struct (an `Option` is emptied through
-        // `Pin::set`, which drops in place), and `Parts` has no Drop or Unpin impl.
-        let this = unsafe { self.get_unchecked_mut() };
-        if !this.handler_done {
-            if let Poll::Ready(result) = unsafe { Pin::new_unchecked(&mut this.handler) }.poll(cx) {
-                this.handler_done = true;
-                let mut s = this.shared.borrow_mut();
+/// What ended a quiet wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Woke {
+    /// The socket is readable (or failed): read at once.
+    Readable,
+    /// Something else: a frame to write, the keepalive's deadline, the drain.
+    Other,
+}
+
+impl<'a, R: ReadHalf, W: WriteHalf, K: Timer> Session<'a, R, W, K> {
+    /// The connection's loops, to start or to go on after a park. `quiet`: the read waits for
+    /// readiness before it reads.
+    fn loops(&self, rbuf: BytesMut, quiet: bool) -> Pin<Box<dyn Loops + 'a>> {
+        let kept = self.kept.clone().expect("the connection is not finished");
+        let (shared, ctx) = (&self.shared, self.ctx);
+        let config = ctx.config;
+        Box::pin(Parts {
+            read: Some(read_loop::<R, W, K>(kept.clone(), rbuf, quiet, shared.clone(), config)),
+            write: write_loop::<R, W, K>(kept, shared.clone(), config.close_timeout, ctx.write_timeout),
+            keepalive: Some(keepalive(
+                shared.clone(),
+                ctx.idle_clock,
+                config.ping_interval,
+                config.ping_timeout,
+            )),
+            drain: Some(drain::<K>(shared.clone(), ctx.drain, ctx.state, config.close_timeout)),
+        })
+    }
+
+    /// Poll the handler and the connection once; true when both are done.
+    fn step(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.handler_done {
+            if let Poll::Ready(result) = Pin::new(&mut self.handler).poll(cx) {
+                self.handler_done = true;
+                let mut s = self.shared.borrow_mut();
                 s.handler_gone = true;
                 s.inbox.clear();
                 match result {
@@ -193,59 +236,69 @@ where
                 }
             }
         }
-        if !this.connection_done {
-            let (mut read, mut keepalive, mut drain) = unsafe {
-                (
-                    Pin::new_unchecked(&mut this.read),
-                    Pin::new_unchecked(&mut this.keepalive),
-                    Pin::new_unchecked(&mut this.drain),
-                )
-            };
-            // The side loops first: what they queue is written in this same poll.
-            poll_side(read.as_mut(), cx);
-            poll_side(keepalive.as_mut(), cx);
-            poll_side(drain.as_mut(), cx);
-            this.connection_done = unsafe { Pin::new_unchecked(&mut this.write) }.poll(cx).is_ready();
-            if this.connection_done {
-                read.set(None);
-                keepalive.set(None);
-                drain.set(None);
+        if let Conn::Quiet(wait) = &mut self.conn {
+            if let Poll::Ready(woke) = wait.as_mut().poll(cx) {
+                // The wait's borrow of the reader ends before the loops take it again.
+                self.conn = Conn::Done;
+                self.conn = Conn::Active(self.loops(BytesMut::new(), woke == Woke::Other));
             }
         }
-        this.handler_done && this.connection_done
+        if let Conn::Active(loops) = &mut self.conn {
+            if loops.as_mut().step(cx) {
+                self.conn = Conn::Done;
+                self.kept = None;
+            }
+        }
+        self.handler_done && matches!(self.conn, Conn::Done)
+    }
+
+    /// Park the connection if its loops have nothing to do (see the module's comment);
+    /// true if it parked. Called only when a poll left nothing woken, so every loop is
+    /// suspended where it last awaited.
+    fn park(&mut self) -> bool {
+        if !matches!(self.conn, Conn::Active(_)) || self.ctx.drain.is_fired() {
+            return false;
+        }
+        {
+            let s = self.shared.borrow();
+            // The read waits for readiness (no read with a buffer in flight), the writer
+            // waits for frames (none being written), the keepalive has a deadline to wait for.
+            let keepalive_waits = s.keepalive_due.is_some() || self.ctx.config.ping_interval.is_zero();
+            if !(s.read_idle && s.write_idle && keepalive_waits && quiet_state(&s)) {
+                return false;
+            }
+        }
+        let kept = self.kept.clone().expect("the connection is not finished");
+        self.conn = Conn::Done;
+        self.conn = Conn::Quiet(Box::pin(quiet(kept, self.shared.clone(), self.ctx)));
+        true
     }
 }
 
-impl<H, R, W, A, D> Future for Session<'_, H, R, W, A, D>
-where
-    H: Future<Output = Result<(), Box<dyn std::any::Any + Send>>>,
-    R: Future<Output = ()>,
-    W: Future<Output = ()>,
-    A: Future<Output = ()>,
-    D: Future<Output = ()>,
-{
+impl<R: ReadHalf, W: WriteHalf, K: Timer> Future for Session<'_, R, W, K> {
     type Output = SessionReport;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<SessionReport> {
-        // SAFETY: `parts` is structurally pinned (never moved out; `Session` has no Drop or
-        // Unpin impl of its own); the other fields are not pinned (a `YieldNow` is `Unpin`).
-        let this = unsafe { self.get_unchecked_mut() };
-        let mut parts = unsafe { Pin::new_unchecked(&mut this.parts) };
+        // Every field is Unpin: the futures it polls are boxed.
+        let this = self.get_mut();
         if let Some(y) = this.yielding.as_mut() {
             if Pin::new(y).poll(cx).is_pending() {
                 return Poll::Pending;
             }
             this.yielding = None;
         }
-        let mut inner = Context::from_waker(&this.waker);
+        let waker = this.waker.clone();
+        let mut inner = Context::from_waker(&waker);
         for _ in 0..INLINE_POLLS {
             this.inline.begin(cx.waker());
-            if parts.as_mut().step(&mut inner) {
+            if this.step(&mut inner) {
                 this.inline.end();
-                let s = parts.shared.borrow();
+                let s = this.shared.borrow();
                 return Poll::Ready(SessionReport { bytes_in: s.bytes_in, bytes_out: s.bytes_out });
             }
-            if !this.inline.end() {
+            // Nothing woke meanwhile: every part waits. A parked connection's wait is polled
+            // at once, so that it is registered with what it waits for.
+            if !this.inline.end() && !this.park() {
                 return Poll::Pending;
             }
         }
@@ -258,6 +311,118 @@ where
             cx.waker().wake_by_ref();
         }
         Poll::Pending
+    }
+}
+
+/// Nothing for the writer to do, and no close under way: the state a quiet connection is
+/// in, and leaves when the handler (or anyone) queues a frame or a close begins.
+fn quiet_state(s: &State) -> bool {
+    s.outbox.is_empty()
+        && !(s.close_sent || s.done || s.peer_gone || s.peer_closed || s.failing || s.draining.is_some())
+}
+
+/// A parked connection's wait: it ends when the socket turns readable, when the connection
+/// has something to do (`quiet_state` no longer holds), at the keepalive's deadline, or when
+/// the executor drains. It holds no buffer, and no loop.
+fn quiet<'a, R: ReadHalf, W: 'a>(
+    kept: Rc<Kept<R, W>>,
+    shared: Shared,
+    ctx: SessionCtx<'a>,
+) -> impl Future<Output = Woke> + 'a {
+    async move {
+        let mut reading = kept.read.borrow_mut();
+        let ready = reading.reader.readable();
+        ExecutorStats::add(&ctx.stats.ws.quiet, 1);
+        QuietWait { ready, shared: &shared, ctx: &ctx, clock_slot: None, drain_slot: None }.await
+    }
+}
+
+/// `quiet`'s wait. (A struct, which keeps one slot among the clock's and the latch's
+/// waiters each, rather than the futures of a select.)
+struct QuietWait<'s, 'a, F> {
+    ready: F,
+    shared: &'s Shared,
+    ctx: &'s SessionCtx<'a>,
+    clock_slot: Option<usize>,
+    drain_slot: Option<usize>,
+}
+
+impl<F: Future<Output = std::io::Result<()>>> Future for QuietWait<'_, '_, F> {
+    type Output = Woke;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Woke> {
+        // SAFETY: structural pinning of `ready` alone: it is never moved out of the pinned
+        // struct, and the struct has no Unpin impl of its own (its Drop does not touch it).
+        let this = unsafe { self.get_unchecked_mut() };
+        if unsafe { Pin::new_unchecked(&mut this.ready) }.poll(cx).is_ready() {
+            return Poll::Ready(Woke::Readable);
+        }
+        let due = {
+            let mut s = this.shared.borrow_mut();
+            if !quiet_state(&s) {
+                return Poll::Ready(Woke::Other);
+            }
+            s.register(cx.waker());
+            s.keepalive_due
+        };
+        if this.ctx.drain.poll_wait(&mut this.drain_slot, cx).is_ready() {
+            return Poll::Ready(Woke::Other);
+        }
+        match due {
+            Some(due) if this.ctx.idle_clock.poll_until(due, &mut this.clock_slot, cx).is_ready() => {
+                Poll::Ready(Woke::Other)
+            }
+            _ => Poll::Pending,
+        }
+    }
+}
+
+impl<F> Drop for QuietWait<'_, '_, F> {
+    fn drop(&mut self) {
+        self.ctx.idle_clock.forget(&mut self.clock_slot);
+        self.ctx.drain.forget(&mut self.drain_slot);
+        ExecutorStats::sub(&self.ctx.stats.ws.quiet, 1);
+    }
+}
+
+/// The loops of a connection that is not parked.
+trait Loops {
+    /// Poll every loop that is not done; true once the connection is finished.
+    fn step(self: Pin<&mut Self>, cx: &mut Context<'_>) -> bool;
+}
+
+/// The read, write, keepalive and drain loops, polled together.
+struct Parts<Rd, Wr, A, D> {
+    read: Option<Rd>,
+    write: Wr,
+    keepalive: Option<A>,
+    drain: Option<D>,
+}
+
+impl<Rd, Wr, A, D> Loops for Parts<Rd, Wr, A, D>
+where
+    Rd: Future<Output = ()>,
+    Wr: Future<Output = ()>,
+    A: Future<Output = ()>,
+    D: Future<Output = ()>,
+{
+    fn step(self: Pin<&mut Self>, cx: &mut Context<'_>) -> bool {
+        // SAFETY: structural pinning of every field: none is moved out of the pinned struct
+        // (an `Option` is emptied through `Pin::set`, which drops in place), and `Parts` has
+        // no Drop or Unpin impl.
+        let this = unsafe { self.get_unchecked_mut() };
+        let (read, keepalive, drain) = unsafe {
+            (
+                Pin::new_unchecked(&mut this.read),
+                Pin::new_unchecked(&mut this.keepalive),
+                Pin::new_unchecked(&mut this.drain),
+            )
+        };
+        // The side loops first: what they queue is written in this same poll.
+        poll_side(read, cx);
+        poll_side(keepalive, cx);
+        poll_side(drain, cx);
+        unsafe { Pin::new_unchecked(&mut this.write) }.poll(cx).is_ready()
     }
 }
 
@@ -279,22 +444,45 @@ fn poll_side<F: Future<Output = ()>>(mut side: Pin<&mut Option<F>>, cx: &mut Con
     }
 }
 
+/// Sets a flag of the shared state for as long as it lives: a loop marks the await at which
+/// it may be dropped for a park (`Session::park`), and the mark goes with the await.
+struct Mark<'s> {
+    shared: &'s Shared,
+    flag: fn(&mut State) -> &mut bool,
+}
+
+impl<'s> Mark<'s> {
+    fn set(shared: &'s Shared, flag: fn(&mut State) -> &mut bool) -> Mark<'s> {
+        *flag(&mut shared.borrow_mut()) = true;
+        Mark { shared, flag }
+    }
+}
+
+impl Drop for Mark<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.shared.try_borrow_mut() {
+            *(self.flag)(&mut s) = false;
+        }
+    }
+}
+
 /// Decode the peer's frames until its close frame, its end of stream or a protocol error.
-async fn read_loop<R: ReadHalf, K: Timer>(
-    mut reader: R,
+///
+/// `quiet`: wait for readiness before the first read (see `read_more`).
+async fn read_loop<R: ReadHalf, W, K: Timer>(
+    kept: Rc<Kept<R, W>>,
     mut rbuf: BytesMut,
-    mut decoder: Decoder,
+    mut quiet: bool,
     shared: Shared,
     config: &WsConfig,
 ) {
     let shared = &shared;
+    let mut reading = kept.read.borrow_mut();
+    let Reading { reader, decoder, size, last_read } = &mut *reading;
     // Before a close frame goes out (the peer's answered, or ours for its error), the handler
     // takes the messages that came first and may still answer them: a close ends what it
     // may send.
     let taken = |s: &State| s.inbox.is_empty() || s.handler_gone || s.done;
-    let mut size = READ_MIN;
-    // A new WebSocket waits for its first frame as a quiet one does.
-    let mut quiet = true;
     loop {
         loop {
             let event = match decoder.decode(&mut rbuf) {
@@ -325,6 +513,9 @@ async fn read_loop<R: ReadHalf, K: Timer>(
                 Event::Pong(_) => {
                     let mut s = shared.borrow_mut();
                     s.ping_outstanding = false;
+                    // The next ping is due an interval from now (set by the keepalive), not
+                    // at the pong's deadline (a keepalive built after a park would take it so).
+                    s.keepalive_due = None;
                     s.notify();
                     continue;
                 }
@@ -358,9 +549,20 @@ async fn read_loop<R: ReadHalf, K: Timer>(
                 s.notify();
             }
         }
-        match read_more(&mut reader, &mut rbuf, &mut size, &mut quiet, shared).await {
-            true => {}
-            false => return gone(shared),
+        if quiet && rbuf.is_empty() {
+            // Quiet, with no partial frame: let go of the buffer and wait for readiness, the
+            // await at which the session may park.
+            rbuf = BytesMut::new();
+            let ready = {
+                let _idle = Mark::set(shared, |s| &mut s.read_idle);
+                reader.readable().await
+            };
+            if ready.is_err() {
+                return gone(shared);
+            }
+        }
+        if !read_more(reader, &mut rbuf, size, last_read, &mut quiet, shared).await {
+            return gone(shared);
         }
     }
 }
@@ -371,34 +573,36 @@ async fn read_loop<R: ReadHalf, K: Timer>(
 /// a large message streams in, and halved (down to `READ_MIN`) when a read uses less than a
 /// quarter, so that a WebSocket that goes quiet goes back to a small buffer.
 ///
-/// `quiet`: the last read waited `QUIET` or longer. Most WebSockets are idle most of the
-/// time, and a read in flight owns its buffer; so a quiet one, with no partial frame, lets
-/// go of its buffer and waits for readiness before it reads (one more wait on the socket,
-/// only after a long one), while a busy one reads at once. A busy one that falls quiet
-/// keeps its buffer until its next frame, and lets go of it in every wait after.
+/// `quiet`: the bytes that a read into an empty buffer brought came `QUIET` or longer after
+/// the last such bytes (`last_read`); a read that goes on with a partial frame leaves it as
+/// it is. Most WebSockets are idle most of the time, and a read in flight owns its buffer;
+/// so a quiet one, with no partial frame, lets go of its buffer and waits for readiness
+/// before it reads (one more wait on the socket, only after a long silence), while a busy
+/// one reads at once. Measured between arrivals rather than by how long a read waited, so
+/// that a quiet WebSocket whose peer answers a ping (read at once after the readiness)
+/// stays quiet, however many reads the pong takes.
 async fn read_more<R: ReadHalf>(
     reader: &mut R,
     rbuf: &mut BytesMut,
     size: &mut usize,
+    last_read: &mut Option<Instant>,
     quiet: &mut bool,
     shared: &Shared,
 ) -> bool {
-    if *quiet && rbuf.is_empty() {
-        *rbuf = BytesMut::new();
-        if reader.readable().await.is_err() {
-            return false;
-        }
-    }
+    let arrival = rbuf.is_empty();
     if rbuf.is_empty() && rbuf.capacity() > 2 * *size {
         *rbuf = BytesMut::with_capacity(*size);
     } else if rbuf.capacity() - rbuf.len() < *size / 2 {
         rbuf.reserve(*size);
     }
     let room = rbuf.capacity() - rbuf.len();
-    let began = crate::coop::last_tick();
     let (result, buf) = reader.read(mem::take(rbuf)).await;
     *rbuf = buf;
-    *quiet = matches!((began, crate::coop::last_tick()), (Some(a), Some(b)) if b - a >= QUIET);
+    if arrival {
+        let now = crate::coop::last_tick();
+        *quiet = matches!((*last_read, now), (Some(a), Some(b)) if b - a >= QUIET);
+        *last_read = now;
+    }
     match result {
         Ok(n) if n > 0 => {
             shared.borrow_mut().received(n);
@@ -422,30 +626,36 @@ fn gone(shared: &Shared) {
 
 /// After a protocol error: read and drop whatever the peer still sends until it closes, so
 /// that unread bytes do not turn our close into a reset that could destroy the close frame.
-async fn discard<R: ReadHalf>(mut reader: R, mut rbuf: BytesMut, shared: &Shared) {
+async fn discard<R: ReadHalf>(reader: &mut R, mut rbuf: BytesMut, shared: &Shared) {
     let mut size = READ_MIN;
-    let mut quiet = false;
+    let (mut last_read, mut quiet) = (None, false);
     loop {
         rbuf.clear();
-        if !read_more(&mut reader, &mut rbuf, &mut size, &mut quiet, shared).await {
+        if !read_more(reader, &mut rbuf, &mut size, &mut last_read, &mut quiet, shared).await {
             return gone(shared);
         }
     }
 }
 
 /// Write queued frames; end the connection after the close frame.
-async fn write_loop<W: WriteHalf, K: Timer>(
-    mut writer: W,
+async fn write_loop<R, W: WriteHalf, K: Timer>(
+    kept: Rc<Kept<R, W>>,
     shared: Shared,
     close_timeout: Duration,
     write_timeout: Duration,
 ) {
     let shared = &shared;
+    let mut writer = kept.writer.borrow_mut();
+    let writer = &mut *writer;
     let mut spare = BytesMut::new();
     // The writes' timer, made with the first write and re-armed for each one after.
     let mut timer = TimerSlot::new::<K>();
     loop {
-        driver_wait(shared, |s| !s.outbox.is_empty() || s.close_sent || s.peer_gone).await;
+        {
+            // Nothing being written: the await at which the session may park.
+            let _idle = Mark::set(shared, |s| &mut s.write_idle);
+            driver_wait(shared, |s| !s.outbox.is_empty() || s.close_sent || s.peer_gone).await;
+        }
         let pending = {
             let mut s = shared.borrow_mut();
             if s.outbox.is_empty() {
@@ -515,7 +725,9 @@ fn finish(shared: &Shared) {
 /// Ping the peer every `interval` (zero: never); fail with 1011 if a pong does not come back
 /// within `wait`. Both waits are on the executor's coarse clock (exact to its 100 ms tick,
 /// for waits of seconds): a runtime's sleep is much larger, and every idle WebSocket waits
-/// here.
+/// here. The deadline of the wait under way is kept in the shared state
+/// (`State::keepalive_due`), where a parked session's wait watches it and a keepalive built
+/// again after the park finds it.
 async fn keepalive(shared: Shared, clock: &IdleClock, interval: Duration, wait: Duration) {
     let shared = &shared;
     if interval.is_zero() {
@@ -523,26 +735,33 @@ async fn keepalive(shared: Shared, clock: &IdleClock, interval: Duration, wait: 
     }
     let closing = |s: &State| s.close_sent || s.done;
     loop {
-        let next = clock.until(Instant::now() + interval);
-        if let Either::Right(()) = first_of(next, driver_wait(shared, closing)).await {
-            return;
-        }
-        {
+        let (due, pinged) = {
+            let mut s = shared.borrow_mut();
+            let due = *s.keepalive_due.get_or_insert_with(|| Instant::now() + interval);
+            (due, s.ping_outstanding)
+        };
+        if !pinged {
+            if let Either::Right(()) = first_of(clock.until(due), driver_wait(shared, closing)).await {
+                return;
+            }
             let mut s = shared.borrow_mut();
             if closing(&s) {
                 return;
             }
             frame::encode(s.outbox.buf(), OpCode::Ping, b"");
             s.ping_outstanding = true;
+            s.keepalive_due = Some(Instant::now() + wait);
             s.notify();
+            continue;
         }
-        let answered = |s: &State| !s.ping_outstanding || s.close_sent || s.done;
-        let late = clock.until(Instant::now() + wait);
-        if let Either::Right(()) = first_of(driver_wait(shared, answered), late).await {
+        let answered = |s: &State| !s.ping_outstanding || closing(s);
+        if let Either::Right(()) = first_of(driver_wait(shared, answered), clock.until(due)).await {
             tracing::debug!("WebSocket ping unanswered; closing with 1011");
             shared.borrow_mut().fail(code::INTERNAL_ERROR, "ping timeout");
             return;
         }
+        // Answered (or closing, which the next wait sees): the next ping an interval from now.
+        shared.borrow_mut().keepalive_due = None;
     }
 }
 

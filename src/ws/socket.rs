@@ -8,9 +8,10 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::poll_fn;
+use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
 
@@ -183,10 +184,17 @@ pub(crate) struct State {
     pub ping_outstanding: bool,
     /// The executor is draining: the code the server closes with (1001 or 1012).
     pub draining: Option<u16>,
+    /// The keepalive's deadline: its next ping, or the pong it waits for (`ping_outstanding`).
+    pub keepalive_due: Option<std::time::Instant>,
+    /// The driver's read waits for readiness, holding no buffer (the session may park).
+    pub read_idle: bool,
+    /// The driver's writer waits for frames, writing none (the session may park).
+    pub write_idle: bool,
     /// The handler awaits [`WebSocket::draining`]: it gets time for its own goodbye.
     pub drain_watched: bool,
     /// Set when permessage-deflate was negotiated: every data message goes out compressed.
-    pub deflater: Option<Deflater>,
+    /// Boxed: most WebSockets have none, and every idle one keeps this state.
+    pub deflater: Option<Box<Deflater>>,
     /// The executor's counters (`/metrics`); none in unit tests.
     pub stats: Option<Arc<ExecutorStats>>,
     /// Bytes read from and written to the connection since the hand-over (access log).
@@ -206,7 +214,7 @@ impl State {
     }
 
     /// Be woken by the next `notify`.
-    fn register(&mut self, waker: &Waker) {
+    pub(crate) fn register(&mut self, waker: &Waker) {
         if !self.wakers.iter().any(|w| w.will_wake(waker)) {
             self.wakers.push(waker.clone());
         }
@@ -316,43 +324,60 @@ impl WebSocket {
     }
 
     /// Send a text or binary message, waiting while too much is still unwritten.
-    pub async fn send(&self, message: Message) -> Result<(), SendError> {
-        let (opcode, payload) = match message {
-            Message::Text(text) => (OpCode::Text, text.into_bytes()),
-            Message::Binary(data) => (OpCode::Binary, data),
-            Message::Close(_) => return Err(SendError::CloseMessage),
-        };
-        let mut payload = Some(payload);
-        self.enqueue(|s| s.queue_message(opcode, payload.take().expect("a message is queued once"))).await
+    ///
+    /// (A plain function returning a small future: an echo handler spends its idle time
+    /// holding room for this future, and the `async fn` it was kept the message twice over.)
+    pub fn send(&self, message: Message) -> impl Future<Output = Result<(), SendError>> + '_ {
+        let mut frame = Some(match message {
+            Message::Text(text) => Ok((OpCode::Text, text.into_bytes())),
+            Message::Binary(data) => Ok((OpCode::Binary, data)),
+            Message::Close(_) => Err(SendError::CloseMessage),
+        });
+        poll_fn(move |cx| {
+            let (opcode, payload) = match frame.take().expect("polled after completion") {
+                Ok(frame) => frame,
+                Err(e) => return Poll::Ready(Err(e)),
+            };
+            let mut payload = Some(payload);
+            let sent =
+                self.poll_enqueue(cx, |s| s.queue_message(opcode, payload.take().expect("queued once")));
+            if let Some(payload) = payload {
+                frame = Some(Ok((opcode, payload)));
+            }
+            sent
+        })
     }
 
     /// Send a message framed beforehand, waiting (as [`send`](Self::send)) while too much
     /// is still unwritten.
     pub async fn send_prepared(&self, message: &PreparedMessage) -> Result<(), SendError> {
-        self.enqueue(|s| {
-            s.outbox.push_encoded(&message.0);
-            s.count(|ws| ExecutorStats::add(&ws.messages_out, 1));
+        poll_fn(|cx| {
+            self.poll_enqueue(cx, |s| {
+                s.outbox.push_encoded(&message.0);
+                s.count(|ws| ExecutorStats::add(&ws.messages_out, 1));
+            })
         })
         .await
     }
 
-    /// Queue a frame with `put` once the socket may take more (fewer than
-    /// `OUTBOX_HIGH_WATER` bytes unwritten), and wake the writer.
-    async fn enqueue(&self, mut put: impl FnMut(&mut State)) -> Result<(), SendError> {
-        poll_fn(|cx| {
-            let mut s = self.shared.borrow_mut();
-            if s.close_sent || s.done {
-                return Poll::Ready(Err(SendError::Closed));
-            }
-            if s.outbox.len() >= OUTBOX_HIGH_WATER {
-                s.register(cx.waker());
-                return Poll::Pending;
-            }
-            put(&mut s);
-            s.notify();
-            Poll::Ready(Ok(()))
-        })
-        .await
+    /// Queue a frame with `put` if the socket may take more (fewer than `OUTBOX_HIGH_WATER`
+    /// bytes unwritten), and wake the writer; otherwise wait for room.
+    fn poll_enqueue(
+        &self,
+        cx: &mut Context<'_>,
+        put: impl FnOnce(&mut State),
+    ) -> Poll<Result<(), SendError>> {
+        let mut s = self.shared.borrow_mut();
+        if s.close_sent || s.done {
+            return Poll::Ready(Err(SendError::Closed));
+        }
+        if s.outbox.len() >= OUTBOX_HIGH_WATER {
+            s.register(cx.waker());
+            return Poll::Pending;
+        }
+        put(&mut s);
+        s.notify();
+        Poll::Ready(Ok(()))
     }
 
     /// Resolves when this WebSocket's executor drains (SIGTERM/SIGINT, SIGHUP reload,

@@ -30,6 +30,9 @@ pub fn close_code_index(code: Option<u16>) -> usize {
 pub struct WsStats {
     /// WebSockets open now (handed over after their `101`, not yet finished).
     pub open: AtomicU64,
+    /// Of those, the ones parked while quiet (holding no read buffer and none of the
+    /// session's loops: see `session.rs`).
+    pub quiet: AtomicU64,
     /// Text and binary messages received (whole, after reassembly and inflation).
     pub messages_in: AtomicU64,
     /// Text and binary messages sent.
@@ -58,6 +61,7 @@ impl WsStats {
 #[derive(Debug, Clone, Default)]
 pub struct WsTotals {
     pub open: u64,
+    pub quiet: u64,
     pub messages_in: u64,
     pub messages_out: u64,
     pub bytes_in: u64,
@@ -72,6 +76,7 @@ impl WsTotals {
         let g = |c: &AtomicU64| c.load(Relaxed);
         if gauges {
             self.open += g(&s.open);
+            self.quiet += g(&s.quiet);
         }
         self.messages_in += g(&s.messages_in);
         self.messages_out += g(&s.messages_out);

@@ -123,3 +123,58 @@ fn the_upgrade_is_logged_at_close_with_duration_and_bytes() {
     let duration_us = json_number(&line, "duration_us").unwrap();
     assert!(duration_us >= 300_000, "the duration covers the session: {line}");
 }
+
+#[test]
+fn a_quiet_websocket_parks_and_wakes_for_its_peer_its_keepalive_and_other_tasks() {
+    let s = ServerProc::start(&["--workers", "1", "--ws-ping-interval", "1s", "--ws-ping-timeout", "10s"]);
+    let quiet = || sample(&s, "percore_websockets_quiet{executor=\"0\"}");
+    let mut ws = open(&s);
+    ws.get_ref().set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert!(eventually(Duration::from_secs(5), || quiet() == 1.0), "a WebSocket that says nothing parks");
+
+    // Its peer speaks: it wakes and echoes, several messages in a row.
+    for text in ["a", "b", "c"] {
+        ws.send(Message::text(text)).unwrap();
+        assert_eq!(ws.read().unwrap(), Message::text(text));
+    }
+    // The keepalive pings from the parked state too, and the pongs (sent by tungstenite as it
+    // reads) keep the connection open.
+    for _ in 0..3 {
+        assert!(matches!(ws.read().unwrap(), Message::Ping(_)), "a keepalive ping");
+        ws.flush().unwrap();
+        assert!(eventually(Duration::from_secs(5), || quiet() == 1.0), "parked again after the pong");
+    }
+
+    // Another task's message (the chat room's) reaches a parked WebSocket.
+    let (mut chat, _) =
+        tungstenite::client(format!("ws://{}/chat", s.addr), s.connect()).expect("chat handshake");
+    chat.get_ref().set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert!(eventually(Duration::from_secs(5), || quiet() == 2.0), "the chat WebSocket parks too");
+    let mut c = s.client();
+    c.send(b"POST /chat HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nposted");
+    assert_eq!(c.response().status, 202);
+    loop {
+        match chat.read().unwrap() {
+            Message::Text(t) if t.as_str() == "posted" => break,
+            Message::Ping(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    // Both close (one with a close frame, one by vanishing), and the gauge goes back to zero.
+    ws.close(Some(CloseFrame { code: CloseCode::Normal, reason: "".into() })).unwrap();
+    loop {
+        match ws.read() {
+            Ok(Message::Close(_) | Message::Ping(_)) => {}
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(tungstenite::Error::ConnectionClosed) => break,
+            Err(e) => panic!("unclean close: {e}"),
+        }
+    }
+    assert!(eventually(Duration::from_secs(5), || quiet() == 1.0));
+    drop(chat);
+    assert!(
+        eventually(Duration::from_secs(5), || quiet() == 0.0),
+        "a vanished peer's WebSocket is not left parked"
+    );
+}
