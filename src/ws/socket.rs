@@ -216,6 +216,12 @@ impl State {
     /// Be woken by the next `notify`.
     pub(crate) fn register(&mut self, waker: &Waker) {
         if !self.wakers.iter().any(|w| w.will_wake(waker)) {
+            // Most WebSockets have one waiter, the session's waker (its handler is polled
+            // with it too): room for that one, where a Vec would start with four, held by
+            // every idle WebSocket.
+            if self.wakers.capacity() == 0 {
+                self.wakers.reserve_exact(1);
+            }
             self.wakers.push(waker.clone());
         }
     }
