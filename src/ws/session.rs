@@ -324,6 +324,9 @@ fn quiet_state(s: &State) -> bool {
 /// A parked connection's wait: it ends when the socket turns readable, when the connection
 /// has something to do (`quiet_state` no longer holds), at the keepalive's deadline, or when
 /// the executor drains. It holds no buffer, and no loop.
+// An async block in a plain function, like `conn::wait_parked`. The borrow of `Kept` held
+// across the await is the point: nothing else touches the reader while the session is parked.
+#[allow(clippy::manual_async_fn, clippy::await_holding_refcell_ref)]
 fn quiet<'a, R: ReadHalf, W: 'a>(
     kept: Rc<Kept<R, W>>,
     shared: Shared,
@@ -469,6 +472,9 @@ impl Drop for Mark<'_> {
 /// Decode the peer's frames until its close frame, its end of stream or a protocol error.
 ///
 /// `quiet`: wait for readiness before the first read (see `read_more`).
+// The loop holds its borrow of `Kept` for its whole life: the borrow ends when it is
+// dropped (for a park) or ends, and nothing else reads meanwhile.
+#[allow(clippy::await_holding_refcell_ref)]
 async fn read_loop<R: ReadHalf, W, K: Timer>(
     kept: Rc<Kept<R, W>>,
     mut rbuf: BytesMut,
@@ -638,6 +644,8 @@ async fn discard<R: ReadHalf>(reader: &mut R, mut rbuf: BytesMut, shared: &Share
 }
 
 /// Write queued frames; end the connection after the close frame.
+// As `read_loop`, for the writer.
+#[allow(clippy::await_holding_refcell_ref)]
 async fn write_loop<R, W: WriteHalf, K: Timer>(
     kept: Rc<Kept<R, W>>,
     shared: Shared,
