@@ -137,34 +137,23 @@ pub fn run<'a, T: Transport, K: Timer>(
     let reading = Reading { reader, decoder, size: READ_MIN, last_read: crate::coop::last_tick() };
     let kept = Rc::new(Kept { read: RefCell::new(reading), writer: RefCell::new(writer) });
     let inline = Arc::new(InlineWake::default());
-    let mut session = Session::<'a, T::ReadHalf, T::WriteHalf, K> {
+    let mut driver = Driver::<'a, T::ReadHalf, T::WriteHalf, K> {
         handler,
         handler_done: false,
         conn: Conn::Done,
         kept: Some(kept),
         shared,
         ctx,
-        waker: Waker::from(inline.clone()),
-        inline,
-        yielding: None,
-        _open: open,
         _timer: PhantomData,
     };
     // A new WebSocket waits for its first frame as a quiet one does.
-    session.conn = Conn::Active(session.loops(leftover, true));
-    session
+    driver.conn = Conn::Active(driver.loops(leftover, true));
+    Session { driver, waker: Waker::from(inline.clone()), inline, yielding: None, _open: open }
 }
 
-/// Future returned by [`run`]: the handler, and the connection's loops or their quiet wait.
+/// Future returned by [`run`]: its driver, polled with a waker of its own.
 struct Session<'a, R, W, K> {
-    handler: Handler,
-    handler_done: bool,
-    conn: Conn<'a>,
-    /// The socket halves and the decoder; `None` once the connection is finished, so the
-    /// socket closes then even if the handler goes on.
-    kept: Option<Rc<Kept<R, W>>>,
-    shared: Shared,
-    ctx: SessionCtx<'a>,
+    driver: Driver<'a, R, W, K>,
     /// The parts wake one another as they go (a message for the handler, a frame to write):
     /// such a wake polls them again in the same poll, not through the executor (see
     /// `InlineWake`).
@@ -173,6 +162,18 @@ struct Session<'a, R, W, K> {
     /// A yield in progress after `INLINE_POLLS` polls in a row.
     yielding: Option<crate::coop::YieldNow>,
     _open: OpenGuard<'a>,
+}
+
+/// The handler, and the connection's loops or their quiet wait.
+struct Driver<'a, R, W, K> {
+    handler: Handler,
+    handler_done: bool,
+    conn: Conn<'a>,
+    /// The socket halves and the decoder; `None` once the connection is finished, so the
+    /// socket closes then even if the handler goes on.
+    kept: Option<Rc<Kept<R, W>>>,
+    shared: Shared,
+    ctx: SessionCtx<'a>,
     _timer: PhantomData<fn() -> K>,
 }
 
@@ -195,7 +196,7 @@ enum Woke {
     Other,
 }
 
-impl<'a, R: ReadHalf, W: WriteHalf, K: Timer> Session<'a, R, W, K> {
+impl<'a, R: ReadHalf, W: WriteHalf, K: Timer> Driver<'a, R, W, K> {
     /// The connection's loops, to start or to go on after a park. `quiet`: the read waits for
     /// readiness before it reads.
     fn loops(&self, rbuf: BytesMut, quiet: bool) -> Pin<Box<dyn Loops + 'a>> {
@@ -287,18 +288,18 @@ impl<R: ReadHalf, W: WriteHalf, K: Timer> Future for Session<'_, R, W, K> {
             }
             this.yielding = None;
         }
-        let waker = this.waker.clone();
-        let mut inner = Context::from_waker(&waker);
+        let driver = &mut this.driver;
+        let mut inner = Context::from_waker(&this.waker);
         for _ in 0..INLINE_POLLS {
             this.inline.begin(cx.waker());
-            if this.step(&mut inner) {
+            if driver.step(&mut inner) {
                 this.inline.end();
-                let s = this.shared.borrow();
+                let s = driver.shared.borrow();
                 return Poll::Ready(SessionReport { bytes_in: s.bytes_in, bytes_out: s.bytes_out });
             }
             // Nothing woke meanwhile: every part waits. A parked connection's wait is polled
             // at once, so that it is registered with what it waits for.
-            if !this.inline.end() && !this.park() {
+            if !this.inline.end() && !driver.park() {
                 return Poll::Pending;
             }
         }

@@ -334,23 +334,20 @@ impl WebSocket {
     /// (A plain function returning a small future: an echo handler spends its idle time
     /// holding room for this future, and the `async fn` it was kept the message twice over.)
     pub fn send(&self, message: Message) -> impl Future<Output = Result<(), SendError>> + '_ {
-        let mut frame = Some(match message {
-            Message::Text(text) => Ok((OpCode::Text, text.into_bytes())),
-            Message::Binary(data) => Ok((OpCode::Binary, data)),
+        let mut frame = match message {
+            Message::Text(text) => Ok(Some((OpCode::Text, text.into_bytes()))),
+            Message::Binary(data) => Ok(Some((OpCode::Binary, data))),
             Message::Close(_) => Err(SendError::CloseMessage),
-        });
+        };
         poll_fn(move |cx| {
-            let (opcode, payload) = match frame.take().expect("polled after completion") {
+            let frame = match &mut frame {
                 Ok(frame) => frame,
-                Err(e) => return Poll::Ready(Err(e)),
+                Err(e) => return Poll::Ready(Err(*e)),
             };
-            let mut payload = Some(payload);
-            let sent =
-                self.poll_enqueue(cx, |s| s.queue_message(opcode, payload.take().expect("queued once")));
-            if let Some(payload) = payload {
-                frame = Some(Ok((opcode, payload)));
-            }
-            sent
+            self.poll_enqueue(cx, |s| {
+                let (opcode, payload) = frame.take().expect("a message is queued once");
+                s.queue_message(opcode, payload)
+            })
         })
     }
 
