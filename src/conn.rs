@@ -45,6 +45,7 @@ use crate::io::{catch_panic, first_of, timeout, Either, Timer, TimerSlot, Transp
 use crate::latch::Latch;
 use crate::observe::access_log::{AccessLog, Entry, LocalAccessLog};
 use crate::peer::Peer;
+use crate::stamp::Stamp;
 use crate::state::{ExecutorStats, ServerState};
 use crate::ws::session::SessionCtx;
 use crate::ws::{Upgrade, WsConfig};
@@ -430,11 +431,11 @@ struct Conn<T, K, H> {
     /// The verified client certificate's subject (mutual TLS), for the access log.
     client_cert: Option<Arc<str>>,
     /// When the current request's head was complete (for its duration).
-    started: Instant,
+    started: Stamp,
     /// When the last response was counted, unless the driver has waited on the socket since:
     /// a pipelined request that was already in the buffer starts then, which saves a clock
     /// read per request.
-    recorded_at: Option<Instant>,
+    recorded_at: Option<Stamp>,
     /// The current request said `TE: trailers`: chunked trailers may be sent.
     trailers_ok: bool,
     /// The current request's head, kept for its access log line when logging is on.
@@ -475,7 +476,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             peer_trusted,
             // Asked of the transport again at the next request (not kept while idle).
             client_cert: None,
-            started: Instant::now(),
+            started: Stamp::now(),
             recorded_at: None,
             trailers_ok: false,
             log_head: None,
@@ -513,7 +514,18 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             self.peer_trusted = self.ctx.config.trusted_proxies.contains_peer(&self.peer);
         }
         loop {
-            let parsed = match self.read_head(first).await {
+            // A pipelined request already whole in the buffer is parsed here, without the
+            // wait's future (its clock reads and deadline) being made for it; anything else
+            // (a head still arriving, an error to answer) is `read_head`'s.
+            let buffered = match self.rbuf.is_empty() {
+                true => None,
+                false => parse_head(&self.rbuf, &self.ctx.config.limits).ok().flatten(),
+            };
+            let waited = match buffered {
+                Some(parsed) => Ok(parsed),
+                None => self.read_head(first).await,
+            };
+            let parsed = match waited {
                 Ok(parsed) => parsed,
                 Err(Wait::Closed) => return Exit::Closed,
                 Err(Wait::Idle) => {
@@ -634,7 +646,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             parsed.into_head(self.rbuf.split_to(len).freeze())
         };
         ctx.count_request();
-        self.started = self.recorded_at.take().unwrap_or_else(Instant::now);
+        self.started = self.recorded_at.take().unwrap_or_else(Stamp::now);
         if ctx.access_log.is_some() {
             // Without an access log, `log_head` is never set: nothing to clear either.
             self.log_head = Some(head.clone());
@@ -702,11 +714,9 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
                     forwarded_host,
                     self.client_cert.clone(),
                 ));
-                // SAFETY: taken once, first thing in the closure (which runs once), and not
-                // used after: the handler owns it, and drops it, unwinding too.
-                catch_unwind(AssertUnwindSafe(|| {
-                    ctx.handler.call(unsafe { mem::ManuallyDrop::take(&mut request) })
-                }))
+                // SAFETY: handed over once, in the closure (which runs once), and not used
+                // after: the handler owns it, and drops it, unwinding too.
+                catch_unwind(AssertUnwindSafe(|| unsafe { ctx.handler.call_in_place(&mut *request) }))
             };
             let answered = match started {
                 Ok(fut) => catch_panic(fut).await,
@@ -889,19 +899,35 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
     ) -> Encoded {
         let event_stream = response.is_event_stream();
         let (status, headers, body) = response.into_parts();
-        let HeadFraming { send_body, length, connection, close } =
-            HeadFraming::of(status, &body, is_head, version, close);
+        let HeadFraming { send_body, length, close, .. } =
+            self.encode_head(status, &headers, &body, is_head, version, close);
+        // Kept past the writes only for the access log, and then boxed.
+        let log_fields = self.ctx.access_log.is_some().then(|| Box::new(headers));
+        Encoded { status, body, send_body, length, close, event_stream, log_fields }
+    }
+
+    /// The status line, `headers` and the framing and connection fields, into the write
+    /// buffer; returns how the body is framed.
+    #[inline(always)]
+    fn encode_head(
+        &mut self,
+        status: u16,
+        headers: &Fields,
+        body: &ResponseBody,
+        is_head: bool,
+        version: Version,
+        close: bool,
+    ) -> HeadFraming {
+        let framing = HeadFraming::of(status, body, is_head, version, close);
         encode_head_dated(
             &mut self.wbuf,
             status,
             headers.iter(),
-            length,
-            connection,
+            framing.length,
+            framing.connection,
             &self.ctx.date.borrow(),
         );
-        // Kept past the writes only for the access log, and then boxed.
-        let log_fields = self.ctx.access_log.is_some().then(|| Box::new(headers));
-        Encoded { status, body, send_body, length, close, event_stream, log_fields }
+        framing
     }
 
     /// [`Conn::encode_response_head`] and then [`Conn::write_body`], for a body that only
@@ -916,22 +942,29 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         version: Version,
         close: bool,
     ) -> Result<Outcome, Encoded> {
-        let encoded = self.encode_response_head(response, is_head, version, close);
-        let copied = match &encoded.body {
-            ResponseBody::Full(bytes) if encoded.send_body => bytes.len(),
-            ResponseBody::Full(_) | ResponseBody::Empty => 0,
-            _ => return Err(encoded),
+        // Decided on the body's size alone (a HEAD's large body, which would not be copied,
+        // goes the long way too: rare, and the same answer).
+        let copied = match response.body() {
+            ResponseBody::Full(bytes) => bytes.len(),
+            ResponseBody::Empty => 0,
+            _ => usize::MAX,
         };
         if copied > INLINE_BODY_MAX || self.wbuf.len() + copied >= WRITE_HIGH_WATER {
-            return Err(encoded);
+            return Err(self.encode_response_head(response, is_head, version, close));
         }
-        let Encoded { status, body, close, event_stream, log_fields, .. } = encoded;
+        let event_stream = response.is_event_stream();
+        let (status, headers, body) = response.into_parts();
+        let HeadFraming { send_body, close, .. } =
+            self.encode_head(status, &headers, &body, is_head, version, close);
+        let mut sent = 0;
         if let ResponseBody::Full(bytes) = body {
-            if copied > 0 {
+            if send_body && !bytes.is_empty() {
                 self.wbuf.extend_from_slice(&bytes);
+                sent = bytes.len() as u64;
             }
         }
-        self.record(status, log_fields, copied as u64);
+        let log_fields = self.ctx.access_log.is_some().then(|| Box::new(headers));
+        self.record(status, log_fields, sent);
         Ok(if close || (event_stream && self.ctx.draining()) { Outcome::Close } else { Outcome::KeepAlive })
     }
 
@@ -983,13 +1016,13 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
     /// `headers`: the response's fields, when the access log is on. A `101`'s line waits for
     /// the end of its WebSocket (`hand_over`).
     fn record(&mut self, status: u16, headers: Option<Box<Fields>>, sent: u64) {
-        let now = Instant::now();
-        let elapsed = now.saturating_duration_since(self.started);
+        let now = Stamp::now();
         self.recorded_at = Some(now);
-        self.ctx.stats.record_response(status, elapsed.as_micros() as u64);
+        self.ctx.stats.record_response(status, now.micros_since(self.started));
         if self.ctx.access_log.is_none() {
             return; // the access log costs nothing when it is off: not even a call
         }
+        let elapsed = now.since(self.started);
         if status == 101 {
             self.upgrade_headers = headers;
             return;
@@ -1181,7 +1214,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
 
     /// Answer a refused request and close.
     async fn fail(&mut self, e: ParseError) {
-        self.started = Instant::now();
+        self.started = Stamp::now();
         // The access log still names what was asked for, when the request line was read.
         self.log_head = match self.ctx.access_log {
             Some(_) => crate::http::refused_request_line(&self.rbuf, &self.ctx.config.limits),

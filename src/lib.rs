@@ -31,6 +31,7 @@ pub mod observe;
 pub mod peer;
 pub mod runtime;
 pub mod server;
+pub mod stamp;
 pub mod state;
 pub mod supervisor;
 pub mod task;

@@ -65,4 +65,16 @@ impl<H: Handler> Handler for WithBuiltins<H> {
             OneOf::Second(self.app.call(req))
         }
     }
+
+    #[inline(always)]
+    unsafe fn call_in_place(&self, req: *mut Request) -> impl Future<Output = Response> {
+        // SAFETY: `req` is live (the caller's contract) and passed on whole to one handler.
+        unsafe {
+            if self.builtins.serves((*req).path()) {
+                OneOf::First(self.builtins.call_in_place(req))
+            } else {
+                OneOf::Second(self.app.call_in_place(req))
+            }
+        }
+    }
 }

@@ -55,6 +55,16 @@ impl<'a> RequestSlot<'a> {
     }
 }
 
+impl std::ops::Deref for RequestSlot<'_> {
+    type Target = Request;
+
+    /// The request where it is (a router reads its path and method before choosing).
+    #[inline]
+    fn deref(&self) -> &Request {
+        self.request
+    }
+}
+
 impl Drop for RequestSlot<'_> {
     fn drop(&mut self) {
         // SAFETY: not taken (`take` skips this drop): the slot still owns the request.

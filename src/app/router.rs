@@ -148,13 +148,11 @@ impl Router {
     /// machine of the router's own first. Inlined into the caller, so that the request is
     /// lent to the handler from where the caller has it, not from a copy of it.
     #[inline(always)]
-    fn dispatch(&self, req: Request) -> Dispatch<'_> {
+    fn dispatch(&self, req: RequestSlot<'_>) -> Dispatch<'_> {
         // `*` (OPTIONS only: the codec refuses it with any other method) is the router's.
         if let Some(route) = self.find_route(req.path()).filter(|_| req.path() != "*") {
             if let Some(handler) = route.find(req.method()) {
-                let mut req = ManuallyDrop::new(req);
-                // SAFETY: `req` is not used after this: the slot owns it.
-                return Dispatch::Handler(handler.start(unsafe { RequestSlot::new(&mut req) }));
+                return Dispatch::Handler(handler.start(req));
             }
         }
         Dispatch::Answer(Some(self.answer(&req)))
@@ -200,7 +198,16 @@ impl Future for Dispatch<'_> {
 impl Handler for Router {
     #[inline(always)]
     fn call(&self, req: Request) -> impl Future<Output = Response> {
-        self.dispatch(req)
+        let mut req = ManuallyDrop::new(req);
+        // SAFETY: `req` is not used after this: the slot owns it.
+        self.dispatch(unsafe { RequestSlot::new(&mut req) })
+    }
+
+    #[inline(always)]
+    unsafe fn call_in_place(&self, req: *mut Request) -> impl Future<Output = Response> {
+        // SAFETY: the caller's contract: a live request, now the slot's (`ManuallyDrop` has
+        // the layout of what it holds).
+        self.dispatch(unsafe { RequestSlot::new(&mut *req.cast::<ManuallyDrop<Request>>()) })
     }
 }
 

@@ -360,7 +360,6 @@ impl FieldRules {
     /// One field: `value` without the whitespace around it, as httparse gives it.
     #[inline]
     fn add(&mut self, name: &[u8], value: &[u8]) -> Result<(), ParseError> {
-        self.forwarding |= is_forwarding_name(name);
         match name.len() {
             4 if token_is(name, b"host") => {
                 self.hosts += 1;
@@ -407,7 +406,9 @@ impl FieldRules {
                 self.saw_te = true;
                 self.te.add(value)?;
             }
-            _ => {}
+            // None of the names above is `Forwarded` or `X-Forwarded-*`, so only the others
+            // are looked at for those.
+            _ => self.forwarding |= is_forwarding_name(name),
         }
         Ok(())
     }
