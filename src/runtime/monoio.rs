@@ -4,7 +4,7 @@ use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -12,8 +12,8 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use monoio::buf::{IoBuf, IoBufMut, SliceMut};
 use monoio::io::{
-    AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelableAsyncReadRent, Canceller, OwnedReadHalf,
-    OwnedWriteHalf, Splitable,
+    AsyncReadRent, AsyncWriteRent, CancelableAsyncReadRent, Canceller, OwnedReadHalf, OwnedWriteHalf,
+    Splitable,
 };
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 
@@ -482,7 +482,9 @@ async fn read_into<R: AsyncReadRent + MonoioReadable>(
         }
     }
     let filled = buf.len();
-    let (result, slice) = reader.read(buf.slice_mut(filled..)).await;
+    // Pinned where it is made: awaited by value, the ring's operation was copied into this
+    // future's state first (a `memcpy` per read).
+    let (result, slice) = pin!(reader.read(buf.slice_mut(filled..))).await;
     (result, slice.into_inner())
 }
 
@@ -512,8 +514,22 @@ async fn write_all_from<W: AsyncWriteRent + MonoioWritable, B: IoBuf + std::ops:
             }
         }
     }
-    let (result, buf) = writer.write_all(buf).await;
-    (result.map(drop), buf)
+    // Through the ring: one write usually takes it all. (monoio's `write_all` runs this loop
+    // one future further down, and that future was copied once more on each flush.)
+    let len = buf.len();
+    let mut buf = buf;
+    let mut written = 0;
+    while written < len {
+        let (result, slice) = pin!(writer.write(buf.slice(written..len))).await;
+        buf = slice.into_inner();
+        match result {
+            Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (Err(e), buf),
+        }
+    }
+    (Ok(()), buf)
 }
 
 /// The write half, and the socket's descriptor for `shutdown` (the half does not expose it).
