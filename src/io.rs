@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
+use crate::stamp::Stamp;
+
 /// One accepted connection.
 pub trait Transport: 'static {
     /// The read side, once split.
@@ -210,10 +212,12 @@ struct Slot<K: Timer> {
 struct Deadlines {
     /// Whether a wait is using the sleep (its deadline counts).
     armed: bool,
-    /// When the wait in progress (or the last one) ends.
-    deadline: Instant,
+    /// When the wait in progress (or the last one) ends. Stamps, not `Instant`s: two waits
+    /// are armed per keep-alive request, and `Instant`'s arithmetic (seconds and nanoseconds
+    /// apart, with carries and checks) cost each about 30 instructions more.
+    deadline: Stamp,
     /// When the sleep goes off: at or before `deadline` while a wait is armed.
-    goes_off: Instant,
+    goes_off: Stamp,
 }
 
 impl<K: Timer> Slot<K> {
@@ -226,11 +230,6 @@ impl<K: Timer> Slot<K> {
     }
 }
 
-/// `duration` from `now`, or as far as an `Instant` goes.
-fn deadline_after(now: Instant, duration: Duration) -> Instant {
-    now.checked_add(duration).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
-}
-
 impl<K: Timer> Rearm for Slot<K> {
     /// A later deadline than the sleep's, while it has yet to go off, is only written down:
     /// the sleep goes off early and is set again then (`poll_expired`). A keep-alive
@@ -239,15 +238,15 @@ impl<K: Timer> Rearm for Slot<K> {
     /// for an earlier deadline) cost about 300 instructions per request on monoio, and now
     /// happens about once per grace period instead.
     fn arm(self: Pin<&mut Self>, duration: Duration) {
-        let now = Instant::now();
-        let deadline = deadline_after(now, duration);
+        let now = Stamp::now();
+        let deadline = now.after(duration);
         let (mut slot, at) = self.parts();
         at.armed = true;
         at.deadline = deadline;
         let lazy = now < at.goes_off && at.goes_off <= deadline;
         match slot.as_mut().as_pin_mut() {
             Some(_) if lazy => return,
-            Some(sleep) => K::rearm(sleep, deadline),
+            Some(sleep) => K::rearm(sleep, deadline.to_instant()),
             None => slot.set(Some(K::sleep(duration))),
         }
         at.goes_off = deadline;
@@ -267,12 +266,12 @@ impl<K: Timer> Rearm for Slot<K> {
             if sleep.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
-            if Instant::now() >= at.deadline {
+            if Stamp::now() >= at.deadline {
                 return Poll::Ready(());
             }
             // Gone off early (see `arm`): set for the wait's own deadline, and polled again
             // so that it wakes this task then.
-            K::rearm(sleep, at.deadline);
+            K::rearm(sleep, at.deadline.to_instant());
             at.goes_off = at.deadline;
         }
         Poll::Pending
@@ -301,7 +300,7 @@ impl TimerSlot {
 }
 
 fn new_slot<K: Timer>() -> Pin<Box<dyn Rearm>> {
-    let now = Instant::now();
+    let now = Stamp::now();
     Box::pin(Slot::<K> { sleep: None, at: Deadlines { armed: false, deadline: now, goes_off: now } })
 }
 

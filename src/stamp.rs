@@ -5,7 +5,7 @@
 //! a [`Stamp`] is the same clock (`CLOCK_MONOTONIC`) as one count of nanoseconds, so the
 //! difference is one instruction and the duration in microseconds a multiply and a shift.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A point on `CLOCK_MONOTONIC`, in nanoseconds (good for 584 years of uptime).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -40,6 +40,22 @@ impl Stamp {
         Stamp::now().since(self)
     }
 
+    /// `duration` after `self` (saturating, so "never" stays far in the future).
+    #[inline]
+    pub fn after(self, duration: Duration) -> Stamp {
+        Stamp(self.0.saturating_add(duration.as_nanos().min(u64::MAX as u128) as u64))
+    }
+
+    /// The same point as an `Instant`, for a runtime's timer (two clock reads: for the
+    /// occasional reset of a timer, not for every wait).
+    pub fn to_instant(self) -> Instant {
+        let (instant, stamp) = (Instant::now(), Stamp::now());
+        match self.0.checked_sub(stamp.0) {
+            Some(ahead) => instant + Duration::from_nanos(ahead),
+            None => instant.checked_sub(stamp.since(self)).unwrap_or(instant),
+        }
+    }
+
     #[inline]
     fn nanos_since(self, earlier: Stamp) -> u64 {
         self.0.saturating_sub(earlier.0)
@@ -49,7 +65,6 @@ impl Stamp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Instant;
 
     /// The same clock as `Instant`: a stamp taken between two instants measures no more than
     /// they do, and differences come out in the right units, never negative.
@@ -66,5 +81,23 @@ mod tests {
         assert_eq!(t.micros_since(s), stamped.as_micros() as u64);
         assert_eq!(s.since(t), Duration::ZERO);
         assert!(s.elapsed() >= stamped);
+    }
+
+    /// `after` adds and saturates; `to_instant` lands on the same point of the clock.
+    #[test]
+    fn converts_to_deadlines() {
+        let s = Stamp::now();
+        assert_eq!(s.after(Duration::from_millis(3)).since(s), Duration::from_millis(3));
+        assert_eq!(s.after(Duration::MAX), Stamp(u64::MAX));
+        for offset in [Duration::ZERO, Duration::from_millis(50)] {
+            let s = Stamp::now();
+            let i = Instant::now(); // a moment after `s`
+            let ahead = s.after(offset).to_instant();
+            assert!(ahead <= i + offset, "{offset:?}");
+            assert!(ahead + Duration::from_millis(1) >= i + offset, "{offset:?}");
+        }
+        // A point in the past comes out in the past.
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(s.to_instant() + Duration::from_millis(1) < Instant::now());
     }
 }
