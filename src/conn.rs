@@ -518,25 +518,28 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             // wait's future (its clock reads and deadline) being made for it; anything else
             // (a head still arriving, an error to answer) is `read_head`'s.
             let buffered = match self.rbuf.is_empty() {
-                true => None,
-                false => parse_head(&self.rbuf, &self.ctx.config.limits).ok().flatten(),
+                true => Ok(None),
+                false => parse_head(&self.rbuf, &self.ctx.config.limits),
             };
-            let waited = match buffered {
-                Some(parsed) => Ok(parsed),
-                None => self.read_head(first).await,
-            };
-            let parsed = match waited {
-                Ok(parsed) => parsed,
-                Err(Wait::Closed) => return Exit::Closed,
-                Err(Wait::Idle) => {
-                    self.close().await;
-                    return Exit::Closed;
-                }
-                Err(Wait::Error(e)) => {
-                    self.fail(e).await;
-                    return Exit::Closed;
-                }
-                Err(Wait::Parked(idle)) => return Exit::Parked(idle),
+            let parsed = match buffered {
+                Ok(Some(parsed)) => parsed,
+                // Moved out and dropped, so that no slot for it is kept across the wait.
+                other => match {
+                    drop(other);
+                    self.read_head(first).await
+                } {
+                    Ok(parsed) => parsed,
+                    Err(Wait::Closed) => return Exit::Closed,
+                    Err(Wait::Idle) => {
+                        self.close().await;
+                        return Exit::Closed;
+                    }
+                    Err(Wait::Error(e)) => {
+                        self.fail(e).await;
+                        return Exit::Closed;
+                    }
+                    Err(Wait::Parked(idle)) => return Exit::Parked(idle),
+                },
             };
             first = false;
             match self.exchange(parsed).await {
@@ -952,18 +955,20 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         if copied > INLINE_BODY_MAX || self.wbuf.len() + copied >= WRITE_HIGH_WATER {
             return Err(self.encode_response_head(response, is_head, version, close));
         }
-        let event_stream = response.is_event_stream();
-        let (status, headers, body) = response.into_parts();
+        // Encoded from where the response is (taken apart, it was moved once more).
+        let mut response = response;
+        let (status, event_stream) = (response.status(), response.is_event_stream());
+        let (headers, body) = response.parts_mut();
         let HeadFraming { send_body, close, .. } =
-            self.encode_head(status, &headers, &body, is_head, version, close);
+            self.encode_head(status, headers, body, is_head, version, close);
         let mut sent = 0;
         if let ResponseBody::Full(bytes) = body {
             if send_body && !bytes.is_empty() {
-                self.wbuf.extend_from_slice(&bytes);
+                self.wbuf.extend_from_slice(bytes);
                 sent = bytes.len() as u64;
             }
         }
-        let log_fields = self.ctx.access_log.is_some().then(|| Box::new(headers));
+        let log_fields = self.ctx.access_log.is_some().then(|| Box::new(mem::take(headers)));
         self.record(status, log_fields, sent);
         Ok(if close || (event_stream && self.ctx.draining()) { Outcome::Close } else { Outcome::KeepAlive })
     }

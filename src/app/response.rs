@@ -267,6 +267,13 @@ impl Response {
     }
 
     /// Split into status, headers and body, for the connection driver.
+    /// The fields and the body where they are, the fields to take (the driver encodes a
+    /// buffered response from here instead of moving it apart first).
+    #[inline]
+    pub(crate) fn parts_mut(&mut self) -> (&mut Fields, &ResponseBody) {
+        (&mut self.headers, &self.body)
+    }
+
     pub fn into_parts(self) -> (u16, Fields, ResponseBody) {
         (self.status, self.headers, self.body)
     }
