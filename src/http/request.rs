@@ -628,10 +628,28 @@ fn check_field_lines(block: &[u8], limits: &Limits) -> Result<(), ParseError> {
 /// Whether `name`, a token, is `lower` (lowercase letters and `-`) in any case: a token byte
 /// with its case bit set equals a letter only if it is that letter in either case, and
 /// equals `-` only if it is `-` (CR, the other byte that would, is no token byte).
+/// Names of 4 to 16 bytes (every name the rules look for but `te`) are compared a word at a
+/// time: two words, or two halves, that overlap in the middle.
 #[inline]
 fn token_is(name: &[u8], lower: &[u8]) -> bool {
     debug_assert!(lower.iter().all(|&b| b.is_ascii_lowercase() || b == b'-'));
-    name.len() == lower.len() && name.iter().zip(lower).all(|(&n, &l)| n | 0x20 == l)
+    let n = name.len();
+    if n != lower.len() {
+        return false;
+    }
+    let u64_at = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("eight bytes"));
+    let u32_at = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().expect("four bytes"));
+    match n {
+        8..=16 => {
+            const CASE: u64 = 0x2020_2020_2020_2020;
+            u64_at(name, 0) | CASE == u64_at(lower, 0) && u64_at(name, n - 8) | CASE == u64_at(lower, n - 8)
+        }
+        4..=7 => {
+            const CASE: u32 = 0x2020_2020;
+            u32_at(name, 0) | CASE == u32_at(lower, 0) && u32_at(name, n - 4) | CASE == u32_at(lower, n - 4)
+        }
+        _ => name.iter().zip(lower).all(|(&n, &l)| n | 0x20 == l),
+    }
 }
 
 /// `Forwarded` or `X-Forwarded-*`, in any case.
@@ -841,5 +859,43 @@ fn check_authority(authority: &[u8], port_required: bool) -> Result<(), ParseErr
         Ok(())
     } else {
         Err(ParseError::InvalidTarget)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::token_is;
+
+    /// The word-at-a-time comparison gives what comparing byte by byte gives, for every name
+    /// the rules look for against itself in any case, with any one byte changed, and longer
+    /// or shorter.
+    #[test]
+    fn token_is_compares_as_byte_by_byte() {
+        let bytewise = |name: &[u8], lower: &[u8]| {
+            name.len() == lower.len() && name.iter().zip(lower).all(|(&n, &l)| n | 0x20 == l)
+        };
+        let names: [&[u8]; 8] = [
+            b"te",
+            b"host",
+            b"expect",
+            b"forwarded",
+            b"connection",
+            b"x-forwarded-",
+            b"content-length",
+            b"transfer-encoding",
+        ];
+        for lower in names {
+            let upper = lower.to_ascii_uppercase();
+            assert!(token_is(lower, lower) && token_is(&upper, lower));
+            for at in 0..lower.len() {
+                for b in [b'!', b'a', b'Z', b'-', b'0', b'~', b'^', b'_'] {
+                    let mut name = lower.to_vec();
+                    name[at] = b;
+                    assert_eq!(token_is(&name, lower), bytewise(&name, lower), "{name:?} vs {lower:?}");
+                }
+            }
+            assert!(!token_is(&lower[1..], lower));
+            assert!(!token_is(&[lower, b"s"].concat(), lower));
+        }
     }
 }
