@@ -524,22 +524,22 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             let parsed = match buffered {
                 Ok(Some(parsed)) => parsed,
                 // Moved out and dropped, so that no slot for it is kept across the wait.
-                other => match {
+                other => {
                     drop(other);
-                    self.read_head(first).await
-                } {
-                    Ok(parsed) => parsed,
-                    Err(Wait::Closed) => return Exit::Closed,
-                    Err(Wait::Idle) => {
-                        self.close().await;
-                        return Exit::Closed;
+                    match self.read_head(first).await {
+                        Ok(parsed) => parsed,
+                        Err(Wait::Closed) => return Exit::Closed,
+                        Err(Wait::Idle) => {
+                            self.close().await;
+                            return Exit::Closed;
+                        }
+                        Err(Wait::Error(e)) => {
+                            self.fail(e).await;
+                            return Exit::Closed;
+                        }
+                        Err(Wait::Parked(idle)) => return Exit::Parked(idle),
                     }
-                    Err(Wait::Error(e)) => {
-                        self.fail(e).await;
-                        return Exit::Closed;
-                    }
-                    Err(Wait::Parked(idle)) => return Exit::Parked(idle),
-                },
+                }
             };
             first = false;
             match self.exchange(parsed).await {
