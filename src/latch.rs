@@ -45,32 +45,50 @@ impl Latch {
 
     /// `Wait`'s poll, for a waiter that keeps its own slot (`None` to start with) instead
     /// of a reference to the latch; it must `forget` the slot when it stops waiting.
+    #[inline]
     pub fn poll_wait(&self, slot: &mut Option<usize>, cx: &mut Context<'_>) -> Poll<()> {
         if self.is_fired() {
             *slot = None;
             return Poll::Ready(());
         }
+        // Polled again by the same task (a connection's task polls its stop latch each time
+        // it runs, twice per keep-alive request): nothing to change, and inlined, since it
+        // is nearly every poll.
+        if let Some(i) = *slot {
+            if self
+                .waiters
+                .borrow()
+                .get(i)
+                .is_some_and(|w| w.as_ref().is_some_and(|w| w.will_wake(cx.waker())))
+            {
+                return Poll::Pending;
+            }
+        }
+        self.register(slot, cx.waker());
+        Poll::Pending
+    }
+
+    /// Register `waker` in `slot` (a new slot for a new waiter).
+    #[cold]
+    #[inline(never)]
+    fn register(&self, slot: &mut Option<usize>, waker: &Waker) {
         let mut waiters = self.waiters.borrow_mut();
         match *slot {
-            // Polled again by the same task (a connection's task polls its stop latch each
-            // time it runs): nothing to change.
-            Some(i) if waiters[i].as_ref().is_some_and(|w| w.will_wake(cx.waker())) => {}
-            Some(i) => waiters[i] = Some(cx.waker().clone()),
+            Some(i) => waiters[i] = Some(waker.clone()),
             None => {
                 let i = match self.free.borrow_mut().pop() {
                     Some(i) => {
-                        waiters[i] = Some(cx.waker().clone());
+                        waiters[i] = Some(waker.clone());
                         i
                     }
                     None => {
-                        waiters.push(Some(cx.waker().clone()));
+                        waiters.push(Some(waker.clone()));
                         waiters.len() - 1
                     }
                 };
                 *slot = Some(i);
             }
         }
-        Poll::Pending
     }
 
     /// Give back the slot of a waiter that stops waiting.
