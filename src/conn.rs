@@ -41,7 +41,7 @@ use crate::http::{
     Version,
 };
 use crate::idle_clock::IdleClock;
-use crate::io::{catch_panic, first_of, timeout, Either, Timer, TimerSlot, Transport};
+use crate::io::{catch_panic, catch_panic_or, first_of, timeout, Either, Timer, TimerSlot, Transport};
 use crate::latch::Latch;
 use crate::observe::access_log::{AccessLog, Entry, LocalAccessLog};
 use crate::peer::Peer;
@@ -700,6 +700,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         }
 
         let mut must_close = false;
+        let mut panic = None;
         let mut response = {
             let _in_flight = ctx.slots.enter();
             // A handler may do its work in `call` itself and return a ready future (the
@@ -721,20 +722,21 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
                 // after: the handler owns it, and drops it, unwinding too.
                 catch_unwind(AssertUnwindSafe(|| unsafe { ctx.handler.call_in_place(&mut *request) }))
             };
-            let answered = match started {
-                Ok(fut) => catch_panic(fut).await,
-                Err(panic) => Err(panic),
-            };
-            match answered {
-                Ok(response) => response,
-                Err(panic) => {
-                    ExecutorStats::add(&ctx.stats.handler_panics, 1);
-                    tracing::error!(peer = %self.peer, panic = panic_message(&panic), "handler panicked; answering 500");
-                    must_close = true;
-                    Response::status_text(500)
+            let answer_500 = || Response::status_text(500);
+            match started {
+                // The response comes out of the handler's future as it is, or the 500.
+                Ok(fut) => catch_panic_or(fut, &mut panic, answer_500).await,
+                Err(thrown) => {
+                    panic = Some(thrown);
+                    answer_500()
                 }
             }
         };
+        if let Some(panic) = panic {
+            ExecutorStats::add(&ctx.stats.handler_panics, 1);
+            tracing::error!(peer = %self.peer, panic = panic_message(&panic), "handler panicked; answering 500");
+            must_close = true;
+        }
 
         if let Some(wire) = wire {
             let mut wire = wire.borrow_mut();
@@ -769,9 +771,12 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             || response.wants_close()
             || ctx.drain.is_fired()
             || ctx.spent.is_fired();
-        match self.respond_buffered(response, is_head, version, close) {
-            Ok(outcome) => outcome,
-            Err(encoded) => self.write_body(encoded).await,
+        match self.respond_buffered(&mut response, is_head, version, close) {
+            Some(outcome) => outcome,
+            None => {
+                let encoded = self.encode_response_head(response, is_head, version, close);
+                self.write_body(encoded).await
+            }
         }
     }
 
@@ -936,15 +941,16 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
     /// [`Conn::encode_response_head`] and then [`Conn::write_body`], for a body that only
     /// needs copying into the write buffer (a full body up to `INLINE_BODY_MAX`, or none)
     /// when that leaves the buffer under its high water mark: done without a future, and
-    /// without the [`Encoded`] in between. Any other response comes back encoded, for
-    /// `write_body`.
+    /// without the [`Encoded`] in between. `None` for any other response, left as it was
+    /// for those two. Encoded from where the response is: taken by value, it was moved once
+    /// more.
     fn respond_buffered(
         &mut self,
-        response: Response,
+        response: &mut Response,
         is_head: bool,
         version: Version,
         close: bool,
-    ) -> Result<Outcome, Encoded> {
+    ) -> Option<Outcome> {
         // Decided on the body's size alone (a HEAD's large body, which would not be copied,
         // goes the long way too: rare, and the same answer).
         let copied = match response.body() {
@@ -953,10 +959,8 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             _ => usize::MAX,
         };
         if copied > INLINE_BODY_MAX || self.wbuf.len() + copied >= WRITE_HIGH_WATER {
-            return Err(self.encode_response_head(response, is_head, version, close));
+            return None;
         }
-        // Encoded from where the response is (taken apart, it was moved once more).
-        let mut response = response;
         let (status, event_stream) = (response.status(), response.is_event_stream());
         let (headers, body) = response.parts_mut();
         let HeadFraming { send_body, close, .. } =
@@ -970,7 +974,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         }
         let log_fields = self.ctx.access_log.is_some().then(|| Box::new(mem::take(headers)));
         self.record(status, log_fields, sent);
-        Ok(if close || (event_stream && self.ctx.draining()) { Outcome::Close } else { Outcome::KeepAlive })
+        Some(if close || (event_stream && self.ctx.draining()) { Outcome::Close } else { Outcome::KeepAlive })
     }
 
     /// Write the body of a response whose head is encoded (and the buffer, when it must go

@@ -392,6 +392,43 @@ impl<F: Future> Future for CatchPanic<F> {
     }
 }
 
+/// Poll `fut`; a panic inside it ends it with `fallback()` instead, the panic kept in
+/// `panic`. The output is `fut`'s own, not a `Result` around it: a large output (a
+/// response) is then not moved once more into and out of the `Result` on its way.
+pub fn catch_panic_or<'a, F: Future>(
+    fut: F,
+    panic: &'a mut Option<Box<dyn Any + Send>>,
+    fallback: fn() -> F::Output,
+) -> CatchPanicOr<'a, F> {
+    CatchPanicOr { fut, panic, fallback }
+}
+
+/// Future returned by [`catch_panic_or`].
+pub struct CatchPanicOr<'a, F: Future> {
+    fut: F,
+    panic: &'a mut Option<Box<dyn Any + Send>>,
+    fallback: fn() -> F::Output,
+}
+
+impl<F: Future> Future for CatchPanicOr<'_, F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // SAFETY: structural pinning of `fut`, as in `FirstOf`; the other fields are not
+        // pinned, and not moved out of either.
+        let this = unsafe { self.get_unchecked_mut() };
+        let fut = unsafe { Pin::new_unchecked(&mut this.fut) };
+        match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+            Ok(polled) => polled,
+            Err(panic) => {
+                *this.panic = Some(panic);
+                Poll::Ready((this.fallback)())
+            }
+        }
+    }
+}
+
 #[cfg(all(test, feature = "tokio"))]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@ use super::error::ParseError;
 use super::is_tchar;
 
 pub(in crate::http) mod one_pass;
+mod scan;
 
 /// Limits applied while a head is parsed. Each one is a command-line flag.
 #[derive(Debug, Clone)]

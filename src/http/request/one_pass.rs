@@ -1,7 +1,8 @@
 //! The usual request head, parsed in one pass of our own: `METHOD SP target SP HTTP/1.x`, then
 //! `name: value` lines, each ending in CRLF or a bare LF, the whole head present. Each byte is
-//! looked at once: the target is checked for visible ASCII (and its `?` found) in the same
-//! loop that finds its end, and each field goes through the framing rules as it is read.
+//! looked at once, many at a time ([`super::scan`]): the target is checked for visible ASCII
+//! (and its `?` found) in the same loop that finds its end, and each field goes through the
+//! framing rules as it is read.
 //!
 //! It accepts only what httparse accepts, and gives the same head for it: anything else
 //! (empty lines before the request line, a target with other bytes, a head still arriving,
@@ -9,86 +10,11 @@
 //! decides, with its errors in their order. A unit test compares the two over the fuzz corpus
 //! and generated heads.
 
+use super::scan::{scan, Stop};
 use super::{
     check_field_lines, is_tchar, split_target, FieldRules, FieldsSaid, Limits, ParsedHead, Span, Target,
     Version,
 };
-
-/// The bytes of a request target taken here: visible ASCII. httparse takes obs-text too,
-/// which `split_target` then refuses; such a target goes the long way, to be refused there.
-static TARGET_BYTE: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = b'!';
-    while b <= b'~' {
-        table[b as usize] = true;
-        b += 1;
-    }
-    table
-};
-
-/// The bytes httparse allows in a field value: HTAB, SP to `~`, and obs-text (not DEL, not
-/// the other controls).
-static VALUE_BYTE: [bool; 256] = {
-    let mut table = [false; 256];
-    table[b'\t' as usize] = true;
-    let mut b = b' ';
-    while b <= b'~' {
-        table[b as usize] = true;
-        b += 1;
-    }
-    let mut b = 0x80usize;
-    while b <= 0xff {
-        table[b] = true;
-        b += 1;
-    }
-    table
-};
-
-/// Eight bytes of a word that are each `0x80`: the high bit of every byte.
-const HIGH: u64 = 0x8080_8080_8080_8080;
-/// `b` in every byte of a word.
-const fn every_byte(b: u8) -> u64 {
-    0x0101_0101_0101_0101 * b as u64
-}
-
-/// Whether any byte of `w` is below `n` (`n` at most 0x80), counting only bytes below 0x80.
-#[inline]
-fn any_below(w: u64, n: u8) -> bool {
-    w.wrapping_sub(every_byte(n)) & !w & HIGH != 0
-}
-
-/// Whether any byte of `w` is `b`.
-#[inline]
-fn any_equal(w: u64, b: u8) -> bool {
-    let x = w ^ every_byte(b);
-    x.wrapping_sub(every_byte(1)) & !x & HIGH != 0
-}
-
-/// Whether every byte of `w` is visible ASCII (`!` to `~`): none below `!`, and none that
-/// is DEL or above (adding 1 sets the high bit of DEL; the others have it already).
-#[inline]
-fn visible(w: u64) -> bool {
-    !any_below(w, b'!') && (w.wrapping_add(every_byte(1)) | w) & HIGH == 0
-}
-
-/// The eight bytes at `at`, if there are eight.
-#[inline]
-fn word_at(buf: &[u8], at: usize) -> Option<u64> {
-    buf.get(at..at + 8).map(|w| u64::from_le_bytes(w.try_into().expect("eight bytes")))
-}
-
-/// Where the run of bytes that `keep` accepts, starting at `at`, ends. Eight bytes at a time
-/// while none of them is in doubt (`plain` says a word is all kept bytes), then one at a time.
-#[inline(always)]
-fn run_end(buf: &[u8], mut at: usize, plain: impl Fn(u64) -> bool, keep: impl Fn(u8) -> bool) -> usize {
-    while let Some(w) = word_at(buf, at) {
-        if !plain(w) {
-            break;
-        }
-        at += 8;
-    }
-    at + buf[at..].iter().position(|&b| !keep(b)).unwrap_or(buf.len() - at)
-}
 
 /// The head at the start of `buf`, when it is complete, in the usual form, and within every
 /// limit and rule; `None` otherwise (the caller then asks httparse).
@@ -98,22 +24,21 @@ pub(in crate::http) fn parse(buf: &[u8], limits: &Limits) -> Option<ParsedHead> 
     if method_end == 0 || buf[method_end] != b' ' {
         return None;
     }
-    // The target: visible ASCII, eight bytes at a time while they hold no byte outside it
-    // and no `?` (the first `?` is looked for only in the word that has one).
+    // The target: visible ASCII (httparse takes obs-text too, which `split_target` then
+    // refuses: such a target goes the long way, to be refused there), and the first `?`.
     let target_start = method_end + 1;
-    let plain_target = |w: u64| visible(w) && !any_equal(w, b'?');
     let mut query_at = usize::MAX;
-    let mut i = run_end(buf, target_start, plain_target, |b| TARGET_BYTE[b as usize] && b != b'?');
+    let mut i = scan(buf, target_start, Stop::TargetOrQuery);
     if buf.get(i) == Some(&b'?') {
         query_at = i;
-        i = run_end(buf, i + 1, visible, |b| TARGET_BYTE[b as usize]);
+        i = scan(buf, i + 1, Stop::NotVisible);
     }
     let target_end = i;
     if target_end == target_start || buf.get(i) != Some(&b' ') {
         return None;
     }
     // The version, and the line's end.
-    let version = match word_at(buf, i + 1)? {
+    let version = match buf.get(i + 1..i + 9)?.try_into().map(u64::from_le_bytes).ok()? {
         v if v == u64::from_le_bytes(*b"HTTP/1.1") => Version::Http11,
         v if v == u64::from_le_bytes(*b"HTTP/1.0") => Version::Http10,
         _ => return None,
@@ -139,19 +64,30 @@ pub(in crate::http) fn parse(buf: &[u8], limits: &Limits) -> Option<ParsedHead> 
             b'\n' => break i + 1,
             _ => {}
         }
+        // The name: token bytes up to the colon. Its end is the first byte that is no
+        // visible ASCII or is a colon; then each byte before it must be a token byte.
         let name_start = i;
-        i += buf[i..].iter().position(|&b| !is_tchar(b))?;
-        if i == name_start || *buf.get(i)? != b':' {
+        i = scan(buf, i, Stop::NameEnd);
+        let name = &buf[name_start..i];
+        if name.is_empty()
+            || buf.get(i) != Some(&b':')
+            || !name.iter().fold(true, |all, &b| all & is_tchar(b))
+        {
             return None;
         }
-        let name = &buf[name_start..i];
         i += 1;
         while matches!(buf.get(i), Some(b' ' | b'\t')) {
             i += 1;
         }
         let value_start = i;
-        // Eight bytes at a time while they hold no control byte (HTAB included) and no DEL.
-        i = run_end(buf, i, |w| !any_below(w, b' ') && !any_equal(w, 0x7f), |b| VALUE_BYTE[b as usize]);
+        // The value: up to the first control byte other than HTAB, or DEL.
+        loop {
+            i = scan(buf, i, Stop::ValueEnd);
+            match buf.get(i) {
+                Some(b'\t') => i += 1,
+                _ => break,
+            }
+        }
         let mut value_end = i;
         i += match *buf.get(i)? {
             b'\n' => 1,
