@@ -22,7 +22,7 @@ pub struct Fields {
 
 impl Fields {
     /// Add a field after the others. Checking it is the caller's job.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push(&mut self, field: Field) {
         if self.first.is_none() {
             self.first = Some(field);
