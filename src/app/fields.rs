@@ -36,6 +36,13 @@ impl Fields {
         self.first.iter().chain(self.rest()).map(|(n, v)| (n.as_ref(), &v[..]))
     }
 
+    /// Whether any field (name as given, value) satisfies `f`: `iter().any(f)`, without the
+    /// chained iterator (asked of every response, which has one or two fields).
+    #[inline]
+    pub(crate) fn any(&self, mut f: impl FnMut(&str, &[u8]) -> bool) -> bool {
+        self.first.as_ref().is_some_and(|(n, v)| f(n, v)) || self.rest().iter().any(|(n, v)| f(n, v))
+    }
+
     pub fn len(&self) -> usize {
         self.first.is_some() as usize + self.rest().len()
     }

@@ -289,7 +289,7 @@ impl Response {
 
     /// Whether the handler asked to close the connection (`connection: close`).
     pub fn wants_close(&self) -> bool {
-        self.headers.iter().any(|(n, v)| {
+        self.headers.any(|n, v| {
             n.eq_ignore_ascii_case("connection")
                 && v.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
         })
