@@ -10,7 +10,7 @@
 //! decides, with its errors in their order. A unit test compares the two over the fuzz corpus
 //! and generated heads.
 
-use super::scan::{scan, Stop};
+use super::scan::{is_token, scan, Stop};
 use super::{
     check_field_lines, is_tchar, split_target, FieldRules, FieldsSaid, Limits, ParsedHead, Span, Target,
     Version,
@@ -69,10 +69,7 @@ pub(in crate::http) fn parse(buf: &[u8], limits: &Limits) -> Option<ParsedHead> 
         let name_start = i;
         i = scan(buf, i, Stop::NameEnd);
         let name = &buf[name_start..i];
-        if name.is_empty()
-            || buf.get(i) != Some(&b':')
-            || !name.iter().fold(true, |all, &b| all & is_tchar(b))
-        {
+        if name.is_empty() || buf.get(i) != Some(&b':') || !is_token(buf, name_start, i) {
             return None;
         }
         i += 1;
