@@ -51,6 +51,7 @@ pub(super) fn scan(buf: &[u8], at: usize, stop: Stop) -> usize {
 /// byte sends the rest to the table, one byte at a time.
 #[inline(always)]
 pub(super) fn is_token(buf: &[u8], start: usize, end: usize) -> bool {
+    debug_assert!(start <= end && end <= buf.len(), "{start}..{end} of {}", buf.len());
     #[cfg(target_arch = "x86_64")]
     {
         sse2::is_token(buf, start, end)
