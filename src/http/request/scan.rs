@@ -20,7 +20,7 @@ pub(super) enum Stop {
 
 impl Stop {
     /// Whether `b` ends the run: what the faster forms below compute for many bytes at once.
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[cfg(test)]
     fn stops_at(self, b: u8) -> bool {
         let not_visible = !(b'!'..=b'~').contains(&b);
         match self {
