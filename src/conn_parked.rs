@@ -88,8 +88,8 @@ pub(super) struct ParkedWait<'a, R, H> {
     /// The drain, when it fires, cuts the deadline down to `DRAIN_IDLE_GRACE` from then.
     watch_drain: bool,
     /// Slots among the waiters of the executor's idle clock and of its drain latch.
-    clock_slot: Option<usize>,
-    drain_slot: Option<usize>,
+    clock_slot: Option<u32>,
+    drain_slot: Option<u32>,
 }
 
 impl<R: Future<Output = io::Result<()>>, H> Future for ParkedWait<'_, R, H> {

@@ -463,7 +463,7 @@ struct UntilStopped<F, H> {
     task: F,
     ctx: Rc<ConnCtx<H>>,
     /// Its slot among the waiters of `ctx.stop`.
-    waiting: Option<usize>,
+    waiting: Option<u32>,
     _slot: Counted,
 }
 

@@ -54,7 +54,7 @@ impl IdleClock {
     /// `Until`'s poll, for a waiter that keeps its own slot (`None` to start with) instead
     /// of a reference to the clock; it must `forget` the slot when it stops waiting. The
     /// deadline may change from one poll to the next.
-    pub fn poll_until(&self, deadline: Instant, slot: &mut Option<usize>, cx: &mut Context<'_>) -> Poll<()> {
+    pub fn poll_until(&self, deadline: Instant, slot: &mut Option<u32>, cx: &mut Context<'_>) -> Poll<()> {
         if Instant::now() >= deadline {
             self.forget(slot);
             return Poll::Ready(());
@@ -62,7 +62,7 @@ impl IdleClock {
         match *slot {
             Some(i) => {
                 let mut waiters = self.waiters.borrow_mut();
-                match &mut waiters[i] {
+                match &mut waiters[i as usize] {
                     // The same task again: only the deadline may have moved.
                     Some(w) if w.waker.will_wake(cx.waker()) => w.deadline = deadline,
                     other => *other = Some(Waiter { deadline, waker: cx.waker().clone() }),
@@ -81,16 +81,16 @@ impl IdleClock {
                         waiters.len() - 1
                     }
                 };
-                *slot = Some(i);
+                *slot = Some(slot_index(i));
             }
         }
         Poll::Pending
     }
 
     /// Give back the slot of a waiter that stops waiting.
-    pub fn forget(&self, slot: &mut Option<usize>) {
+    pub fn forget(&self, slot: &mut Option<u32>) {
         if let Some(i) = slot.take() {
-            self.remove(i);
+            self.remove(i as usize);
         }
     }
 
@@ -118,11 +118,18 @@ impl IdleClock {
     }
 }
 
+/// A waiter's slot index as it keeps it: a `u32` (an `Option<u32>` is half the size of an
+/// `Option<usize>`, in every parked connection and WebSocket); a single executor's waiters
+/// are far fewer than 2^32.
+pub(crate) fn slot_index(i: usize) -> u32 {
+    u32::try_from(i).expect("fewer than 2^32 waiters")
+}
+
 /// Future returned by [`IdleClock::until`].
 pub struct Until<'a> {
     clock: &'a IdleClock,
     deadline: Instant,
-    slot: Option<usize>,
+    slot: Option<u32>,
 }
 
 impl Future for Until<'_> {

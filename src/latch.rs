@@ -7,6 +7,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
+use crate::idle_clock::slot_index;
+
 /// A single-threaded one-shot latch.
 #[derive(Default)]
 pub struct Latch {
@@ -46,7 +48,7 @@ impl Latch {
     /// `Wait`'s poll, for a waiter that keeps its own slot (`None` to start with) instead
     /// of a reference to the latch; it must `forget` the slot when it stops waiting.
     #[inline]
-    pub fn poll_wait(&self, slot: &mut Option<usize>, cx: &mut Context<'_>) -> Poll<()> {
+    pub fn poll_wait(&self, slot: &mut Option<u32>, cx: &mut Context<'_>) -> Poll<()> {
         if self.is_fired() {
             *slot = None;
             return Poll::Ready(());
@@ -54,7 +56,7 @@ impl Latch {
         // Polled again by the same task (a connection's task polls its stop latch each time
         // it runs, twice per keep-alive request): nothing to change, and inlined, since it
         // is nearly every poll.
-        if let Some(i) = *slot {
+        if let Some(i) = slot.map(|i| i as usize) {
             if self
                 .waiters
                 .borrow()
@@ -71,10 +73,10 @@ impl Latch {
     /// Register `waker` in `slot` (a new slot for a new waiter).
     #[cold]
     #[inline(never)]
-    fn register(&self, slot: &mut Option<usize>, waker: &Waker) {
+    fn register(&self, slot: &mut Option<u32>, waker: &Waker) {
         let mut waiters = self.waiters.borrow_mut();
         match *slot {
-            Some(i) => waiters[i] = Some(waker.clone()),
+            Some(i) => waiters[i as usize] = Some(waker.clone()),
             None => {
                 let i = match self.free.borrow_mut().pop() {
                     Some(i) => {
@@ -86,14 +88,14 @@ impl Latch {
                         waiters.len() - 1
                     }
                 };
-                *slot = Some(i);
+                *slot = Some(slot_index(i));
             }
         }
     }
 
     /// Give back the slot of a waiter that stops waiting.
-    pub fn forget(&self, slot: &mut Option<usize>) {
-        if let Some(i) = slot.take() {
+    pub fn forget(&self, slot: &mut Option<u32>) {
+        if let Some(i) = slot.take().map(|i| i as usize) {
             if !self.is_fired() {
                 if let Some(w) = self.waiters.borrow_mut().get_mut(i) {
                     *w = None;
@@ -107,7 +109,7 @@ impl Latch {
 /// Future returned by [`Latch::wait`].
 pub struct Wait<'a> {
     latch: &'a Latch,
-    slot: Option<usize>,
+    slot: Option<u32>,
 }
 
 impl Future for Wait<'_> {

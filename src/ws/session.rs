@@ -347,8 +347,8 @@ struct QuietWait<'s, 'a, F> {
     ready: F,
     shared: &'s Shared,
     ctx: &'s SessionCtx<'a>,
-    clock_slot: Option<usize>,
-    drain_slot: Option<usize>,
+    clock_slot: Option<u32>,
+    drain_slot: Option<u32>,
 }
 
 impl<F: Future<Output = std::io::Result<()>>> Future for QuietWait<'_, '_, F> {

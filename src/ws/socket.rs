@@ -297,12 +297,14 @@ pub(crate) async fn driver_wait(shared: &Shared, ready: impl Fn(&State) -> bool)
 #[derive(Clone)]
 pub struct WebSocket {
     shared: Shared,
-    protocol: Option<String>,
+    /// Boxed rather than a `String`: every handler future holds its `WebSocket`, and most
+    /// WebSockets are idle.
+    protocol: Option<Box<str>>,
 }
 
 impl WebSocket {
     pub(crate) fn new(shared: Shared, protocol: Option<String>) -> WebSocket {
-        WebSocket { shared, protocol }
+        WebSocket { shared, protocol: protocol.map(String::into_boxed_str) }
     }
 
     /// The subprotocol the handler chose in the handshake, if any.
