@@ -47,7 +47,7 @@ use crate::observe::access_log::{AccessLog, Entry, LocalAccessLog};
 use crate::peer::Peer;
 use crate::stamp::Stamp;
 use crate::state::{ExecutorStats, ServerState};
-use crate::ws::session::SessionCtx;
+use crate::ws::session::SessionEnv;
 use crate::ws::{Upgrade, WsConfig};
 
 #[path = "conn_parked.rs"]
@@ -165,6 +165,33 @@ pub struct ConnCtx<H> {
     pub access_log: Option<LocalAccessLog>,
     slots: Rc<Slots>,
     max_in_flight: usize,
+}
+
+/// What a WebSocket session needs of its executor, from the connection's context.
+impl<H> SessionEnv for ConnCtx<H> {
+    fn ws_config(&self) -> &crate::ws::WsConfig {
+        &self.config.ws
+    }
+
+    fn write_timeout(&self) -> Duration {
+        self.config.write_timeout
+    }
+
+    fn drain(&self) -> &Latch {
+        &self.drain
+    }
+
+    fn server_state(&self) -> &ServerState {
+        &self.state
+    }
+
+    fn stats(&self) -> &Arc<ExecutorStats> {
+        &self.stats
+    }
+
+    fn idle_clock(&self) -> &IdleClock {
+        &self.idle_clock
+    }
 }
 
 /// Requests of one executor inside a handler, for `--limit-concurrency` (the local count) and
@@ -810,14 +837,6 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         };
         let Some(io) = self.io.take() else { return };
         let ctx = self.ctx.clone();
-        let session = SessionCtx {
-            config: &ctx.config.ws,
-            write_timeout: ctx.config.write_timeout,
-            drain: &ctx.drain,
-            state: &ctx.state,
-            stats: &ctx.stats,
-            idle_clock: &ctx.idle_clock,
-        };
         let rbuf = mem::take(&mut self.rbuf);
         // The HTTP connection is kept for the WebSocket's life only to write the `101`'s
         // access log line at its end; and then without its buffers and timer (the session
@@ -827,7 +846,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             conn.timer.release();
             conn
         });
-        let report = crate::ws::session::run::<T, K>(io, rbuf, upgrade, session).await;
+        let report = crate::ws::session::run::<T, K>(io, rbuf, upgrade, &*ctx).await;
         // The `101`'s line, now that the WebSocket's duration and bytes are known.
         if let Some(mut conn) = owed {
             if let Some(headers) = conn.upgrade_headers.take() {

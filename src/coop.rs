@@ -89,7 +89,7 @@ pub fn last_tick() -> Option<Instant> {
 /// and then, can keep the queue from ever emptying. Waiting on a timer instead takes them out
 /// of the queue until monoio next runs its timers, which it then does as soon as they are all
 /// out. Only when the timers are late: otherwise a yield costs no more than a wake.
-fn pause_if_timers_late() -> Option<Pin<Box<dyn Future<Output = ()>>>> {
+pub(crate) fn pause_if_timers_late() -> Option<Pin<Box<dyn Future<Output = ()>>>> {
     let late = LAST_TICK.with(|t| t.get().is_some_and(|last| last.elapsed() > TIMERS_LATE));
     if late {
         crate::time::try_sleep(STARVED_PAUSE)

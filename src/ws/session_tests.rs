@@ -131,9 +131,12 @@ fn session_futures_stay_small_and_loosely_aligned() {
         assert!(align <= 16, "{name}: the quiet wait is aligned to {align} bytes");
         let kept = std::mem::size_of::<Kept<T>>();
         println!("{name}: session {session} bytes, quiet wait {quiet}, kept {kept}");
-        assert!(session <= 256, "{name}: the session future is {session} bytes (at most 256 expected)");
-        // monoio: 248 bytes (its readiness wait is about 120 of them); tokio: 312.
-        assert!(quiet <= 320, "{name}: the quiet wait is {quiet} bytes (at most 320 expected)");
+        // monoio 120 bytes, tokio 120, glommio 120 (176 before its executor became one
+        // reference, and its yield a pause only when the timers are late).
+        assert!(session <= 128, "{name}: the session future is {session} bytes (at most 128 expected)");
+        // monoio: 152 bytes (104 of them monoio's readiness wait); tokio 216, glommio 104 (an
+        // async block before, which kept its captures twice: 248 on monoio).
+        assert!(quiet <= 224, "{name}: the quiet wait is {quiet} bytes (at most 224 expected)");
         assert!(kept <= 256, "{name}: what a parked session keeps is {kept} bytes (at most 256 expected)");
         (session, quiet)
     }
