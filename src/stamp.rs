@@ -23,6 +23,12 @@ impl Stamp {
         Stamp(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
     }
 
+    /// Milliseconds since the clock's start (the boot, on Linux).
+    #[inline]
+    pub fn millis(self) -> u64 {
+        self.0 / 1_000_000
+    }
+
     /// The time from `earlier` to `self` (zero if `earlier` is later).
     #[inline]
     pub fn since(self, earlier: Stamp) -> Duration {

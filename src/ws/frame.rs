@@ -169,8 +169,9 @@ struct Payload {
     fin: bool,
     remaining: u64,
     mask: [u8; 4],
-    /// Bytes of this frame unmasked so far (the position in the mask).
-    done: usize,
+    /// The position in the mask of the next byte: bytes of this frame unmasked so far,
+    /// modulo 4 (a `u8`: every idle WebSocket keeps its decoder).
+    done: u8,
 }
 
 /// The message being assembled from data frames.
@@ -226,8 +227,8 @@ impl Decoder {
                     return Ok(None);
                 }
                 let mut chunk = buf.split_to(take);
-                unmask(&mut chunk, frame.mask, frame.done);
-                frame.done += take;
+                unmask(&mut chunk, frame.mask, frame.done as usize);
+                frame.done = ((frame.done as usize + take) % 4) as u8;
                 frame.remaining -= take as u64;
                 let (fin, frame_done) = (frame.fin, frame.remaining == 0);
                 let message = self.message.as_mut().expect("a data frame belongs to a message");

@@ -50,16 +50,16 @@ use crate::state::{ExecutorStats, ServerState};
 /// executor's other tasks run.
 const INLINE_POLLS: usize = 16;
 /// The room reads start with, and never go below.
-const READ_MIN: usize = 2 * 1024;
+const READ_MIN: u32 = 2 * 1024;
 /// The most room one read gets: a large message is read in pieces of this size.
-const READ_MAX: usize = 64 * 1024;
+const READ_MAX: u32 = 64 * 1024;
 /// The write buffer is kept between writes unless a large message grew it past this (an
 /// idle WebSocket should not hold on to the memory of its largest message).
 const KEEP_WRITE_BUF: usize = 16 * 1024;
 /// A read that completes this long (by the executor's tick, see `read_more`) after the one
 /// before leaves the WebSocket quiet: its next read waits for readiness first, without a
-/// buffer, and the session may park meanwhile.
-const QUIET: Duration = Duration::from_millis(250);
+/// buffer, and the session may park meanwhile. In milliseconds (see `coop::last_tick_ms`).
+const QUIET_MS: u32 = 250;
 
 /// What the session needs from its executor (the connection driver's context has it all).
 pub trait SessionEnv {
@@ -105,9 +105,10 @@ struct Reading<R> {
     /// Holds a message's fragments and the inflater's window between reads.
     decoder: Decoder,
     /// The room the next read gets (see `read_more`).
-    size: usize,
-    /// The executor's tick when the last read completed (see `read_more`).
-    last_read: Option<Instant>,
+    size: u32,
+    /// The executor's tick when the last read completed, `coop::last_tick_ms` (see
+    /// `read_more`).
+    last_read: u32,
 }
 
 /// Run a WebSocket on `io` until it is closed and its handler has returned. `leftover`:
@@ -135,7 +136,7 @@ pub fn run<'a, T: Transport, K: Timer>(
         Some(params) => Decoder::with_inflater(ctx.ws_config().max_message, params.inflater()),
         None => Decoder::new(ctx.ws_config().max_message),
     };
-    let reading = Reading { reader, decoder, size: READ_MIN, last_read: crate::coop::last_tick() };
+    let reading = Reading { reader, decoder, size: READ_MIN, last_read: crate::coop::last_tick_ms() };
     let kept = Rc::new(Kept { read: RefCell::new(reading), writer: RefCell::new(writer) });
     let inline = Arc::new(InlineWake::default());
     let mut driver = Driver::<'a, T::ReadHalf, T::WriteHalf, K> {
@@ -589,7 +590,7 @@ async fn read_loop<R: ReadHalf, W, K: Timer>(
 /// a large message streams in, and halved (down to `READ_MIN`) when a read uses less than a
 /// quarter, so that a WebSocket that goes quiet goes back to a small buffer.
 ///
-/// `quiet`: the bytes that a read into an empty buffer brought came `QUIET` or longer after
+/// `quiet`: the bytes that a read into an empty buffer brought came `QUIET_MS` or longer after
 /// the last such bytes (`last_read`); a read that goes on with a partial frame leaves it as
 /// it is. Most WebSockets are idle most of the time, and a read in flight owns its buffer;
 /// so a quiet one, with no partial frame, lets go of its buffer and waits for readiness
@@ -600,23 +601,24 @@ async fn read_loop<R: ReadHalf, W, K: Timer>(
 async fn read_more<R: ReadHalf>(
     reader: &mut R,
     rbuf: &mut BytesMut,
-    size: &mut usize,
-    last_read: &mut Option<Instant>,
+    size: &mut u32,
+    last_read: &mut u32,
     quiet: &mut bool,
     shared: &Shared,
 ) -> bool {
     let arrival = rbuf.is_empty();
-    if rbuf.is_empty() && rbuf.capacity() > 2 * *size {
-        *rbuf = BytesMut::with_capacity(*size);
-    } else if rbuf.capacity() - rbuf.len() < *size / 2 {
-        rbuf.reserve(*size);
+    let want = *size as usize;
+    if rbuf.is_empty() && rbuf.capacity() > 2 * want {
+        *rbuf = BytesMut::with_capacity(want);
+    } else if rbuf.capacity() - rbuf.len() < want / 2 {
+        rbuf.reserve(want);
     }
     let room = rbuf.capacity() - rbuf.len();
     let (result, buf) = reader.read(mem::take(rbuf)).await;
     *rbuf = buf;
     if arrival {
-        let now = crate::coop::last_tick();
-        *quiet = matches!((*last_read, now), (Some(a), Some(b)) if b - a >= QUIET);
+        let now = crate::coop::last_tick_ms();
+        *quiet = *last_read != 0 && now != 0 && now.wrapping_sub(*last_read) >= QUIET_MS;
         *last_read = now;
     }
     match result {
@@ -644,7 +646,7 @@ fn gone(shared: &Shared) {
 /// that unread bytes do not turn our close into a reset that could destroy the close frame.
 async fn discard<R: ReadHalf>(reader: &mut R, mut rbuf: BytesMut, shared: &Shared) {
     let mut size = READ_MIN;
-    let (mut last_read, mut quiet) = (None, false);
+    let (mut last_read, mut quiet) = (0, false);
     loop {
         rbuf.clear();
         if !read_more(reader, &mut rbuf, &mut size, &mut last_read, &mut quiet, shared).await {

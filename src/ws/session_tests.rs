@@ -137,7 +137,9 @@ fn session_futures_stay_small_and_loosely_aligned() {
         // monoio: 152 bytes (104 of them monoio's readiness wait); tokio 216, glommio 104 (an
         // async block before, which kept its captures twice: 248 on monoio).
         assert!(quiet <= 224, "{name}: the quiet wait is {quiet} bytes (at most 224 expected)");
-        assert!(kept <= 256, "{name}: what a parked session keeps is {kept} bytes (at most 256 expected)");
+        // 136 bytes on every runtime (176 before the read size, the last read's tick and the
+        // decoder's mask position and UTF-8 carry were narrowed).
+        assert!(kept <= 144, "{name}: what a parked session keeps is {kept} bytes (at most 144 expected)");
         (session, quiet)
     }
     // The futures' types can only be named through the functions that make them.

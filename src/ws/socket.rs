@@ -9,6 +9,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::future::Future;
+use std::mem;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -202,28 +203,60 @@ pub(crate) struct State {
     pub bytes_out: u64,
     /// Everything waiting for a change: the handler's `recv`s and `send`s (clones of one
     /// WebSocket may wait in several tasks), and the driver.
-    wakers: Vec<Waker>,
+    wakers: Wakers,
+}
+
+/// The wakers of a WebSocket's waiters. Most WebSockets have one, the session's own waker
+/// (its handler is polled with it too): kept inline, where a list would hold an allocation
+/// in every idle WebSocket; more go to a list.
+#[derive(Default)]
+enum Wakers {
+    #[default]
+    None,
+    One(Waker),
+    Many(Vec<Waker>),
+}
+
+impl Wakers {
+    fn register(&mut self, waker: &Waker) {
+        match self {
+            Wakers::None => *self = Wakers::One(waker.clone()),
+            Wakers::One(first) if first.will_wake(waker) => {}
+            Wakers::One(first) => {
+                let first = mem::replace(first, Waker::noop().clone());
+                *self = Wakers::Many(vec![first, waker.clone()]);
+            }
+            Wakers::Many(list) => {
+                if !list.iter().any(|w| w.will_wake(waker)) {
+                    list.push(waker.clone());
+                }
+            }
+        }
+    }
+
+    /// Wake every waiter, and forget them (a list keeps its room).
+    fn wake_all(&mut self) {
+        match self {
+            Wakers::None => {}
+            Wakers::One(_) => {
+                if let Wakers::One(waker) = mem::take(self) {
+                    waker.wake();
+                }
+            }
+            Wakers::Many(list) => list.drain(..).for_each(Waker::wake),
+        }
+    }
 }
 
 impl State {
     /// Wake every waiter: something they may wait for changed.
     pub fn notify(&mut self) {
-        for waker in self.wakers.drain(..) {
-            waker.wake();
-        }
+        self.wakers.wake_all();
     }
 
     /// Be woken by the next `notify`.
     pub(crate) fn register(&mut self, waker: &Waker) {
-        if !self.wakers.iter().any(|w| w.will_wake(waker)) {
-            // Most WebSockets have one waiter, the session's waker (its handler is polled
-            // with it too): room for that one, where a Vec would start with four, held by
-            // every idle WebSocket.
-            if self.wakers.capacity() == 0 {
-                self.wakers.reserve_exact(1);
-            }
-            self.wakers.push(waker.clone());
-        }
+        self.wakers.register(waker);
     }
 
     /// Queue a text or binary message, compressed when permessage-deflate was negotiated.

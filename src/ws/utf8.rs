@@ -15,7 +15,8 @@ pub struct InvalidUtf8;
 pub struct Utf8Validator {
     /// The start of a code point that the last piece ended in the middle of.
     pending: [u8; 4],
-    pending_len: usize,
+    /// (A `u8`: every idle WebSocket's decoder keeps a validator.)
+    pending_len: u8,
 }
 
 impl Utf8Validator {
@@ -28,16 +29,16 @@ impl Utf8Validator {
         if self.pending_len > 0 {
             // Complete the carried code point first, one byte at a time: at most three.
             while self.pending_len < 4 && !piece.is_empty() {
-                self.pending[self.pending_len] = piece[0];
+                self.pending[self.pending_len as usize] = piece[0];
                 self.pending_len += 1;
                 piece = &piece[1..];
-                match std::str::from_utf8(&self.pending[..self.pending_len]) {
+                match std::str::from_utf8(&self.pending[..self.pending_len as usize]) {
                     Ok(_) => break,
                     Err(e) if e.error_len().is_some() => return Err(InvalidUtf8),
                     Err(_) => {}
                 }
             }
-            match std::str::from_utf8(&self.pending[..self.pending_len]) {
+            match std::str::from_utf8(&self.pending[..self.pending_len as usize]) {
                 Ok(_) => self.pending_len = 0,
                 // Still incomplete: the piece ran out.
                 Err(e) if e.error_len().is_none() => return Ok(()),
@@ -52,7 +53,8 @@ impl Utf8Validator {
             Err(e) if e.error_len().is_none() => {
                 let tail = &piece[e.valid_up_to()..];
                 self.pending[..tail.len()].copy_from_slice(tail);
-                self.pending_len = tail.len();
+                // At most three bytes: a code point's prefix.
+                self.pending_len = tail.len() as u8;
                 Ok(())
             }
             Err(_) => Err(InvalidUtf8),
