@@ -23,6 +23,18 @@ impl Stamp {
         Stamp(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
     }
 
+    /// The stamp `nanos` nanoseconds after the clock's start (see [`nanos`](Self::nanos)).
+    #[inline]
+    pub fn from_nanos(nanos: u64) -> Stamp {
+        Stamp(nanos)
+    }
+
+    /// Nanoseconds since the clock's start: a stamp as one number, to keep it compactly.
+    #[inline]
+    pub fn nanos(self) -> u64 {
+        self.0
+    }
+
     /// Milliseconds since the clock's start (the boot, on Linux).
     #[inline]
     pub fn millis(self) -> u64 {

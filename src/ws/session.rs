@@ -21,10 +21,11 @@
 //!
 //! The session ends once the connection is finished and the handler has returned.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::marker::PhantomData;
 use std::mem;
+use std::num::NonZeroU64;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -44,6 +45,7 @@ use crate::io::{
     WriteHalf,
 };
 use crate::latch::Latch;
+use crate::stamp::Stamp;
 use crate::state::{ExecutorStats, ServerState};
 
 /// Polls of a session in a row, while its parts keep waking one another, before it lets the
@@ -97,6 +99,36 @@ type Handler = CatchPanic<Pin<Box<dyn Future<Output = ()>>>>;
 struct Kept<R, W> {
     read: RefCell<Reading<R>>,
     writer: RefCell<W>,
+    keepalive_due: Due,
+}
+
+/// The keepalive's deadline: its next ping, or the pong it waits for
+/// (`State::ping_outstanding`). Kept with what outlasts the loops, where a parked session's
+/// wait watches it and a keepalive built again after the park finds it. As a `Stamp`'s
+/// nanoseconds: 8 bytes where an `Option<Instant>` is 16, which in the shared state made
+/// every WebSocket's a size class larger.
+#[derive(Default)]
+struct Due(Cell<Option<NonZeroU64>>);
+
+impl Due {
+    fn get(&self) -> Option<Instant> {
+        self.0.get().map(|nanos| Stamp::from_nanos(nanos.get()).to_instant())
+    }
+
+    fn is_set(&self) -> bool {
+        self.0.get().is_some()
+    }
+
+    /// Set it `after` from now; returns it.
+    fn set_after(&self, after: Duration) -> Instant {
+        let due = Stamp::now().after(after);
+        self.0.set(NonZeroU64::new(due.nanos().max(1)));
+        due.to_instant()
+    }
+
+    fn clear(&self) {
+        self.0.set(None);
+    }
 }
 
 /// The read side's lasting state.
@@ -137,7 +169,11 @@ pub fn run<'a, T: Transport, K: Timer>(
         None => Decoder::new(ctx.ws_config().max_message),
     };
     let reading = Reading { reader, decoder, size: READ_MIN, last_read: crate::coop::last_tick_ms() };
-    let kept = Rc::new(Kept { read: RefCell::new(reading), writer: RefCell::new(writer) });
+    let kept = Rc::new(Kept {
+        read: RefCell::new(reading),
+        writer: RefCell::new(writer),
+        keepalive_due: Due::default(),
+    });
     let inline = Arc::new(InlineWake::default());
     let mut driver = Driver::<'a, T::ReadHalf, T::WriteHalf, K> {
         handler,
@@ -215,8 +251,14 @@ impl<'a, R: ReadHalf, W: WriteHalf, K: Timer> Driver<'a, R, W, K> {
         let config = ctx.ws_config();
         Box::pin(Parts {
             read: Some(read_loop::<R, W, K>(kept.clone(), rbuf, quiet, shared.clone(), config)),
-            write: write_loop::<R, W, K>(kept, shared.clone(), config.close_timeout, ctx.write_timeout()),
+            write: write_loop::<R, W, K>(
+                kept.clone(),
+                shared.clone(),
+                config.close_timeout,
+                ctx.write_timeout(),
+            ),
             keepalive: Some(keepalive(
+                kept,
                 shared.clone(),
                 ctx.idle_clock(),
                 config.ping_interval,
@@ -274,7 +316,8 @@ impl<'a, R: ReadHalf, W: WriteHalf, K: Timer> Driver<'a, R, W, K> {
             let s = self.shared.borrow();
             // The read waits for readiness (no read with a buffer in flight), the writer
             // waits for frames (none being written), the keepalive has a deadline to wait for.
-            let keepalive_waits = s.keepalive_due.is_some() || self.ctx.ws_config().ping_interval.is_zero();
+            let kept = self.kept.as_ref().expect("the connection is not finished");
+            let keepalive_waits = kept.keepalive_due.is_set() || self.ctx.ws_config().ping_interval.is_zero();
             if !(s.read_idle && s.write_idle && keepalive_waits && quiet_state(&s)) {
                 return false;
             }
@@ -352,7 +395,7 @@ fn quiet<'a, R: ReadHalf + 'a, W: 'a>(
     // as much, but held here it would make every parked WebSocket's wait 16 bytes larger.)
     let reader: &'a mut R = unsafe { &mut (*kept.read.as_ptr()).reader };
     ExecutorStats::add(&ctx.stats().ws.quiet, 1);
-    QuietWait { ready: reader.readable(), _kept: kept, shared, ctx, clock_slot: None, drain_slot: None }
+    QuietWait { ready: reader.readable(), kept, shared, ctx, clock_slot: None, drain_slot: None }
 }
 
 /// `quiet`'s wait: a struct rather than an async block, which would keep its captures beside
@@ -360,10 +403,10 @@ fn quiet<'a, R: ReadHalf + 'a, W: 'a>(
 /// each, rather than the futures of a select. Every parked WebSocket holds one (152 bytes on
 /// monoio; the async block it was, 248).
 struct QuietWait<'a, R, W, F> {
-    /// The socket's readiness. It borrows the reader in `_kept`, so it comes first: fields
+    /// The socket's readiness. It borrows the reader in `kept`, so it comes first: fields
     /// are dropped in order.
     ready: F,
-    _kept: Rc<Kept<R, W>>,
+    kept: Rc<Kept<R, W>>,
     shared: Shared,
     ctx: SessionCtx<'a>,
     clock_slot: Option<u32>,
@@ -386,7 +429,7 @@ impl<R, W, F: Future<Output = std::io::Result<()>>> Future for QuietWait<'_, R, 
                 return Poll::Ready(Woke::Other);
             }
             s.register(cx.waker());
-            s.keepalive_due
+            this.kept.keepalive_due.get()
         };
         if this.ctx.drain().poll_wait(&mut this.drain_slot, cx).is_ready() {
             return Poll::Ready(Woke::Other);
@@ -532,7 +575,7 @@ async fn read_loop<R: ReadHalf, W, K: Timer>(
                     s.ping_outstanding = false;
                     // The next ping is due an interval from now (set by the keepalive), not
                     // at the pong's deadline (a keepalive built after a park would take it so).
-                    s.keepalive_due = None;
+                    kept.keepalive_due.clear();
                     s.notify();
                     continue;
                 }
@@ -745,21 +788,23 @@ fn finish(shared: &Shared) {
 /// Ping the peer every `interval` (zero: never); fail with 1011 if a pong does not come back
 /// within `wait`. Both waits are on the executor's coarse clock (exact to its 100 ms tick,
 /// for waits of seconds): a runtime's sleep is much larger, and every idle WebSocket waits
-/// here. The deadline of the wait under way is kept in the shared state
-/// (`State::keepalive_due`), where a parked session's wait watches it and a keepalive built
-/// again after the park finds it.
-async fn keepalive(shared: Shared, clock: &IdleClock, interval: Duration, wait: Duration) {
-    let shared = &shared;
+/// here. The deadline of the wait under way is kept apart (`Kept::keepalive_due`), where a
+/// parked session's wait watches it and a keepalive built again after the park finds it.
+async fn keepalive<R, W>(
+    kept: Rc<Kept<R, W>>,
+    shared: Shared,
+    clock: &IdleClock,
+    interval: Duration,
+    wait: Duration,
+) {
+    let (shared, due_at) = (&shared, &kept.keepalive_due);
     if interval.is_zero() {
         return;
     }
     let closing = |s: &State| s.close_sent || s.done;
     loop {
-        let (due, pinged) = {
-            let mut s = shared.borrow_mut();
-            let due = *s.keepalive_due.get_or_insert_with(|| Instant::now() + interval);
-            (due, s.ping_outstanding)
-        };
+        let due = due_at.get().unwrap_or_else(|| due_at.set_after(interval));
+        let pinged = shared.borrow().ping_outstanding;
         if !pinged {
             if let Either::Right(()) = first_of(clock.until(due), driver_wait(shared, closing)).await {
                 return;
@@ -770,7 +815,7 @@ async fn keepalive(shared: Shared, clock: &IdleClock, interval: Duration, wait: 
             }
             frame::encode(s.outbox.buf(), OpCode::Ping, b"");
             s.ping_outstanding = true;
-            s.keepalive_due = Some(Instant::now() + wait);
+            due_at.set_after(wait);
             s.notify();
             continue;
         }
@@ -781,7 +826,7 @@ async fn keepalive(shared: Shared, clock: &IdleClock, interval: Duration, wait: 
             return;
         }
         // Answered (or closing, which the next wait sees): the next ping an interval from now.
-        shared.borrow_mut().keepalive_due = None;
+        due_at.clear();
     }
 }
 

@@ -185,8 +185,6 @@ pub(crate) struct State {
     pub ping_outstanding: bool,
     /// The executor is draining: the code the server closes with (1001 or 1012).
     pub draining: Option<u16>,
-    /// The keepalive's deadline: its next ping, or the pong it waits for (`ping_outstanding`).
-    pub keepalive_due: Option<std::time::Instant>,
     /// The driver's read waits for readiness, holding no buffer (the session may park).
     pub read_idle: bool,
     /// The driver's writer waits for frames, writing none (the session may park).
