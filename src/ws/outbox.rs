@@ -92,6 +92,15 @@ impl Outbox {
         Batch::Parts(std::mem::take(&mut self.parts))
     }
 
+    /// Let go of the room an empty outbox keeps (the buffer the writer last handed back,
+    /// sized by the last burst): a WebSocket that goes quiet holds none.
+    pub fn release(&mut self) {
+        if self.is_empty() {
+            self.parts = Vec::new();
+            self.tail = BytesMut::new();
+        }
+    }
+
     /// Drop everything queued (the connection is finished).
     pub fn clear(&mut self) {
         self.parts.clear();

@@ -324,6 +324,7 @@ impl<'a, R: ReadHalf, W: WriteHalf, K: Timer> Driver<'a, R, W, K> {
         }
         let kept = self.kept.clone().expect("the connection is not finished");
         self.conn = Conn::Done;
+        self.shared.borrow_mut().release_room();
         self.conn = Conn::Quiet(Box::pin(quiet(kept, self.shared.clone(), self.ctx)));
         true
     }

@@ -303,6 +303,15 @@ impl State {
         self.failing = true;
     }
 
+    /// Let go of the room an empty inbox and outbox keep: a WebSocket that goes quiet
+    /// should not hold the memory of its last burst (the next one allocates again).
+    pub fn release_room(&mut self) {
+        if self.inbox.is_empty() {
+            self.inbox = VecDeque::new();
+        }
+        self.outbox.release();
+    }
+
     pub fn inbox_full(&self) -> bool {
         self.inbox.len() >= INBOX_MAX
     }
