@@ -20,7 +20,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::{pin, Pin};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -47,7 +47,7 @@ use crate::observe::access_log::{AccessLog, Entry, LocalAccessLog};
 use crate::peer::Peer;
 use crate::stamp::Stamp;
 use crate::state::{ExecutorStats, ServerState};
-use crate::ws::session::SessionEnv;
+use crate::ws::session::{SessionEnv, SessionReport};
 use crate::ws::{Upgrade, WsConfig};
 
 #[path = "conn_parked.rs"]
@@ -165,6 +165,42 @@ pub struct ConnCtx<H> {
     pub access_log: Option<LocalAccessLog>,
     slots: Rc<Slots>,
     max_in_flight: usize,
+}
+
+/// A WebSocket's task after the hand-over: its session, then the `101`'s access log line
+/// (`owed`, when the access log is on). A struct rather than an `async fn`, which would hold
+/// the session twice (what it captured, and what it awaits) and its arguments besides, in
+/// every WebSocket.
+struct WebSocketTask<S, T, K, H> {
+    session: S,
+    owed: Option<Box<Conn<T, K, H>>>,
+}
+
+impl<S, T, K, H> Future for WebSocketTask<S, T, K, H>
+where
+    S: Future<Output = SessionReport>,
+    T: Transport,
+    K: Timer,
+    H: Handler,
+{
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // SAFETY: structural pinning of `session` alone: it is never moved out of the pinned
+        // struct, which has no Drop impl nor an Unpin impl of its own.
+        let this = unsafe { self.get_unchecked_mut() };
+        let Poll::Ready(report) = unsafe { Pin::new_unchecked(&mut this.session) }.poll(cx) else {
+            return Poll::Pending;
+        };
+        // The `101`'s line, now that the WebSocket's duration and bytes are known.
+        if let Some(mut conn) = this.owed.take() {
+            if let Some(headers) = conn.upgrade_headers.take() {
+                let elapsed = conn.started.elapsed();
+                conn.log(101, Some(&headers), report.bytes_out, Some(report.bytes_in), elapsed);
+            }
+        }
+        Poll::Ready(())
+    }
 }
 
 /// What a WebSocket session needs of its executor, from the connection's context.
@@ -308,7 +344,9 @@ pub fn serve<T: Transport, K: Timer, H: Handler>(
             let (parked, woke) = waiting.await;
             next = Some(work::<T, K, H>(parked, Some(woke)));
         };
-        Box::pin(conn.hand_over(upgrade)).await
+        if let Some(websocket) = conn.hand_over(upgrade) {
+            websocket.await
+        }
     }
 }
 
@@ -826,34 +864,25 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         }
     }
 
-    /// Hand the connection, and the bytes read past the handshake, to the WebSocket session.
-    /// It holds no `--limit-concurrency` slot: a WebSocket is an open connection, not a
-    /// request in flight.
-    async fn hand_over(mut self: Box<Self>, upgrade: Box<Upgrade>) {
-        // Out of its box here, so the box is freed now rather than when the WebSocket closes.
-        let upgrade = {
-            let boxed = upgrade;
-            *boxed
-        };
-        let Some(io) = self.io.take() else { return };
-        let ctx = self.ctx.clone();
+    /// Hand the connection, and the bytes read past the handshake, to the WebSocket session:
+    /// the connection's task goes on as the returned future, boxed (`None`: no socket left to
+    /// hand over). It holds no `--limit-concurrency` slot: a WebSocket is an open connection,
+    /// not a request in flight.
+    fn hand_over(mut self: Box<Self>, upgrade: Box<Upgrade>) -> Option<Pin<Box<impl Future<Output = ()>>>> {
+        let upgrade = *upgrade;
+        let io = self.io.take()?;
         let rbuf = mem::take(&mut self.rbuf);
+        let ctx: Rc<dyn SessionEnv> = self.ctx.clone();
         // The HTTP connection is kept for the WebSocket's life only to write the `101`'s
         // access log line at its end; and then without its buffers and timer (the session
         // has its own).
-        let owed = ctx.access_log.is_some().then_some(self).map(|mut conn| {
+        let owed = self.ctx.access_log.is_some().then_some(self).map(|mut conn| {
             conn.wbuf = BytesMut::new();
             conn.timer.release();
             conn
         });
-        let report = crate::ws::session::run::<T, K>(io, rbuf, upgrade, &*ctx).await;
-        // The `101`'s line, now that the WebSocket's duration and bytes are known.
-        if let Some(mut conn) = owed {
-            if let Some(headers) = conn.upgrade_headers.take() {
-                let elapsed = conn.started.elapsed();
-                conn.log(101, Some(&headers), report.bytes_out, Some(report.bytes_in), elapsed);
-            }
-        }
+        let session = crate::ws::session::run::<T, K>(io, rbuf, upgrade, ctx);
+        Some(Box::pin(WebSocketTask { session, owed }))
     }
 
     /// Set the client and scheme of the request `head` (the peer's own, unless the peer is a

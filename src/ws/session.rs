@@ -78,9 +78,10 @@ pub trait SessionEnv {
     fn idle_clock(&self) -> &IdleClock;
 }
 
-/// The session's executor, as one reference: the session and a parked one's wait each keep
-/// it, in every idle WebSocket (a struct of the six references was 56 bytes).
-pub type SessionCtx<'a> = &'a dyn SessionEnv;
+/// The session's executor, as one pointer (a struct of six references was 56 bytes, in every
+/// idle WebSocket's session and quiet wait). Owned rather than borrowed, so that the
+/// connection's task holds the session alone.
+pub type SessionCtx<'a> = Rc<dyn SessionEnv + 'a>;
 
 /// What a finished WebSocket's access log line needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,16 +177,16 @@ pub fn run<'a, T: Transport, K: Timer>(
     });
     let inline = Arc::new(InlineWake::default());
     let mut driver = Driver::<'a, T::ReadHalf, T::WriteHalf, K> {
-        handler,
-        handler_done: false,
-        conn: Conn::Done,
+        handler: Some(handler),
+        conn: None,
+        parked: false,
         kept: Some(kept),
         shared,
         ctx,
         _timer: PhantomData,
     };
     // A new WebSocket waits for its first frame as a quiet one does.
-    driver.conn = Conn::Active(driver.loops(leftover, true));
+    driver.conn = Some(driver.loops(leftover, true));
     Session { driver, waker: Waker::from(inline.clone()), inline, paused: None }
 }
 
@@ -212,9 +213,13 @@ impl<R, W, K> Drop for Session<'_, R, W, K> {
 
 /// The handler, and the connection's loops or their quiet wait.
 struct Driver<'a, R, W, K> {
-    handler: Handler,
-    handler_done: bool,
-    conn: Conn<'a>,
+    /// `None` once it has returned.
+    handler: Option<Handler>,
+    /// The read, write, keepalive and drain loops, boxed (about 2 KB); or while the
+    /// connection is parked (`parked`), their quiet wait. `None` once the connection is
+    /// finished.
+    conn: Option<Pin<Box<dyn Part + 'a>>>,
+    parked: bool,
     /// The socket halves and the decoder; `None` once the connection is finished, so the
     /// socket closes then even if the handler goes on.
     kept: Option<Rc<Kept<R, W>>>,
@@ -223,56 +228,48 @@ struct Driver<'a, R, W, K> {
     _timer: PhantomData<fn() -> K>,
 }
 
-/// The connection's side of a session.
-enum Conn<'a> {
-    /// The read, write, keepalive and drain loops, boxed (about 2 KB).
-    Active(Pin<Box<dyn Loops + 'a>>),
-    /// Parked: the loops are dropped, and this waits for something to give them work.
-    Quiet(Pin<Box<dyn Future<Output = Woke> + 'a>>),
-    /// The connection is finished.
-    Done,
+/// The connection's side of a session: its loops, or while it is parked their quiet wait.
+trait Part {
+    fn step(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Step>;
 }
 
-/// What ended a quiet wait.
+/// What ended a poll of the connection's side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Woke {
-    /// The socket is readable (or failed): read at once.
+enum Step {
+    /// The loops ended: the connection is finished.
+    Finished,
+    /// The quiet wait ended, the socket readable (or failed): read at once.
     Readable,
-    /// Something else: a frame to write, the keepalive's deadline, the drain.
-    Other,
+    /// The quiet wait ended for something else: a frame to write, the keepalive's deadline,
+    /// the drain.
+    Work,
 }
 
 impl<'a, R: ReadHalf, W: WriteHalf, K: Timer> Driver<'a, R, W, K> {
     /// The connection's loops, to start or to go on after a park. `quiet`: the read waits for
     /// readiness before it reads.
-    fn loops(&self, rbuf: BytesMut, quiet: bool) -> Pin<Box<dyn Loops + 'a>> {
+    fn loops(&self, rbuf: BytesMut, quiet: bool) -> Pin<Box<dyn Part + 'a>> {
         let kept = self.kept.clone().expect("the connection is not finished");
-        let (shared, ctx) = (&self.shared, self.ctx);
+        let (shared, ctx) = (&self.shared, &self.ctx);
         let config = ctx.ws_config();
         Box::pin(Parts {
-            read: Some(read_loop::<R, W, K>(kept.clone(), rbuf, quiet, shared.clone(), config)),
+            read: Some(read_loop::<R, W, K>(kept.clone(), rbuf, quiet, shared.clone(), ctx.clone())),
             write: write_loop::<R, W, K>(
                 kept.clone(),
                 shared.clone(),
                 config.close_timeout,
                 ctx.write_timeout(),
             ),
-            keepalive: Some(keepalive(
-                kept,
-                shared.clone(),
-                ctx.idle_clock(),
-                config.ping_interval,
-                config.ping_timeout,
-            )),
-            drain: Some(drain::<K>(shared.clone(), ctx.drain(), ctx.server_state(), config.close_timeout)),
+            keepalive: Some(keepalive(kept, shared.clone(), ctx.clone())),
+            drain: Some(drain::<K>(shared.clone(), ctx.clone())),
         })
     }
 
     /// Poll the handler and the connection once; true when both are done.
     fn step(&mut self, cx: &mut Context<'_>) -> bool {
-        if !self.handler_done {
-            if let Poll::Ready(result) = Pin::new(&mut self.handler).poll(cx) {
-                self.handler_done = true;
+        if let Some(handler) = self.handler.as_mut() {
+            if let Poll::Ready(result) = Pin::new(handler).poll(cx) {
+                self.handler = None;
                 let mut s = self.shared.borrow_mut();
                 s.handler_gone = true;
                 s.inbox.clear();
@@ -289,27 +286,32 @@ impl<'a, R: ReadHalf, W: WriteHalf, K: Timer> Driver<'a, R, W, K> {
                 }
             }
         }
-        if let Conn::Quiet(wait) = &mut self.conn {
-            if let Poll::Ready(woke) = wait.as_mut().poll(cx) {
-                // The wait's borrow of the reader ends before the loops take it again.
-                self.conn = Conn::Done;
-                self.conn = Conn::Active(self.loops(BytesMut::new(), woke == Woke::Other));
+        if self.parked {
+            if let Some(wait) = self.conn.as_mut() {
+                if let Poll::Ready(woke) = wait.as_mut().step(cx) {
+                    // The wait's borrow of the reader ends before the loops take it again.
+                    self.conn = None;
+                    self.parked = false;
+                    self.conn = Some(self.loops(BytesMut::new(), woke == Step::Work));
+                }
             }
         }
-        if let Conn::Active(loops) = &mut self.conn {
-            if loops.as_mut().step(cx) {
-                self.conn = Conn::Done;
-                self.kept = None;
+        if !self.parked {
+            if let Some(loops) = self.conn.as_mut() {
+                if loops.as_mut().step(cx).is_ready() {
+                    self.conn = None;
+                    self.kept = None;
+                }
             }
         }
-        self.handler_done && matches!(self.conn, Conn::Done)
+        self.handler.is_none() && self.conn.is_none()
     }
 
     /// Park the connection if its loops have nothing to do (see the module's comment);
     /// true if it parked. Called only when a poll left nothing woken, so every loop is
     /// suspended where it last awaited.
     fn park(&mut self) -> bool {
-        if !matches!(self.conn, Conn::Active(_)) || self.ctx.drain().is_fired() {
+        if self.parked || self.conn.is_none() || self.ctx.drain().is_fired() {
             return false;
         }
         {
@@ -323,9 +325,10 @@ impl<'a, R: ReadHalf, W: WriteHalf, K: Timer> Driver<'a, R, W, K> {
             }
         }
         let kept = self.kept.clone().expect("the connection is not finished");
-        self.conn = Conn::Done;
+        self.conn = None;
         self.shared.borrow_mut().release_room();
-        self.conn = Conn::Quiet(Box::pin(quiet(kept, self.shared.clone(), self.ctx)));
+        self.conn = Some(Box::pin(quiet(kept, self.shared.clone(), self.ctx.clone())));
+        self.parked = true;
         true
     }
 }
@@ -387,7 +390,7 @@ fn quiet<'a, R: ReadHalf + 'a, W: 'a>(
     kept: Rc<Kept<R, W>>,
     shared: Shared,
     ctx: SessionCtx<'a>,
-) -> impl Future<Output = Woke> + 'a {
+) -> impl Part + 'a {
     debug_assert!(kept.read.try_borrow_mut().is_ok(), "nothing else reads while the session is parked");
     // SAFETY: the reader lives in `kept`'s allocation, which the wait holds and drops only
     // after the readiness future that borrows the reader (see `QuietWait`). Nothing else
@@ -414,30 +417,28 @@ struct QuietWait<'a, R, W, F> {
     drain_slot: Option<u32>,
 }
 
-impl<R, W, F: Future<Output = std::io::Result<()>>> Future for QuietWait<'_, R, W, F> {
-    type Output = Woke;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Woke> {
+impl<R, W, F: Future<Output = std::io::Result<()>>> Part for QuietWait<'_, R, W, F> {
+    fn step(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Step> {
         // SAFETY: structural pinning of `ready` alone: it is never moved out of the pinned
         // struct, and the struct has no Unpin impl of its own (its Drop does not touch it).
         let this = unsafe { self.get_unchecked_mut() };
         if unsafe { Pin::new_unchecked(&mut this.ready) }.poll(cx).is_ready() {
-            return Poll::Ready(Woke::Readable);
+            return Poll::Ready(Step::Readable);
         }
         let due = {
             let mut s = this.shared.borrow_mut();
             if !quiet_state(&s) {
-                return Poll::Ready(Woke::Other);
+                return Poll::Ready(Step::Work);
             }
             s.register(cx.waker());
             this.kept.keepalive_due.get()
         };
         if this.ctx.drain().poll_wait(&mut this.drain_slot, cx).is_ready() {
-            return Poll::Ready(Woke::Other);
+            return Poll::Ready(Step::Work);
         }
         match due {
             Some(due) if this.ctx.idle_clock().poll_until(due, &mut this.clock_slot, cx).is_ready() => {
-                Poll::Ready(Woke::Other)
+                Poll::Ready(Step::Work)
             }
             _ => Poll::Pending,
         }
@@ -452,12 +453,6 @@ impl<R, W, F> Drop for QuietWait<'_, R, W, F> {
     }
 }
 
-/// The loops of a connection that is not parked.
-trait Loops {
-    /// Poll every loop that is not done; true once the connection is finished.
-    fn step(self: Pin<&mut Self>, cx: &mut Context<'_>) -> bool;
-}
-
 /// The read, write, keepalive and drain loops, polled together.
 struct Parts<Rd, Wr, A, D> {
     read: Option<Rd>,
@@ -466,14 +461,14 @@ struct Parts<Rd, Wr, A, D> {
     drain: Option<D>,
 }
 
-impl<Rd, Wr, A, D> Loops for Parts<Rd, Wr, A, D>
+impl<Rd, Wr, A, D> Part for Parts<Rd, Wr, A, D>
 where
     Rd: Future<Output = ()>,
     Wr: Future<Output = ()>,
     A: Future<Output = ()>,
     D: Future<Output = ()>,
 {
-    fn step(self: Pin<&mut Self>, cx: &mut Context<'_>) -> bool {
+    fn step(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Step> {
         // SAFETY: structural pinning of every field: none is moved out of the pinned struct
         // (an `Option` is emptied through `Pin::set`, which drops in place), and `Parts` has
         // no Drop or Unpin impl.
@@ -489,7 +484,7 @@ where
         poll_side(read, cx);
         poll_side(keepalive, cx);
         poll_side(drain, cx);
-        unsafe { Pin::new_unchecked(&mut this.write) }.poll(cx).is_ready()
+        unsafe { Pin::new_unchecked(&mut this.write) }.poll(cx).map(|()| Step::Finished)
     }
 }
 
@@ -535,9 +530,9 @@ async fn read_loop<R: ReadHalf, W, K: Timer>(
     mut rbuf: BytesMut,
     mut quiet: bool,
     shared: Shared,
-    config: &WsConfig,
+    ctx: SessionCtx<'_>,
 ) {
-    let shared = &shared;
+    let (shared, config) = (&shared, ctx.ws_config());
     let mut reading = kept.read.borrow_mut();
     let Reading { reader, decoder, size, last_read } = &mut *reading;
     // Before a close frame goes out (the peer's answered, or ours for its error), the handler
@@ -791,14 +786,9 @@ fn finish(shared: &Shared) {
 /// for waits of seconds): a runtime's sleep is much larger, and every idle WebSocket waits
 /// here. The deadline of the wait under way is kept apart (`Kept::keepalive_due`), where a
 /// parked session's wait watches it and a keepalive built again after the park finds it.
-async fn keepalive<R, W>(
-    kept: Rc<Kept<R, W>>,
-    shared: Shared,
-    clock: &IdleClock,
-    interval: Duration,
-    wait: Duration,
-) {
-    let (shared, due_at) = (&shared, &kept.keepalive_due);
+async fn keepalive<R, W>(kept: Rc<Kept<R, W>>, shared: Shared, ctx: SessionCtx<'_>) {
+    let (shared, due_at, clock) = (&shared, &kept.keepalive_due, ctx.idle_clock());
+    let (interval, wait) = (ctx.ws_config().ping_interval, ctx.ws_config().ping_timeout);
     if interval.is_zero() {
         return;
     }
@@ -834,8 +824,9 @@ async fn keepalive<R, W>(
 /// Close with 1001 when the server stops, 1012 when it goes on with other executors. A
 /// handler awaiting `WebSocket::draining` is told first and may close by itself, within
 /// `grace`.
-async fn drain<K: Timer>(shared: Shared, latch: &Latch, state: &ServerState, grace: Duration) {
-    let shared = &shared;
+async fn drain<K: Timer>(shared: Shared, ctx: SessionCtx<'_>) {
+    let (shared, latch, state) = (&shared, ctx.drain(), ctx.server_state());
+    let grace = ctx.ws_config().close_timeout;
     let closing = |s: &State| s.close_sent || s.done;
     if let Either::Left(()) = first_of(latch.wait(), driver_wait(shared, closing)).await {
         let (code, reason) = match state.is_draining() {

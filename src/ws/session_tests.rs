@@ -131,9 +131,10 @@ fn session_futures_stay_small_and_loosely_aligned() {
         assert!(align <= 16, "{name}: the quiet wait is aligned to {align} bytes");
         let kept = std::mem::size_of::<Kept<T>>();
         println!("{name}: session {session} bytes, quiet wait {quiet}, kept {kept}");
-        // monoio 120 bytes, tokio 120, glommio 120 (176 before its executor became one
-        // reference, and its yield a pause only when the timers are late).
-        assert!(session <= 128, "{name}: the session future is {session} bytes (at most 128 expected)");
+        // 112 bytes on every runtime (176 before its executor became one pointer, its yield a
+        // pause only when the timers are late, and the handler's and the connection's sides
+        // options). The connection's task holds it and the `101`'s log line: 128 in all.
+        assert!(session <= 112, "{name}: the session future is {session} bytes (at most 112 expected)");
         // monoio: 152 bytes (104 of them monoio's readiness wait); tokio 216, glommio 104 (an
         // async block before, which kept its captures twice: 248 on monoio).
         assert!(quiet <= 224, "{name}: the quiet wait is {quiet} bytes (at most 224 expected)");
