@@ -344,7 +344,7 @@ pub fn serve<T: Transport, K: Timer, H: Handler>(
             let (parked, woke) = waiting.await;
             next = Some(work::<T, K, H>(parked, Some(woke)));
         };
-        if let Some(websocket) = conn.hand_over(upgrade) {
+        if let Some(websocket) = conn.hand_over(*upgrade) {
             websocket.await
         }
     }
@@ -868,8 +868,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
     /// the connection's task goes on as the returned future, boxed (`None`: no socket left to
     /// hand over). It holds no `--limit-concurrency` slot: a WebSocket is an open connection,
     /// not a request in flight.
-    fn hand_over(mut self: Box<Self>, upgrade: Box<Upgrade>) -> Option<Pin<Box<impl Future<Output = ()>>>> {
-        let upgrade = *upgrade;
+    fn hand_over(mut self: Box<Self>, upgrade: Upgrade) -> Option<Pin<Box<impl Future<Output = ()>>>> {
         let io = self.io.take()?;
         let rbuf = mem::take(&mut self.rbuf);
         let ctx: Rc<dyn SessionEnv> = self.ctx.clone();

@@ -114,6 +114,7 @@ impl Stream for Counter {
 /// moved into; and `let ... else` rather than `while let`, whose scrutinee would keep a slot
 /// for the message beside the `send` it is moved into. Every idle echo WebSocket holds this
 /// future: 168 bytes as an `async fn` with `while let`, 80 now.)
+#[allow(clippy::manual_async_fn)]
 fn ws_echo(ws: crate::ws::WebSocket) -> impl Future<Output = ()> {
     async move {
         loop {

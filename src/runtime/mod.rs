@@ -15,6 +15,8 @@ mod copy_now;
 pub mod glommio;
 #[cfg(feature = "monoio")]
 pub mod monoio;
+#[cfg(feature = "monoio")]
+mod monoio_ready;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 

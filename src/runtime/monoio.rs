@@ -455,8 +455,10 @@ impl<S: AsyncReadRent + MonoioReadable + 'static> ReadHalf for MonoioRead<S> {
         read_into(&mut self.0, self.1, &mut self.2, buf).await
     }
 
+    /// From the executor's epoll instance rather than an io_uring `POLL_ADD`: this is the
+    /// wait of a quiet WebSocket, which may last for hours (see `monoio_ready`).
     fn readable(&mut self) -> impl Future<Output = io::Result<()>> {
-        MonoioReadable::readable(&self.0)
+        super::monoio_ready::readable(self.1)
     }
 }
 

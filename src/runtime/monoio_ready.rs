@@ -1,0 +1,274 @@
+//! Readiness of quiet sockets on monoio through one epoll instance per executor thread.
+//!
+//! monoio waits for readiness with an io_uring `POLL_ADD` per socket: a 104-byte future and a
+//! 48-byte slot in the driver's table of operations, held by every parked WebSocket for as
+//! long as it is quiet. Here a waiting socket is registered (one-shot) with its executor's
+//! epoll instance, whose registrations live in the kernel, and holds a slot index; the
+//! executor watches the epoll descriptor itself with one `POLL_ADD`, in a task of its own,
+//! and wakes the sockets it reports. A socket goes quiet after 250 ms without bytes, so the
+//! two `epoll_ctl` calls of a wait are rare beside its reads.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
+use std::task::{Context, Poll, Waker};
+
+/// Events read from the epoll instance at once.
+const BATCH: usize = 64;
+
+thread_local! {
+    /// This thread's poller, while its task runs (the task holds it).
+    static POLLER: RefCell<Weak<Poller>> = const { RefCell::new(Weak::new()) };
+}
+
+/// One executor's epoll instance and its waiters.
+struct Poller {
+    epoll: OwnedFd,
+    waiters: RefCell<Vec<Waiter>>,
+    free: RefCell<Vec<u32>>,
+    /// Whether its task still waits on the epoll descriptor (if that wait fails, every
+    /// waiter is told "maybe readable" from then on).
+    alive: Cell<bool>,
+}
+
+#[derive(Default)]
+struct Waiter {
+    waker: Option<Waker>,
+    /// The socket was reported readable (or hung up, or failed).
+    fired: bool,
+}
+
+/// Wait until the socket `fd` is readable, or has hung up or failed: as monoio's `readable`,
+/// from this executor's epoll instance. It completes at once (the caller's read then finds
+/// out) when no epoll instance can be made or the socket cannot be registered.
+pub fn readable(fd: RawFd) -> Ready {
+    Ready { poller: Poller::get(), fd, slot: None }
+}
+
+/// Future returned by [`readable`] (24 bytes).
+pub struct Ready {
+    poller: Option<Rc<Poller>>,
+    fd: RawFd,
+    /// Its slot among the poller's waiters, once registered.
+    slot: Option<u32>,
+}
+
+impl Future for Ready {
+    type Output = io::Result<()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let Some(poller) = this.poller.as_ref().filter(|p| p.alive.get()) else {
+            return Poll::Ready(Ok(()));
+        };
+        match this.slot {
+            Some(i) => {
+                let mut waiters = poller.waiters.borrow_mut();
+                let waiter = &mut waiters[i as usize];
+                if waiter.fired {
+                    return Poll::Ready(Ok(()));
+                }
+                if !waiter.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    waiter.waker = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+            None => {
+                let i = poller.take_slot(cx.waker());
+                let flags = libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHOT;
+                let mut event = libc::epoll_event { events: flags as u32, u64: u64::from(i) };
+                // SAFETY: epoll_ctl with a live epoll descriptor and an event struct on the stack.
+                let added = unsafe {
+                    libc::epoll_ctl(poller.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, this.fd, &mut event)
+                };
+                if added < 0 {
+                    poller.give_back(i);
+                    return Poll::Ready(Ok(()));
+                }
+                this.slot = Some(i);
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl Drop for Ready {
+    fn drop(&mut self) {
+        if let (Some(poller), Some(i)) = (&self.poller, self.slot) {
+            // SAFETY: as in `poll`; the socket is still open (its read half is borrowed by
+            // this wait's owner). A one-shot registration that fired stays until removed.
+            unsafe {
+                libc::epoll_ctl(poller.epoll.as_raw_fd(), libc::EPOLL_CTL_DEL, self.fd, std::ptr::null_mut());
+            }
+            poller.give_back(i);
+        }
+    }
+}
+
+impl Poller {
+    /// This thread's poller, made (with its task) on first use; `None` if epoll fails.
+    fn get() -> Option<Rc<Poller>> {
+        if let Some(poller) = POLLER.with(|p| p.borrow().upgrade()) {
+            return Some(poller);
+        }
+        let poller = Poller::start()
+            .map_err(
+                |e| tracing::debug!(error = %e, "no epoll instance for quiet sockets; they read at once"),
+            )
+            .ok()?;
+        POLLER.with(|p| *p.borrow_mut() = Rc::downgrade(&poller));
+        Some(poller)
+    }
+
+    fn start() -> io::Result<Rc<Poller>> {
+        // SAFETY: epoll_create1 returns a new descriptor or -1.
+        let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if epoll < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a descriptor just made, owned here alone.
+        let epoll = unsafe { OwnedFd::from_raw_fd(epoll) };
+        // monoio waits on the epoll descriptor as on a socket's: a copy of it, which its
+        // stream type closes when dropped.
+        let watched = std::os::unix::net::UnixStream::from(epoll.try_clone()?);
+        let watched = monoio::net::UnixStream::from_std(watched)?;
+        let poller = Rc::new(Poller {
+            epoll,
+            waiters: RefCell::default(),
+            free: RefCell::default(),
+            alive: Cell::new(true),
+        });
+        monoio::spawn(run(poller.clone(), watched));
+        Ok(poller)
+    }
+
+    fn take_slot(&self, waker: &Waker) -> u32 {
+        let waiter = Waiter { waker: Some(waker.clone()), fired: false };
+        let mut waiters = self.waiters.borrow_mut();
+        match self.free.borrow_mut().pop() {
+            Some(i) => {
+                waiters[i as usize] = waiter;
+                i
+            }
+            None => {
+                waiters.push(waiter);
+                crate::idle_clock::slot_index(waiters.len() - 1)
+            }
+        }
+    }
+
+    fn give_back(&self, i: u32) {
+        self.waiters.borrow_mut()[i as usize] = Waiter::default();
+        self.free.borrow_mut().push(i);
+    }
+
+    /// Mark the waiter in slot `i` readable and wake it.
+    fn fire(&self, i: u64) {
+        let waker = match self.waiters.borrow_mut().get_mut(i as usize) {
+            Some(waiter) => {
+                waiter.fired = true;
+                waiter.waker.take()
+            }
+            None => None,
+        };
+        // Woken outside the borrow: a waker may run code that waits again.
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Wake every waiter (they will find the poller gone and read at once).
+    fn wake_all(&self) {
+        let wakers: Vec<Waker> =
+            self.waiters.borrow_mut().iter_mut().filter_map(|w| w.waker.take()).collect();
+        wakers.into_iter().for_each(Waker::wake);
+    }
+}
+
+/// The poller's task: wait until the epoll descriptor is readable, read what it reports, wake
+/// those waiters, again. (Reported in the order the kernel queued them; one-shot, so a socket
+/// is reported once per registration.)
+async fn run(poller: Rc<Poller>, watched: monoio::net::UnixStream) {
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; BATCH];
+    loop {
+        if let Err(e) = watched.readable(false).await {
+            tracing::warn!(error = %e, "cannot wait on the epoll instance for quiet sockets; they read at once");
+            poller.alive.set(false);
+            poller.wake_all();
+            return;
+        }
+        loop {
+            // SAFETY: epoll_wait into a buffer of BATCH events, without blocking.
+            let n =
+                unsafe { libc::epoll_wait(poller.epoll.as_raw_fd(), events.as_mut_ptr(), BATCH as i32, 0) };
+            if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            let n = usize::try_from(n).unwrap_or(0);
+            for event in &events[..n] {
+                poller.fire(event.u64);
+            }
+            if n < BATCH {
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::monoio::Monoio;
+    use crate::runtime::Runtime;
+    use std::io::Write;
+    use std::time::Duration;
+
+    /// `fut`, or an error after 5 s.
+    fn within<F: Future>(fut: F) -> monoio::time::Timeout<F> {
+        monoio::time::timeout(Duration::from_secs(5), fut)
+    }
+
+    /// Poll `fut` once.
+    async fn poll_once<F: Future>(mut fut: Pin<&mut F>) -> Poll<F::Output> {
+        std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await
+    }
+
+    #[test]
+    fn a_wait_ends_when_its_socket_turns_readable_or_hangs_up_and_lets_go_of_its_slot() {
+        Monoio::block_on(|_| async {
+            let (mut peer, socket) = std::os::unix::net::UnixStream::pair().unwrap();
+            let fd = socket.as_raw_fd();
+            {
+                let mut wait = std::pin::pin!(readable(fd));
+                assert!(poll_once(wait.as_mut()).await.is_pending(), "nothing to read yet");
+            }
+            let poller = POLLER.with(|p| p.borrow().upgrade()).expect("made by the first wait");
+            assert_eq!(
+                poller.free.borrow().len(),
+                poller.waiters.borrow().len(),
+                "a dropped wait's slot is free"
+            );
+            {
+                let mut wait = std::pin::pin!(readable(fd));
+                assert!(poll_once(wait.as_mut()).await.is_pending());
+                peer.write_all(b"x").unwrap();
+                within(wait).await.expect("woken within 5 s").unwrap();
+            }
+            // Readable still (the byte is unread): at once, through a new registration.
+            within(readable(fd)).await.expect("at once").unwrap();
+            let mut byte = [0u8; 1];
+            std::io::Read::read_exact(&mut &socket, &mut byte).unwrap();
+            {
+                let mut wait = std::pin::pin!(readable(fd));
+                assert!(poll_once(wait.as_mut()).await.is_pending(), "read: nothing to read again");
+                drop(peer);
+                within(wait).await.expect("a hang-up wakes it within 5 s").unwrap();
+            }
+            assert_eq!(poller.free.borrow().len(), poller.waiters.borrow().len(), "every slot is free again");
+        })
+        .unwrap();
+    }
+}
