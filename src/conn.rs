@@ -163,6 +163,10 @@ pub struct ConnCtx<H> {
     pub spent: Latch,
     /// This executor's access log buffer, when the access log is on.
     pub access_log: Option<LocalAccessLog>,
+    /// Connections whose task is alive (`--max-connections`, and the drain's wait). Here
+    /// rather than in each task's own handle on a counter: every idle connection's task
+    /// holds `ctx` anyway.
+    pub open: Cell<usize>,
     slots: Rc<Slots>,
     max_in_flight: usize,
 }
@@ -281,6 +285,7 @@ impl<H> ConnCtx<H> {
             idle_clock: IdleClock::new(),
             stop: Latch::new(),
             spent: Latch::new(),
+            open: Cell::new(0),
             slots: Rc::new(Slots { taken: Cell::new(0), stats: stats.clone() }),
             stats,
             max_in_flight,
@@ -344,7 +349,7 @@ pub fn serve<T: Transport, K: Timer, H: Handler>(
             let (parked, woke) = waiting.await;
             next = Some(work::<T, K, H>(parked, Some(woke)));
         };
-        if let Some(websocket) = conn.hand_over(*upgrade) {
+        if let Some(websocket) = conn.hand_over(upgrade) {
             websocket.await
         }
     }
@@ -868,7 +873,11 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
     /// the connection's task goes on as the returned future, boxed (`None`: no socket left to
     /// hand over). It holds no `--limit-concurrency` slot: a WebSocket is an open connection,
     /// not a request in flight.
-    fn hand_over(mut self: Box<Self>, upgrade: Upgrade) -> Option<Pin<Box<impl Future<Output = ()>>>> {
+    // Boxed as it comes: taken out of its box in the connection's task, it would keep a slot
+    // for itself in that task's future, in every WebSocket.
+    #[allow(clippy::boxed_local)]
+    fn hand_over(mut self: Box<Self>, upgrade: Box<Upgrade>) -> Option<Pin<Box<impl Future<Output = ()>>>> {
+        let upgrade = *upgrade;
         let io = self.io.take()?;
         let rbuf = mem::take(&mut self.rbuf);
         let ctx: Rc<dyn SessionEnv> = self.ctx.clone();

@@ -150,10 +150,8 @@ pub fn run<R: Runtime, H: Handler>(
             }
         }));
 
-        let open = Rc::new(Cell::new(0usize));
         let admission = Rc::new(Admission {
             ctx: ctx.clone(),
-            open: open.clone(),
             refusing: Rc::default(),
             max_connections: cfg.max_connections,
         });
@@ -189,7 +187,7 @@ pub fn run<R: Runtime, H: Handler>(
         }
         let serve = async {
             ctx.drain.wait().await;
-            while listening.get() > 0 || open.get() > 0 {
+            while listening.get() > 0 || ctx.open.get() > 0 {
                 R::sleep(DRAIN_POLL).await;
             }
         };
@@ -198,7 +196,7 @@ pub fn run<R: Runtime, H: Handler>(
             // Connection tasks end when the stop latch fires; give them a moment to close
             // their sockets before the runtime goes away.
             let deadline = std::time::Instant::now() + STOP_GRACE;
-            while open.get() > 0 && std::time::Instant::now() < deadline {
+            while ctx.open.get() > 0 && std::time::Instant::now() < deadline {
                 R::sleep(Duration::from_millis(5)).await;
             }
         }
@@ -259,7 +257,6 @@ fn spawn_guarded<R: Runtime, H: Handler>(
 /// executor is at `--max-connections`.
 struct Admission<H> {
     ctx: Rc<ConnCtx<H>>,
-    open: Rc<Cell<usize>>,
     refusing: Rc<Cell<usize>>,
     max_connections: usize,
 }
@@ -279,10 +276,10 @@ impl<H: Handler> Admission<H> {
     fn admit_io<R: Runtime, T: Transport>(&self, io: T, peer: Peer) {
         let ctx = self.ctx.clone();
         ExecutorStats::add(&ctx.stats.connections_accepted, 1);
-        if self.open.get() >= self.max_connections {
+        if self.ctx.open.get() >= self.max_connections {
             ExecutorStats::add(&ctx.stats.connections_rejected, 1);
             if self.refusing.get() < MAX_REFUSING {
-                let slot = Counted::new(self.refusing.clone(), None);
+                let slot = Counted::new(self.refusing.clone());
                 spawn_guarded::<R, H>(ctx.clone(), async move {
                     let stop = ctx.clone();
                     first_of(conn::refuse::<T, R, H>(io, peer, ctx), stop.stop.wait()).await;
@@ -291,9 +288,8 @@ impl<H: Handler> Admission<H> {
             }
             return;
         }
-        let slot = Counted::new(self.open.clone(), Some(ctx.stats.clone()));
         let serve = conn::serve::<T, R, H>(io, peer, ctx.clone());
-        spawn_guarded::<R, H>(ctx.clone(), UntilStopped { task: serve, ctx, waiting: None, _slot: slot });
+        spawn_guarded::<R, H>(ctx.clone(), UntilStopped::new(serve, ctx));
     }
 }
 
@@ -364,7 +360,7 @@ async fn accept_loop<R: Runtime, L: Listener, H: Handler>(
                 if !fd_exhausted {
                     tracing::warn!(
                         error = %e,
-                        open = admission.open.get(),
+                        open = admission.ctx.open.get(),
                         "out of file descriptors; pausing accept (raise LimitNOFILE / ulimit -n)"
                     );
                     fd_exhausted = true;
@@ -449,22 +445,28 @@ impl Security {
     }
 }
 
-/// Counts something for as long as it lives (open connections, refusals in progress).
+/// Counts something for as long as it lives (refusals in progress).
 struct Counted {
     count: Rc<Cell<usize>>,
-    stats: Option<Arc<ExecutorStats>>,
 }
 
-/// A connection's task: its driver, until it ends or the executor stops, holding the
-/// connection's place in the count of open ones. (A struct rather than an async block, which
-/// would hold the driver twice: as what it captured, and in the `first_of` it moved it into.
-/// An idle connection is mostly this.)
+/// A connection's task: its driver, until it ends or the executor stops, counted among the
+/// open connections (`ctx.open`, `/metrics`) while it lives. (A struct rather than an async
+/// block, which would hold the driver twice: as what it captured, and in the `first_of` it
+/// moved it into. Every idle connection holds one.)
 struct UntilStopped<F, H> {
     task: F,
     ctx: Rc<ConnCtx<H>>,
     /// Its slot among the waiters of `ctx.stop`.
     waiting: Option<u32>,
-    _slot: Counted,
+}
+
+impl<F, H> UntilStopped<F, H> {
+    fn new(task: F, ctx: Rc<ConnCtx<H>>) -> Self {
+        ctx.open.set(ctx.open.get() + 1);
+        ExecutorStats::add(&ctx.stats.connections_open, 1);
+        UntilStopped { task, ctx, waiting: None }
+    }
 }
 
 impl<F: std::future::Future<Output = ()>, H> std::future::Future for UntilStopped<F, H> {
@@ -485,24 +487,20 @@ impl<F: std::future::Future<Output = ()>, H> std::future::Future for UntilStoppe
 impl<F, H> Drop for UntilStopped<F, H> {
     fn drop(&mut self) {
         self.ctx.stop.forget(&mut self.waiting);
+        self.ctx.open.set(self.ctx.open.get() - 1);
+        ExecutorStats::sub(&self.ctx.stats.connections_open, 1);
     }
 }
 
 impl Counted {
-    fn new(count: Rc<Cell<usize>>, stats: Option<Arc<ExecutorStats>>) -> Counted {
+    fn new(count: Rc<Cell<usize>>) -> Counted {
         count.set(count.get() + 1);
-        if let Some(s) = &stats {
-            ExecutorStats::add(&s.connections_open, 1);
-        }
-        Counted { count, stats }
+        Counted { count }
     }
 }
 
 impl Drop for Counted {
     fn drop(&mut self) {
         self.count.set(self.count.get() - 1);
-        if let Some(s) = &self.stats {
-            ExecutorStats::sub(&s.connections_open, 1);
-        }
     }
 }
