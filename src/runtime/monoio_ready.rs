@@ -27,34 +27,32 @@ thread_local! {
 /// One executor's epoll instance and its waiters.
 struct Poller {
     epoll: OwnedFd,
-    waiters: RefCell<Vec<Waiter>>,
+    /// Each waiter's waker, by slot.
+    waiters: RefCell<Vec<Option<Waker>>>,
+    /// One bit per slot: its socket was reported readable (or hung up, or failed).
+    fired: RefCell<Vec<u64>>,
     free: RefCell<Vec<u32>>,
     /// Whether its task still waits on the epoll descriptor (if that wait fails, every
     /// waiter is told "maybe readable" from then on).
     alive: Cell<bool>,
 }
 
-#[derive(Default)]
-struct Waiter {
-    waker: Option<Waker>,
-    /// The socket was reported readable (or hung up, or failed).
-    fired: bool,
-}
-
 /// Wait until the socket `fd` is readable, or has hung up or failed: as monoio's `readable`,
 /// from this executor's epoll instance. It completes at once (the caller's read then finds
 /// out) when no epoll instance can be made or the socket cannot be registered.
 pub fn readable(fd: RawFd) -> Ready {
-    Ready { poller: Poller::get(), fd, slot: None }
+    Ready { poller: Poller::get(), fd, slot: UNREGISTERED }
 }
 
-/// Future returned by [`readable`] (24 bytes).
+/// Future returned by [`readable`] (16 bytes).
 pub struct Ready {
     poller: Option<Rc<Poller>>,
     fd: RawFd,
-    /// Its slot among the poller's waiters, once registered.
-    slot: Option<u32>,
+    /// Its slot among the poller's waiters once registered; `UNREGISTERED` before.
+    slot: u32,
 }
+
+const UNREGISTERED: u32 = u32::MAX;
 
 impl Future for Ready {
     type Output = io::Result<()>;
@@ -65,18 +63,7 @@ impl Future for Ready {
             return Poll::Ready(Ok(()));
         };
         match this.slot {
-            Some(i) => {
-                let mut waiters = poller.waiters.borrow_mut();
-                let waiter = &mut waiters[i as usize];
-                if waiter.fired {
-                    return Poll::Ready(Ok(()));
-                }
-                if !waiter.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                    waiter.waker = Some(cx.waker().clone());
-                }
-                Poll::Pending
-            }
-            None => {
+            UNREGISTERED => {
                 let i = poller.take_slot(cx.waker());
                 let flags = libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHOT;
                 let mut event = libc::epoll_event { events: flags as u32, u64: u64::from(i) };
@@ -88,7 +75,18 @@ impl Future for Ready {
                     poller.give_back(i);
                     return Poll::Ready(Ok(()));
                 }
-                this.slot = Some(i);
+                this.slot = i;
+                Poll::Pending
+            }
+            i => {
+                if poller.has_fired(i) {
+                    return Poll::Ready(Ok(()));
+                }
+                let mut waiters = poller.waiters.borrow_mut();
+                let waker = &mut waiters[i as usize];
+                if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    *waker = Some(cx.waker().clone());
+                }
                 Poll::Pending
             }
         }
@@ -97,13 +95,22 @@ impl Future for Ready {
 
 impl Drop for Ready {
     fn drop(&mut self) {
-        if let (Some(poller), Some(i)) = (&self.poller, self.slot) {
-            // SAFETY: as in `poll`; the socket is still open (its read half is borrowed by
-            // this wait's owner). A one-shot registration that fired stays until removed.
-            unsafe {
-                libc::epoll_ctl(poller.epoll.as_raw_fd(), libc::EPOLL_CTL_DEL, self.fd, std::ptr::null_mut());
+        match (&self.poller, self.slot) {
+            (Some(_), UNREGISTERED) | (None, _) => {}
+            (Some(poller), i) => {
+                // SAFETY: as in `poll`; the socket is still open (its read half is borrowed
+                // by this wait's owner). A one-shot registration that fired stays until
+                // removed.
+                unsafe {
+                    libc::epoll_ctl(
+                        poller.epoll.as_raw_fd(),
+                        libc::EPOLL_CTL_DEL,
+                        self.fd,
+                        std::ptr::null_mut(),
+                    );
+                }
+                poller.give_back(i);
             }
-            poller.give_back(i);
         }
     }
 }
@@ -138,6 +145,7 @@ impl Poller {
         let poller = Rc::new(Poller {
             epoll,
             waiters: RefCell::default(),
+            fired: RefCell::default(),
             free: RefCell::default(),
             alive: Cell::new(true),
         });
@@ -146,31 +154,53 @@ impl Poller {
     }
 
     fn take_slot(&self, waker: &Waker) -> u32 {
-        let waiter = Waiter { waker: Some(waker.clone()), fired: false };
         let mut waiters = self.waiters.borrow_mut();
-        match self.free.borrow_mut().pop() {
+        let i = match self.free.borrow_mut().pop() {
             Some(i) => {
-                waiters[i as usize] = waiter;
+                waiters[i as usize] = Some(waker.clone());
                 i
             }
             None => {
-                waiters.push(waiter);
-                crate::idle_clock::slot_index(waiters.len() - 1)
+                waiters.push(Some(waker.clone()));
+                let mut fired = self.fired.borrow_mut();
+                if fired.len() * 64 < waiters.len() {
+                    fired.push(0);
+                }
+                let i = crate::idle_clock::slot_index(waiters.len() - 1);
+                debug_assert!(i < UNREGISTERED);
+                i
             }
-        }
+        };
+        self.set_fired(i, false);
+        i
     }
 
     fn give_back(&self, i: u32) {
-        self.waiters.borrow_mut()[i as usize] = Waiter::default();
+        self.waiters.borrow_mut()[i as usize] = None;
+        self.set_fired(i, false);
         self.free.borrow_mut().push(i);
+    }
+
+    fn has_fired(&self, i: u32) -> bool {
+        self.fired.borrow()[i as usize / 64] & (1 << (i % 64)) != 0
+    }
+
+    fn set_fired(&self, i: u32, fired: bool) {
+        let word = &mut self.fired.borrow_mut()[i as usize / 64];
+        match fired {
+            true => *word |= 1 << (i % 64),
+            false => *word &= !(1 << (i % 64)),
+        }
     }
 
     /// Mark the waiter in slot `i` readable and wake it.
     fn fire(&self, i: u64) {
+        let Ok(i) = u32::try_from(i) else { return };
         let waker = match self.waiters.borrow_mut().get_mut(i as usize) {
-            Some(waiter) => {
-                waiter.fired = true;
-                waiter.waker.take()
+            Some(waker) => {
+                let waker = waker.take();
+                self.set_fired(i, true);
+                waker
             }
             None => None,
         };
@@ -182,8 +212,7 @@ impl Poller {
 
     /// Wake every waiter (they will find the poller gone and read at once).
     fn wake_all(&self) {
-        let wakers: Vec<Waker> =
-            self.waiters.borrow_mut().iter_mut().filter_map(|w| w.waker.take()).collect();
+        let wakers: Vec<Waker> = self.waiters.borrow_mut().iter_mut().filter_map(Option::take).collect();
         wakers.into_iter().for_each(Waker::wake);
     }
 }
