@@ -292,6 +292,14 @@ impl<H> ConnCtx<H> {
         }
     }
 
+    /// Start the drain: fire its latch, and wake the idle clock's waiters (parked
+    /// connections and WebSockets), which look at the latch when woken rather than holding a
+    /// slot among its waiters each.
+    pub fn fire_drain(&self) {
+        self.drain.fire();
+        self.idle_clock.wake_all();
+    }
+
     /// Whether this executor drains or stops: its latch has fired, or the supervisor has
     /// asked and the executor's ticker has not run yet. A response stream that is always
     /// ready over a socket whose writes complete without yielding (glommio) can keep the

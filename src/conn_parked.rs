@@ -72,7 +72,6 @@ impl<T: Transport, H> Parked<T, H> {
             drained: idle.drained,
             watch_drain: idle.watch_drain && !idle.drained,
             clock_slot: None,
-            drain_slot: None,
         }
     }
 }
@@ -87,9 +86,9 @@ pub(super) struct ParkedWait<'a, R, H> {
     drained: bool,
     /// The drain, when it fires, cuts the deadline down to `DRAIN_IDLE_GRACE` from then.
     watch_drain: bool,
-    /// Slots among the waiters of the executor's idle clock and of its drain latch.
+    /// Its slot among the waiters of the executor's idle clock, which the drain wakes too
+    /// (`ConnCtx::fire_drain`).
     clock_slot: Option<u32>,
-    drain_slot: Option<u32>,
 }
 
 impl<R: Future<Output = io::Result<()>>, H> Future for ParkedWait<'_, R, H> {
@@ -114,7 +113,7 @@ impl<R: Future<Output = io::Result<()>>, H> Future for ParkedWait<'_, R, H> {
             Poll::Ready(Err(_)) => return Poll::Ready(IdleWait::Done(ReadOutcome::Failed)),
             Poll::Pending => {}
         }
-        if this.watch_drain && this.ctx.drain.poll_wait(&mut this.drain_slot, cx).is_ready() {
+        if this.watch_drain && this.ctx.drain.is_fired() {
             this.watch_drain = false;
             this.drained = true;
             this.deadline = this.deadline.min(Instant::now() + DRAIN_IDLE_GRACE);
@@ -129,6 +128,5 @@ impl<R: Future<Output = io::Result<()>>, H> Future for ParkedWait<'_, R, H> {
 impl<R, H> Drop for ParkedWait<'_, R, H> {
     fn drop(&mut self) {
         self.ctx.idle_clock.forget(&mut self.clock_slot);
-        self.ctx.drain.forget(&mut self.drain_slot);
     }
 }

@@ -247,7 +247,7 @@ fn spawn_guarded<R: Runtime, H: Handler>(
             TASK_PANIC.with(|p| {
                 p.borrow_mut().get_or_insert(panic);
             });
-            ctx.drain.fire();
+            ctx.fire_drain();
             ctx.stop.fire();
         }
     });
@@ -412,11 +412,11 @@ async fn ticker<R: Runtime, H: Handler>(admission: Rc<Admission<H>>, security: S
             log.flush();
         }
         if ctx.stats.drain_requested() {
-            ctx.drain.fire();
+            ctx.fire_drain();
             ctx.stats.drain_seen.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         if ctx.stats.stop_requested() {
-            ctx.drain.fire();
+            ctx.fire_drain();
             ctx.stop.fire();
         }
         if ctx.spent.is_fired() {

@@ -66,6 +66,12 @@ impl IdleClock {
         }
     }
 
+    /// Wake every waiter, due or not (the executor drains: see `ConnCtx::fire_drain`).
+    pub fn wake_all(&self) {
+        let wakers: Vec<Waker> = self.waiters.borrow().iter().flatten().map(|w| w.waker.clone()).collect();
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
     /// `Until`'s poll, for a waiter that keeps its own slot (`None` to start with) instead
     /// of a reference to the clock; it must `forget` the slot when it stops waiting. The
     /// deadline may change from one poll to the next.

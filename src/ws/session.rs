@@ -62,13 +62,16 @@ const KEEP_WRITE_BUF: usize = 16 * 1024;
 /// before leaves the WebSocket quiet: its next read waits for readiness first, without a
 /// buffer, and the session may park meanwhile. In milliseconds (see `coop::last_tick_ms`).
 const QUIET_MS: u32 = 250;
+/// The deadline of a parked WebSocket's wait on the executor's clock when it has no
+/// keepalive to wait for.
+const NO_DEADLINE: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// What the session needs from its executor (the connection driver's context has it all).
 pub trait SessionEnv {
     fn ws_config(&self) -> &WsConfig;
     /// Longest time one write may take (a peer that stops reading).
     fn write_timeout(&self) -> Duration;
-    /// Fired when the executor drains.
+    /// Fired when the executor drains; the executor's idle clock wakes all its waiters then.
     fn drain(&self) -> &Latch;
     /// Whether the whole server is stopping (1001) rather than replacing executors (1012).
     fn server_state(&self) -> &ServerState;
@@ -399,7 +402,7 @@ fn quiet<'a, R: ReadHalf + 'a, W: 'a>(
     // as much, but held here it would make every parked WebSocket's wait 16 bytes larger.)
     let reader: &'a mut R = unsafe { &mut (*kept.read.as_ptr()).reader };
     ExecutorStats::add(&ctx.stats().ws.quiet, 1);
-    QuietWait { ready: reader.readable(), kept, shared, ctx, clock_slot: None, drain_slot: None }
+    QuietWait { ready: reader.readable(), kept, shared, ctx, clock_slot: None }
 }
 
 /// `quiet`'s wait: a struct rather than an async block, which would keep its captures beside
@@ -413,8 +416,9 @@ struct QuietWait<'a, R, W, F> {
     kept: Rc<Kept<R, W>>,
     shared: Shared,
     ctx: SessionCtx<'a>,
+    /// Its slot among the waiters of the executor's idle clock: for the keepalive's
+    /// deadline, and for the drain, which wakes them all (`SessionEnv::drain`).
     clock_slot: Option<u32>,
-    drain_slot: Option<u32>,
 }
 
 impl<R, W, F: Future<Output = std::io::Result<()>>> Part for QuietWait<'_, R, W, F> {
@@ -433,14 +437,15 @@ impl<R, W, F: Future<Output = std::io::Result<()>>> Part for QuietWait<'_, R, W,
             s.register(cx.waker());
             this.kept.keepalive_due.get()
         };
-        if this.ctx.drain().poll_wait(&mut this.drain_slot, cx).is_ready() {
+        if this.ctx.drain().is_fired() {
             return Poll::Ready(Step::Work);
         }
-        match due {
-            Some(due) if this.ctx.idle_clock().poll_until(due, &mut this.clock_slot, cx).is_ready() => {
-                Poll::Ready(Step::Work)
-            }
-            _ => Poll::Pending,
+        // Without a keepalive, a wait as long as the executor's life: still on the clock, for
+        // the drain's sake.
+        let due = due.unwrap_or_else(|| Instant::now() + NO_DEADLINE);
+        match this.ctx.idle_clock().poll_until(due, &mut this.clock_slot, cx) {
+            Poll::Ready(()) => Poll::Ready(Step::Work),
+            Poll::Pending => Poll::Pending,
         }
     }
 }
@@ -448,7 +453,6 @@ impl<R, W, F: Future<Output = std::io::Result<()>>> Part for QuietWait<'_, R, W,
 impl<R, W, F> Drop for QuietWait<'_, R, W, F> {
     fn drop(&mut self) {
         self.ctx.idle_clock().forget(&mut self.clock_slot);
-        self.ctx.drain().forget(&mut self.drain_slot);
         ExecutorStats::sub(&self.ctx.stats().ws.quiet, 1);
     }
 }
