@@ -888,7 +888,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         let upgrade = *upgrade;
         let io = self.io.take()?;
         let rbuf = mem::take(&mut self.rbuf);
-        let ctx: Rc<dyn SessionEnv> = self.ctx.clone();
+        let ctx = self.ctx.clone();
         // The HTTP connection is kept for the WebSocket's life only to write the `101`'s
         // access log line at its end; and then without its buffers and timer (the session
         // has its own).
@@ -897,7 +897,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             conn.timer.release();
             conn
         });
-        let session = crate::ws::session::run::<T, K>(io, rbuf, upgrade, ctx);
+        let session = crate::ws::session::run::<T, K, _>(io, rbuf, upgrade, ctx);
         Some(Box::pin(WebSocketTask { session, owed }))
     }
 

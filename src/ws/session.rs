@@ -81,11 +81,6 @@ pub trait SessionEnv {
     fn idle_clock(&self) -> &IdleClock;
 }
 
-/// The session's executor, as one pointer (a struct of six references was 56 bytes, in every
-/// idle WebSocket's session and quiet wait). Owned rather than borrowed, so that the
-/// connection's task holds the session alone.
-pub type SessionCtx<'a> = Rc<dyn SessionEnv + 'a>;
-
 /// What a finished WebSocket's access log line needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionReport {
@@ -149,11 +144,16 @@ struct Reading<R> {
 
 /// Run a WebSocket on `io` until it is closed and its handler has returned. `leftover`:
 /// bytes read past the handshake, the start of the client's first frames.
-pub fn run<'a, T: Transport, K: Timer>(
+///
+/// `ctx`: the session's executor, as one pointer (a struct of six references was 56 bytes,
+/// in every idle WebSocket's session and quiet wait); owned rather than borrowed, so that the
+/// connection's task holds the session alone; thin (the driver's own context type, not a
+/// trait object) where it can be.
+pub fn run<'a, T: Transport, K: Timer, E: SessionEnv + ?Sized + 'a>(
     io: T,
     leftover: BytesMut,
     upgrade: Upgrade,
-    ctx: SessionCtx<'a>,
+    ctx: Rc<E>,
 ) -> impl Future<Output = SessionReport> + 'a {
     // Counted down however the session ends (see `Session`'s `Drop`).
     ExecutorStats::add(&ctx.stats().ws.open, 1);
@@ -179,7 +179,7 @@ pub fn run<'a, T: Transport, K: Timer>(
         keepalive_due: Due::default(),
     });
     let inline = Arc::new(InlineWake::default());
-    let mut driver = Driver::<'a, T::ReadHalf, T::WriteHalf, K> {
+    let mut driver = Driver::<'a, T::ReadHalf, T::WriteHalf, K, E> {
         handler: Some(handler),
         conn: None,
         parked: false,
@@ -194,8 +194,8 @@ pub fn run<'a, T: Transport, K: Timer>(
 }
 
 /// Future returned by [`run`]: its driver, polled with a waker of its own.
-struct Session<'a, R, W, K> {
-    driver: Driver<'a, R, W, K>,
+struct Session<'a, R, W, K, E: SessionEnv + ?Sized> {
+    driver: Driver<'a, R, W, K, E>,
     /// The parts wake one another as they go (a message for the handler, a frame to write):
     /// such a wake polls them again in the same poll, not through the executor (see
     /// `InlineWake`).
@@ -208,14 +208,14 @@ struct Session<'a, R, W, K> {
 
 /// Counts the open WebSocket down however the session ends (the future may be dropped when
 /// the executor stops).
-impl<R, W, K> Drop for Session<'_, R, W, K> {
+impl<R, W, K, E: SessionEnv + ?Sized> Drop for Session<'_, R, W, K, E> {
     fn drop(&mut self) {
         ExecutorStats::sub(&self.driver.ctx.stats().ws.open, 1);
     }
 }
 
 /// The handler, and the connection's loops or their quiet wait.
-struct Driver<'a, R, W, K> {
+struct Driver<'a, R, W, K, E: ?Sized> {
     /// `None` once it has returned.
     handler: Option<Handler>,
     /// The read, write, keepalive and drain loops, boxed (about 2 KB); or while the
@@ -227,7 +227,7 @@ struct Driver<'a, R, W, K> {
     /// socket closes then even if the handler goes on.
     kept: Option<Rc<Kept<R, W>>>,
     shared: Shared,
-    ctx: SessionCtx<'a>,
+    ctx: Rc<E>,
     _timer: PhantomData<fn() -> K>,
 }
 
@@ -248,7 +248,7 @@ enum Step {
     Work,
 }
 
-impl<'a, R: ReadHalf, W: WriteHalf, K: Timer> Driver<'a, R, W, K> {
+impl<'a, R: ReadHalf, W: WriteHalf, K: Timer, E: SessionEnv + ?Sized + 'a> Driver<'a, R, W, K, E> {
     /// The connection's loops, to start or to go on after a park. `quiet`: the read waits for
     /// readiness before it reads.
     fn loops(&self, rbuf: BytesMut, quiet: bool) -> Pin<Box<dyn Part + 'a>> {
@@ -256,7 +256,7 @@ impl<'a, R: ReadHalf, W: WriteHalf, K: Timer> Driver<'a, R, W, K> {
         let (shared, ctx) = (&self.shared, &self.ctx);
         let config = ctx.ws_config();
         Box::pin(Parts {
-            read: Some(read_loop::<R, W, K>(kept.clone(), rbuf, quiet, shared.clone(), ctx.clone())),
+            read: Some(read_loop::<R, W, K, E>(kept.clone(), rbuf, quiet, shared.clone(), ctx.clone())),
             write: write_loop::<R, W, K>(
                 kept.clone(),
                 shared.clone(),
@@ -264,7 +264,7 @@ impl<'a, R: ReadHalf, W: WriteHalf, K: Timer> Driver<'a, R, W, K> {
                 ctx.write_timeout(),
             ),
             keepalive: Some(keepalive(kept, shared.clone(), ctx.clone())),
-            drain: Some(drain::<K>(shared.clone(), ctx.clone())),
+            drain: Some(drain::<K, E>(shared.clone(), ctx.clone())),
         })
     }
 
@@ -336,7 +336,9 @@ impl<'a, R: ReadHalf, W: WriteHalf, K: Timer> Driver<'a, R, W, K> {
     }
 }
 
-impl<R: ReadHalf, W: WriteHalf, K: Timer> Future for Session<'_, R, W, K> {
+impl<'a, R: ReadHalf, W: WriteHalf, K: Timer, E: SessionEnv + ?Sized + 'a> Future
+    for Session<'a, R, W, K, E>
+{
     type Output = SessionReport;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<SessionReport> {
@@ -389,10 +391,10 @@ fn quiet_state(s: &State) -> bool {
 /// A parked connection's wait: it ends when the socket turns readable, when the connection
 /// has something to do (`quiet_state` no longer holds), at the keepalive's deadline, or when
 /// the executor drains. It holds no buffer, and no loop.
-fn quiet<'a, R: ReadHalf + 'a, W: 'a>(
+fn quiet<'a, R: ReadHalf + 'a, W: 'a, E: SessionEnv + ?Sized + 'a>(
     kept: Rc<Kept<R, W>>,
     shared: Shared,
-    ctx: SessionCtx<'a>,
+    ctx: Rc<E>,
 ) -> impl Part + 'a {
     debug_assert!(kept.read.try_borrow_mut().is_ok(), "nothing else reads while the session is parked");
     // SAFETY: the reader lives in `kept`'s allocation, which the wait holds and drops only
@@ -409,19 +411,19 @@ fn quiet<'a, R: ReadHalf + 'a, W: 'a>(
 /// the wait it moves them into; and one slot among the clock's and the latch's waiters
 /// each, rather than the futures of a select. Every parked WebSocket holds one (152 bytes on
 /// monoio; the async block it was, 248).
-struct QuietWait<'a, R, W, F> {
+struct QuietWait<R, W, E: SessionEnv + ?Sized, F> {
     /// The socket's readiness. It borrows the reader in `kept`, so it comes first: fields
     /// are dropped in order.
     ready: F,
     kept: Rc<Kept<R, W>>,
     shared: Shared,
-    ctx: SessionCtx<'a>,
+    ctx: Rc<E>,
     /// Its slot among the waiters of the executor's idle clock: for the keepalive's
     /// deadline, and for the drain, which wakes them all (`SessionEnv::drain`).
     clock_slot: Option<u32>,
 }
 
-impl<R, W, F: Future<Output = std::io::Result<()>>> Part for QuietWait<'_, R, W, F> {
+impl<R, W, E: SessionEnv + ?Sized, F: Future<Output = std::io::Result<()>>> Part for QuietWait<R, W, E, F> {
     fn step(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Step> {
         // SAFETY: structural pinning of `ready` alone: it is never moved out of the pinned
         // struct, and the struct has no Unpin impl of its own (its Drop does not touch it).
@@ -450,7 +452,7 @@ impl<R, W, F: Future<Output = std::io::Result<()>>> Part for QuietWait<'_, R, W,
     }
 }
 
-impl<R, W, F> Drop for QuietWait<'_, R, W, F> {
+impl<R, W, E: SessionEnv + ?Sized, F> Drop for QuietWait<R, W, E, F> {
     fn drop(&mut self) {
         self.ctx.idle_clock().forget(&mut self.clock_slot);
         ExecutorStats::sub(&self.ctx.stats().ws.quiet, 1);
@@ -529,12 +531,12 @@ impl Drop for Mark<'_> {
 // The loop holds its borrow of `Kept` for its whole life: the borrow ends when it is
 // dropped (for a park) or ends, and nothing else reads meanwhile.
 #[allow(clippy::await_holding_refcell_ref)]
-async fn read_loop<R: ReadHalf, W, K: Timer>(
+async fn read_loop<R: ReadHalf, W, K: Timer, E: SessionEnv + ?Sized>(
     kept: Rc<Kept<R, W>>,
     mut rbuf: BytesMut,
     mut quiet: bool,
     shared: Shared,
-    ctx: SessionCtx<'_>,
+    ctx: Rc<E>,
 ) {
     let (shared, config) = (&shared, ctx.ws_config());
     let mut reading = kept.read.borrow_mut();
@@ -790,7 +792,7 @@ fn finish(shared: &Shared) {
 /// for waits of seconds): a runtime's sleep is much larger, and every idle WebSocket waits
 /// here. The deadline of the wait under way is kept apart (`Kept::keepalive_due`), where a
 /// parked session's wait watches it and a keepalive built again after the park finds it.
-async fn keepalive<R, W>(kept: Rc<Kept<R, W>>, shared: Shared, ctx: SessionCtx<'_>) {
+async fn keepalive<R, W, E: SessionEnv + ?Sized>(kept: Rc<Kept<R, W>>, shared: Shared, ctx: Rc<E>) {
     let (shared, due_at, clock) = (&shared, &kept.keepalive_due, ctx.idle_clock());
     let (interval, wait) = (ctx.ws_config().ping_interval, ctx.ws_config().ping_timeout);
     if interval.is_zero() {
@@ -828,7 +830,7 @@ async fn keepalive<R, W>(kept: Rc<Kept<R, W>>, shared: Shared, ctx: SessionCtx<'
 /// Close with 1001 when the server stops, 1012 when it goes on with other executors. A
 /// handler awaiting `WebSocket::draining` is told first and may close by itself, within
 /// `grace`.
-async fn drain<K: Timer>(shared: Shared, ctx: SessionCtx<'_>) {
+async fn drain<K: Timer, E: SessionEnv + ?Sized>(shared: Shared, ctx: Rc<E>) {
     let (shared, latch, state) = (&shared, ctx.drain(), ctx.server_state());
     let grace = ctx.ws_config().close_timeout;
     let closing = |s: &State| s.close_sent || s.done;

@@ -117,16 +117,20 @@ fn session_futures_stay_small_and_loosely_aligned() {
     // before that, the session held them inline: 2,376 bytes (release, monoio), and 5,888
     // aligned to 128 when runtime sleeps were held inline in the side loops' rare states.
     fn check<T: crate::io::Transport, K: crate::io::Timer>(name: &str) -> (usize, usize) {
-        let make = |io: T, left: bytes::BytesMut, up: crate::ws::Upgrade, ctx: super::SessionCtx<'static>| {
-            super::run::<T, K>(io, left, up, ctx)
+        let make = |io: T,
+                    left: bytes::BytesMut,
+                    up: crate::ws::Upgrade,
+                    ctx: std::rc::Rc<dyn super::SessionEnv>| {
+            super::run::<T, K, _>(io, left, up, ctx)
         };
         let (session, align) = layout4(&make);
         assert!(align <= 16, "{name}: the session future is aligned to {align} bytes");
         type Kept<T> =
             super::Kept<<T as crate::io::Transport>::ReadHalf, <T as crate::io::Transport>::WriteHalf>;
-        let wait = |kept: std::rc::Rc<Kept<T>>, shared: super::Shared, ctx: super::SessionCtx<'static>| {
-            super::quiet(kept, shared, ctx)
-        };
+        let wait =
+            |kept: std::rc::Rc<Kept<T>>, shared: super::Shared, ctx: std::rc::Rc<dyn super::SessionEnv>| {
+                super::quiet(kept, shared, ctx)
+            };
         let (quiet, align) = layout_of_output(&wait);
         assert!(align <= 16, "{name}: the quiet wait is aligned to {align} bytes");
         let kept = std::mem::size_of::<Kept<T>>();
