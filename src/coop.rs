@@ -15,7 +15,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 use std::time::{Duration, Instant};
 
 use atomic_waker::AtomicWaker;
@@ -175,12 +175,8 @@ impl InlineWake {
     }
 }
 
-impl Wake for InlineWake {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
+impl InlineWake {
+    fn wake(&self) {
         // Marked first, then checked: a wake that races with `end` is seen by one or the
         // other (or both, which only costs one extra poll).
         self.rewoken.store(true, Ordering::SeqCst);
@@ -190,10 +186,69 @@ impl Wake for InlineWake {
     }
 }
 
+/// An [`InlineWake`] (shared, as an `Arc`) and the waker made from it, in one waker's room:
+/// the waker's data pointer is the `InlineWake`, through a vtable of this module's own (the
+/// standard `Waker::from(Arc<_>)` does not say where its data points). Every WebSocket
+/// session holds one.
+pub struct InlineWaker(Waker);
+
+impl InlineWaker {
+    pub fn new() -> InlineWaker {
+        let data = Arc::into_raw(Arc::new(InlineWake::default())).cast::<()>();
+        // SAFETY: `data` is an `Arc<InlineWake>`'s pointer, owned by the new waker; the
+        // vtable's functions treat it as one (see `inline_vtable`).
+        InlineWaker(unsafe { Waker::from_raw(RawWaker::new(data, &INLINE_VTABLE)) })
+    }
+
+    pub fn waker(&self) -> &Waker {
+        &self.0
+    }
+
+    pub fn inline(&self) -> &InlineWake {
+        // SAFETY: made by `new`, the waker's data is a live `Arc<InlineWake>` it owns.
+        unsafe { &*self.0.data().cast::<InlineWake>() }
+    }
+}
+
+impl Default for InlineWaker {
+    fn default() -> InlineWaker {
+        InlineWaker::new()
+    }
+}
+
+// The vtable of `InlineWaker`'s wakers; every function gets a pointer made by
+// `Arc::into_raw` on an `Arc<InlineWake>` and owned by the waker it belongs to (an
+// `InlineWake` is atomics only: the wakers may go to other threads).
+static INLINE_VTABLE: RawWakerVTable =
+    RawWakerVTable::new(inline_clone, inline_wake, inline_wake_by_ref, inline_drop);
+
+unsafe fn inline_clone(data: *const ()) -> RawWaker {
+    // SAFETY: see INLINE_VTABLE; the clone owns one more count.
+    unsafe { Arc::increment_strong_count(data.cast::<InlineWake>()) };
+    RawWaker::new(data, &INLINE_VTABLE)
+}
+
+unsafe fn inline_wake(data: *const ()) {
+    // SAFETY: see INLINE_VTABLE; waking consumes the waker, and so its count.
+    let inline = unsafe { Arc::from_raw(data.cast::<InlineWake>()) };
+    inline.wake();
+}
+
+unsafe fn inline_wake_by_ref(data: *const ()) {
+    // SAFETY: see INLINE_VTABLE; borrowed for the call.
+    unsafe { &*data.cast::<InlineWake>() }.wake();
+}
+
+unsafe fn inline_drop(data: *const ()) {
+    // SAFETY: see INLINE_VTABLE; the waker's count goes with it.
+    drop(unsafe { Arc::from_raw(data.cast::<InlineWake>()) });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
 
     struct Count(AtomicUsize);
 
@@ -241,8 +296,8 @@ mod tests {
     fn a_wake_during_the_poll_asks_for_another_poll_and_one_after_it_wakes_the_task() {
         let task = Arc::new(Count(AtomicUsize::new(0)));
         let task_waker = Waker::from(task.clone());
-        let inline = Arc::new(InlineWake::default());
-        let waker = Waker::from(inline.clone());
+        let inline_waker = InlineWaker::new();
+        let (inline, waker) = (inline_waker.inline(), inline_waker.waker().clone());
         inline.begin(&task_waker);
         assert!(!inline.end(), "nothing woke it");
         inline.begin(&task_waker);
@@ -252,5 +307,20 @@ mod tests {
         assert!(!inline.end(), "once");
         waker.wake_by_ref();
         assert_eq!(task.0.load(Ordering::SeqCst), 1, "outside a poll: the task is woken");
+        // A clone sent to another thread wakes the task from there (registered again by the
+        // next poll: a wake takes the task's waker), and its count goes.
+        inline.begin(&task_waker);
+        assert!(!inline.end());
+        let clone = waker.clone();
+        std::thread::spawn(move || clone.wake()).join().unwrap();
+        assert_eq!(task.0.load(Ordering::SeqCst), 2, "woken from another thread");
+        // Registered once more, the task's waker is let go of with the last of the wakers:
+        // the `InlineWake` is freed, not leaked.
+        inline.begin(&task_waker);
+        assert!(!inline.end());
+        assert_eq!(Arc::strong_count(&task), 3, "the task, its waker, the registered clone");
+        drop(waker);
+        drop(inline_waker);
+        assert_eq!(Arc::strong_count(&task), 2, "the registered clone went with the InlineWake");
     }
 }

@@ -29,7 +29,7 @@ use std::num::NonZeroU64;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -38,7 +38,7 @@ use super::frame::{self, code, Decoder, Event, OpCode};
 use super::outbox::Batch;
 use super::socket::{driver_wait, text, Message, Shared, State, WebSocket};
 use super::{Upgrade, WsConfig};
-use crate::coop::InlineWake;
+use crate::coop::InlineWaker;
 use crate::idle_clock::IdleClock;
 use crate::io::{
     catch_panic, first_of, timeout_boxed, CatchPanic, Either, ReadHalf, Timer, TimerSlot, Transport,
@@ -178,19 +178,17 @@ pub fn run<'a, T: Transport, K: Timer, E: SessionEnv + ?Sized + 'a>(
         writer: RefCell::new(writer),
         keepalive_due: Due::default(),
     });
-    let inline = Arc::new(InlineWake::default());
     let mut driver = Driver::<'a, T::ReadHalf, T::WriteHalf, K, E> {
         handler: Some(handler),
         conn: None,
         parked: false,
-        kept: Some(kept),
         shared,
         ctx,
         _timer: PhantomData,
     };
     // A new WebSocket waits for its first frame as a quiet one does.
-    driver.conn = Some(driver.loops(leftover, true));
-    Session { driver, waker: Waker::from(inline.clone()), inline, paused: None }
+    driver.conn = Some(driver.loops(kept, leftover, true));
+    Session { driver, waker: InlineWaker::new(), paused: None }
 }
 
 /// Future returned by [`run`]: its driver, polled with a waker of its own.
@@ -199,8 +197,7 @@ struct Session<'a, R, W, K, E: SessionEnv + ?Sized> {
     /// The parts wake one another as they go (a message for the handler, a frame to write):
     /// such a wake polls them again in the same poll, not through the executor (see
     /// `InlineWake`).
-    inline: Arc<InlineWake>,
-    waker: Waker,
+    waker: InlineWaker,
     /// A pause in progress after `INLINE_POLLS` polls in a row, when the executor's timers
     /// are late (see `coop::pause_if_timers_late`).
     paused: Option<Pin<Box<dyn Future<Output = ()>>>>,
@@ -219,21 +216,21 @@ struct Driver<'a, R, W, K, E: ?Sized> {
     /// `None` once it has returned.
     handler: Option<Handler>,
     /// The read, write, keepalive and drain loops, boxed (about 2 KB); or while the
-    /// connection is parked (`parked`), their quiet wait. `None` once the connection is
-    /// finished.
-    conn: Option<Pin<Box<dyn Part + 'a>>>,
+    /// connection is parked (`parked`), their quiet wait. Either holds what outlasts the
+    /// loops (`Kept`: the socket's halves and the decoder). `None` once the connection is
+    /// finished, so the socket closes then even if the handler goes on.
+    conn: Option<Pin<Box<dyn Part<R, W> + 'a>>>,
     parked: bool,
-    /// The socket halves and the decoder; `None` once the connection is finished, so the
-    /// socket closes then even if the handler goes on.
-    kept: Option<Rc<Kept<R, W>>>,
     shared: Shared,
     ctx: Rc<E>,
     _timer: PhantomData<fn() -> K>,
 }
 
 /// The connection's side of a session: its loops, or while it is parked their quiet wait.
-trait Part {
+trait Part<R, W> {
     fn step(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Step>;
+    /// What outlasts the loops, which this part shares.
+    fn kept(&self) -> &Rc<Kept<R, W>>;
 }
 
 /// What ended a poll of the connection's side.
@@ -251,8 +248,7 @@ enum Step {
 impl<'a, R: ReadHalf, W: WriteHalf, K: Timer, E: SessionEnv + ?Sized + 'a> Driver<'a, R, W, K, E> {
     /// The connection's loops, to start or to go on after a park. `quiet`: the read waits for
     /// readiness before it reads.
-    fn loops(&self, rbuf: BytesMut, quiet: bool) -> Pin<Box<dyn Part + 'a>> {
-        let kept = self.kept.clone().expect("the connection is not finished");
+    fn loops(&self, kept: Rc<Kept<R, W>>, rbuf: BytesMut, quiet: bool) -> Pin<Box<dyn Part<R, W> + 'a>> {
         let (shared, ctx) = (&self.shared, &self.ctx);
         let config = ctx.ws_config();
         Box::pin(Parts {
@@ -263,8 +259,9 @@ impl<'a, R: ReadHalf, W: WriteHalf, K: Timer, E: SessionEnv + ?Sized + 'a> Drive
                 config.close_timeout,
                 ctx.write_timeout(),
             ),
-            keepalive: Some(keepalive(kept, shared.clone(), ctx.clone())),
+            keepalive: Some(keepalive(kept.clone(), shared.clone(), ctx.clone())),
             drain: Some(drain::<K, E>(shared.clone(), ctx.clone())),
+            kept,
         })
     }
 
@@ -292,10 +289,11 @@ impl<'a, R: ReadHalf, W: WriteHalf, K: Timer, E: SessionEnv + ?Sized + 'a> Drive
         if self.parked {
             if let Some(wait) = self.conn.as_mut() {
                 if let Poll::Ready(woke) = wait.as_mut().step(cx) {
+                    let kept = wait.kept().clone();
                     // The wait's borrow of the reader ends before the loops take it again.
                     self.conn = None;
                     self.parked = false;
-                    self.conn = Some(self.loops(BytesMut::new(), woke == Step::Work));
+                    self.conn = Some(self.loops(kept, BytesMut::new(), woke == Step::Work));
                 }
             }
         }
@@ -303,7 +301,6 @@ impl<'a, R: ReadHalf, W: WriteHalf, K: Timer, E: SessionEnv + ?Sized + 'a> Drive
             if let Some(loops) = self.conn.as_mut() {
                 if loops.as_mut().step(cx).is_ready() {
                     self.conn = None;
-                    self.kept = None;
                 }
             }
         }
@@ -314,20 +311,21 @@ impl<'a, R: ReadHalf, W: WriteHalf, K: Timer, E: SessionEnv + ?Sized + 'a> Drive
     /// true if it parked. Called only when a poll left nothing woken, so every loop is
     /// suspended where it last awaited.
     fn park(&mut self) -> bool {
-        if self.parked || self.conn.is_none() || self.ctx.drain().is_fired() {
-            return false;
-        }
+        let loops = match &self.conn {
+            Some(loops) if !self.parked && !self.ctx.drain().is_fired() => loops,
+            _ => return false,
+        };
         {
             let s = self.shared.borrow();
             // The read waits for readiness (no read with a buffer in flight), the writer
             // waits for frames (none being written), the keepalive has a deadline to wait for.
-            let kept = self.kept.as_ref().expect("the connection is not finished");
-            let keepalive_waits = kept.keepalive_due.is_set() || self.ctx.ws_config().ping_interval.is_zero();
+            let keepalive_waits =
+                loops.kept().keepalive_due.is_set() || self.ctx.ws_config().ping_interval.is_zero();
             if !(s.read_idle && s.write_idle && keepalive_waits && quiet_state(&s)) {
                 return false;
             }
         }
-        let kept = self.kept.clone().expect("the connection is not finished");
+        let kept = loops.kept().clone();
         self.conn = None;
         self.shared.borrow_mut().release_room();
         self.conn = Some(Box::pin(quiet(kept, self.shared.clone(), self.ctx.clone())));
@@ -351,17 +349,17 @@ impl<'a, R: ReadHalf, W: WriteHalf, K: Timer, E: SessionEnv + ?Sized + 'a> Futur
             this.paused = None;
         }
         let driver = &mut this.driver;
-        let mut inner = Context::from_waker(&this.waker);
+        let (mut inner, inline) = (Context::from_waker(this.waker.waker()), this.waker.inline());
         for _ in 0..INLINE_POLLS {
-            this.inline.begin(cx.waker());
+            inline.begin(cx.waker());
             if driver.step(&mut inner) {
-                this.inline.end();
+                inline.end();
                 let s = driver.shared.borrow();
                 return Poll::Ready(SessionReport { bytes_in: s.bytes_in, bytes_out: s.bytes_out });
             }
             // Nothing woke meanwhile: every part waits. A parked connection's wait is polled
             // at once, so that it is registered with what it waits for.
-            if !this.inline.end() && !driver.park() {
+            if !inline.end() && !driver.park() {
                 return Poll::Pending;
             }
         }
@@ -395,7 +393,7 @@ fn quiet<'a, R: ReadHalf + 'a, W: 'a, E: SessionEnv + ?Sized + 'a>(
     kept: Rc<Kept<R, W>>,
     shared: Shared,
     ctx: Rc<E>,
-) -> impl Part + 'a {
+) -> impl Part<R, W> + 'a {
     debug_assert!(kept.read.try_borrow_mut().is_ok(), "nothing else reads while the session is parked");
     // SAFETY: the reader lives in `kept`'s allocation, which the wait holds and drops only
     // after the readiness future that borrows the reader (see `QuietWait`). Nothing else
@@ -423,7 +421,9 @@ struct QuietWait<R, W, E: SessionEnv + ?Sized, F> {
     clock_slot: Option<u32>,
 }
 
-impl<R, W, E: SessionEnv + ?Sized, F: Future<Output = std::io::Result<()>>> Part for QuietWait<R, W, E, F> {
+impl<R, W, E: SessionEnv + ?Sized, F: Future<Output = std::io::Result<()>>> Part<R, W>
+    for QuietWait<R, W, E, F>
+{
     fn step(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Step> {
         // SAFETY: structural pinning of `ready` alone: it is never moved out of the pinned
         // struct, and the struct has no Unpin impl of its own (its Drop does not touch it).
@@ -450,6 +450,10 @@ impl<R, W, E: SessionEnv + ?Sized, F: Future<Output = std::io::Result<()>>> Part
             Poll::Pending => Poll::Pending,
         }
     }
+
+    fn kept(&self) -> &Rc<Kept<R, W>> {
+        &self.kept
+    }
 }
 
 impl<R, W, E: SessionEnv + ?Sized, F> Drop for QuietWait<R, W, E, F> {
@@ -460,14 +464,15 @@ impl<R, W, E: SessionEnv + ?Sized, F> Drop for QuietWait<R, W, E, F> {
 }
 
 /// The read, write, keepalive and drain loops, polled together.
-struct Parts<Rd, Wr, A, D> {
+struct Parts<R, W, Rd, Wr, A, D> {
     read: Option<Rd>,
     write: Wr,
     keepalive: Option<A>,
     drain: Option<D>,
+    kept: Rc<Kept<R, W>>,
 }
 
-impl<Rd, Wr, A, D> Part for Parts<Rd, Wr, A, D>
+impl<R, W, Rd, Wr, A, D> Part<R, W> for Parts<R, W, Rd, Wr, A, D>
 where
     Rd: Future<Output = ()>,
     Wr: Future<Output = ()>,
@@ -491,6 +496,10 @@ where
         poll_side(keepalive, cx);
         poll_side(drain, cx);
         unsafe { Pin::new_unchecked(&mut this.write) }.poll(cx).map(|()| Step::Finished)
+    }
+
+    fn kept(&self) -> &Rc<Kept<R, W>> {
+        &self.kept
     }
 }
 
