@@ -181,7 +181,6 @@ pub fn run<'a, T: Transport, K: Timer, E: SessionEnv + ?Sized + 'a>(
     let mut driver = Driver::<'a, T::ReadHalf, T::WriteHalf, K, E> {
         handler: Some(handler),
         conn: None,
-        parked: false,
         shared,
         ctx,
         _timer: PhantomData,
@@ -200,7 +199,8 @@ struct Session<'a, R, W, K, E: SessionEnv + ?Sized> {
     waker: InlineWaker,
     /// A pause in progress after `INLINE_POLLS` polls in a row, when the executor's timers
     /// are late (see `coop::pause_if_timers_late`).
-    paused: Option<Pin<Box<dyn Future<Output = ()>>>>,
+    /// (Boxed twice, for a thin pointer: rare, and every session keeps the room.)
+    paused: Option<Box<Pin<Box<dyn Future<Output = ()>>>>>,
 }
 
 /// Counts the open WebSocket down however the session ends (the future may be dropped when
@@ -216,11 +216,10 @@ struct Driver<'a, R, W, K, E: ?Sized> {
     /// `None` once it has returned.
     handler: Option<Handler>,
     /// The read, write, keepalive and drain loops, boxed (about 2 KB); or while the
-    /// connection is parked (`parked`), their quiet wait. Either holds what outlasts the
+    /// connection is parked (`Part::quiet`), their quiet wait. Either holds what outlasts the
     /// loops (`Kept`: the socket's halves and the decoder). `None` once the connection is
     /// finished, so the socket closes then even if the handler goes on.
     conn: Option<Pin<Box<dyn Part<R, W> + 'a>>>,
-    parked: bool,
     shared: Shared,
     ctx: Rc<E>,
     _timer: PhantomData<fn() -> K>,
@@ -231,6 +230,8 @@ trait Part<R, W> {
     fn step(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Step>;
     /// What outlasts the loops, which this part shares.
     fn kept(&self) -> &Rc<Kept<R, W>>;
+    /// Whether this is the quiet wait of a parked connection, not its loops.
+    fn quiet(&self) -> bool;
 }
 
 /// What ended a poll of the connection's side.
@@ -286,22 +287,17 @@ impl<'a, R: ReadHalf, W: WriteHalf, K: Timer, E: SessionEnv + ?Sized + 'a> Drive
                 }
             }
         }
-        if self.parked {
-            if let Some(wait) = self.conn.as_mut() {
-                if let Poll::Ready(woke) = wait.as_mut().step(cx) {
-                    let kept = wait.kept().clone();
-                    // The wait's borrow of the reader ends before the loops take it again.
-                    self.conn = None;
-                    self.parked = false;
-                    self.conn = Some(self.loops(kept, BytesMut::new(), woke == Step::Work));
-                }
+        if let Some(wait) = self.conn.as_mut().filter(|part| part.quiet()) {
+            if let Poll::Ready(woke) = wait.as_mut().step(cx) {
+                let kept = wait.kept().clone();
+                // The wait's borrow of the reader ends before the loops take it again.
+                self.conn = None;
+                self.conn = Some(self.loops(kept, BytesMut::new(), woke == Step::Work));
             }
         }
-        if !self.parked {
-            if let Some(loops) = self.conn.as_mut() {
-                if loops.as_mut().step(cx).is_ready() {
-                    self.conn = None;
-                }
+        if let Some(loops) = self.conn.as_mut().filter(|part| !part.quiet()) {
+            if loops.as_mut().step(cx).is_ready() {
+                self.conn = None;
             }
         }
         self.handler.is_none() && self.conn.is_none()
@@ -312,7 +308,7 @@ impl<'a, R: ReadHalf, W: WriteHalf, K: Timer, E: SessionEnv + ?Sized + 'a> Drive
     /// suspended where it last awaited.
     fn park(&mut self) -> bool {
         let loops = match &self.conn {
-            Some(loops) if !self.parked && !self.ctx.drain().is_fired() => loops,
+            Some(loops) if !loops.quiet() && !self.ctx.drain().is_fired() => loops,
             _ => return false,
         };
         {
@@ -329,7 +325,6 @@ impl<'a, R: ReadHalf, W: WriteHalf, K: Timer, E: SessionEnv + ?Sized + 'a> Drive
         self.conn = None;
         self.shared.borrow_mut().release_room();
         self.conn = Some(Box::pin(quiet(kept, self.shared.clone(), self.ctx.clone())));
-        self.parked = true;
         true
     }
 }
@@ -343,7 +338,7 @@ impl<'a, R: ReadHalf, W: WriteHalf, K: Timer, E: SessionEnv + ?Sized + 'a> Futur
         // Every field is Unpin: the futures it polls are boxed.
         let this = self.get_mut();
         if let Some(pause) = this.paused.as_mut() {
-            if pause.as_mut().poll(cx).is_pending() {
+            if pause.as_mut().as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
             this.paused = None;
@@ -368,7 +363,7 @@ impl<'a, R: ReadHalf, W: WriteHalf, K: Timer, E: SessionEnv + ?Sized + 'a> Futur
         match crate::coop::pause_if_timers_late() {
             Some(mut pause) => {
                 if pause.as_mut().poll(cx).is_pending() {
-                    this.paused = Some(pause);
+                    this.paused = Some(Box::new(pause));
                 } else {
                     cx.waker().wake_by_ref();
                 }
@@ -454,6 +449,10 @@ impl<R, W, E: SessionEnv + ?Sized, F: Future<Output = std::io::Result<()>>> Part
     fn kept(&self) -> &Rc<Kept<R, W>> {
         &self.kept
     }
+
+    fn quiet(&self) -> bool {
+        true
+    }
 }
 
 impl<R, W, E: SessionEnv + ?Sized, F> Drop for QuietWait<R, W, E, F> {
@@ -500,6 +499,10 @@ where
 
     fn kept(&self) -> &Rc<Kept<R, W>> {
         &self.kept
+    }
+
+    fn quiet(&self) -> bool {
+        false
     }
 }
 
