@@ -296,6 +296,11 @@ impl<H> ConnCtx<H> {
     /// connections and WebSockets), which look at the latch when woken rather than holding a
     /// slot among its waiters each.
     pub fn fire_drain(&self) {
+        // Once: the ticker calls this on every tick while the drain is asked for, and the
+        // waiters, once woken, see the latch (nothing parks after it).
+        if self.drain.is_fired() {
+            return;
+        }
         self.drain.fire();
         self.idle_clock.wake_all();
     }

@@ -7,6 +7,12 @@
 //! executor watches the epoll descriptor itself with one `POLL_ADD`, in a task of its own,
 //! and wakes the sockets it reports. A socket goes quiet after 250 ms without bytes, so the
 //! two `epoll_ctl` calls of a wait are rare beside its reads.
+//!
+//! The poller lives as long as some socket waits on it: its waits hold it, its task only a
+//! weak reference, and the last wait to go ends the task (closing both descriptors). A task
+//! left waiting on the epoll descriptor would outlive its executor (a pending task is never
+//! dropped when its runtime goes away): two descriptors and the waiter lists lost per
+//! replaced executor, and a stale poller for the next runtime on the same thread.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -35,6 +41,17 @@ struct Poller {
     /// Whether its task still waits on the epoll descriptor (if that wait fails, every
     /// waiter is told "maybe readable" from then on).
     alive: Cell<bool>,
+    /// The task's waker, to end it when the poller goes.
+    task: RefCell<Option<Waker>>,
+}
+
+impl Drop for Poller {
+    fn drop(&mut self) {
+        // The task finds its weak reference dead and ends, closing the watched copy.
+        if let Some(task) = self.task.get_mut().take() {
+            task.wake();
+        }
+    }
 }
 
 /// Wait until the socket `fd` is readable, or has hung up or failed: as monoio's `readable`,
@@ -116,7 +133,7 @@ impl Drop for Ready {
 }
 
 impl Poller {
-    /// This thread's poller, made (with its task) on first use; `None` if epoll fails.
+    /// This thread's poller, made (with its task) when none is alive; `None` if epoll fails.
     fn get() -> Option<Rc<Poller>> {
         if let Some(poller) = POLLER.with(|p| p.borrow().upgrade()) {
             return Some(poller);
@@ -148,8 +165,9 @@ impl Poller {
             fired: RefCell::default(),
             free: RefCell::default(),
             alive: Cell::new(true),
+            task: RefCell::default(),
         });
-        monoio::spawn(run(poller.clone(), watched));
+        monoio::spawn(run(Rc::downgrade(&poller), watched));
         Ok(poller)
     }
 
@@ -176,9 +194,21 @@ impl Poller {
     }
 
     fn give_back(&self, i: u32) {
-        self.waiters.borrow_mut()[i as usize] = None;
+        let mut waiters = self.waiters.borrow_mut();
+        waiters[i as usize] = None;
         self.set_fired(i, false);
-        self.free.borrow_mut().push(i);
+        if i as usize + 1 < waiters.len() {
+            self.free.borrow_mut().push(i);
+            return;
+        }
+        // The last slot: it goes, with the free ones before it, so that the lists shrink
+        // back after a burst of quiet sockets.
+        while waiters.last().is_some_and(Option::is_none) {
+            waiters.pop();
+        }
+        let len = waiters.len();
+        self.free.borrow_mut().retain(|&f| (f as usize) < len);
+        self.fired.borrow_mut().truncate(len.div_ceil(64));
     }
 
     fn has_fired(&self, i: u32) -> bool {
@@ -218,12 +248,33 @@ impl Poller {
 }
 
 /// The poller's task: wait until the epoll descriptor is readable, read what it reports, wake
-/// those waiters, again. (Reported in the order the kernel queued them; one-shot, so a socket
-/// is reported once per registration.)
-async fn run(poller: Rc<Poller>, watched: monoio::net::UnixStream) {
+/// those waiters, again, until the poller is gone. (Reported in the order the kernel queued
+/// them; one-shot, so a socket is reported once per registration.) It holds the poller only
+/// while it reads and wakes, so the last wait to go drops it.
+async fn run(poller: Weak<Poller>, watched: monoio::net::UnixStream) {
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; BATCH];
     loop {
-        if let Err(e) = watched.readable(false).await {
+        let waited = {
+            let mut readable = std::pin::pin!(watched.readable(false));
+            std::future::poll_fn(|cx| {
+                let Some(poller) = poller.upgrade() else {
+                    return Poll::Ready(None);
+                };
+                let mut task = poller.task.borrow_mut();
+                if !task.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    *task = Some(cx.waker().clone());
+                }
+                readable.as_mut().poll(cx).map(Some)
+            })
+            .await
+        };
+        let Some(result) = waited else {
+            return; // no socket waits any more
+        };
+        let Some(poller) = poller.upgrade() else {
+            return;
+        };
+        if let Err(e) = result {
             tracing::warn!(error = %e, "cannot wait on the epoll instance for quiet sockets; they read at once");
             poller.alive.set(false);
             poller.wake_all();
@@ -269,17 +320,18 @@ mod tests {
     fn a_wait_ends_when_its_socket_turns_readable_or_hangs_up_and_lets_go_of_its_slot() {
         Monoio::block_on(|_| async {
             let (mut peer, socket) = std::os::unix::net::UnixStream::pair().unwrap();
+            let (_other_peer, other) = std::os::unix::net::UnixStream::pair().unwrap();
+            // A wait on another socket keeps the poller (and its slot 0) for the whole test.
+            let mut keeper = std::pin::pin!(readable(other.as_raw_fd()));
+            assert!(poll_once(keeper.as_mut()).await.is_pending());
+            let poller = POLLER.with(|p| p.borrow().upgrade()).expect("made by the first wait");
             let fd = socket.as_raw_fd();
             {
                 let mut wait = std::pin::pin!(readable(fd));
                 assert!(poll_once(wait.as_mut()).await.is_pending(), "nothing to read yet");
+                assert_eq!(poller.waiters.borrow().len(), 2);
             }
-            let poller = POLLER.with(|p| p.borrow().upgrade()).expect("made by the first wait");
-            assert_eq!(
-                poller.free.borrow().len(),
-                poller.waiters.borrow().len(),
-                "a dropped wait's slot is free"
-            );
+            assert_eq!(poller.waiters.borrow().len(), 1, "a dropped wait's slot is let go");
             {
                 let mut wait = std::pin::pin!(readable(fd));
                 assert!(poll_once(wait.as_mut()).await.is_pending());
@@ -296,8 +348,54 @@ mod tests {
                 drop(peer);
                 within(wait).await.expect("a hang-up wakes it within 5 s").unwrap();
             }
-            assert_eq!(poller.free.borrow().len(), poller.waiters.borrow().len(), "every slot is free again");
+            assert_eq!(poller.waiters.borrow().len(), 1, "only the keeper's slot is left");
+            assert!(poller.free.borrow().is_empty());
         })
         .unwrap();
+    }
+
+    /// Slots freed in the middle are used again; the lists shrink when the last ones go.
+    #[test]
+    fn slots_are_reused_and_the_lists_shrink() {
+        Monoio::block_on(|_| async {
+            let pairs: Vec<_> = (0..70).map(|_| std::os::unix::net::UnixStream::pair().unwrap()).collect();
+            let mut waits: Vec<_> = pairs.iter().map(|(_, s)| Box::pin(readable(s.as_raw_fd()))).collect();
+            for wait in &mut waits {
+                assert!(poll_once(wait.as_mut()).await.is_pending());
+            }
+            let poller = POLLER.with(|p| p.borrow().upgrade()).unwrap();
+            assert_eq!((poller.waiters.borrow().len(), poller.fired.borrow().len()), (70, 2));
+            drop(waits.remove(3));
+            assert_eq!(poller.free.borrow().as_slice(), &[3]);
+            let mut again = Box::pin(readable(pairs[3].1.as_raw_fd()));
+            assert!(poll_once(again.as_mut()).await.is_pending());
+            assert_eq!(again.slot, 3, "the free slot is taken first");
+            drop(again);
+            while waits.len() > 1 {
+                drop(waits.pop());
+            }
+            assert_eq!(poller.waiters.borrow().len(), 1, "only slot 0 is left");
+            assert_eq!((poller.free.borrow().len(), poller.fired.borrow().len()), (0, 1));
+        })
+        .unwrap();
+    }
+
+    /// Once no socket waits, the poller and its task are gone, so nothing of it outlives
+    /// the runtime; the next runtime on the same thread makes its own, which works.
+    #[test]
+    fn the_poller_goes_with_its_last_wait_and_a_later_runtime_gets_a_new_one() {
+        for round in 0..2 {
+            Monoio::block_on(|_| async move {
+                let (mut peer, socket) = std::os::unix::net::UnixStream::pair().unwrap();
+                let mut wait = std::pin::pin!(readable(socket.as_raw_fd()));
+                assert!(poll_once(wait.as_mut()).await.is_pending());
+                peer.write_all(b"x").unwrap();
+                within(wait).await.unwrap_or_else(|_| panic!("round {round}: woken within 5 s")).unwrap();
+                // The task runs once more and ends with the poller.
+                monoio::time::sleep(Duration::from_millis(20)).await;
+            })
+            .unwrap();
+            assert_eq!(POLLER.with(|p| p.borrow().strong_count()), 0, "round {round}: the poller is gone");
+        }
     }
 }

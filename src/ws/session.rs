@@ -155,8 +155,6 @@ pub fn run<'a, T: Transport, K: Timer, E: SessionEnv + ?Sized + 'a>(
     upgrade: Upgrade,
     ctx: Rc<E>,
 ) -> impl Future<Output = SessionReport> + 'a {
-    // Counted down however the session ends (see `Session`'s `Drop`).
-    ExecutorStats::add(&ctx.stats().ws.open, 1);
     let (reader, writer) = io.split();
     let deflate = upgrade.deflate;
     let shared: Shared = Rc::new(RefCell::new(State::default()));
@@ -187,6 +185,9 @@ pub fn run<'a, T: Transport, K: Timer, E: SessionEnv + ?Sized + 'a>(
     };
     // A new WebSocket waits for its first frame as a quiet one does.
     driver.conn = Some(driver.loops(kept, leftover, true));
+    // Counted once the session exists (a handler that panics while making its future leaves
+    // no session to count down), and counted down however it ends (see `Session`'s `Drop`).
+    ExecutorStats::add(&driver.ctx.stats().ws.open, 1);
     Session { driver, waker: InlineWaker::new(), paused: None }
 }
 
