@@ -21,7 +21,7 @@ pub struct IdleClock {
     /// One entry per waiter; a slot is freed when its waiter is dropped, so the list is as
     /// long as the most waiters there were at once.
     waiters: RefCell<Vec<Option<Waiter>>>,
-    free: RefCell<Vec<usize>>,
+    free: RefCell<Vec<u32>>,
 }
 
 struct Waiter {
@@ -92,18 +92,7 @@ impl IdleClock {
             }
             None => {
                 let waiter = Waiter { deadline, waker: cx.waker().clone() };
-                let mut waiters = self.waiters.borrow_mut();
-                let i = match self.free.borrow_mut().pop() {
-                    Some(i) => {
-                        waiters[i] = Some(waiter);
-                        i
-                    }
-                    None => {
-                        waiters.push(Some(waiter));
-                        waiters.len() - 1
-                    }
-                };
-                *slot = Some(slot_index(i));
+                *slot = Some(take_slot(&mut self.waiters.borrow_mut(), &mut self.free.borrow_mut(), waiter));
             }
         }
         Poll::Pending
@@ -112,31 +101,13 @@ impl IdleClock {
     /// Give back the slot of a waiter that stops waiting.
     pub fn forget(&self, slot: &mut Option<u32>) {
         if let Some(i) = slot.take() {
-            self.remove(i as usize);
+            free_slot(&mut self.waiters.borrow_mut(), &mut self.free.borrow_mut(), i);
         }
     }
 
     /// How many waiters there are now.
     pub fn waiting(&self) -> usize {
         self.waiters.borrow().len() - self.free.borrow().len()
-    }
-
-    fn remove(&self, slot: usize) {
-        let mut waiters = self.waiters.borrow_mut();
-        waiters[slot] = None;
-        if slot + 1 == waiters.len() {
-            waiters.pop();
-            // Trailing free slots go too, so that an executor whose idle connections left
-            // does not keep scanning their slots.
-            let mut free = self.free.borrow_mut();
-            while waiters.last().is_some_and(Option::is_none) {
-                waiters.pop();
-            }
-            let len = waiters.len();
-            free.retain(|&i| i < len);
-        } else {
-            self.free.borrow_mut().push(slot);
-        }
     }
 }
 
@@ -145,6 +116,37 @@ impl IdleClock {
 /// are far fewer than 2^32.
 pub(crate) fn slot_index(i: usize) -> u32 {
     u32::try_from(i).expect("fewer than 2^32 waiters")
+}
+
+/// Put `item` in the first free slot of `slots` (listed in `free`), or in a new one at the
+/// end; its index.
+pub(crate) fn take_slot<T>(slots: &mut Vec<Option<T>>, free: &mut Vec<u32>, item: T) -> u32 {
+    match free.pop() {
+        Some(i) => {
+            slots[i as usize] = Some(item);
+            i
+        }
+        None => {
+            slots.push(Some(item));
+            slot_index(slots.len() - 1)
+        }
+    }
+}
+
+/// Empty slot `i` of `slots`: listed in `free`, or, the last one, taken off the end with the
+/// free slots before it, so that the list shrinks back after a burst and what scans it (a
+/// tick, a wake) does not go over slots no one uses.
+pub(crate) fn free_slot<T>(slots: &mut Vec<Option<T>>, free: &mut Vec<u32>, i: u32) {
+    slots[i as usize] = None;
+    if i as usize + 1 < slots.len() {
+        free.push(i);
+        return;
+    }
+    while slots.last().is_some_and(Option::is_none) {
+        slots.pop();
+    }
+    let len = slots.len();
+    free.retain(|&f| (f as usize) < len);
 }
 
 /// Future returned by [`IdleClock::until`].

@@ -173,42 +173,23 @@ impl Poller {
 
     fn take_slot(&self, waker: &Waker) -> u32 {
         let mut waiters = self.waiters.borrow_mut();
-        let i = match self.free.borrow_mut().pop() {
-            Some(i) => {
-                waiters[i as usize] = Some(waker.clone());
-                i
-            }
-            None => {
-                waiters.push(Some(waker.clone()));
-                let mut fired = self.fired.borrow_mut();
-                if fired.len() * 64 < waiters.len() {
-                    fired.push(0);
-                }
-                let i = crate::idle_clock::slot_index(waiters.len() - 1);
-                debug_assert!(i < UNREGISTERED);
-                i
-            }
-        };
+        let i = crate::idle_clock::take_slot(&mut waiters, &mut self.free.borrow_mut(), waker.clone());
+        debug_assert!(i < UNREGISTERED);
+        let mut fired = self.fired.borrow_mut();
+        if fired.len() * 64 < waiters.len() {
+            fired.push(0);
+        }
+        drop(fired);
         self.set_fired(i, false);
         i
     }
 
     fn give_back(&self, i: u32) {
-        let mut waiters = self.waiters.borrow_mut();
-        waiters[i as usize] = None;
         self.set_fired(i, false);
-        if i as usize + 1 < waiters.len() {
-            self.free.borrow_mut().push(i);
-            return;
-        }
-        // The last slot: it goes, with the free ones before it, so that the lists shrink
-        // back after a burst of quiet sockets.
-        while waiters.last().is_some_and(Option::is_none) {
-            waiters.pop();
-        }
-        let len = waiters.len();
-        self.free.borrow_mut().retain(|&f| (f as usize) < len);
-        self.fired.borrow_mut().truncate(len.div_ceil(64));
+        let mut waiters = self.waiters.borrow_mut();
+        crate::idle_clock::free_slot(&mut waiters, &mut self.free.borrow_mut(), i);
+        // The bits of slots let go at the end go with them.
+        self.fired.borrow_mut().truncate(waiters.len().div_ceil(64));
     }
 
     fn has_fired(&self, i: u32) -> bool {
@@ -254,25 +235,25 @@ impl Poller {
 async fn run(poller: Weak<Poller>, watched: monoio::net::UnixStream) {
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; BATCH];
     loop {
+        // The poller, back from the wait, held while its waiters are woken; `None`: it is gone.
         let waited = {
             let mut readable = std::pin::pin!(watched.readable(false));
             std::future::poll_fn(|cx| {
                 let Some(poller) = poller.upgrade() else {
                     return Poll::Ready(None);
                 };
-                let mut task = poller.task.borrow_mut();
-                if !task.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                    *task = Some(cx.waker().clone());
+                {
+                    let mut task = poller.task.borrow_mut();
+                    if !task.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                        *task = Some(cx.waker().clone());
+                    }
                 }
-                readable.as_mut().poll(cx).map(Some)
+                readable.as_mut().poll(cx).map(|result| Some((poller, result)))
             })
             .await
         };
-        let Some(result) = waited else {
+        let Some((poller, result)) = waited else {
             return; // no socket waits any more
-        };
-        let Some(poller) = poller.upgrade() else {
-            return;
         };
         if let Err(e) = result {
             tracing::warn!(error = %e, "cannot wait on the epoll instance for quiet sockets; they read at once");
