@@ -101,9 +101,7 @@ fn sigterm_drains_in_flight_axum_requests() {
 
 #[test]
 fn axum_requests_are_logged_counted_and_limited_like_native_ones() {
-    let dir = std::env::temp_dir().join(format!("percore-axum-{}-{}", std::process::id(), crate::RUNTIME));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("axum");
     let log = dir.join("access.log");
     let mut cmd = Command::new(example_bin());
     cmd.args(["--port", "0", "--workers", "1", "--log-format", "json", "--max-body-size", "64"]).args([

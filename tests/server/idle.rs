@@ -101,9 +101,7 @@ fn idle_tls_connection_is_answered_after_the_grace() {
 
 #[test]
 fn idle_unix_socket_connection_is_answered_after_the_grace() {
-    let dir = std::env::temp_dir().join(format!("percore-idle-{}-{}", crate::RUNTIME, std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("idle");
     let path = dir.join("s.sock");
     let bind = format!("unix:{}", path.display());
     let _s = ServerProc::start(&["--workers", "1", "--bind", "127.0.0.1:0", "--bind", &bind]);
@@ -118,7 +116,6 @@ fn idle_unix_socket_connection_is_answered_after_the_grace() {
     c.send(&cat(&[&get("/plaintext"), &get("/plaintext")]));
     assert_eq!(c.response().text(), "Hello, World!");
     assert_eq!(c.response().text(), "Hello, World!");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -119,9 +119,7 @@ fn nginx_proxies_to_the_unix_socket() {
         eprintln!("note: nginx not found (PATH, /usr/sbin, deploy/check.sh's cache); skipping");
         return;
     };
-    let dir = std::env::temp_dir().join(format!("percore-nginx-{}-{}", crate::RUNTIME, std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("nginx");
     let socket = dir.join("percore.sock");
     let log = dir.join("access.log.percore");
     let bind = format!("unix:{}", socket.display());
@@ -178,5 +176,4 @@ fn nginx_proxies_to_the_unix_socket() {
     let accepted = counter(&metrics, "percore_connections_accepted_total");
     // (1 for this /metrics request over TCP.)
     assert!(accepted <= 3, "nginx opened {accepted} connections for 7 requests (no upstream keepalive?)");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -7,11 +7,8 @@ use std::time::Duration;
 
 use crate::support::*;
 
-fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("percore-ops-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn temp(name: &str) -> TempDir {
+    TempDir::new(&format!("ops-{name}"))
 }
 
 /// Lines of the access log once it holds at least `n` (it is flushed every 100 ms).

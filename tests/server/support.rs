@@ -458,6 +458,34 @@ pub fn on_path(prog: &str) -> bool {
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(prog).is_file()))
 }
 
+/// A directory of the test's own under the system's temporary directory, made empty, and
+/// removed with whatever the test left in it when dropped (the test passing or panicking), so
+/// that runs leave nothing behind. Derefs to its path.
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    /// `percore-TAG-RUNTIME-PID`: distinct across the runtimes' test binaries and runs.
+    pub fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("percore-{tag}-{}-{}", crate::RUNTIME, std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A port that was free a moment ago (bound on port 0, then released).
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

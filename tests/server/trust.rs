@@ -7,19 +7,26 @@ use std::time::Duration;
 
 use crate::support::*;
 
-fn temp_log(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("percore-trust-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("access.log")
-}
-
-/// A server with a JSON access log; its log path.
-fn logged_server(name: &str, extra: &[&str]) -> (ServerProc, PathBuf) {
-    let path = temp_log(name);
+/// A server with a JSON access log; its log path, in a directory removed with the server.
+fn logged_server(name: &str, extra: &[&str]) -> (ServerProc, Log) {
+    let dir = TempDir::new(&format!("trust-{name}"));
+    let path = dir.join("access.log");
     let mut args = vec!["--access-log", path.to_str().unwrap(), "--access-log-format", "json"];
     args.extend_from_slice(extra);
-    (ServerProc::start(&args), path)
+    (ServerProc::start(&args), Log { path, _dir: dir })
+}
+
+/// An access log's path; its directory goes when this is dropped.
+struct Log {
+    path: PathBuf,
+    _dir: TempDir,
+}
+
+impl std::ops::Deref for Log {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.path
+    }
 }
 
 /// The JSON access log lines once there are `n`.

@@ -18,12 +18,10 @@ use std::time::Duration;
 use crate::support::*;
 
 /// A fresh directory for this test's socket; the socket's path in it.
-fn socket_path(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("percore-uds-{}-{}-{name}", crate::RUNTIME, std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("s.sock")
+fn socket_path(name: &str) -> (TempDir, PathBuf) {
+    let dir = TempDir::new(&format!("uds-{name}"));
+    let path = dir.join("s.sock");
+    (dir, path)
 }
 
 /// A server on 127.0.0.1 (port 0) and on the Unix socket `path`.
@@ -44,7 +42,7 @@ const HELLO: &[u8] = b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n";
 
 #[test]
 fn serves_over_a_unix_socket_beside_tcp() {
-    let path = socket_path("serve");
+    let (_dir, path) = socket_path("serve");
     let server = start(&path, &["--workers", "2"]);
     let mut c = unix_client(&path);
     // Keep-alive: several requests on one connection.
@@ -82,7 +80,7 @@ fn curl_reaches_the_demo_app_over_the_socket() {
         eprintln!("curl not installed; skipping");
         return;
     }
-    let path = socket_path("curl");
+    let (_dir, path) = socket_path("curl");
     let _server = start(&path, &[]);
     let out = Command::new("curl")
         .args([
@@ -101,7 +99,7 @@ fn curl_reaches_the_demo_app_over_the_socket() {
 
 #[test]
 fn socket_file_stale_replaced_live_refused_mode_applied_removed_at_exit() {
-    let path = socket_path("file");
+    let (_dir, path) = socket_path("file");
     // A socket file left by a server that died: nothing listens on it.
     drop(UnixListener::bind(&path).unwrap());
     assert!(path.exists());
@@ -133,7 +131,7 @@ fn socket_file_stale_replaced_live_refused_mode_applied_removed_at_exit() {
 
 #[test]
 fn a_file_that_is_not_a_socket_is_never_replaced() {
-    let path = socket_path("regular");
+    let (_dir, path) = socket_path("regular");
     std::fs::write(&path, "precious").unwrap();
     let bind = format!("unix:{}", path.display());
     let mut cmd = Command::new(bin());
@@ -147,7 +145,7 @@ fn a_file_that_is_not_a_socket_is_never_replaced() {
 
 #[test]
 fn forwarded_headers_are_trusted_from_unix_peers_by_default() {
-    let path = socket_path("trust");
+    let (_dir, path) = socket_path("trust");
     let dir = path.parent().unwrap().to_path_buf();
     let log = dir.join("access.log");
     let forwarded = b"GET /plaintext HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.7\r\nX-Forwarded-Proto: https\r\n\r\n";
@@ -294,7 +292,7 @@ fn assert_none_lost((ok, refused, lost): (u64, u64, u64), what: &str) {
 #[test]
 fn sighup_and_recycling_lose_nothing_over_the_socket() {
     let _turn = heavy();
-    let path = socket_path("reload");
+    let (_dir, path) = socket_path("reload");
     let mut server =
         start(&path, &["--workers", "2", "--max-requests", "200", "--max-requests-jitter", "20"]);
     let load = UnixLoad::start(&path, 3);
@@ -309,7 +307,7 @@ fn sighup_and_recycling_lose_nothing_over_the_socket() {
 
 #[test]
 fn socket_activation_with_a_unix_socket() {
-    let path = socket_path("activation");
+    let (_dir, path) = socket_path("activation");
     // The test plays systemd: it binds the socket and passes it as descriptor 3.
     let listener = UnixListener::bind(&path).unwrap();
     let fd = listener.as_raw_fd();
@@ -351,7 +349,7 @@ fn socket_activation_with_a_unix_socket() {
 #[test]
 fn sigusr2_upgrade_hands_over_the_unix_socket_losing_nothing() {
     let _turn = heavy();
-    let path = socket_path("upgrade");
+    let (_dir, path) = socket_path("upgrade");
     let mut server = start(&path, &["--workers", "2"]);
     let load = UnixLoad::start(&path, 3);
     assert!(eventually(Duration::from_secs(10), || load.ok() > 100), "load started");

@@ -68,11 +68,8 @@ fn metrics_count_websockets_messages_bytes_and_close_codes() {
     assert_eq!(sample(&s, "percore_websocket_closes_total{direction=\"received\",code=\"4xxx\"}"), 0.0);
 }
 
-fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("percore-wsobs-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn temp(name: &str) -> TempDir {
+    TempDir::new(&format!("wsobs-{name}"))
 }
 
 /// The number value of `"key":123` in a JSON log line.
