@@ -15,7 +15,8 @@
 # Prints one line: `NAME PATH: pipelined N instructions/request, keep-alive M instructions/request`.
 # The SERVER COMMAND must be the program itself (not a script that execs it): valgrind
 # does not follow exec. CALLGRIND_OUT=DIR keeps the profiles there (callgrind_annotate
-# --inclusive=yes DIR/NAME.out.2 shows where the pipelined instructions go).
+# --inclusive=yes DIR/NAME.out.2 shows where the pipelined instructions go). CALLGRIND_HOST=VALUE sets
+# the requests' Host field (default `x`; `CALLGRIND_HOST=127.0.0.1:PORT` is what wrk sends).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 name=$1 port=$2 path=$3
