@@ -200,7 +200,9 @@ OPTIONS:
   compare serve-hyper --mode mt|tpc --threads N --cpus LIST --port P
                          run the hyper reference server alone
   compare callgrind [--percore-bin PATH] [--paths /plaintext,/json] [--out DIR] [--port P]
-                         only the callgrind counts (as --callgrind), percore not rebuilt
+                    [--host HOST]
+                         only the callgrind counts (as --callgrind), percore not rebuilt;
+                         --host sets the requests' Host (default x; wrk sends 127.0.0.1:PORT)
   compare serve-floor --threads N --port P
                          the floor: the cheapest monoio responder wrk accepts (counts request
                          ends, writes canned answers)
@@ -676,8 +678,35 @@ fn run_callgrind(
 }
 
 /// `compare callgrind [--percore-bin PATH] [--paths LIST] [--out DIR] [--port P]`.
+/// `compare callgrind`'s options: each known one with its value; `--help` prints the usage.
+fn callgrind_options(args: &[String]) -> Result<std::collections::HashMap<&str, String>, String> {
+    const USAGE: &str = "usage: compare callgrind [--percore-bin PATH] [--paths /plaintext,/json] \
+[--out DIR] [--port P] [--host HOST]\n  --host sets the requests' Host field (default x; wrk sends 127.0.0.1:PORT)";
+    let mut given = std::collections::HashMap::new();
+    let mut rest = args.iter().skip(1);
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            name @ ("--percore-bin" | "--paths" | "--out" | "--port" | "--host") => {
+                let value = rest.next().ok_or_else(|| format!("{name} needs a value\n{USAGE}"))?;
+                given.insert(name, value.clone());
+            }
+            other => return Err(format!("unknown option {other}\n{USAGE}")),
+        }
+    }
+    Ok(given)
+}
+
 fn callgrind_only(args: &[String]) -> Result<(), String> {
-    let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let given = callgrind_options(args)?;
+    let value = |name: &str| given.get(name).cloned();
+    if let Some(host) = value("--host") {
+        // run.sh hands it to load.py; the servers it starts ignore it.
+        std::env::set_var("CALLGRIND_HOST", host);
+    }
     let percore = value("--percore-bin")
         .map(PathBuf::from)
         .unwrap_or_else(|| manifest_dir().join("../../target/release/percore"));
@@ -687,7 +716,10 @@ fn callgrind_only(args: &[String]) -> Result<(), String> {
     let paths: Vec<String> =
         value("--paths").unwrap_or_else(|| "/plaintext,/json".into()).split(',').map(str::to_owned).collect();
     let out = value("--out").map(PathBuf::from).unwrap_or_else(|| manifest_dir().join("results"));
-    let port = value("--port").and_then(|v| v.parse().ok()).unwrap_or(18190);
+    let port = match value("--port") {
+        Some(v) => v.parse().map_err(|_| format!("--port: not a port: {v}"))?,
+        None => 18190,
+    };
     let me = match std::env::var_os("COMPARE_SELF") {
         Some(p) => PathBuf::from(p),
         None => std::env::current_exe().map_err(|e| e.to_string())?,
