@@ -379,6 +379,7 @@ fn park<T: Transport, H: 'static>(parked: Parked<T, H>) -> Waiting<T, H> {
 
 /// `park`'s future. (An async block rather than an `async fn`, which would hold `parked`
 /// twice: as its argument, and in the local it is moved into.)
+#[allow(clippy::manual_async_fn)]
 fn wait_parked<T: Transport, H>(mut parked: Parked<T, H>) -> impl Future<Output = (Parked<T, H>, IdleWait)> {
     async move {
         let woke = parked.wait().await;

@@ -29,9 +29,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 // and a length.
 // SAFETY: the first byte of a static byte string, valid for the whole program.
 pub static malloc_conf: Option<&std::ffi::c_char> = Some(unsafe {
-    &*b"background_thread:true,max_background_threads:1,dirty_decay_ms:250,muzzy_decay_ms:0\0"
-        .as_ptr()
-        .cast::<std::ffi::c_char>()
+    &*c"background_thread:true,max_background_threads:1,dirty_decay_ms:250,muzzy_decay_ms:0".as_ptr()
 });
 
 fn main() -> ExitCode {

@@ -46,9 +46,12 @@ pub struct WebSocketUpgrade {
 /// (which must be `Send + Sync`); the future it makes runs on the executor, so it need not be.
 type RunLater = Box<dyn FnOnce(WebSocket) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
 
+/// The checked handshake, the chosen subprotocol and the function to run on the socket.
+type Accepted = (Handshake, Option<String>, RunLater);
+
 /// What a `101` from [`WebSocketUpgrade::on_upgrade`] carries, taken by the adapter.
 #[derive(Clone)]
-pub(crate) struct PendingUpgrade(Arc<Mutex<Option<(Handshake, Option<String>, RunLater)>>>);
+pub(crate) struct PendingUpgrade(Arc<Mutex<Option<Accepted>>>);
 
 impl WebSocketUpgrade {
     /// Check the request's head as a WebSocket upgrade (RFC 6455 §4.2.1).
