@@ -892,7 +892,9 @@ mod tests {
             let host_ok = !host.is_empty() && host.iter().all(|&b| HOST_CHAR[b as usize]);
             let port_ok = match port {
                 None => !port_required,
-                Some(p) => p.len() <= 5 && p.iter().all(u8::is_ascii_digit) && !(port_required && p.is_empty()),
+                Some(p) => {
+                    p.len() <= 5 && p.iter().all(u8::is_ascii_digit) && !(port_required && p.is_empty())
+                }
             };
             host_ok && port_ok
         }
@@ -912,14 +914,25 @@ mod tests {
                 for required in [false, true] {
                     let now = check_authority(&value, required);
                     assert!(matches!(now, Ok(()) | Err(ParseError::InvalidTarget)));
-                    assert_eq!(now.is_ok(), three_pass(&value, required), "{:?}", String::from_utf8_lossy(&value));
+                    assert_eq!(
+                        now.is_ok(),
+                        three_pass(&value, required),
+                        "{:?}",
+                        String::from_utf8_lossy(&value)
+                    );
                 }
                 checked += 1;
             }
         }
         assert!(checked > 1_000_000);
-        assert!(check_authority(b"127.0.0.1:18970", false).is_ok() && check_authority(b"example.com", false).is_ok());
-        assert!(check_authority(b"example.com:123456", false).is_err() && check_authority(b"a:1:2", false).is_err());
+        assert!(
+            check_authority(b"127.0.0.1:18970", false).is_ok()
+                && check_authority(b"example.com", false).is_ok()
+        );
+        assert!(
+            check_authority(b"example.com:123456", false).is_err()
+                && check_authority(b"a:1:2", false).is_err()
+        );
     }
 
     /// The word-at-a-time comparison gives what comparing byte by byte gives, for every name

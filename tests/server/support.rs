@@ -466,7 +466,8 @@ pub struct TempDir(std::path::PathBuf);
 impl TempDir {
     /// `percore-TAG-RUNTIME-PID`: distinct across the runtimes' test binaries and runs.
     pub fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("percore-{tag}-{}-{}", crate::RUNTIME, std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("percore-{tag}-{}-{}", crate::RUNTIME, std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
