@@ -22,7 +22,8 @@ pub(crate) type Tls = StreamOwned<ClientConnection, TcpStream>;
 
 /// A CA and what it signed, as PEM files in a directory of the test's own.
 pub(crate) struct Pki {
-    pub(crate) dir: PathBuf,
+    /// Removed, with every file issued into it, when the `Pki` is dropped.
+    pub(crate) dir: TempDir,
     ca: rcgen::Certificate,
     ca_key: KeyPair,
 }
@@ -37,13 +38,7 @@ pub(crate) struct Issued {
 
 impl Pki {
     pub(crate) fn new(name: &str) -> Pki {
-        let dir = std::env::temp_dir().join(format!(
-            "percore-tls-{}-{}-{name}",
-            crate::RUNTIME,
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir::new(&format!("tls-{name}"));
         let ca_key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -85,12 +80,6 @@ impl Pki {
         std::fs::write(&key_path, key.serialize_pem()).unwrap();
         let key_der = PrivateKeyDer::try_from(key.serialize_der()).unwrap();
         Issued { der: cert.der().clone(), key: key_der, cert_path, key_path }
-    }
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

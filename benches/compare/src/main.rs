@@ -677,7 +677,6 @@ fn run_callgrind(
     Ok(())
 }
 
-/// `compare callgrind [--percore-bin PATH] [--paths LIST] [--out DIR] [--port P]`.
 /// `compare callgrind`'s options: each known one with its value; `--help` prints the usage.
 fn callgrind_options(args: &[String]) -> Result<std::collections::HashMap<&str, String>, String> {
     const USAGE: &str = "usage: compare callgrind [--percore-bin PATH] [--paths /plaintext,/json] \
@@ -700,6 +699,7 @@ fn callgrind_options(args: &[String]) -> Result<std::collections::HashMap<&str, 
     Ok(given)
 }
 
+/// `compare callgrind [--percore-bin PATH] [--paths LIST] [--out DIR] [--port P] [--host HOST]`.
 fn callgrind_only(args: &[String]) -> Result<(), String> {
     let given = callgrind_options(args)?;
     let value = |name: &str| given.get(name).cloned();
