@@ -33,7 +33,8 @@ thread_local! {
 /// One executor's epoll instance and its waiters.
 struct Poller {
     epoll: OwnedFd,
-    /// Each waiter's waker, by slot.
+    /// Each waiter's waker, by slot. `None` means only "free": the slot list shrinks by
+    /// dropping the `None`s at its end, so a waiter keeps its waker after it is woken.
     waiters: RefCell<Vec<Option<Waker>>>,
     /// One bit per slot: its socket was reported readable (or hung up, or failed).
     fired: RefCell<Vec<u64>>,
@@ -207,23 +208,20 @@ impl Poller {
     /// Mark the waiter in slot `i` readable and wake it.
     fn fire(&self, i: u64) {
         let Ok(i) = u32::try_from(i) else { return };
-        let waker = match self.waiters.borrow_mut().get_mut(i as usize) {
-            Some(waker) => {
-                let waker = waker.take();
+        let waker = match self.waiters.borrow().get(i as usize) {
+            Some(Some(waker)) => {
                 self.set_fired(i, true);
-                waker
+                waker.clone()
             }
-            None => None,
+            _ => return,
         };
         // Woken outside the borrow: a waker may run code that waits again.
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        waker.wake();
     }
 
     /// Wake every waiter (they will find the poller gone and read at once).
     fn wake_all(&self) {
-        let wakers: Vec<Waker> = self.waiters.borrow_mut().iter_mut().filter_map(Option::take).collect();
+        let wakers: Vec<Waker> = self.waiters.borrow().iter().flatten().cloned().collect();
         wakers.into_iter().for_each(Waker::wake);
     }
 }
@@ -357,6 +355,35 @@ mod tests {
             }
             assert_eq!(poller.waiters.borrow().len(), 1, "only slot 0 is left");
             assert_eq!((poller.free.borrow().len(), poller.fired.borrow().len()), (0, 1));
+        })
+        .unwrap();
+    }
+
+    /// A waiter that was woken but not yet polled keeps its slot when a later slot at the end
+    /// of the list is let go (the list shrinks over free slots only). It used to lose it:
+    /// its next poll indexed past the end and the executor panicked (found under a steady
+    /// WebSocket load, where quiet and busy sockets come and go).
+    #[test]
+    fn a_woken_waiter_keeps_its_slot_when_the_last_slot_goes() {
+        Monoio::block_on(|_| async {
+            let (mut peer, socket) = std::os::unix::net::UnixStream::pair().unwrap();
+            let (_other_peer, other) = std::os::unix::net::UnixStream::pair().unwrap();
+            let mut woken = std::pin::pin!(readable(socket.as_raw_fd()));
+            assert!(poll_once(woken.as_mut()).await.is_pending());
+            let mut last = Box::pin(readable(other.as_raw_fd()));
+            assert!(poll_once(last.as_mut()).await.is_pending());
+            let poller = POLLER.with(|p| p.borrow().upgrade()).unwrap();
+            peer.write_all(b"x").unwrap();
+            // The poller's task runs and wakes slot 0; its owner is not polled yet.
+            monoio::time::sleep(Duration::from_millis(20)).await;
+            assert!(poller.has_fired(0));
+            drop(last);
+            assert_eq!(poller.waiters.borrow().len(), 1, "slot 0 is still held");
+            assert!(poll_once(woken.as_mut()).await.is_ready());
+            // And a new wait gets a slot of its own, not the woken one's.
+            let mut next = Box::pin(readable(other.as_raw_fd()));
+            assert!(poll_once(next.as_mut()).await.is_pending());
+            assert_eq!(next.slot, 1);
         })
         .unwrap();
     }

@@ -109,8 +109,14 @@ impl ServerProc {
     /// process has already exited (and been reaped), so a reused PID is never signalled.
     #[track_caller]
     pub fn signal(&mut self, sig: libc::c_int) {
-        let exited = self.child.try_wait().expect("try_wait");
-        assert!(exited.is_none(), "cannot send signal {sig}: the server already exited ({exited:?})");
+        if let Some(exited) = self.child.try_wait().expect("try_wait") {
+            let logs_done = self.logs_done.clone();
+            eventually(Duration::from_secs(2), || logs_done.load(Ordering::SeqCst));
+            panic!(
+                "cannot send signal {sig}: the server already exited ({exited}); logs:\n{}",
+                self.logs().join("\n")
+            );
+        }
         // SAFETY: kill(2) on our own child, which has not been reaped (checked above).
         let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
         assert_eq!(rc, 0, "kill({}, {sig}): {}", self.child.id(), std::io::Error::last_os_error());
