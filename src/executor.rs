@@ -154,6 +154,7 @@ pub fn run<R: Runtime, H: Handler>(
             ctx: ctx.clone(),
             refusing: Rc::default(),
             max_connections: cfg.max_connections,
+            accepting: Cell::new(listeners.len() + unix_listeners.len()),
         });
         let ticking = admission.clone();
         let security = Security { addresses: cfg.addresses.clone(), tls: cfg.tls.clone() };
@@ -259,6 +260,25 @@ struct Admission<H> {
     ctx: Rc<ConnCtx<H>>,
     refusing: Rc<Cell<usize>>,
     max_connections: usize,
+    /// Listeners still in their accept loop. When a drain has taken the last one out, the
+    /// executor tells the supervisor (`drain_seen`): from then on it accepts nothing, so a
+    /// replacement's "new connections go to the new executor" holds.
+    accepting: Cell<usize>,
+}
+
+impl<H> Admission<H> {
+    /// One listener left its accept loop for good.
+    fn stopped_accepting(&self) {
+        self.accepting.set(self.accepting.get() - 1);
+        self.report_drain_seen();
+    }
+
+    /// Tell the supervisor the drain it asked for is under way, once no accept loop is left.
+    fn report_drain_seen(&self) {
+        if self.accepting.get() == 0 && self.ctx.stats.drain_requested() {
+            self.ctx.stats.drain_seen.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 }
 
 impl<H: Handler> Admission<H> {
@@ -314,6 +334,7 @@ async fn listen<R: Runtime, L: Listener, H: Handler>(
 ) {
     let ctx = &admission.ctx;
     first_of(accept_loop::<R, L, H>(listener, admission, &admit), ctx.drain.wait()).await;
+    admission.stopped_accepting();
     if ctx.state.sockets_closing() && family == Family::Unix {
         // Server shutdown. A Unix socket that is shut down refuses new connections at once
         // and still hands out the ones queued: stop listening first (for every executor,
@@ -413,7 +434,9 @@ async fn ticker<R: Runtime, H: Handler>(admission: Rc<Admission<H>>, security: S
         }
         if ctx.stats.drain_requested() {
             ctx.fire_drain();
-            ctx.stats.drain_seen.store(true, std::sync::atomic::Ordering::Relaxed);
+            // The listeners leave their accept loops when they next run and report it then;
+            // this covers an executor with none.
+            admission.report_drain_seen();
         }
         if ctx.stats.stop_requested() {
             ctx.fire_drain();

@@ -379,9 +379,12 @@ impl Supervisor {
                 self.state.count_restart();
                 if let Some(old) = self.slots[i].current.take() {
                     old.stats.request_drain();
-                    // Until the old executor notices (its next tick), it may still accept;
-                    // "replaced" should mean new connections go to the new one.
-                    let until = Instant::now() + 2 * TICK;
+                    // Until the old executor notices (its next tick) and its listeners leave
+                    // their accept loops, it may still accept; "replaced" should mean new
+                    // connections go to the new one. A busy executor can take longer than a
+                    // tick; one that takes longer than --stall-detect is stalled, and waiting
+                    // on it would only hold up the rest of a reload.
+                    let until = Instant::now() + self.config.stall_detect.max(2 * TICK);
                     while !old.stats.drain_seen.load(std::sync::atomic::Ordering::Relaxed)
                         && !old.thread.is_finished()
                         && Instant::now() < until
