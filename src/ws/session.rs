@@ -587,11 +587,15 @@ async fn read_loop<R: ReadHalf, W, K: Timer, E: SessionEnv + ?Sized>(
                 }
                 Event::Pong(_) => {
                     let mut s = shared.borrow_mut();
-                    s.ping_outstanding = false;
-                    // The next ping is due an interval from now (set by the keepalive), not
-                    // at the pong's deadline (a keepalive built after a park would take it so).
-                    kept.keepalive_due.clear();
-                    s.notify();
+                    // An unsolicited pong (a heartbeat of the peer's, RFC 6455 5.5.3) changes
+                    // nothing: the keepalive still waits on its deadline, which a parked
+                    // session needs to see.
+                    if mem::replace(&mut s.ping_outstanding, false) {
+                        // The next ping is due an interval from now (set by the keepalive), not
+                        // at the pong's deadline (a keepalive built after a park would take it so).
+                        kept.keepalive_due.clear();
+                        s.notify();
+                    }
                     continue;
                 }
                 Event::Close(close) => {
@@ -835,7 +839,12 @@ async fn keepalive<R, W, E: SessionEnv + ?Sized>(kept: Rc<Kept<R, W>>, shared: S
             shared.borrow_mut().fail(code::INTERNAL_ERROR, "ping timeout");
             return;
         }
-        // Answered (or closing, which the next wait sees): the next ping an interval from now.
+        // Closing with the ping still out: done here. (Going round again would find the
+        // ping out and this wait ready at once, and never yield.)
+        if closing(&shared.borrow()) {
+            return;
+        }
+        // Answered: the next ping an interval from now.
         due_at.clear();
     }
 }

@@ -242,6 +242,26 @@ fn unanswered_pings_close_with_1011() {
     assert_eq!(close_code(&mut stream), 1011);
 }
 
+/// A close that begins while a keepalive ping is still unanswered (here the peer's own
+/// Close; a protocol error, the handler's close or a drain do the same) ends the keepalive.
+/// It used to wait for the pong again and again without ever yielding: the executor's thread
+/// spun, and every connection on it stopped.
+#[test]
+fn a_close_while_a_ping_is_unanswered_is_answered_and_the_executor_serves_on() {
+    let s = ServerProc::start(&["--ws-ping-interval", "100ms", "--ws-ping-timeout", "10s"]);
+    let mut stream = raw(&s, b"");
+    assert_eq!(read_frame(&mut stream).0, 0x89, "a keepalive ping, left unanswered");
+    stream.write_all(&frame(0x88, &1000u16.to_be_bytes())).unwrap();
+    assert_eq!(read_frame(&mut stream), (0x88, 1000u16.to_be_bytes().to_vec()), "the close is echoed");
+    let mut rest = Vec::new();
+    assert!(stream.read_to_end(&mut rest).is_ok(), "then FIN");
+    // The one executor still serves.
+    assert_eq!(s.request(&get("/plaintext")).status, 200);
+    let mut ws = open(&s);
+    ws.send(Message::text("still served")).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("still served"));
+}
+
 #[test]
 fn answered_pings_keep_the_connection() {
     let s = ServerProc::start(&["--ws-ping-interval", "100ms", "--ws-ping-timeout", "300ms"]);
