@@ -243,15 +243,21 @@ pub(crate) struct Slots {
 }
 
 impl Slots {
-    fn enter(&self) -> InFlight<'_> {
+    /// Take a slot for a request's handler; `hold` is its streamed body's (see [`Hold`]).
+    fn enter(&self, hold: Option<Rc<Cell<Hold>>>) -> InFlight<'_> {
         self.add(1);
-        InFlight(self)
+        InFlight { slots: self, hold }
     }
 
-    /// Give the slot back until the guard is dropped.
-    fn step_out(&self) -> SteppedOut<'_> {
-        self.sub(1);
-        SteppedOut(self)
+    /// Give the request's slot back until the guard is dropped, if its handler still holds
+    /// it (a body read after the handler returned, by a task it handed the body to, has no
+    /// slot to give back).
+    fn step_out<'a>(&'a self, hold: &'a Cell<Hold>) -> SteppedOut<'a> {
+        if hold.get() == Hold::Held {
+            self.sub(1);
+            hold.set(Hold::SteppedOut);
+        }
+        SteppedOut { slots: self, hold }
     }
 
     fn add(&self, n: usize) {
@@ -747,16 +753,17 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             self.client_cert = self.io.as_ref().and_then(|io| io.client_subject());
         }
 
+        let is_head = head.method() == "HEAD";
         if ctx.slots.taken.get() >= ctx.max_in_flight
             && !ctx.config.limit_exempt_paths.iter().any(|p| p == head.path())
         {
             // --limit-concurrency: refuse rather than queue (the body is left unread, so the
             // connection closes).
-            let encoded = self.encode_response_head(Response::status_text(503), false, head.version(), true);
+            let encoded =
+                self.encode_response_head(Response::status_text(503), is_head, head.version(), true);
             return self.write_body(encoded).await;
         }
 
-        let is_head = head.method() == "HEAD";
         let version = head.version();
         self.trailers_ok = head.accepts_trailers();
         let keep_alive = head.keep_alive() && !ctx.config.keep_alive.is_zero();
@@ -770,7 +777,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
                 RequestBody::full(self.rbuf.split_to(n as usize).freeze())
             }
             Framing::Chunked if !self.rbuf.is_empty() => match decode_buffered(&decoder, &self.rbuf) {
-                Err(e) => return self.error_outcome(e, version).await,
+                Err(e) => return self.error_outcome(e, version, is_head).await,
                 Ok(Some((data, used))) => {
                     self.rbuf.advance(used);
                     RequestBody::full(Bytes::from(data))
@@ -786,7 +793,7 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
         let mut must_close = false;
         let mut panic = None;
         let mut response = {
-            let _in_flight = ctx.slots.enter();
+            let _in_flight = ctx.slots.enter(wire.as_ref().map(|w| w.borrow().hold.clone()));
             // A handler may do its work in `call` itself and return a ready future (the
             // demo's `/plaintext` does): a panic there is the handler's too. The request
             // waits where it was built for the call to take it, so the closure that catches
@@ -949,11 +956,14 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             decoder,
             error: None,
             detached: false,
+            hold: Rc::new(Cell::new(Hold::Held)),
         }));
         *wire = Some(shared.clone());
         let cfg = &self.ctx.config;
+        let hold = shared.borrow().hold.clone();
         RequestBody::stream(Box::new(StreamBody::<T, K> {
             wire: shared,
+            hold,
             body_timeout: cfg.body_timeout,
             write_timeout: cfg.write_timeout,
             min_rate: cfg.body_min_rate,
@@ -1300,15 +1310,17 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
             None => None,
         };
         (self.client, self.scheme) = (self.peer.ip(), self.own_scheme());
-        if let Outcome::Close = self.error_outcome(e, Version::Http11).await {
+        if let Outcome::Close = self.error_outcome(e, Version::Http11, false).await {
             self.close().await;
         }
     }
 
-    async fn error_outcome(&mut self, e: ParseError, version: Version) -> Outcome {
+    /// Answer a request that cannot be served with its 4xx/5xx, and close. `is_head`: it is
+    /// a HEAD request's answer (no body follows its head).
+    async fn error_outcome(&mut self, e: ParseError, version: Version, is_head: bool) -> Outcome {
         self.ctx.stats.record_parse_error(e);
         tracing::debug!(peer = %self.peer, error = %e, kind = e.kind(), "refusing request");
-        let encoded = self.encode_response_head(error_response(e), false, version, true);
+        let encoded = self.encode_response_head(error_response(e), is_head, version, true);
         self.write_body(encoded).await
     }
 
@@ -1599,21 +1611,48 @@ impl futures_core::Stream for DataFrames {
     }
 }
 
-/// Holds a slot of [`Slots`] for as long as it lives.
-struct InFlight<'a>(&'a Slots);
+/// Holds a slot of [`Slots`] for as long as it lives (the handler's run).
+struct InFlight<'a> {
+    slots: &'a Slots,
+    hold: Option<Rc<Cell<Hold>>>,
+}
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.sub(1);
+        let held = self.hold.as_ref().map_or(Hold::Held, |hold| hold.replace(Hold::Released));
+        // Stepped out: the body's read gave the slot back already.
+        if held == Hold::Held {
+            self.slots.sub(1);
+        }
     }
 }
 
-/// A slot given back while a request waits for its client; taken again when dropped.
-struct SteppedOut<'a>(&'a Slots);
+/// Where the slot of a request with a streamed body is: its body may still be read after
+/// the handler returned (by a task it handed the body to), and neither the read's step out
+/// nor the handler's end may count the slot twice.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Hold {
+    /// Taken by the running handler.
+    Held,
+    /// Given back while the body's read waits for the client.
+    SteppedOut,
+    /// The handler returned: no slot any more.
+    Released,
+}
+
+/// A slot given back while a request waits for its client; taken again when dropped, if
+/// the handler still runs.
+struct SteppedOut<'a> {
+    slots: &'a Slots,
+    hold: &'a Cell<Hold>,
+}
 
 impl Drop for SteppedOut<'_> {
     fn drop(&mut self) {
-        self.0.add(1);
+        if self.hold.get() == Hold::SteppedOut {
+            self.hold.set(Hold::Held);
+            self.slots.add(1);
+        }
     }
 }
 
@@ -1635,6 +1674,8 @@ struct BodyWire<T> {
     error: Option<ParseError>,
     /// Set when the request has been answered: later reads get `BodyError::Gone`.
     detached: bool,
+    /// The request's slot of the executor's `Slots`, shared with its body.
+    hold: Rc<Cell<Hold>>,
 }
 
 /// A request body read from the connection on demand.
@@ -1649,6 +1690,8 @@ struct StreamBody<T, K> {
     received: u64,
     /// The executor's slots, stepped out of while waiting for the client.
     slots: Rc<Slots>,
+    /// The request's slot (the same as its `BodyWire`'s).
+    hold: Rc<Cell<Hold>>,
     _timer: PhantomData<fn() -> K>,
 }
 
@@ -1718,7 +1761,7 @@ impl<T: Transport, K: Timer> StreamBody<T, K> {
                     rbuf.reserve(READ_GROW);
                 }
                 let wait = self.read_wait();
-                let waiting = self.slots.step_out();
+                let waiting = self.slots.step_out(&self.hold);
                 let read = timeout::<K, _>(wait, io.read(rbuf)).await;
                 drop(waiting);
                 rbuf = match read {

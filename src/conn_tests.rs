@@ -244,3 +244,116 @@ fn a_panic_in_call_itself_is_a_500() {
     assert_eq!(count(&out, "HTTP/1.1 500"), 1, "{}", String::from_utf8_lossy(&out));
     assert_eq!(count(&out, "connection: close"), 1);
 }
+
+/// A handler may hand its request body to another task and answer before that task's read
+/// ends. The read gives its slot of `--limit-concurrency` back while it waits and takes it
+/// again after; once the handler has returned there is no slot to give or take. Counting it
+/// anyway took the executor's in-flight count below zero: an overflow panic in debug builds,
+/// and in release a count of `usize::MAX`, so every later request on the executor got 503.
+#[test]
+fn a_body_read_that_outlives_its_handler_leaves_the_in_flight_count_alone() {
+    use std::cell::RefCell;
+    use std::future::Future;
+    use std::rc::Rc;
+    use std::task::{Context, Poll, Waker};
+
+    use crate::app::{Request, RequestBody, Response, Router};
+    use crate::testing::{MemoryIo, NeverTimer};
+
+    let handed: Rc<RefCell<Option<RequestBody>>> = Rc::default();
+    let to_task = handed.clone();
+    let handler = move |mut req: Request| {
+        let to_task = to_task.clone();
+        async move {
+            *to_task.borrow_mut() = Some(req.take_body());
+            // One yield, for the task to start its read (it waits: the client sends no body).
+            let mut yielded = false;
+            std::future::poll_fn(|cx| {
+                if std::mem::replace(&mut yielded, true) {
+                    return Poll::Ready(());
+                }
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            })
+            .await;
+            Response::new(202)
+        }
+    };
+    let state = Arc::new(ServerState::new(1));
+    let ctx = Rc::new(super::ConnCtx::new(
+        DriverConfig::default(),
+        Router::new().post("/up", handler).get("/", |_: Request| std::future::ready(Response::new(204))),
+        state.executor(0),
+        state,
+        usize::MAX,
+    ));
+    let peer: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let (io, _) =
+        MemoryIo::stalling(vec![b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n".to_vec()]);
+    let mut conn = std::pin::pin!(super::serve::<MemoryIo, NeverTimer, Router>(io, peer.into(), ctx.clone()));
+    let mut task = Box::pin(async {
+        let mut body = loop {
+            if let Some(body) = handed.borrow_mut().take() {
+                break body;
+            }
+            let mut yielded = false;
+            std::future::poll_fn(|cx| {
+                if std::mem::replace(&mut yielded, true) {
+                    return Poll::Ready(());
+                }
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            })
+            .await;
+        };
+        body.chunk().await
+    });
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut conn_done = false;
+    for _ in 0..8 {
+        // The connection ends: its socket went with the task's read.
+        conn_done = conn_done || conn.as_mut().poll(&mut cx).is_ready();
+        assert!(task.as_mut().poll(&mut cx).is_pending(), "the client sent no body");
+        assert!(ctx.in_flight() <= 1, "in flight: {}", ctx.in_flight());
+    }
+    assert!(conn_done);
+    assert_eq!(ctx.in_flight(), 0, "the handler returned; the task's read holds no slot");
+    drop(task);
+    assert_eq!(ctx.in_flight(), 0, "nor does the read when it ends");
+
+    // The executor still answers.
+    let (io, log) = MemoryIo::new(vec![b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()]);
+    crate::testing::block_on(
+        super::serve::<MemoryIo, NeverTimer, Router>(io, peer.into(), ctx.clone()),
+        1000,
+    );
+    let out = log.borrow().output();
+    assert!(out.starts_with(b"HTTP/1.1 204"), "{}", String::from_utf8_lossy(&out));
+}
+
+/// A HEAD request's refusals have no body either (RFC 9110 9.3.2): the 503 of
+/// `--limit-concurrency` and the 400 of a malformed chunked body.
+#[test]
+fn a_refused_head_request_gets_a_head_alone() {
+    use std::rc::Rc;
+
+    use crate::app::{Request, Response, Router};
+    use crate::testing::{block_on, MemoryIo, NeverTimer};
+
+    let serve = |max_in_flight: usize, request: &[u8]| {
+        let state = Arc::new(ServerState::new(1));
+        let app = Router::new().get("/a", |_: Request| std::future::ready(Response::text("A")));
+        let ctx = Rc::new(super::ConnCtx::new(DriverConfig::default(), app, state.executor(0), state, max_in_flight));
+        let (io, log) = MemoryIo::new(vec![request.to_vec()]);
+        let peer: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
+        block_on(super::serve::<MemoryIo, NeverTimer, Router>(io, peer.into(), ctx), 1000);
+        let out = log.borrow().output();
+        String::from_utf8(out).unwrap()
+    };
+    let refused = serve(0, b"HEAD /a HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(refused.starts_with("HTTP/1.1 503 "), "{refused}");
+    assert!(refused.ends_with("\r\n\r\n"), "no body after the head: {refused:?}");
+    let bad = serve(usize::MAX, b"HEAD /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n");
+    assert!(bad.starts_with("HTTP/1.1 400 "), "{bad}");
+    assert!(bad.ends_with("\r\n\r\n"), "no body after the head: {bad:?}");
+}

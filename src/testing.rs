@@ -45,6 +45,23 @@ impl Transcript {
 pub struct MemoryIo {
     script: Vec<Vec<u8>>,
     log: Rc<RefCell<Transcript>>,
+    /// After the script, reads wait for ever instead of reading end of stream.
+    stalls: bool,
+}
+
+impl MemoryIo {
+    /// A client that sends `reads` and then closes. With the transcript it writes to.
+    pub fn new(reads: Vec<Vec<u8>>) -> (MemoryIo, Rc<RefCell<Transcript>>) {
+        let log = Rc::new(RefCell::new(Transcript::default()));
+        (MemoryIo { script: reads, log: log.clone(), stalls: false }, log)
+    }
+
+    /// A client that sends `reads` and then nothing more, and stays connected: a read past
+    /// the script never completes. With the transcript it writes to.
+    pub fn stalling(reads: Vec<Vec<u8>>) -> (MemoryIo, Rc<RefCell<Transcript>>) {
+        let log = Rc::new(RefCell::new(Transcript::default()));
+        (MemoryIo { script: reads, log: log.clone(), stalls: true }, log)
+    }
 }
 
 impl Transport for MemoryIo {
@@ -63,7 +80,12 @@ impl Transport for MemoryIo {
             log.reads += 1;
             log.read_rooms.push(room);
         }
-        let Some(next) = self.script.first_mut() else { return (Ok(0), buf) };
+        let Some(next) = self.script.first_mut() else {
+            if self.stalls {
+                std::future::pending::<()>().await;
+            }
+            return (Ok(0), buf);
+        };
         let n = next.len().min(room);
         buf.extend_from_slice(&next[..n]);
         next.drain(..n);
@@ -157,8 +179,7 @@ pub fn block_on<F: Future>(fut: F, max_polls: usize) -> F::Output {
 
 /// Serve one connection whose client sends `reads` (one step per read) and then closes.
 pub fn run_connection<H: Handler>(reads: Vec<Vec<u8>>, config: DriverConfig, handler: H) -> Transcript {
-    let log = Rc::new(RefCell::new(Transcript::default()));
-    let io = MemoryIo { script: reads, log: log.clone() };
+    let (io, log) = MemoryIo::new(reads);
     let state = Arc::new(ServerState::new(1));
     let ctx = Rc::new(ConnCtx::new(config, handler, state.executor(0), state, usize::MAX));
     let peer: SocketAddr = "127.0.0.1:1".parse().expect("literal address");
