@@ -343,7 +343,13 @@ fn a_refused_head_request_gets_a_head_alone() {
     let serve = |max_in_flight: usize, request: &[u8]| {
         let state = Arc::new(ServerState::new(1));
         let app = Router::new().get("/a", |_: Request| std::future::ready(Response::text("A")));
-        let ctx = Rc::new(super::ConnCtx::new(DriverConfig::default(), app, state.executor(0), state, max_in_flight));
+        let ctx = Rc::new(super::ConnCtx::new(
+            DriverConfig::default(),
+            app,
+            state.executor(0),
+            state,
+            max_in_flight,
+        ));
         let (io, log) = MemoryIo::new(vec![request.to_vec()]);
         let peer: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
         block_on(super::serve::<MemoryIo, NeverTimer, Router>(io, peer.into(), ctx), 1000);
