@@ -329,6 +329,9 @@ struct FieldRules {
     conn_close: bool,
     conn_keep_alive: bool,
     expect_continue: bool,
+    /// An `Expect` other than `100-continue` (417), answered only once the head is
+    /// otherwise sound: a missing `Host` or a broken framing is the 400 it must get.
+    unsupported_expect: bool,
     accepts_trailers: bool,
     forwarding: bool,
 }
@@ -353,6 +356,7 @@ impl FieldRules {
             conn_close: false,
             conn_keep_alive: false,
             expect_continue: false,
+            unsupported_expect: false,
             accepts_trailers: false,
             forwarding: false,
         }
@@ -382,7 +386,7 @@ impl FieldRules {
                 if v.eq_ignore_ascii_case(b"100-continue") {
                     self.expect_continue = true;
                 } else if !v.is_empty() && self.version == Version::Http11 {
-                    return Err(ParseError::UnsupportedExpectation);
+                    self.unsupported_expect = true;
                 }
             }
             10 if token_is(name, b"connection") => {
@@ -441,6 +445,9 @@ impl FieldRules {
             Version::Http11 => !self.conn_close,
             Version::Http10 => self.conn_keep_alive && !self.conn_close,
         };
+        if self.unsupported_expect {
+            return Err(ParseError::UnsupportedExpectation);
+        }
         Ok(FieldsSaid {
             framing,
             keep_alive,

@@ -156,6 +156,10 @@ fn smuggling_vectors_are_refused() {
         (b"GET ftp://x/ HTTP/1.1\r\nHost: x\r\n\r\n", InvalidTarget),
         (b"GET /\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n", InvalidTarget),
         (b"GET / HTTP/1.1\r\nHost: x\r\nExpect: something\r\n\r\n", UnsupportedExpectation),
+        // A head that is not sound otherwise gets its 400, whatever it expects.
+        (b"GET / HTTP/1.1\r\nExpect: something\r\n\r\n", MissingHost),
+        (b"POST / HTTP/1.1\r\nExpect: x\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", InvalidContentLength),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nExpect: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", ContentLengthWithTransferEncoding),
     ];
     for (raw, want) in cases {
         assert_eq!(err(raw), *want, "for {:?}", String::from_utf8_lossy(raw));
