@@ -255,9 +255,10 @@ fn a_body_read_that_outlives_its_handler_leaves_the_in_flight_count_alone() {
     use std::cell::RefCell;
     use std::future::Future;
     use std::rc::Rc;
-    use std::task::{Context, Poll, Waker};
+    use std::task::{Context, Waker};
 
     use crate::app::{Request, RequestBody, Response, Router};
+    use crate::coop::YieldNow;
     use crate::testing::{MemoryIo, NeverTimer};
 
     let handed: Rc<RefCell<Option<RequestBody>>> = Rc::default();
@@ -267,15 +268,7 @@ fn a_body_read_that_outlives_its_handler_leaves_the_in_flight_count_alone() {
         async move {
             *to_task.borrow_mut() = Some(req.take_body());
             // One yield, for the task to start its read (it waits: the client sends no body).
-            let mut yielded = false;
-            std::future::poll_fn(|cx| {
-                if std::mem::replace(&mut yielded, true) {
-                    return Poll::Ready(());
-                }
-                cx.waker().wake_by_ref();
-                Poll::Pending
-            })
-            .await;
+            YieldNow::Wake { yielded: false }.await;
             Response::new(202)
         }
     };
@@ -296,15 +289,7 @@ fn a_body_read_that_outlives_its_handler_leaves_the_in_flight_count_alone() {
             if let Some(body) = handed.borrow_mut().take() {
                 break body;
             }
-            let mut yielded = false;
-            std::future::poll_fn(|cx| {
-                if std::mem::replace(&mut yielded, true) {
-                    return Poll::Ready(());
-                }
-                cx.waker().wake_by_ref();
-                Poll::Pending
-            })
-            .await;
+            YieldNow::Wake { yielded: false }.await;
         };
         body.chunk().await
     });
