@@ -347,7 +347,22 @@ impl Session {
         while !self.incoming.is_empty() {
             let mut rest = &self.incoming[..];
             match self.conn.read_tls(&mut rest) {
+                // The peer's close_notify came: rustls takes nothing after it, and what
+                // follows is ignored (RFC 8446 6.1). Kept, it would be offered again and
+                // again, never taken: a loop that does not yield.
+                Ok(0) => {
+                    self.incoming.clear();
+                    break;
+                }
                 Ok(n) => self.incoming.advance(n),
+                // A handshake message larger than rustls will join (64 KiB): it can never
+                // take more, so this is the end of the connection, not a wait.
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    if handshaking {
+                        self.handshake_failed(&e.to_string());
+                    }
+                    return Err(rustls::Error::General(e.to_string()));
+                }
                 // rustls's buffer of decrypted bytes is full: the rest waits for the reader.
                 Err(_) => break,
             }

@@ -184,6 +184,64 @@ fn keep_alive_pipelining_and_chunked_both_ways() {
     assert_eq!(c.response().body.len(), big.len());
 }
 
+/// Whatever a client sends, its executor goes on serving others: a bounded check that a
+/// fresh TLS client on the one executor still gets its answer.
+fn still_serves(s: &ServerProc, pki: &Pki) {
+    let mut c = tls_client(s.addr, pki);
+    c.send(&get("/plaintext"));
+    assert_eq!(c.response().status, 200, "the executor serves on");
+}
+
+/// Bytes after the client's close_notify are ignored (RFC 8446 6.1); they used to be offered
+/// to rustls again and again, which took none, and the executor's thread spun.
+#[test]
+fn bytes_after_close_notify_are_ignored() {
+    let pki = Pki::new("after-close-notify");
+    let cert = pki.server("server", "localhost", KeyPair::generate().unwrap());
+    let s = server(&cert, &[]);
+    let mut tls = try_connect_with(s.addr, client_config(&pki, rustls::DEFAULT_VERSIONS, None)).unwrap();
+    tls.conn.writer().write_all(&get("/plaintext")).unwrap();
+    tls.conn.send_close_notify();
+    let mut wire = Vec::new();
+    while tls.conn.wants_write() {
+        tls.conn.write_tls(&mut wire).unwrap();
+    }
+    // More than rustls takes in one read (4 KiB), in the same write.
+    wire.extend_from_slice(&[0u8; 5000]);
+    tls.sock.write_all(&wire).unwrap();
+    let mut rest = Vec::new();
+    let _ = tls.sock.read_to_end(&mut rest);
+    still_serves(&s, &pki);
+}
+
+/// A ClientHello larger than rustls joins (64 KiB, with its record headers) is refused and
+/// the connection closed; it used to leave rustls's buffer full for good, and the executor's
+/// thread spun offering it more.
+#[test]
+fn an_oversized_client_hello_is_refused() {
+    let pki = Pki::new("oversized-hello");
+    let cert = pki.server("server", "localhost", KeyPair::generate().unwrap());
+    let s = server(&cert, &[]);
+    let mut hello = vec![1u8, 0x00, 0xff, 0xff];
+    hello.resize(4 + 0xffff, 0);
+    let mut wire = Vec::new();
+    for record in hello.chunks(16 * 1024) {
+        wire.extend_from_slice(&[0x16, 0x03, 0x01]);
+        wire.extend_from_slice(&(record.len() as u16).to_be_bytes());
+        wire.extend_from_slice(record);
+    }
+    let mut raw = s.connect();
+    // The server may close before it has read it all: a reset here is an answer too.
+    let _ = raw.write_all(&wire);
+    let mut answer = Vec::new();
+    let closed = raw.read_to_end(&mut answer);
+    assert!(
+        !matches!(&closed, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "no close within the read timeout"
+    );
+    still_serves(&s, &pki);
+}
+
 #[test]
 fn the_scheme_is_https_and_plain_addresses_stay_plain() {
     let pki = Pki::new("scheme");
