@@ -137,6 +137,8 @@ pub struct TlsConfig {
     settings: TlsSettings,
     server: Arc<rustls::ServerConfig>,
     ticketer: Arc<dyn ProducesTickets>,
+    /// Who may connect: `--cert-reqs` and the CAs read from `--ca-certs`.
+    client_auth: (CertReqs, Vec<CertificateDer<'static>>),
 }
 
 impl fmt::Debug for TlsConfig {
@@ -155,9 +157,18 @@ impl TlsConfig {
     }
 
     /// Read and check the files again (SIGHUP), keeping this configuration's ticket keys,
-    /// so sessions resume across the reload.
+    /// so sessions resume across the reload; unless who may connect changed (`--cert-reqs`,
+    /// or the CAs in `--ca-certs`): rustls does not check a client again when it resumes, so
+    /// a ticket from before would let in a client the new rules refuse.
     pub fn reload(&self, settings: &TlsSettings) -> Result<Arc<TlsConfig>, TlsError> {
-        Self::build(settings, self.ticketer.clone())
+        let kept = Self::build(settings, self.ticketer.clone())?;
+        if kept.client_auth == self.client_auth {
+            return Ok(kept);
+        }
+        tracing::info!(
+            "TLS client-certificate rules changed: sessions from before the reload will not resume"
+        );
+        Self::load(settings)
     }
 
     /// The settings this configuration was loaded from.
@@ -180,6 +191,7 @@ impl TlsConfig {
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(versions)
             .expect("the ring provider supports TLS 1.2 and 1.3");
+        let mut cas = Vec::new();
         let builder = match (&settings.ca_certs, settings.cert_reqs) {
             (None, CertReqs::None) => builder.with_no_client_auth(),
             (Some(_), CertReqs::None) => return Err(TlsError::ClientAuth(
@@ -192,9 +204,10 @@ impl TlsConfig {
             }
             (Some(path), reqs) => {
                 let mut roots = RootCertStore::empty();
-                for ca in read_certs("--ca-certs", path)? {
+                cas = read_certs("--ca-certs", path)?;
+                for ca in &cas {
                     roots
-                        .add(ca)
+                        .add(ca.clone())
                         .map_err(|e| TlsError::CaCerts { path: path.clone(), detail: e.to_string() })?;
                 }
                 let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
@@ -218,7 +231,12 @@ impl TlsConfig {
         // TLS 1.3 resumes with tickets alone; a stateful session cache would be one lock
         // shared by every core, so TLS 1.2 clients resume only if they take tickets.
         server.session_storage = Arc::new(NoServerSessionStorage {});
-        Ok(Arc::new(TlsConfig { settings: settings.clone(), server: Arc::new(server), ticketer }))
+        Ok(Arc::new(TlsConfig {
+            settings: settings.clone(),
+            server: Arc::new(server),
+            ticketer,
+            client_auth: (settings.cert_reqs, cas),
+        }))
     }
 }
 
@@ -254,4 +272,49 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
         },
         e => TlsError::Pem { flag: "--keyfile", path: path.to_path_buf(), detail: e.to_string() },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed certificate and its key as files in a fresh directory; the certificate
+    /// also serves as a CA file.
+    fn files(tag: &str) -> (PathBuf, PathBuf, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("percore-tls-config-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let issued = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert, issued.cert.pem()).unwrap();
+        std::fs::write(&key, issued.key_pair.serialize_pem()).unwrap();
+        (dir, cert, key)
+    }
+
+    /// A reload keeps the ticket keys (sessions resume) while who may connect stays the
+    /// same, and makes new ones when it changes: rustls does not check a resuming client's
+    /// certificate again, so an old ticket would get past the new rules.
+    #[test]
+    fn a_reload_keeps_the_ticket_keys_unless_the_client_rules_change() {
+        let (dir, cert, key) = files("tickets");
+        let open = TlsSettings::new(&cert, &key);
+        let first = TlsConfig::load(&open).unwrap();
+        let same = first.reload(&open).unwrap();
+        assert!(Arc::ptr_eq(&first.ticketer, &same.ticketer), "a certificate reload keeps them");
+
+        let mut strict = open.clone();
+        strict.ca_certs = Some(cert.clone());
+        strict.cert_reqs = CertReqs::Required;
+        let tightened = same.reload(&strict).unwrap();
+        assert!(!Arc::ptr_eq(&same.ticketer, &tightened.ticketer), "client certificates now required");
+        let again = tightened.reload(&strict).unwrap();
+        assert!(Arc::ptr_eq(&tightened.ticketer, &again.ticketer));
+
+        // Another CA in the same file: new keys too.
+        let other = rcgen::generate_simple_self_signed(vec!["other".to_string()]).unwrap();
+        std::fs::write(&cert, other.cert.pem()).unwrap();
+        std::fs::write(&key, other.key_pair.serialize_pem()).unwrap();
+        let new_ca = again.reload(&strict).unwrap();
+        assert!(!Arc::ptr_eq(&again.ticketer, &new_ca.ticketer), "the CAs changed");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }
