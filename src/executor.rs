@@ -170,7 +170,9 @@ pub fn run<R: Runtime, H: Handler>(
                 let stop = admission.ctx.clone();
                 let admit = |io, peer| admission.admit::<R>(io, peer, tls.as_ref());
                 let family = if R::SHARED_LISTENER { Family::SharedTcp } else { Family::Tcp };
-                first_of(listen::<R, _, H>(&listener, &admission, admit, family), stop.stop.wait()).await;
+                // The stop first: a stopped executor takes nothing more off a socket it
+                // shares with its replacement (it would only close what it took).
+                first_of(stop.stop.wait(), listen::<R, _, H>(&listener, &admission, admit, family)).await;
                 drop(listener);
                 listening.set(listening.get() - 1);
             });
@@ -180,7 +182,7 @@ pub fn run<R: Runtime, H: Handler>(
             spawn_guarded::<R, H>(admission.ctx.clone(), async move {
                 let stop = admission.ctx.clone();
                 let admit = |io, peer| admission.admit_io::<R, _>(io, peer);
-                first_of(listen::<R, _, H>(&listener, &admission, admit, Family::Unix), stop.stop.wait())
+                first_of(stop.stop.wait(), listen::<R, _, H>(&listener, &admission, admit, Family::Unix))
                     .await;
                 drop(listener);
                 listening.set(listening.get() - 1);
@@ -325,7 +327,8 @@ enum Family {
 }
 
 /// One listener's life: accept until the executor drains; then serve what is already queued
-/// on the socket and let go of it.
+/// on the socket and let go of it. Once it has, it counts as no longer accepting (see
+/// `Admission::accepting`).
 async fn listen<R: Runtime, L: Listener, H: Handler>(
     listener: &L,
     admission: &Admission<H>,
@@ -334,7 +337,27 @@ async fn listen<R: Runtime, L: Listener, H: Handler>(
 ) {
     let ctx = &admission.ctx;
     first_of(accept_loop::<R, L, H>(listener, admission, &admit), ctx.drain.wait()).await;
+    if !stopping(ctx) {
+        let_go::<R, L, H>(listener, admission, admit, family).await;
+    }
     admission.stopped_accepting();
+}
+
+/// Whether the executor is told to stop (and so to take nothing more off its sockets): the
+/// supervisor's flag, seen before the executor's own ticker turns it into the stop latch.
+fn stopping<H>(ctx: &ConnCtx<H>) -> bool {
+    ctx.stop.is_fired() || ctx.stats.stop_requested()
+}
+
+/// After the drain: serve what is queued where the socket's queue is this executor's to
+/// serve, and stop listening when the whole server goes away.
+async fn let_go<R: Runtime, L: Listener, H: Handler>(
+    listener: &L,
+    admission: &Admission<H>,
+    admit: impl Fn(L::Io, Peer),
+    family: Family,
+) {
+    let ctx = &admission.ctx;
     if ctx.state.sockets_closing() && family == Family::Unix {
         // Server shutdown. A Unix socket that is shut down refuses new connections at once
         // and still hands out the ones queued: stop listening first (for every executor,
@@ -372,6 +395,10 @@ async fn accept_loop<R: Runtime, L: Listener, H: Handler>(
 ) {
     let mut fd_exhausted = false;
     loop {
+        if stopping(&admission.ctx) {
+            // Until the stop latch fires (the next tick) and drops this loop.
+            return std::future::pending().await;
+        }
         match listener.accept().await {
             Ok((io, peer)) => {
                 fd_exhausted = false;
@@ -525,5 +552,56 @@ impl Counted {
 impl Drop for Counted {
     fn drop(&mut self) {
         self.count.set(self.count.get() - 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::{Request, Response};
+    use crate::runtime::RuntimeKind;
+    use std::net::{TcpListener, TcpStream};
+
+    /// An executor told to stop (a stuck one abandoned when it wakes, one that started too
+    /// late) takes nothing off the socket it shares with its replacement: it used to accept
+    /// everything queued, in the same poll as its drain, and close it all as it stopped.
+    #[test]
+    fn a_stopped_executor_leaves_the_shared_queue_alone() {
+        let kinds = [
+            #[cfg(feature = "monoio")]
+            RuntimeKind::Monoio,
+            #[cfg(feature = "tokio")]
+            RuntimeKind::Tokio,
+        ];
+        for kind in kinds {
+            let shared = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = shared.local_addr().unwrap();
+            let queued: Vec<TcpStream> = (0..5).map(|_| TcpStream::connect(addr).unwrap()).collect();
+            let stats = Arc::new(ExecutorStats::for_slot(0));
+            stats.request_stop();
+            let cfg = ExecutorConfig {
+                index: 0,
+                core: None,
+                listeners: vec![shared.try_clone().unwrap()],
+                addresses: vec![addr],
+                unix_listeners: Vec::new(),
+                tls: vec![None],
+                driver: DriverConfig::default(),
+                max_in_flight: usize::MAX,
+                max_connections: usize::MAX,
+                state: Arc::new(ServerState::new(1)),
+                stats: stats.clone(),
+            };
+            let (done, ended) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let app = |_: &ExecutorInfo| |_: Request| async { Response::text("x") };
+                crate::runtime::run_executor(kind, cfg, &app, |_| {});
+                let _ = done.send(());
+            });
+            ended.recv_timeout(Duration::from_secs(10)).expect("the stopped executor ends");
+            shared.set_nonblocking(true).unwrap();
+            let left = std::iter::from_fn(|| shared.accept().ok()).count();
+            assert_eq!(left, queued.len(), "{kind:?}: every queued connection is left to the replacement");
+        }
     }
 }

@@ -369,6 +369,12 @@ impl Supervisor {
         slot.beat = ExecutorStats::get(&instance.stats.heartbeat);
         slot.beat_at = Instant::now();
         slot.current = Some(instance);
+        // Filled, whoever filled it (a reload may fill a slot waiting to restart): a restart
+        // still due would start a second executor over this one, orphaned, never drained.
+        slot.restart = None;
+        if std::mem::take(&mut slot.stalled) {
+            self.steer();
+        }
     }
 
     /// Replace slot `i`'s executor, new first: the old one drains only once the new one
@@ -425,6 +431,9 @@ impl Supervisor {
             if self.replace(i, "reload") {
                 replaced += 1;
             }
+            // Each replacement may take a while (a start, then the old one's drain seen):
+            // the watchdog still hears from a supervisor that is working.
+            self.ping();
         }
         tracing::info!(replaced, total = self.slots.len(), "reload done");
         self.notifier.send(&format!("READY=1\nSTATUS={}", self.status()));
@@ -567,11 +576,7 @@ impl Supervisor {
             Ok((instance, _)) => {
                 self.state.count_restart();
                 self.install(i, instance);
-                self.slots[i].restart = None;
                 tracing::info!(executor = i, "executor restarted");
-                if std::mem::take(&mut self.slots[i].stalled) {
-                    self.steer();
-                }
             }
             Err(reason) => {
                 let backoff = (restart.backoff * 2).min(RESTART_BACKOFF_MAX);
@@ -738,6 +743,10 @@ impl Supervisor {
         // The new process is the service now (systemd needs NotifyAccess=all to hear it);
         // the Unix socket files are its to remove.
         self.notifier.send(&format!("MAINPID={successor}"));
+        // From now on the service's status and watchdog are the new process's: a STATUS=
+        // from here would overwrite its own, and a WATCHDOG=1 would keep a hung successor
+        // looking alive (with NotifyAccess=all systemd takes both from any process).
+        self.notifier = Notifier::disabled();
         self.unix.keep_files();
         self.drain_executors();
         match self.wait_drained(commands, Instant::now()) {
@@ -1022,6 +1031,36 @@ mod tests {
         )
         .unwrap();
         sup
+    }
+
+    /// A reload that fills a slot waiting to restart (its executor died and could not be
+    /// started again) cancels that restart: it used to start a second executor over the
+    /// reload's, which was then known to no one (never drained, reloaded or stopped).
+    #[test]
+    fn a_reload_into_a_slot_waiting_to_restart_cancels_the_restart() {
+        let mut sup = supervisor(2, ServerConfig::default());
+        let fake = sup.spawn.clone();
+        sup.spawn = Arc::new(|_cfg: ExecutorConfig, report: Sender<StartReport>| {
+            std::thread::Builder::new().spawn(move || {
+                let _ = report.send(Err("out of descriptors".into()));
+            })
+        });
+        let dead = sup.slots[0].current.as_ref().unwrap().stats.clone();
+        dead.request_stop();
+        while !sup.slots[0].current.as_ref().unwrap().thread.is_finished() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        sup.reap().unwrap();
+        assert!(sup.slots[0].current.is_none() && sup.slots[0].restart.is_some(), "empty, retrying");
+        sup.spawn = fake;
+        sup.reload(None);
+        let filled = sup.slots[0].current.as_ref().expect("the reload filled it").stats.clone();
+        assert!(sup.slots[0].restart.is_none(), "no restart left to start another");
+        // The retry it had was due by now.
+        std::thread::sleep(RESTART_BACKOFF_MIN * 3);
+        sup.reap().unwrap();
+        assert!(Arc::ptr_eq(&sup.slots[0].current.as_ref().unwrap().stats, &filled), "still the reload's");
+        sup.stop_all();
     }
 
     /// Every executor past `--max-requests` is recycled in the same tick: under heavy load

@@ -102,7 +102,6 @@ impl Supervisor {
             self.abandoned.push(stuck);
         }
         self.install(i, instance);
-        self.slots[i].stalled = false;
         true
     }
 
