@@ -857,6 +857,17 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
                 return Box::pin(self.upgrade(response, upgrade, version)).await;
             }
         }
+        if !(200..600).contains(&response.status()) {
+            // A 1xx is never a final response (RFC 9110 15.2; a 101 only with an upgrade,
+            // above), and 600 and up are no HTTP status (15): the client would take the
+            // next response for this one's.
+            tracing::error!(
+                peer = %self.peer,
+                status = response.status(),
+                "the handler's status cannot end a request; answering 500"
+            );
+            response = Response::status_text(500);
+        }
         let close = must_close
             || !keep_alive
             || response.wants_close()
@@ -1235,11 +1246,19 @@ impl<T: Transport, K: Timer, H: Handler> Conn<T, K, H> {
                 }
                 Some(Ok(Frame::Trailers(fields))) => {
                     trailers = Some(fields);
+                    // Counted like data: a stream that is always ready with frames that
+                    // write nothing must still let the executor's other tasks run.
+                    if budget.spend(0) {
+                        crate::coop::yield_now().await;
+                    }
                     continue;
                 }
                 Some(Ok(Frame::Data(data))) => data,
             };
             if data.is_empty() {
+                if budget.spend(0) {
+                    crate::coop::yield_now().await;
+                }
                 continue;
             }
             let len = data.len();

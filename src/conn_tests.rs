@@ -348,3 +348,22 @@ fn a_refused_head_request_gets_a_head_alone() {
     assert!(bad.starts_with("HTTP/1.1 400 "), "{bad}");
     assert!(bad.ends_with("\r\n\r\n"), "no body after the head: {bad:?}");
 }
+
+/// A status that cannot end a request (an interim 1xx, a 101 without an upgrade, 600 and
+/// up) is answered 500: a client takes a 1xx for an interim answer and the next response
+/// for this one's (RFC 9110 15.2).
+#[test]
+fn a_status_that_cannot_be_final_is_answered_500() {
+    use crate::app::{Request, Response, Router};
+    let status = |req: Request| {
+        let code = req.path()[1..].parse::<u16>().unwrap();
+        std::future::ready(Response::new(code))
+    };
+    let app = Router::new().get("/103", status).get("/101", status).get("/700", status).get("/204", status);
+    let requests = b"GET /103 HTTP/1.1\r\nHost: x\r\n\r\nGET /101 HTTP/1.1\r\nHost: x\r\n\r\n\
+GET /700 HTTP/1.1\r\nHost: x\r\n\r\nGET /204 HTTP/1.1\r\nHost: x\r\n\r\n";
+    let log = crate::testing::run_connection(vec![requests.to_vec()], DriverConfig::default(), app);
+    let out = String::from_utf8(log.output()).unwrap();
+    let statuses: Vec<&str> = out.match_indices("HTTP/1.1 ").map(|(i, _)| &out[i + 9..i + 12]).collect();
+    assert_eq!(statuses, ["500", "500", "500", "204"], "{out}");
+}

@@ -394,7 +394,13 @@ async fn accept_loop<R: Runtime, L: Listener, H: Handler>(
     admit: &impl Fn(L::Io, Peer),
 ) {
     let mut fd_exhausted = false;
+    // A queue that never runs dry (monoio's and glommio's accepts complete at once while
+    // one is queued) must not keep the executor from its connections and its heartbeat.
+    let mut budget = crate::coop::Budget::new();
     loop {
+        if budget.spend(0) {
+            crate::coop::yield_now().await;
+        }
         if stopping(&admission.ctx) {
             // Until the stop latch fires (the next tick) and drops this loop.
             return std::future::pending().await;

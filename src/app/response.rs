@@ -81,7 +81,9 @@ pub struct Response {
 }
 
 impl Response {
-    /// An empty response with `status`.
+    /// An empty response with `status`, a three-digit code (panics otherwise). A request's
+    /// final answer must be 200–599 (a 101 only from a WebSocket upgrade): the server answers
+    /// 500, with an error in the log, in place of any other.
     // The builder's steps are inlined into one another (`always`: each takes and gives back
     // the 120-byte response by value, and a step left as a call costs a copy either way).
     #[inline(always)]
@@ -248,7 +250,10 @@ impl Response {
         self.status
     }
 
+    /// Change the status; as in [`Response::new`], a three-digit code. (The server answers
+    /// 500 in place of a final status outside 200–599: see `Response::new`.)
     pub fn set_status(&mut self, status: u16) {
+        assert!((100..1000).contains(&status), "invalid status code {status}");
         self.status = status;
     }
 

@@ -257,6 +257,16 @@ pub(crate) fn shutdown(fd: std::os::fd::RawFd, how: libc::c_int) -> io::Result<(
     }
 }
 
+/// Whether the listening socket `fd` was shut down (`Listener::stop_listening`, by this
+/// executor or another sharing it): it then polls as hung up for good, while a Unix socket's
+/// accept(2) answers EAGAIN for good, so a wait for readiness never waits again.
+pub(crate) fn hung_up(fd: std::os::fd::RawFd) -> bool {
+    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: poll(2) on one pollfd on the stack, without waiting.
+    let ready = unsafe { libc::poll(&mut pfd, 1, 0) };
+    ready == 1 && pfd.revents & libc::POLLHUP != 0
+}
+
 /// What an executor needs from its runtime. The runtime type is also the driver's [`Timer`].
 pub trait Runtime: Timer + Sized {
     /// Shown in the startup log.

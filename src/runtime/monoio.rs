@@ -238,15 +238,30 @@ impl Listener for MonoioListener {
 
 /// Accept with `accept4` in user space, waiting on `readable` while nothing is queued, so a
 /// connection is only taken by an executor that is running.
+///
+/// A socket that was readable and still has nothing to accept may have been shut down (the
+/// first executor to stop shuts a shared Unix socket for all): it stays readable, and on the
+/// epoll driver, whose readiness wait completes at once, this loop would spin inside one
+/// poll and never see its own drain. That is an error, and the accept loop backs off.
 async fn accept_on_readiness<L, F>(listener: &L, readable: impl Fn() -> F) -> io::Result<(L::Io, Peer)>
 where
     L: Listener,
     F: Future<Output = io::Result<()>>,
 {
+    let mut woken = false;
     loop {
         match listener.try_accept()? {
             Some(accepted) => return Ok(accepted),
-            None => readable().await?,
+            None if woken && super::hung_up(listener.fd()) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    "the listening socket was shut down",
+                ));
+            }
+            None => {
+                readable().await?;
+                woken = true;
+            }
         }
     }
 }
@@ -563,5 +578,44 @@ impl<S: AsyncWriteRent + MonoioWritable + 'static> WriteHalf for MonoioWrite<S> 
 
     async fn shutdown(&mut self) -> io::Result<()> {
         shutdown(self.1, libc::SHUT_WR)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::{first_of, Either};
+    use std::time::Duration;
+
+    /// On the epoll driver, a wait to accept on a Unix socket that another executor shuts
+    /// down ends with an error, and the runtime's timers still run: it used to spin inside
+    /// one poll for good (readable at once, EAGAIN at once), so the executor never drained.
+    #[test]
+    fn accepting_on_a_unix_socket_shut_down_meanwhile_ends_on_epoll() {
+        let path = std::env::temp_dir().join(format!("percore-monoio-accept-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let std_listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let fd = std_listener.as_raw_fd();
+        let (done, ended) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut rt = RuntimeBuilder::<LegacyDriver>::new().enable_timer().build().unwrap();
+            NONBLOCKING_STREAMS.with(|n| n.set(true));
+            let outcome = rt.block_on(async move {
+                let listener = Monoio::unix_listener(std_listener).unwrap();
+                monoio::spawn(async move {
+                    monoio::time::sleep(Duration::from_millis(20)).await;
+                    super::super::shutdown(fd, libc::SHUT_RDWR).unwrap();
+                });
+                let accept = std::pin::pin!(listener.accept());
+                match first_of(accept, monoio::time::sleep(Duration::from_secs(2))).await {
+                    Either::Left(accepted) => accepted.map(|_| ()).map_err(|e| e.kind()),
+                    Either::Right(()) => Ok(()),
+                }
+            });
+            let _ = done.send(outcome);
+        });
+        let outcome = ended.recv_timeout(Duration::from_secs(5)).expect("the runtime keeps running");
+        assert_eq!(outcome, Err(io::ErrorKind::NotConnected));
+        let _ = std::fs::remove_file(&path);
     }
 }

@@ -187,10 +187,19 @@ impl<L: GlommioFamily> Listener for GlommioListener<L> {
     // at a time (a second would get an error, not a panic).
     #[allow(clippy::await_holding_refcell_ref)]
     async fn accept(&self) -> io::Result<(Self::Io, Peer)> {
+        let mut woken = false;
         loop {
             if let Some(pair) = self.try_accept()? {
                 return Ok(pair);
             }
+            // Readable with nothing to accept: shut down (as monoio's accept says why).
+            if woken && super::hung_up(self.fd()) {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    "the listening socket was shut down",
+                ));
+            }
+            woken = true;
             let Some((watch, wake)) = &self.watch else {
                 glommio::timer::sleep(ACCEPT_POLL).await;
                 continue;
