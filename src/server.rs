@@ -175,6 +175,19 @@ impl Server {
         state.set_runtime(kind.name());
         state.set_driver(planned_driver);
 
+        for (flag, limit) in
+            [("--limit-concurrency", cfg.limit_concurrency), ("--max-connections", cfg.max_connections)]
+        {
+            if limit.is_some_and(|n| n < workers) {
+                // Each executor admits at least one: the process admits `workers`.
+                tracing::warn!(
+                    flag,
+                    limit,
+                    workers,
+                    "the limit is below the executors' count; each still admits one"
+                );
+            }
+        }
         let mut templates: Vec<SlotTemplate> = plan
             .cores
             .iter()

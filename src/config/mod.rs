@@ -387,7 +387,8 @@ pub struct Cli {
     #[arg(long, env = "PERCORE_WRITE_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
     pub write_timeout: Duration,
 
-    /// Requests in flight for the whole process (split across executors); more get 503.
+    /// Requests in flight for the whole process (split across executors, at least 1 each);
+    /// more get 503.
     #[arg(long, env = "PERCORE_LIMIT_CONCURRENCY", value_parser = clap::value_parser!(u64).range(1..))]
     pub limit_concurrency: Option<u64>,
 
@@ -396,7 +397,8 @@ pub struct Cli {
     #[arg(long, env = "PERCORE_LIMIT_CONCURRENCY_EXEMPT", default_value = "/health,/ready", value_parser = parse_path_list)]
     pub limit_concurrency_exempt: PathList,
 
-    /// Open connections for the whole process (split across executors); more get 503.
+    /// Open connections for the whole process (split across executors, at least 1 each);
+    /// more get 503.
     #[arg(long, env = "PERCORE_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: Option<u64>,
 
