@@ -170,9 +170,7 @@ pub fn run<R: Runtime, H: Handler>(
                 let stop = admission.ctx.clone();
                 let admit = |io, peer| admission.admit::<R>(io, peer, tls.as_ref());
                 let family = if R::SHARED_LISTENER { Family::SharedTcp } else { Family::Tcp };
-                // The stop first: a stopped executor takes nothing more off a socket it
-                // shares with its replacement (it would only close what it took).
-                first_of(stop.stop.wait(), listen::<R, _, H>(&listener, &admission, admit, family)).await;
+                first_of(listen::<R, _, H>(&listener, &admission, admit, family), stop.stop.wait()).await;
                 drop(listener);
                 listening.set(listening.get() - 1);
             });
@@ -182,7 +180,7 @@ pub fn run<R: Runtime, H: Handler>(
             spawn_guarded::<R, H>(admission.ctx.clone(), async move {
                 let stop = admission.ctx.clone();
                 let admit = |io, peer| admission.admit_io::<R, _>(io, peer);
-                first_of(stop.stop.wait(), listen::<R, _, H>(&listener, &admission, admit, Family::Unix))
+                first_of(listen::<R, _, H>(&listener, &admission, admit, Family::Unix), stop.stop.wait())
                     .await;
                 drop(listener);
                 listening.set(listening.get() - 1);

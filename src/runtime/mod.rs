@@ -257,14 +257,23 @@ pub(crate) fn shutdown(fd: std::os::fd::RawFd, how: libc::c_int) -> io::Result<(
     }
 }
 
-/// Whether the listening socket `fd` was shut down (`Listener::stop_listening`, by this
+/// An error if the listening socket `fd` was shut down (`Listener::stop_listening`, by this
 /// executor or another sharing it): it then polls as hung up for good, while a Unix socket's
-/// accept(2) answers EAGAIN for good, so a wait for readiness never waits again.
-pub(crate) fn hung_up(fd: std::os::fd::RawFd) -> bool {
+/// accept(2) answers EAGAIN for good, so a wait for readiness never waits again. The accept
+/// loop backs off on the error until the drain ends it.
+pub(crate) fn not_shut_down(fd: std::os::fd::RawFd) -> io::Result<()> {
     let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
     // SAFETY: poll(2) on one pollfd on the stack, without waiting.
     let ready = unsafe { libc::poll(&mut pfd, 1, 0) };
-    ready == 1 && pfd.revents & libc::POLLHUP != 0
+    match ready == 1 && pfd.revents & libc::POLLHUP != 0 {
+        true => Err(shut_down()),
+        false => Ok(()),
+    }
+}
+
+/// What an accept on a listening socket that was shut down answers.
+pub(crate) fn shut_down() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "the listening socket was shut down")
 }
 
 /// What an executor needs from its runtime. The runtime type is also the driver's [`Timer`].

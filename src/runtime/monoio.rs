@@ -252,13 +252,10 @@ where
     loop {
         match listener.try_accept()? {
             Some(accepted) => return Ok(accepted),
-            None if woken && super::hung_up(listener.fd()) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::NotConnected,
-                    "the listening socket was shut down",
-                ));
-            }
             None => {
+                if woken {
+                    super::not_shut_down(listener.fd())?;
+                }
                 readable().await?;
                 woken = true;
             }

@@ -223,7 +223,7 @@ impl Listener for TokioUnixListener {
                     return Ok((Self::adopt(stream)?, Peer::Unix));
                 }
                 Err(_would_block) if shut_down => {
-                    return Err(io::Error::new(io::ErrorKind::NotConnected, "the Unix socket was shut down"));
+                    return Err(super::shut_down());
                 }
                 // Readiness cleared; wait for the next connection.
                 Err(_would_block) => {}

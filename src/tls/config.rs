@@ -150,10 +150,7 @@ impl fmt::Debug for TlsConfig {
 impl TlsConfig {
     /// Read and check the files, with new session-ticket keys.
     pub fn load(settings: &TlsSettings) -> Result<Arc<TlsConfig>, TlsError> {
-        // rustls's ticketer rotates its keys (every 6 hours, the previous key still
-        // accepted); one ticketer for every executor makes a ticket valid on all of them.
-        let ticketer = Ticketer::new().map_err(|e| TlsError::Tickets(e.to_string()))?;
-        Self::build(settings, ticketer)
+        Self::build(settings, None)
     }
 
     /// Read and check the files again (SIGHUP), keeping this configuration's ticket keys,
@@ -161,14 +158,7 @@ impl TlsConfig {
     /// or the CAs in `--ca-certs`): rustls does not check a client again when it resumes, so
     /// a ticket from before would let in a client the new rules refuse.
     pub fn reload(&self, settings: &TlsSettings) -> Result<Arc<TlsConfig>, TlsError> {
-        let kept = Self::build(settings, self.ticketer.clone())?;
-        if kept.client_auth == self.client_auth {
-            return Ok(kept);
-        }
-        tracing::info!(
-            "TLS client-certificate rules changed: sessions from before the reload will not resume"
-        );
-        Self::load(settings)
+        Self::build(settings, Some(self))
     }
 
     /// The settings this configuration was loaded from.
@@ -180,7 +170,9 @@ impl TlsConfig {
         &self.server
     }
 
-    fn build(settings: &TlsSettings, ticketer: Arc<dyn ProducesTickets>) -> Result<Arc<TlsConfig>, TlsError> {
+    /// `previous`: the configuration a reload replaces, whose ticket keys are kept while the
+    /// client rules stay the same.
+    fn build(settings: &TlsSettings, previous: Option<&TlsConfig>) -> Result<Arc<TlsConfig>, TlsError> {
         let chain = read_chain(&settings.certfile)?;
         let key = read_key(&settings.keyfile)?;
         let versions: &[&rustls::SupportedProtocolVersion] = match settings.min_version {
@@ -227,6 +219,20 @@ impl TlsConfig {
             detail: e.to_string(),
         })?;
         server.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let client_auth = (settings.cert_reqs, cas);
+        let ticketer = match previous {
+            Some(previous) if previous.client_auth == client_auth => previous.ticketer.clone(),
+            reloaded => {
+                if reloaded.is_some() {
+                    tracing::info!(
+                        "TLS client-certificate rules changed: sessions from before the reload will not resume"
+                    );
+                }
+                // rustls's ticketer rotates its keys (every 6 hours, the previous key still
+                // accepted); one ticketer for every executor makes a ticket valid on all of them.
+                Ticketer::new().map_err(|e| TlsError::Tickets(e.to_string()))?
+            }
+        };
         server.ticketer = ticketer.clone();
         // TLS 1.3 resumes with tickets alone; a stateful session cache would be one lock
         // shared by every core, so TLS 1.2 clients resume only if they take tickets.
@@ -235,7 +241,7 @@ impl TlsConfig {
             settings: settings.clone(),
             server: Arc::new(server),
             ticketer,
-            client_auth: (settings.cert_reqs, cas),
+            client_auth,
         }))
     }
 }

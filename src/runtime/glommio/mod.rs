@@ -192,12 +192,9 @@ impl<L: GlommioFamily> Listener for GlommioListener<L> {
             if let Some(pair) = self.try_accept()? {
                 return Ok(pair);
             }
-            // Readable with nothing to accept: shut down (as monoio's accept says why).
-            if woken && super::hung_up(self.fd()) {
-                return Err(io::Error::new(
-                    io::ErrorKind::NotConnected,
-                    "the listening socket was shut down",
-                ));
+            // Readable with nothing to accept: shut down? (See `not_shut_down`.)
+            if woken {
+                super::not_shut_down(self.fd())?;
             }
             woken = true;
             let Some((watch, wake)) = &self.watch else {
